@@ -1,0 +1,21 @@
+"""The `mactl` command line: typer commands that parse arguments and call the engine.
+
+Each command group lives in a module of its own here and registers itself on `app`.
+Commands do no work of their own beyond parsing, calling into config/graph/plan/apply/
+state, and rendering. Errors a user can cause (`MactlError`) print as one or two lines
+and exit non-zero; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mactl.cli.app import app, run_guarded
+
+# Command modules register themselves on `app` when imported: one import per group.
+from mactl.cli import version_cmd  # noqa: F401,E402
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run_guarded(app))

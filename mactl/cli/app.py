@@ -1,0 +1,50 @@
+"""The typer application object and the error guard every command runs under."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from mactl.errors import MactlError
+
+app = typer.Typer(
+    name="mactl",
+    help="Plan and apply Elasticsearch/OpenSearch → OpenSearch migrations as a workflow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def run_guarded(application: typer.Typer, argv: list[str] | None = None) -> int:
+    """Run the CLI, turning `MactlError` into a message and an exit code, no traceback."""
+    try:
+        application(args=argv, standalone_mode=False)
+    except MactlError as err:
+        typer.secho(f"Error: {err.message}", fg="red", err=True)
+        if err.hint:
+            typer.echo(f"  hint: {err.hint}", err=True)
+        return err.exit_code
+    except click.exceptions.Abort:
+        typer.echo("Aborted.", err=True)
+        return 130
+    except click.exceptions.Exit as ex:
+        return ex.exit_code
+    except click.ClickException as ex:
+        ex.show()
+        return ex.exit_code
+    except KeyboardInterrupt:
+        typer.echo("Interrupted.", err=True)
+        return 130
+    return 0
+
+
+def fail(message: str, hint: str | None = None) -> None:
+    """Raise a user-facing error from a command."""
+    raise MactlError(message, hint=hint)
+
+
+__all__ = ["app", "run_guarded", "fail", "sys"]

@@ -1,0 +1,109 @@
+"""The provider protocol and the context handed to it.
+
+A provider owns one stage type. The engine asks it four things:
+- `Inputs`: the pydantic model a stage's `inputs` must satisfy (checked at plan time);
+- `replace_on`: which top-level input fields force replacement (roll back, then redo);
+  a change to any other field is an update in place;
+- `validate(inputs)`: extra plan-time checks that need no network;
+- `apply(ctx)` / `rollback(ctx)` / `read(ctx)`: do, undo and observe the real thing.
+
+`apply` is called for both create and update; `ctx.prior_outputs` tells which. A long
+stage calls `ctx.progress(...)` as it goes and `ctx.checkpoint(data)` whenever it has
+made durable progress, so that after a crash `ctx.checkpoint_data` lets it resume.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel
+
+from mactl.errors import ProviderNotAvailable
+
+ProgressFn = Callable[["Progress"], None]
+CheckpointFn = Callable[[dict[str, Any]], None]
+LogFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress report: `done` of `total` `unit`s, with an optional one-line message."""
+
+    done: float
+    total: float | None = None
+    unit: str = "items"
+    message: str = ""
+
+
+@dataclass
+class StageContext:
+    """Everything a provider may use while running one stage.
+
+    `upstream` maps each dependency's address to its recorded outputs (the snapshot
+    stage's name and uuid reach the metadata stage this way). `workdir` is a folder of
+    this stage's own under the state's working directory, for logs and dead letters.
+    """
+
+    address: str
+    type: str
+    inputs: BaseModel
+    prior_outputs: Mapping[str, Any] | None
+    upstream: Mapping[str, Mapping[str, Any]]
+    checkpoint_data: Mapping[str, Any] | None
+    workdir: Path
+    progress: ProgressFn = lambda _p: None
+    checkpoint: CheckpointFn = lambda _d: None
+    log: LogFn = lambda _m: None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def upstream_of_type(self, stage_type: str) -> list[Mapping[str, Any]]:
+        """Outputs of the dependencies whose address starts with `stage_type.`."""
+        return [out for addr, out in self.upstream.items() if addr.split(".", 1)[0] == stage_type]
+
+
+class Provider(Protocol):
+    """What the engine needs from a stage type. See the module docstring."""
+
+    type: ClassVar[str]
+    Inputs: ClassVar[type[BaseModel]]
+    replace_on: ClassVar[frozenset[str]]
+    available: ClassVar[bool]
+
+    def validate(self, inputs: BaseModel) -> list[str]: ...
+
+    def apply(self, ctx: StageContext) -> dict[str, Any]: ...
+
+    def rollback(self, ctx: StageContext) -> None: ...
+
+    def read(self, ctx: StageContext) -> dict[str, Any] | None: ...
+
+
+class BaseProvider:
+    """Defaults for the optional parts of the protocol.
+
+    Subclasses set `type`, `Inputs` and `replace_on`, and override `apply` and
+    `rollback`. `read` defaults to "what the state says is still true", i.e. no drift.
+    A provider whose apply is not written yet leaves `available = False`; the engine
+    then refuses to apply before starting anything, naming the stage type.
+    """
+
+    type: ClassVar[str]
+    Inputs: ClassVar[type[BaseModel]]
+    replace_on: ClassVar[frozenset[str]] = frozenset()
+    available: ClassVar[bool] = True
+
+    def validate(self, inputs: BaseModel) -> list[str]:
+        return []
+
+    def apply(self, ctx: StageContext) -> dict[str, Any]:
+        raise ProviderNotAvailable(f"stage type '{self.type}' cannot be applied yet")
+
+    def rollback(self, ctx: StageContext) -> None:
+        raise ProviderNotAvailable(f"stage type '{self.type}' cannot be rolled back yet")
+
+    def read(self, ctx: StageContext) -> dict[str, Any] | None:
+        return dict(ctx.prior_outputs) if ctx.prior_outputs is not None else None
