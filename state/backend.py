@@ -8,9 +8,10 @@ silently overwriting. Locks are advisory but taken by every command that writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from mactl.errors import StateError
@@ -23,33 +24,97 @@ class StateConflict(StateError):
 
 @dataclass(frozen=True)
 class LockInfo:
+    """Who holds a workspace's lock, since when, and when it last proved it was alive."""
+
     id: str
     who: str  # user@host
     pid: int
     operation: str
     created_at: str
     heartbeat_at: str
+    workspace: str = "default"
 
 
 class Backend(Protocol):
     """A place the state document lives, for one workspace."""
 
+    workspace: str
+    workdir: Path  # a local folder for this workspace's working files (plans, checkpoints' scratch)
+
+    def describe(self) -> str:
+        """Where the state lives (`.mactl/state.json`, `s3://bucket/key`), for messages."""
+        ...
+
     def read(self) -> StateDocument | None:
         """The stored state, or None if there is none yet. Raises StateError if corrupt."""
         ...
 
-    def write(self, doc: StateDocument) -> StateDocument:
-        """Store `doc` as serial `doc.serial + 1` if the stored serial is `doc.serial`."""
+    def write(self, doc: StateDocument, *, replace: bool = False) -> StateDocument:
+        """Store `doc` as serial `doc.serial + 1` if the stored serial is `doc.serial`.
+
+        Secret-looking values are masked before storing. The history is append-only: a
+        document with fewer entries, or of another lineage, is refused unless `replace`
+        (only `state push --force` sets it).
+        """
         ...
 
-    def lock(self, operation: str, timeout_s: float = 0.0) -> AbstractContextManager[LockInfo]:
+    def lock(
+        self,
+        operation: str,
+        timeout_s: float = 0.0,
+        *,
+        heartbeat_s: float | None = None,
+        on_wait: Callable[[LockInfo], None] | None = None,
+    ) -> AbstractContextManager[LockInfo]:
         """Take the lock (waiting up to `timeout_s`), heartbeat while held, release on exit."""
         ...
 
     def lock_info(self) -> LockInfo | None: ...
 
-    def force_unlock(self, lock_id: str) -> None: ...
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        """Remove the lock if its ID is exactly `lock_id`; returns what was removed."""
+        ...
 
     def versions(self) -> Iterator[str]:
         """Where earlier versions (backups) can be found, newest first, for error hints."""
         ...
+
+    def read_version(self, version: str) -> StateDocument:
+        """One of the backups `versions()` names."""
+        ...
+
+    def delete_all(self) -> None:
+        """Remove this workspace's state, backups and lock (`workspace delete`)."""
+        ...
+
+
+def check_conditional_write(
+    stored: tuple[int, str, int] | None, doc: StateDocument, where: str, replace: bool
+) -> None:
+    """Refuse a write whose document was not read from what is stored now.
+
+    `stored` is (serial, lineage, number of history entries) or None if nothing is
+    stored. Shared by every backend so they refuse exactly the same things.
+    """
+    if stored is None:
+        if doc.serial != 0:
+            raise StateConflict(
+                f"state at {where} no longer exists (this document was read at serial {doc.serial})",
+                hint="someone deleted the state or its workspace; check `mactl workspace list`",
+            )
+        return
+    serial, lineage, history_len = stored
+    if serial != doc.serial:
+        raise StateConflict(
+            f"state at {where} moved to serial {serial} since it was read (at serial {doc.serial})",
+            hint="another run wrote the state; read it again and retry",
+        )
+    if replace:
+        return
+    if lineage != doc.lineage:
+        raise StateConflict(f"state at {where} has lineage {lineage}, not {doc.lineage}")
+    if len(doc.history) < history_len:
+        raise StateError(
+            f"refusing to write state at {where}: the history is append-only "
+            f"({len(doc.history)} entries, {history_len} stored)"
+        )

@@ -1,0 +1,407 @@
+"""`mactl state …`, `mactl history`, `mactl lock status`, `mactl force-unlock`, `mactl workspace …`.
+
+These commands only parse arguments, call `mactl.state`, and render; every change to
+the state is taken under its lock and recorded in its history.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mactl.cli.app import app
+from mactl.errors import ConfigError, LockError, StateError
+from mactl.state import (
+    LocalStateConfig,
+    LockInfo,
+    current_who,
+    current_workspace,
+    delete_workspace,
+    list_workspaces,
+    new_workspace,
+    open_backend,
+    parse_duration,
+    select_workspace,
+)
+from mactl.state.config import S3StateConfig
+from mactl.state.document import decode_document
+from mactl.state.locking import age_seconds, format_age
+
+state_app = typer.Typer(help="Inspect and change the state: list, show, rm, pull, push.", no_args_is_help=True)
+lock_app = typer.Typer(help="Inspect the state lock.", no_args_is_help=True)
+workspace_app = typer.Typer(help="Several independent states for one config (pre-prod, prod, …).", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+app.add_typer(lock_app, name="lock")
+app.add_typer(workspace_app, name="workspace")
+
+ConfigOpt = typer.Option(None, "-c", "--config", help="The config file (default: mactl.yaml or mactl.json here, if any).")
+VarOpt = typer.Option(None, "--var", help="Set a variable: NAME=VALUE (repeatable).")
+VarFileOpt = typer.Option(None, "--var-file", help="Read variables from a YAML/JSON file (repeatable).")
+LockTimeoutOpt = typer.Option(
+    "0s", "-lock-timeout", "--lock-timeout", help="How long to wait for the state lock (e.g. 30s, 5m)."
+)
+JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
+
+AnyStateConfig = LocalStateConfig | S3StateConfig
+
+
+def load_state_config(
+    config: Path | None, var: list[str] | None, var_file: list[Path] | None
+) -> tuple[AnyStateConfig, Path]:
+    """The `state:` block of the config and the folder its relative paths start from.
+
+    That folder is the config file's, as for `mactl plan`/`apply`, so every command finds
+    the same `.mactl/`. Without a config file the state commands still work (`mactl state
+    list` in an empty folder), on the default `.mactl/` state of the working directory.
+    """
+    from mactl.config import load_config
+    from mactl.config.loader import DEFAULT_FILES
+
+    if config is None and not any(Path(name).is_file() for name in DEFAULT_FILES):
+        return LocalStateConfig(), Path.cwd()
+    if config is not None and not config.is_file():
+        raise ConfigError(f"config file {config} does not exist (-c/--config)")
+    loaded = load_config(config, var or [], var_file or [])
+    return loaded.config.state, loaded.base_dir
+
+
+def _backend(config: Path | None, var: list[str] | None, var_file: list[Path] | None) -> Any:
+    state, base_dir = load_state_config(config, var, var_file)
+    return open_backend(state, base_dir=base_dir)
+
+
+def _say_waiting(holder: LockInfo) -> None:
+    typer.echo(f"Waiting for the state lock held by {holder.who} (pid {holder.pid}) for {holder.operation!r}…", err=True)
+
+
+def _console() -> Console:
+    return Console(soft_wrap=False, width=160)
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
+
+
+# -- mactl state ------------------------------------------------------------------
+
+
+@state_app.command("list")
+def state_list(
+    json_out: bool = JsonOpt, config: Path = ConfigOpt, var: list[str] = VarOpt, var_file: list[Path] = VarFileOpt
+) -> None:
+    """List the stages the state records, with their status."""
+    backend = _backend(config, var, var_file)
+    doc = backend.read()
+    stages = doc.stages if doc else {}
+    if json_out:
+        _print_json(
+            [
+                {"address": a, "type": r.type, "status": r.status, "attempts": r.attempts, "updated_at": r.updated_at}
+                for a, r in sorted(stages.items())
+            ]
+        )
+        return
+    if not stages:
+        typer.echo(f"No stages in the state ({backend.describe()}, workspace {backend.workspace}).")
+        return
+    table = Table(title=f"{backend.describe()} · workspace {backend.workspace} · serial {doc.serial}", title_justify="left")
+    for column in ("address", "type", "status", "attempts", "updated"):
+        table.add_column(column)
+    for address, record in sorted(stages.items()):
+        table.add_row(address, record.type, record.status, str(record.attempts), record.updated_at or "")
+    _console().print(table)
+
+
+@state_app.command("show")
+def state_show(
+    address: str = typer.Argument(..., help="The stage address, e.g. snapshot.source.snap1."),
+    config: Path = ConfigOpt,
+    var: list[str] = VarOpt,
+    var_file: list[Path] = VarFileOpt,
+) -> None:
+    """Print one stage's record (inputs with secrets masked, outputs, status, timestamps) as JSON."""
+    backend = _backend(config, var, var_file)
+    doc = backend.read()
+    record = doc.stages.get(address) if doc else None
+    if record is None:
+        raise StateError(f"no stage {address!r} in the state ({backend.describe()})", hint="see `mactl state list`")
+    _print_json({"address": address, **record.model_dump(mode="json")})
+
+
+@state_app.command("rm")
+def state_rm(
+    addresses: list[str] = typer.Argument(..., help="Stage addresses to forget."),
+    lock_timeout: str = LockTimeoutOpt,
+    config: Path = ConfigOpt,
+    var: list[str] = VarOpt,
+    var_file: list[Path] = VarFileOpt,
+) -> None:
+    """Forget stage records (nothing is rolled back on the clusters); recorded in the history."""
+    backend = _backend(config, var, var_file)
+    timeout = parse_duration(lock_timeout)
+    with backend.lock("state rm", timeout, on_wait=_say_waiting):
+        doc = backend.read()
+        missing = [a for a in addresses if doc is None or a not in doc.stages]
+        if missing:
+            raise StateError(f"no stage {missing[0]!r} in the state ({backend.describe()})", hint="see `mactl state list`")
+        assert doc is not None
+        who = current_who()
+        for address in addresses:
+            record = doc.stages.pop(address)
+            doc.record(who=who, operation="state rm", address=address, result="ok", detail=f"was {record.status}")
+        stored = backend.write(doc)
+    for address in addresses:
+        typer.echo(f"Removed {address} from the state (serial {stored.serial}).")
+
+
+@state_app.command("pull")
+def state_pull(config: Path = ConfigOpt, var: list[str] = VarOpt, var_file: list[Path] = VarFileOpt) -> None:
+    """Print the whole stored state as JSON (e.g. to keep a copy, or to edit and push)."""
+    backend = _backend(config, var, var_file)
+    doc = backend.read()
+    if doc is None:
+        typer.echo(f"No state yet at {backend.describe()}.", err=True)
+        return
+    typer.echo(orjson.dumps(doc.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode())
+
+
+@state_app.command("push")
+def state_push(
+    file: Path = typer.Argument(..., help="A state JSON file (from `mactl state pull`)."),
+    force: bool = typer.Option(False, "--force", help="Replace even a state of another lineage or a newer serial."),
+    lock_timeout: str = LockTimeoutOpt,
+    config: Path = ConfigOpt,
+    var: list[str] = VarOpt,
+    var_file: list[Path] = VarFileOpt,
+) -> None:
+    """Replace the stored state with FILE. Refuses another lineage or an older serial without --force."""
+    if not file.is_file():
+        raise ConfigError(f"state file {file} does not exist (FILE)")
+    pushed = decode_document(file.read_bytes(), str(file))
+    backend = _backend(config, var, var_file)
+    with backend.lock("state push", parse_duration(lock_timeout), on_wait=_say_waiting):
+        current = backend.read()
+        replace = False
+        if current is not None:
+            if pushed.lineage != current.lineage:
+                if not force:
+                    raise StateError(
+                        f"{file} has lineage {pushed.lineage}, the stored state {current.lineage}: "
+                        "they are different states",
+                        hint="push it anyway with --force (the stored state stays in the backups)",
+                    )
+                replace = True
+            elif pushed.serial < current.serial and not force:
+                raise StateError(
+                    f"{file} has serial {pushed.serial}, older than the stored serial {current.serial}",
+                    hint="pull the newer state first, or push anyway with --force",
+                )
+            elif pushed.serial == current.serial and not force:
+                if pushed.model_dump() == current.model_dump():
+                    typer.echo(f"The stored state already is {file} (serial {current.serial}); nothing to push.")
+                    return
+                raise StateError(
+                    f"{file} has the same serial ({pushed.serial}) as the stored state but different contents",
+                    hint="push anyway with --force",
+                )
+            elif force:
+                replace = True
+        pushed_serial = pushed.serial
+        doc = pushed.model_copy(update={"serial": current.serial if current else 0, "history": list(pushed.history)})
+        doc.record(
+            who=current_who(),
+            operation="state push",
+            result="ok",
+            detail=f"from {file} (lineage {pushed.lineage}, serial {pushed_serial}){' --force' if force else ''}",
+        )
+        stored = backend.write(doc, replace=replace)
+    typer.echo(f"Pushed {file} to {backend.describe()} (now serial {stored.serial}).")
+
+
+# -- mactl history ----------------------------------------------------------------
+
+
+@app.command("history")
+def history(
+    json_out: bool = JsonOpt,
+    limit: int = typer.Option(0, "--limit", "-n", help="Show only the last N entries (0: all)."),
+    address: str = typer.Option(None, "--address", help="Only entries for this stage address."),
+    config: Path = ConfigOpt,
+    var: list[str] = VarOpt,
+    var_file: list[Path] = VarFileOpt,
+) -> None:
+    """Every operation done to this workspace's state: who, when, what, and how it ended."""
+    backend = _backend(config, var, var_file)
+    doc = backend.read()
+    entries = doc.history if doc else []
+    if address:
+        entries = [e for e in entries if e.address == address]
+    if limit > 0:
+        entries = entries[-limit:]
+    if json_out:
+        _print_json([e.model_dump(mode="json") for e in entries])
+        return
+    if not entries:
+        typer.echo(f"No history yet ({backend.describe()}, workspace {backend.workspace}).")
+        return
+    table = Table(title=f"history of {backend.describe()} · workspace {backend.workspace}", title_justify="left")
+    for column in ("serial", "when", "who", "operation", "address", "result", "detail"):
+        table.add_column(column)
+    for entry in entries:
+        table.add_row(
+            "" if entry.serial is None else str(entry.serial),
+            entry.at,
+            entry.who,
+            entry.operation,
+            entry.address or "",
+            entry.result,
+            entry.detail or "",
+        )
+    _console().print(table)
+
+
+# -- mactl lock status / force-unlock ---------------------------------------------
+
+
+def lock_summary(info: LockInfo) -> dict[str, Any]:
+    return {
+        **{k: getattr(info, k) for k in ("id", "who", "pid", "operation", "created_at", "heartbeat_at", "workspace")},
+        "age_s": age_seconds(info.created_at),
+        "heartbeat_age_s": age_seconds(info.heartbeat_at),
+    }
+
+
+@lock_app.command("status")
+def lock_status(
+    json_out: bool = JsonOpt, config: Path = ConfigOpt, var: list[str] = VarOpt, var_file: list[Path] = VarFileOpt
+) -> None:
+    """Who holds this workspace's state lock, for how long, and when it last heartbeated."""
+    backend = _backend(config, var, var_file)
+    info = backend.lock_info()
+    if json_out:
+        _print_json(
+            {
+                "workspace": backend.workspace,
+                "state": backend.describe(),
+                "locked": info is not None,
+                "lock": lock_summary(info) if info else None,
+            }
+        )
+        return
+    if info is None:
+        typer.echo(f"Not locked ({backend.describe()}, workspace {backend.workspace}).")
+        return
+    summary = lock_summary(info)
+    typer.echo(f"Locked ({backend.describe()}, workspace {backend.workspace}):")
+    typer.echo(f"  ID:             {info.id}")
+    typer.echo(f"  holder:         {info.who}, pid {info.pid}")
+    typer.echo(f"  operation:      {info.operation}")
+    typer.echo(f"  taken:          {info.created_at} ({format_age(summary['age_s'])} ago)")
+    typer.echo(f"  last heartbeat: {info.heartbeat_at} ({format_age(summary['heartbeat_age_s'])} ago)")
+    typer.echo("  (a holder that crashed stops heartbeating; if so: mactl force-unlock ID)")
+
+
+@app.command("force-unlock")
+def force_unlock(
+    lock_id: str = typer.Argument(..., help="The exact lock ID, from `mactl lock status`."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    config: Path = ConfigOpt,
+    var: list[str] = VarOpt,
+    var_file: list[Path] = VarFileOpt,
+) -> None:
+    """Remove a stuck state lock. Only do this when its holder is really gone."""
+    backend = _backend(config, var, var_file)
+    info = backend.lock_info()
+    if info is not None and info.id == lock_id and not yes:
+        summary = lock_summary(info)
+        typer.echo(
+            f"Lock {info.id}: {info.who} pid {info.pid}, {info.operation!r}, "
+            f"last heartbeat {format_age(summary['heartbeat_age_s'])} ago."
+        )
+        typer.confirm("Remove it? The holder, if still running, will stop at its next state write", abort=True)
+    removed = backend.force_unlock(lock_id)
+    typer.echo(f"Removed lock {removed.id} (held by {removed.who}, pid {removed.pid}, for {removed.operation!r}).")
+    try:
+        with backend.lock("force-unlock"):
+            doc = backend.read()
+            if doc is not None:
+                doc.record(
+                    who=current_who(),
+                    operation="force-unlock",
+                    result="ok",
+                    detail=f"removed lock {removed.id} of {removed.who} pid {removed.pid} ({removed.operation})",
+                )
+                backend.write(doc)
+    except LockError:
+        typer.echo("(someone took the lock at once; the force-unlock is not recorded in the history)", err=True)
+
+
+# -- mactl workspace --------------------------------------------------------------
+
+
+@workspace_app.command("list")
+def workspace_list(
+    json_out: bool = JsonOpt, config: Path = ConfigOpt, var: list[str] = VarOpt, var_file: list[Path] = VarFileOpt
+) -> None:
+    """List workspaces; the selected one is marked with *."""
+    state, base_dir = load_state_config(config, var, var_file)
+    selected = current_workspace(state, base_dir)
+    names = list_workspaces(state, base_dir)
+    if json_out:
+        _print_json({"selected": selected, "workspaces": names})
+        return
+    for name in names:
+        typer.echo(f"{'*' if name == selected else ' '} {name}")
+
+
+@workspace_app.command("show")
+def workspace_show(config: Path = ConfigOpt, var: list[str] = VarOpt, var_file: list[Path] = VarFileOpt) -> None:
+    """Print the selected workspace."""
+    typer.echo(current_workspace(*load_state_config(config, var, var_file)))
+
+
+@workspace_app.command("new")
+def workspace_new(
+    name: str = typer.Argument(...),
+    select: bool = typer.Option(True, "--select/--no-select", help="Select it afterwards (default)."),
+    config: Path = ConfigOpt,
+    var: list[str] = VarOpt,
+    var_file: list[Path] = VarFileOpt,
+) -> None:
+    """Create a workspace with an empty state, and select it."""
+    state, base_dir = load_state_config(config, var, var_file)
+    backend = new_workspace(state, name, base_dir)
+    if select:
+        select_workspace(state, name, base_dir)
+    typer.echo(f"Created workspace {name!r} ({backend.describe()}){' and selected it' if select else ''}.")
+
+
+@workspace_app.command("select")
+def workspace_select(
+    name: str = typer.Argument(...), config: Path = ConfigOpt, var: list[str] = VarOpt, var_file: list[Path] = VarFileOpt
+) -> None:
+    """Make NAME the workspace later commands use."""
+    state, base_dir = load_state_config(config, var, var_file)
+    select_workspace(state, name, base_dir)
+    typer.echo(f"Switched to workspace {name!r}.")
+
+
+@workspace_app.command("delete")
+def workspace_delete(
+    name: str = typer.Argument(...),
+    force: bool = typer.Option(False, "--force", help="Delete even if its state still records stages."),
+    lock_timeout: str = LockTimeoutOpt,
+    config: Path = ConfigOpt,
+    var: list[str] = VarOpt,
+    var_file: list[Path] = VarFileOpt,
+) -> None:
+    """Delete a workspace's state, backups and lock (not `default`, not the selected one)."""
+    state, base_dir = load_state_config(config, var, var_file)
+    delete_workspace(state, name, base_dir, force=force, lock_timeout_s=parse_duration(lock_timeout))
+    typer.echo(f"Deleted workspace {name!r}.")
+

@@ -1,0 +1,221 @@
+"""Taking, refreshing and releasing the state lock, the same way for every backend.
+
+A backend supplies a `LockStore` (create-if-absent, refresh-if-ours, remove-if-id,
+read); this module turns it into the `with backend.lock(...)` context: wait up to a
+timeout while someone else holds it, then heartbeat from a background thread while the
+body runs, and release on exit. A lock is never broken automatically: a holder that
+crashed stays visible (with its age and last heartbeat) until someone runs
+`mactl force-unlock ID` with its exact ID.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import orjson
+
+from mactl.errors import LockError
+from mactl.state.backend import LockInfo
+from mactl.state.document import utcnow
+from mactl.state.identity import current_who
+
+DEFAULT_HEARTBEAT_S = 30.0
+_POLL_S = 0.5
+
+
+class LockStore(Protocol):
+    """Where one workspace's lock lives. Every method is atomic on its own."""
+
+    def try_create(self, info: LockInfo) -> LockInfo | None:
+        """Store `info` if there is no lock and return None; otherwise return the holder."""
+        ...
+
+    def refresh(self, info: LockInfo) -> bool:
+        """Replace our lock with `info` (a newer heartbeat); False if it is no longer ours."""
+        ...
+
+    def remove(self, lock_id: str) -> LockInfo:
+        """Delete the lock if its ID is `lock_id` and return it; LockError otherwise."""
+        ...
+
+    def current(self) -> LockInfo | None: ...
+
+    def describe(self) -> str:
+        """Where the lock lives, for messages."""
+        ...
+
+
+def new_lock_info(operation: str, workspace: str) -> LockInfo:
+    now = utcnow()
+    return LockInfo(
+        id=str(uuid.uuid4()),
+        who=current_who(),
+        pid=os.getpid(),
+        operation=operation,
+        created_at=now,
+        heartbeat_at=now,
+        workspace=workspace,
+    )
+
+
+def lock_to_json(info: LockInfo) -> bytes:
+    return orjson.dumps(dataclasses.asdict(info), option=orjson.OPT_INDENT_2)
+
+
+def lock_from_json(data: bytes, source: str) -> LockInfo:
+    """Parse a stored lock. An unreadable one still gets a stable ID so it can be force-unlocked."""
+    try:
+        raw: dict[str, Any] = orjson.loads(data)
+        known = {f.name for f in dataclasses.fields(LockInfo)}
+        return LockInfo(**{k: v for k, v in raw.items() if k in known})
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        import hashlib
+
+        digest = hashlib.sha256(data).hexdigest()[:12]
+        return LockInfo(
+            id=f"unreadable-{digest}", who="unknown", pid=0, operation=f"(unreadable lock at {source})",
+            created_at="", heartbeat_at="",
+        )
+
+
+def age_seconds(timestamp: str, now: datetime | None = None) -> float | None:
+    """Seconds since an ISO timestamp from a lock or history entry; None if there is none."""
+    if not timestamp:
+        return None
+    try:
+        then = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return None
+    return ((now or datetime.now(timezone.utc)) - then).total_seconds()
+
+
+def format_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def describe_holder(info: LockInfo) -> str:
+    """One line naming the holder, so a waiting user knows whom to ask (or that it crashed)."""
+    return (
+        f"ID {info.id}, held by {info.who} (pid {info.pid}) for {info.operation!r}, "
+        f"taken {format_age(age_seconds(info.created_at))} ago, "
+        f"last heartbeat {format_age(age_seconds(info.heartbeat_at))} ago"
+    )
+
+
+class HeldLock:
+    """A lock this process holds, and the thread that keeps its heartbeat fresh.
+
+    If a heartbeat finds the lock is no longer ours (someone force-unlocked it), `lost`
+    is set and the backend refuses further writes under it.
+    """
+
+    def __init__(self, store: LockStore, info: LockInfo, heartbeat_s: float) -> None:
+        self.store = store
+        self.info = info
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(heartbeat_s,), name="mactl-lock-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            fresh = dataclasses.replace(self.info, heartbeat_at=utcnow())
+            try:
+                still_ours = self.store.refresh(fresh)
+            except Exception:  # a network blip must not kill the apply; the next beat retries
+                continue
+            if not still_ours:
+                self.lost = True
+                return
+            self.info = fresh
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def check(self) -> None:
+        if self.lost:
+            raise LockError(
+                f"the state lock {self.info.id} at {self.store.describe()} was removed while this process held it",
+                hint="someone ran `mactl force-unlock`; check `mactl lock status` before trying again",
+            )
+
+
+@contextmanager
+def hold_lock(
+    store: LockStore,
+    operation: str,
+    workspace: str,
+    *,
+    timeout_s: float = 0.0,
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+    on_wait: Callable[[LockInfo], None] | None = None,
+    on_acquire: Callable[[HeldLock | None], None] = lambda held: None,
+) -> Iterator[LockInfo]:
+    """Take the lock (waiting up to `timeout_s` while someone else holds it), heartbeat, release.
+
+    `on_wait` is called once with the holder when we start waiting, so the CLI can say
+    who it is waiting for. `on_acquire` lets the backend remember the held lock (and
+    forget it, with None, on release).
+    """
+    info = new_lock_info(operation, workspace)
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    told = False
+    while True:
+        holder = store.try_create(info)
+        if holder is None:
+            break
+        if holder.pid == info.pid and holder.who == info.who:
+            raise LockError(
+                f"the state lock at {store.describe()} is already held by this process ({holder.operation!r}); "
+                "waiting for it would wait forever"
+            )
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            waited = f" after waiting {timeout_s:g}s" if timeout_s else ""
+            raise LockError(
+                f"the state lock at {store.describe()} is held{waited}: {describe_holder(holder)}",
+                hint="wait longer with -lock-timeout (e.g. -lock-timeout 5m); if the holder crashed, "
+                f"`mactl force-unlock {holder.id}`",
+            )
+        if not told and on_wait is not None:
+            on_wait(holder)
+            told = True
+        time.sleep(min(_POLL_S, remaining))
+    held = HeldLock(store, info, heartbeat_s)
+    on_acquire(held)
+    body_failed = True
+    try:
+        yield info
+        body_failed = False
+    finally:
+        held.stop()
+        on_acquire(None)
+        if not held.lost:
+            try:
+                store.remove(info.id)
+            except LockError:
+                pass  # force-unlocked meanwhile: nothing of ours left to release
+            except Exception as err:
+                if not body_failed:  # never hide the body's own error behind this one
+                    raise LockError(
+                        f"could not release the state lock {info.id} at {store.describe()}: {err}",
+                        hint=f"check `mactl lock status`; `mactl force-unlock {info.id}` if it is still there",
+                    ) from None
