@@ -1,0 +1,192 @@
+"""After validation: fill in generated names, then the checks that span several fields.
+
+Names: where the user gives none, sources are `source` (or `source_<n>` by position
+when more than one is unnamed), targets `target_<n>`, snapshot entries `snap<n>`
+(1-based), migrations `m<n>` and backfills `b<n>` (0-based), as the issue's addresses
+show. Positions rather than counters keep a name stable when a later entry is added.
+
+Checks that a single field cannot make: names unique where they share an address
+segment, `existingSnapshot.repository` given as a name needing a repository location,
+workflow steps naming real sources and targets, index filter regexes that compile,
+inline transform templates that parse, and `lifecycle.ignoreChanges` naming real input
+fields. A source without `snapshotRepository` gets a filesystem repository at
+`mactl-<source>` (relative paths resolve under the cluster's `path.repo`), with a
+warning, so the seed's samples plan as written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+
+import jinja2
+
+from mactl.config.common import IndexFilter, LifecycleConfig, SnapshotRepository, TransformSpec
+from mactl.config.issues import ConfigIssue, Loc, Origins, did_you_mean
+from mactl.config.model import Config, StageBlock
+
+_JINJA = jinja2.Environment(extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])  # as mactl.transforms
+AddIssue = Callable[[Loc, str], None]
+
+
+def assign_names(config: Config) -> None:
+    unnamed_sources = sum(1 for sm in config.sources if sm.source.name is None)
+    for i, sm in enumerate(config.sources):
+        if sm.source.name is None:
+            sm.source.name = "source" if unnamed_sources == 1 else f"source_{i + 1}"
+        for j, snap in enumerate(sm.snapshots):
+            if snap.name is None:
+                snap.name = f"snap{j + 1}"
+            for k, migration in enumerate(snap.migrations):
+                if migration.name is None:
+                    migration.name = f"m{k}"
+                for n, backfill in enumerate(migration.backfills):
+                    if backfill.name is None:
+                        backfill.name = f"b{n}"
+    for i, target in enumerate(config.targets):
+        if target.name is None:
+            target.name = f"target_{i + 1}"
+
+
+def default_repositories(config: Config, origins: Origins, warnings: list[str]) -> None:
+    for i, sm in enumerate(config.sources):
+        if sm.source.snapshotRepository is not None:
+            continue
+        needs = [s for s in sm.snapshots if s.existingSnapshot is None or s.existingSnapshot.repository is None]
+        if not needs:
+            continue
+        location = f"mactl-{sm.source.name}"
+        sm.source.snapshotRepository = SnapshotRepository(type="fs", location=location)
+        warnings.append(
+            f"{origins.user_path(('sources', i, 'source'))}: no snapshotRepository given; using a filesystem "
+            f"repository at '{location}' (relative to the cluster's path.repo). Set "
+            "`snapshotRepository: {type: fs, location: ...}` or `{type: s3, bucket: ...}` to choose."
+        )
+
+
+def check(config: Config, origins: Origins) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+
+    def add(loc: Loc, message: str) -> None:
+        issues.append(ConfigIssue(origins.user_path(loc), message))
+
+    _unique([(("sources", i, "source"), sm.source.name) for i, sm in enumerate(config.sources)], "source", add, origins)
+    _unique([(("targets", i), t.name) for i, t in enumerate(config.targets)], "target", add, origins)
+    for i, sm in enumerate(config.sources):
+        sloc: Loc = ("sources", i)
+        _unique([((*sloc, "snapshots", j), s.name) for j, s in enumerate(sm.snapshots)], "snapshot entry", add, origins)
+        for j, snap in enumerate(sm.snapshots):
+            eloc: Loc = (*sloc, "snapshots", j)
+            _unique([((*eloc, "migrations", k), m.name) for k, m in enumerate(snap.migrations)], "migration", add, origins)
+            ex = snap.existingSnapshot
+            if ex is not None and ex.repositoryName and ex.repository is None and sm.source.snapshotRepository is None:
+                add(
+                    (*eloc, "existingSnapshot", "repositoryName"),
+                    f"repository '{ex.repositoryName}' is a registered name, but mactl also needs its location: "
+                    "set source.snapshotRepository, or give `repository` as {type, location|bucket, ...}",
+                )
+            if ex is not None and ex.repository is not None and ex.repositoryName:
+                add((*eloc, "existingSnapshot", "repositoryName"), "give `repository` once")
+            _filters(snap.indices, (*eloc, "indices"), add)
+            _stage_block(snap, eloc, "snapshot", add)
+            for k, migration in enumerate(snap.migrations):
+                mloc: Loc = (*eloc, "migrations", k)
+                backfills = [((*mloc, "backfills", n), b.name) for n, b in enumerate(migration.backfills)]
+                _unique(backfills, "backfill", add, origins)
+                if migration.metadata is not None:
+                    _filters(migration.metadata.indices, (*mloc, "metadata", "indices"), add)
+                    _transforms(migration.metadata.transforms, (*mloc, "metadata", "transforms"), add)
+                    _stage_block(migration.metadata, (*mloc, "metadata"), "metadata", add)
+                for n, backfill in enumerate(migration.backfills):
+                    bloc: Loc = (*mloc, "backfills", n)
+                    _filters(backfill.indices, (*bloc, "indices"), add)
+                    _transforms(backfill.transforms, (*bloc, "transforms"), add)
+                    _stage_block(backfill, bloc, "backfill", add)
+        if sm.replayer is not None:
+            _transforms(sm.replayer.transforms, (*sloc, "replayer", "transforms"), add)
+            _stage_block(sm.replayer, (*sloc, "replayer"), "replay", add)
+        if sm.capture is not None:
+            _stage_block(sm.capture, (*sloc, "capture"), "capture", add)
+        _filters(sm.validation.indices, (*sloc, "validation", "indices"), add)
+        _stage_block(sm.validation, (*sloc, "validation"), "validate", add)
+
+    source_names = [sm.source.name for sm in config.sources]
+    target_names = [t.name for t in config.targets]
+    seen_steps: dict[str, int] = {}
+    for i, step in enumerate(config.workflow):
+        wloc: Loc = ("workflow", i)
+        address = f"{step.type}.{step.name}"
+        if address in seen_steps:
+            add((*wloc, "name"), f"stage '{address}' is already defined at workflow[{seen_steps[address]}]")
+        seen_steps.setdefault(address, i)
+        _stage_block(step, wloc, step.type, add)
+        if step.source is not None and step.source not in source_names:
+            add((*wloc, "source"), f"no source named '{step.source}'{did_you_mean(step.source, source_names)}")
+        elif step.source is None and step.type != "manual" and len(source_names) > 1:
+            add((*wloc, "source"), f"a {step.type} stage needs `source` when there are several sources")
+        if step.target is not None and step.target not in target_names:
+            add((*wloc, "target"), f"no target named '{step.target}'{did_you_mean(step.target, target_names)}")
+    return issues
+
+
+def _unique(named: Iterable[tuple[Loc, str | None]], what: str, add: AddIssue, origins: Origins) -> None:
+    """Each (location of the named thing, its name): a repeated name is reported at its `name`."""
+    first: dict[str, Loc] = {}
+    for loc, name in named:
+        if name is None:
+            continue
+        if name in first:
+            add((*loc, "name"), f"{what} name '{name}' is already used at {origins.user_path(first[name])} "
+                                "(names, given or generated, must be unique: stage addresses are built from them)")
+        else:
+            first[name] = loc
+
+
+def _filters(filters: list[IndexFilter], loc: Loc, add: AddIssue) -> None:
+    for i, flt in enumerate(filters):
+        if not flt.names:
+            add((*loc, i, "names"), "an index filter needs at least one name, wildcard or re: pattern")
+        for j, name in enumerate(flt.names):
+            if name.startswith("re:"):
+                try:
+                    re.compile(name[3:])
+                except re.error as exc:
+                    add((*loc, i, "names", j), f"invalid regular expression {name[3:]!r}: {exc}")
+
+
+def _transforms(specs: list[TransformSpec], loc: Loc, add: AddIssue) -> None:
+    for i, spec in enumerate(specs):
+        if spec.kind == "jinja":
+            if bool(spec.template) == bool(spec.file):
+                add((*loc, i), "a jinja transform needs exactly one of `template` or `file`")
+            elif spec.template:
+                problem = _template_problem(spec.template)
+                if problem:
+                    add((*loc, i), problem)
+        elif not spec.callable or ":" not in spec.callable:
+            add((*loc, i), "a python transform needs `callable: package.module:function`")
+
+
+@lru_cache(maxsize=4096)
+def _template_problem(template: str) -> str | None:
+    """Parse errors of an inline transform template (cached: configs repeat them a lot)."""
+    try:
+        _JINJA.parse(template)
+    except jinja2.TemplateSyntaxError as exc:
+        return f"transform template line {exc.lineno}: {exc.message}"
+    return None
+
+
+def _stage_block(block: StageBlock, loc: Loc, stage_type: str, add: AddIssue) -> None:
+    lifecycle: LifecycleConfig | None = block.lifecycle
+    if lifecycle is None or not lifecycle.ignoreChanges:
+        return
+    from mactl.providers.registry import get_provider
+
+    fields = {info.alias or name for name, info in get_provider(stage_type).Inputs.model_fields.items()}
+    for i, dotted in enumerate(lifecycle.ignoreChanges):
+        head = dotted.split(".", 1)[0]
+        if head not in fields:
+            message = f"'{head}' is not an input of a {stage_type} stage{did_you_mean(head, fields)}"
+            add((*loc, "lifecycle", "ignoreChanges", i), message)

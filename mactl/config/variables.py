@@ -1,0 +1,308 @@
+"""Input variables: the `variables:` block, where values come from, and `{{ var.name }}`.
+
+As in Terraform, later sources win: a declared `default`, then `MACTL_VAR_<name>`
+environment variables, then each `-var-file` in order, then each `-var k=v` in order.
+Every variable must be declared (a typo in `-var` should not silently do nothing), and
+a declared variable without a default must get a value from somewhere.
+
+Values given as text (`-var`, the environment) are converted to the declared type;
+values in variable files keep their YAML/JSON type and are checked against it.
+Templating renders every string of the config except the `variables` block itself and
+anything under a `transforms` key: those are transform templates rendered later, per
+document, with their own context. A string that is exactly one `{{ var.x }}` becomes
+the variable's value with its type (so `maxSpeedupFactor: "{{ var.speed }}"` is a
+number); anything else renders to text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+import orjson
+import yaml
+from pydantic import ValidationError
+
+from mactl.config.common import Model
+from mactl.config.issues import ConfigIssue, Origins, did_you_mean, issues_from_validation, join_path
+
+ENV_PREFIX = "MACTL_VAR_"
+VarType = Literal["string", "number", "bool", "list", "map"]
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_WHOLE_REF = re.compile(r"^\s*\{\{\s*var\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\s*$")
+_REFS = re.compile(r"\bvar\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
+_SKIP_KEYS = frozenset({"transforms"})
+
+
+class VariableDecl(Model):
+    """One declared variable. `type` defaults to the default value's type, else string."""
+
+    type: VarType | None = None
+    default: Any = None
+    description: str = ""
+    sensitive: bool = False
+
+    def effective_type(self) -> VarType:
+        if self.type is not None:
+            return self.type
+        if "default" in self.model_fields_set and self.default is not None:
+            return _type_of(self.default)
+        return "string"
+
+    @property
+    def required(self) -> bool:
+        return "default" not in self.model_fields_set
+
+
+@dataclass
+class ResolvedVariables:
+    """Final values, where each came from, and the text of every sensitive value."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
+    sensitive_values: set[str] = field(default_factory=set)
+
+
+def parse_declarations(raw: Any, issues: list[ConfigIssue]) -> dict[str, VariableDecl]:
+    """The `variables:` block as models; problems are appended to `issues`."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        issues.append(ConfigIssue("variables", "must be a mapping of variable name to declaration"))
+        return {}
+    decls: dict[str, VariableDecl] = {}
+    for name, body in raw.items():
+        path = join_path("variables", str(name))
+        if not _NAME.match(str(name)):
+            issues.append(ConfigIssue(path, "a variable name must be letters, digits and '_' (not starting with a digit)"))
+            continue
+        try:
+            decl = VariableDecl.model_validate({} if body is None else body)
+        except ValidationError as exc:
+            origins = Origins()
+            origins.record((), path)
+            issues.extend(issues_from_validation(exc, VariableDecl, origins))
+            continue
+        if not decl.required and decl.default is not None:
+            try:
+                _check_type(decl.default, decl.effective_type())
+            except ValueError as err:
+                issues.append(ConfigIssue(join_path(path, "default"), str(err)))
+                continue
+        decls[str(name)] = decl
+    return decls
+
+
+def resolve(
+    decls: Mapping[str, VariableDecl],
+    *,
+    var_args: Sequence[str],
+    var_files: Sequence[Path],
+    env: Mapping[str, str],
+    issues: list[ConfigIssue],
+    read_file: Any,
+) -> ResolvedVariables:
+    """Apply the precedence rules; every problem (undeclared, unparsable, missing) is collected."""
+    resolved = ResolvedVariables()
+    for name, decl in decls.items():
+        if not decl.required:
+            resolved.values[name] = decl.default
+            resolved.origins[name] = f"the default in variables.{name}"
+
+    def assign(name: str, value: Any, *, where: str, from_text: bool, issue_path: str) -> None:
+        decl = decls.get(name)
+        if decl is None:
+            issues.append(
+                ConfigIssue(issue_path, f"variable '{name}' is not declared{did_you_mean(name, decls)}; "
+                            f"declare it in the `variables:` block (set by {where})")
+            )
+            return
+        try:
+            typed = _from_text(value, decl.effective_type()) if from_text else _check_type(value, decl.effective_type())
+        except ValueError as err:
+            shown = "(sensitive)" if decl.sensitive else repr(value)
+            issues.append(ConfigIssue(issue_path, f"variable '{name}' from {where}: {err} (got {shown})"))
+            return
+        resolved.values[name] = typed
+        resolved.origins[name] = where
+
+    for key in sorted(env):
+        if key.startswith(ENV_PREFIX) and len(key) > len(ENV_PREFIX):
+            name = key[len(ENV_PREFIX) :]
+            where = f"environment variable {key}"
+            assign(name, env[key], where=where, from_text=True, issue_path=where)
+    for var_file in var_files:
+        data = read_file(var_file)
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            issues.append(ConfigIssue(f"-var-file {var_file}", "a variable file must be a mapping of name: value"))
+            continue
+        for name, value in data.items():
+            where = f"-var-file {var_file}"
+            assign(str(name), value, where=where, from_text=False, issue_path=f"{where}: {name}")
+    for arg in var_args:
+        name, sep, value = arg.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            issues.append(ConfigIssue(f"-var {arg!r}", "expected NAME=VALUE"))
+            continue
+        where = f"-var {name}=…"
+        assign(name, value, where=where, from_text=True, issue_path=f"-var {name}")
+
+    for name, decl in decls.items():
+        if name not in resolved.values:
+            issues.append(
+                ConfigIssue(
+                    join_path("variables", name),
+                    f"variable '{name}' is required but has no value: give it a default, or set it with "
+                    f"-var {name}=…, a -var-file, or {ENV_PREFIX}{name}",
+                )
+            )
+        elif decl.sensitive:
+            _collect_secrets(resolved.values[name], resolved.sensitive_values)
+    return resolved
+
+
+def render(
+    raw: Any,
+    resolved: ResolvedVariables,
+    decls: Mapping[str, VariableDecl],
+    issues: list[ConfigIssue],
+    unrendered: set[str] | None = None,
+) -> Any:
+    """`raw` with every `{{ … }}` string rendered; problems are collected with their paths.
+
+    The paths of strings left as they were (an error, or a variable without a value,
+    already reported) are added to `unrendered`, so schema errors there can be skipped.
+    """
+    skipped = unrendered if unrendered is not None else set()
+    if not _may_have_templates(raw):
+        return raw  # nothing to render: skip walking a 2,000-migration config
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    context = {"var": resolved.values}
+
+    def walk(node: Any, path: str) -> Any:
+        if isinstance(node, str):
+            return _render_one(node, path) if ("{{" in node or "{%" in node) else node
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                if path == "" and key == "variables" or key in _SKIP_KEYS:
+                    out[key] = value
+                else:
+                    out[key] = walk(value, join_path(path, str(key)))
+            return out
+        if isinstance(node, list):
+            return [walk(item, join_path(path, i)) for i, item in enumerate(node)]
+        return node
+
+    def _render_one(text: str, path: str) -> Any:
+        for match in _REFS.finditer(text):
+            name = match.group(1) or match.group(2)
+            if name not in decls:
+                issues.append(ConfigIssue(path, f"undeclared variable 'var.{name}'{did_you_mean(name, decls)}"))
+                skipped.add(path)
+                return text
+            if name not in resolved.values:
+                skipped.add(path)
+                return text  # already reported as required-without-value
+        whole = _WHOLE_REF.match(text)
+        if whole:
+            return resolved.values[whole.group(1)]
+        try:
+            return env.from_string(text).render(context)
+        except jinja2.TemplateSyntaxError as exc:
+            issues.append(ConfigIssue(path, f"template syntax error: {exc.message}"))
+        except jinja2.UndefinedError as exc:
+            issues.append(ConfigIssue(path, f"template error: {exc.message} (variables are written {{{{ var.NAME }}}})"))
+        except Exception as exc:  # noqa: BLE001 - a user template; report it, don't crash
+            issues.append(ConfigIssue(path, f"template error: {type(exc).__name__}: {exc}"))
+        skipped.add(path)
+        return text
+
+    return walk(raw, "")
+
+
+def _may_have_templates(raw: Any) -> bool:
+    """False only when no string anywhere holds `{{` or `{%` (checked at C speed)."""
+    try:
+        text = orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # a YAML type orjson does not know (a set…): walk to be sure
+        return True
+    return b"{{" in text or b"{%" in text
+
+
+# --- types ---------------------------------------------------------------------------
+
+
+def _type_of(value: Any) -> VarType:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "map"
+    return "string"
+
+
+def _check_type(value: Any, var_type: VarType) -> Any:
+    actual = _type_of(value)
+    if value is None:
+        raise ValueError(f"expected a {var_type}, not null")
+    if actual == var_type:
+        return value
+    if var_type == "string" and actual in ("number", "bool"):
+        return json.dumps(value)
+    raise ValueError(f"expected a {var_type}, got a {actual}")
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _from_text(text: Any, var_type: VarType) -> Any:
+    if not isinstance(text, str):
+        return _check_type(text, var_type)
+    if var_type == "string":
+        return text
+    if var_type == "number":
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError("expected a number") from None
+    if var_type == "bool":
+        low = text.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ValueError("expected a bool (true or false)")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ValueError(f"expected a {var_type} written as JSON or YAML") from None
+    return _check_type(value, var_type)
+
+
+def _collect_secrets(value: Any, into: set[str]) -> None:
+    if isinstance(value, dict):
+        for item in value.values():
+            _collect_secrets(item, into)
+    elif isinstance(value, list):
+        for item in value:
+            _collect_secrets(item, into)
+    elif isinstance(value, str) and value:
+        # Only text is masked: masking every `1` or `true` would hide the whole plan.
+        into.add(value)
