@@ -1,0 +1,427 @@
+"""`mactl plan`, `apply [PLANFILE]`, `show PLANFILE`, `approve ADDR`, `destroy`.
+
+Flags come in Terraform's single-dash spelling and the double-dash one (`-target` and
+`--target`, `-refresh=false` and `--refresh=false`). These commands parse, call the
+config loader, the graph expander, the planner and the walker, and render; the state is
+read and written only through `mactl.state`, under its lock.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import orjson
+import typer
+
+from mactl.cli.app import app
+from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt, print_warnings
+from mactl.errors import ConfigError, MactlError, PlanError
+
+if TYPE_CHECKING:
+    from mactl.plan.builder import PlanOptions
+
+TargetOpt = Annotated[list[str] | None, typer.Option("-target", "--target", help="Plan only ADDR and what it depends on. Repeatable; `*` wildcards.", metavar="ADDR")]
+ExcludeOpt = Annotated[list[str] | None, typer.Option("-exclude", "--exclude", help="Leave out ADDR and what depends on it. Repeatable.", metavar="ADDR")]
+ReplaceOpt = Annotated[list[str] | None, typer.Option("-replace", "--replace", help="Force ADDR (and its descendants) to be replaced. Repeatable.", metavar="ADDR")]
+KeepOpt = Annotated[list[str] | None, typer.Option("-keep-downstream", "--keep-downstream", help="Change ADDR without invalidating its descendants (you manage their state).", metavar="ADDR")]
+RefreshOpt = Annotated[str, typer.Option("-refresh", "--refresh", help="-refresh=false: don't ask providers for the real state (no network).", metavar="true|false")]
+RefreshOnlyOpt = Annotated[bool, typer.Option("-refresh-only", "--refresh-only", help="Only record what changed outside mactl.")]
+DetailedOpt = Annotated[bool, typer.Option("-detailed-exitcode", "--detailed-exitcode", help="Exit 0 with no changes, 1 on error, 2 with changes.")]
+OutOpt = Annotated[Path | None, typer.Option("-out", "--out", help="Save the plan to FILE for `mactl apply FILE`.", dir_okay=False, metavar="FILE")]
+AutoApproveOpt = Annotated[bool, typer.Option("-auto-approve", "--auto-approve", help="Apply without asking for `yes`.")]
+ParallelismOpt = Annotated[int, typer.Option("-parallelism", "--parallelism", help="How many stages run at once.", min=1)]
+LockTimeoutOpt = Annotated[str, typer.Option("-lock-timeout", "--lock-timeout", help="How long to wait for the state lock (0, 30s, 5m).", metavar="DURATION")]
+JsonOpt = Annotated[bool, typer.Option("-json", "--json", help="Print the plan as JSON (docs/plan-json.md).")]
+MarkdownOpt = Annotated[bool, typer.Option("-markdown", "--markdown", help="Print the plan as a pull-request comment.")]
+
+
+def _refresh_flag(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("true", "1", "yes"):
+        return True
+    if v in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"-refresh: expected true or false, not {value!r}", hint="write -refresh=false")
+
+
+@dataclass
+class Session:
+    """What every engine command works with: the loaded config, its graph and its state backend."""
+
+    loaded: Any
+    graph: Any
+    backend: Any
+
+    @property
+    def secrets(self) -> set[str]:
+        return set(self.loaded.sensitive_values)
+
+
+def _open(config: Path | None, var: list[str] | None, var_file: list[Path] | None) -> Session:
+    from mactl.cli.config_cmd import expand_named, load_from_options
+    from mactl.state import open_backend
+
+    loaded = load_from_options(config, var, var_file)
+    graph = expand_named(loaded)
+    backend = open_backend(loaded.config.state, base_dir=loaded.base_dir)
+    print_warnings(loaded)
+    return Session(loaded, graph, backend)
+
+
+def _lock(session: Session, operation: str, lock_timeout: str) -> AbstractContextManager[Any]:
+    from mactl.state import parse_duration
+
+    timeout = parse_duration(lock_timeout)
+
+    def waiting(holder: Any) -> None:
+        typer.echo(f"Waiting for the state lock held by {holder.who} (pid {holder.pid}) for {holder.operation!r}…", err=True)
+
+    return session.backend.lock(operation, timeout, on_wait=waiting)
+
+
+def _variables_for_plan(session: Session) -> tuple[dict[str, Any], list[str]]:
+    from mactl.masking import SENSITIVE
+
+    decls = session.loaded.config.variables
+    sensitive = sorted(name for name, decl in decls.items() if decl.sensitive)
+    values = {k: (SENSITIVE if k in sensitive else v) for k, v in session.loaded.variables.items()}
+    return values, sensitive
+
+
+def make_plan(session: Session, options: PlanOptions, doc: Any) -> Any:
+    from mactl.plan.builder import build_plan
+
+    plan = build_plan(session.graph, doc, options, sensitive_values=session.secrets, workdir=session.backend.workdir)
+    plan.workspace = session.backend.workspace
+    plan.config_path = str(Path(session.loaded.path).resolve())
+    plan.variables, plan.sensitive_variables = _variables_for_plan(session)
+    return plan
+
+
+def _options(
+    target: list[str] | None,
+    exclude: list[str] | None,
+    replace: list[str] | None,
+    keep: list[str] | None,
+    refresh: str,
+    refresh_only: bool,
+    destroy: bool = False,
+    parallelism: int = 4,
+) -> PlanOptions:
+    from mactl.plan.builder import PlanOptions
+
+    return PlanOptions(
+        targets=list(target or []),
+        excludes=list(exclude or []),
+        replaces=list(replace or []),
+        keep_downstream=list(keep or []),
+        refresh=_refresh_flag(refresh),
+        refresh_only=refresh_only,
+        destroy=destroy,
+        parallelism=parallelism,
+    )
+
+
+def _render(plan: Any, as_json: bool, markdown: bool) -> str:
+    if as_json and markdown:
+        raise ConfigError("--json and --markdown cannot be used together")
+    if as_json:
+        from mactl.plan.render_json import render_json
+
+        return render_json(plan)
+    if markdown:
+        from mactl.plan.render_markdown import render_markdown
+
+        return render_markdown(plan)
+    from mactl.plan.render_text import render_text
+
+    return render_text(plan)
+
+
+def _metadata_evaluations(session: Session, plan: Any, doc: Any) -> str:
+    """`plan --evaluate`: the bodies each planned metadata stage would create.
+
+    Reads the source (or its snapshot) and the target's version; writes nothing.
+    """
+    from mactl.metadata.evaluate import evaluate_for_plan
+    from mactl.metadata.report import render_evaluation
+
+    recorded = doc.stages if doc is not None else {}
+    sections: list[str] = []
+    for change in plan.changes:
+        if change.type != "metadata" or change.action in ("noop", "rollback", "read"):
+            continue
+        stage = session.graph.stages[change.address]
+        upstream = {dep: dict(recorded[dep].outputs) for dep in stage.depends_on if dep in recorded}
+        evaluation, note = evaluate_for_plan(stage.inputs, upstream, base_dir=session.loaded.base_dir)
+        text = render_evaluation(change.address, evaluation)
+        sections.append(f"# note: {note}\n{text}" if note else text)
+    if not sections:
+        return "\nNo metadata stage is planned to change: nothing to evaluate.\n"
+    return "\n── metadata evaluation " + "─" * 40 + "\n\n" + "\n".join(sections)
+
+
+def _emit(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+@app.command("plan")
+def plan_command(
+    config: ConfigPathOpt = None,
+    var: VarOpt = None,
+    var_file: VarFileOpt = None,
+    target: TargetOpt = None,
+    exclude: ExcludeOpt = None,
+    replace: ReplaceOpt = None,
+    keep_downstream: KeepOpt = None,
+    refresh: RefreshOpt = "true",
+    refresh_only: RefreshOnlyOpt = False,
+    detailed_exitcode: DetailedOpt = False,
+    out: OutOpt = None,
+    lock_timeout: LockTimeoutOpt = "0s",
+    parallelism: ParallelismOpt = 4,
+    as_json: JsonOpt = False,
+    markdown: MarkdownOpt = False,
+    evaluate: Annotated[
+        bool,
+        typer.Option(
+            "-evaluate", "--evaluate",
+            help="Also show, per planned metadata stage, the exact JSON each item would be created with.",
+        ),
+    ] = False,
+) -> None:
+    """Show what apply would do: diff the config against the state, in order."""
+    options = _options(target, exclude, replace, keep_downstream, refresh, refresh_only, parallelism=parallelism)
+    session = _open(config, var, var_file)
+    with _lock(session, "plan", lock_timeout):
+        doc = session.backend.read()
+        plan = make_plan(session, options, doc)
+    if out is not None:
+        from mactl.plan.planfile import save_plan
+
+        save_plan(plan, out)
+    _emit(_render(plan, as_json, markdown))
+    if evaluate:
+        _emit(_metadata_evaluations(session, plan, doc))
+    if out is not None and not as_json:
+        typer.echo(f"\nSaved the plan to {out}. Apply exactly this plan with: mactl apply {out}", err=True)
+    if detailed_exitcode and plan.has_changes:
+        raise typer.Exit(2)
+
+
+@app.command("show")
+def show_command(
+    planfile: Annotated[Path, typer.Argument(help="A plan saved with `mactl plan -out FILE`.", dir_okay=False)],
+    as_json: JsonOpt = False,
+    markdown: MarkdownOpt = False,
+) -> None:
+    """Print a saved plan (text, --json or --markdown)."""
+    from mactl.plan.planfile import load_plan
+
+    _emit(_render(load_plan(planfile), as_json, markdown))
+
+
+def _confirm(what: str, auto_approve: bool) -> None:
+    if auto_approve:
+        return
+    if not sys.stdin.isatty():
+        raise PlanError(
+            f"{what} needs a `yes` from a person, and there is no terminal to ask on",
+            hint="pass -auto-approve, or save a plan with `mactl plan -out FILE` and apply that",
+        )
+    typer.echo(f"\nDo you want to {what}?\n  Only 'yes' will be accepted to approve.\n")
+    answer = input("  Enter a value: ").strip()
+    if answer != "yes":
+        typer.echo(f"\n{what.capitalize()} cancelled.")
+        raise typer.Exit(1)
+
+
+def _walk(session: Session, plan: Any, doc: Any, parallelism: int, operation: str) -> int:
+    from mactl.apply.display import ApplyDisplay
+    from mactl.apply.walker import StateRecorder, Walker
+    from mactl.state import StateDocument, current_who
+
+    recorder = StateRecorder(session.backend, doc or StateDocument(), current_who(), session.secrets)
+    walker = Walker(
+        plan, session.graph, recorder, parallelism=parallelism, display=ApplyDisplay(), workdir=session.backend.workdir,
+        secrets=session.secrets, operation=operation,
+    )
+    result = walker.run()
+    return _report(result, operation)
+
+
+def _report(result: Any, operation: str) -> int:
+    out = typer.echo
+    done = len(result.completed)
+    rolled = len(result.rolled_back)
+    if result.left_manual:
+        out("\nLeft to you (lifecycle.rollback: manual), recorded as left_manual in the state:")
+        for address in result.left_manual:
+            out(f"  - {address}")
+    if result.awaiting_approval:
+        out("\nStopped at approval gate(s):")
+        for address in result.awaiting_approval:
+            out(f"  - {address}: approve with `mactl approve {address}`")
+        out("Then run `mactl apply` again to continue from there.")
+    if result.failed or result.interrupted:
+        typer.secho(f"\n{operation.capitalize()} stopped.", fg="red", err=True)
+        for address, message in result.failed.items():
+            typer.secho(f"  {address} FAILED: {message}", fg="red", err=True)
+        for address in result.tainted:
+            typer.secho(f"  {address}: stopped at once, marked tainted", fg="red", err=True)
+        out(f"\n{done} stage(s) finished and {rolled} rolled back; they are kept in the state.")
+        if result.not_started:
+            out(f"{len(result.not_started)} stage(s) were not started.")
+        out("To resume: fix the cause and run `mactl apply` again. Failed or interrupted stages are tainted:\n"
+            "the next plan replaces them (or resumes them from their checkpoint), and finished stages are kept.")
+        return 130 if result.interrupted and not result.failed else 1
+    verb = "Destroy" if operation == "destroy" else "Apply"
+    typer.secho(f"\n{verb} complete! Stages: {done} applied, {rolled} rolled back.", fg="green")
+    if result.not_started and not result.awaiting_approval:
+        out(f"{len(result.not_started)} stage(s) could not start:")
+        for address, why in sorted(result.not_started.items())[:20]:
+            out(f"  - {address}: {why}")
+    return 0
+
+
+def _apply_saved(planfile: Path, config: Path | None, var: list[str] | None, var_file: list[Path] | None,
+                 parallelism: int, lock_timeout: str) -> int:
+    from mactl.apply.walker import check_available
+    from mactl.plan.builder import config_digest, prepare
+    from mactl.plan.planfile import check_fresh, check_sensitive_supplied, load_plan, non_sensitive_variables
+    from mactl.plan.render_text import render_text
+
+    plan = load_plan(planfile)
+    check_sensitive_supplied(plan, var or [], var_file or [], os.environ)
+    with tempfile.TemporaryDirectory(prefix="mactl-plan-vars-") as tmp:
+        recorded = Path(tmp) / "plan-variables.json"
+        recorded.write_bytes(orjson.dumps(non_sensitive_variables(plan)))
+        session = _open(config or Path(plan.config_path), var, [recorded, *(var_file or [])])
+    if session.backend.workspace != plan.workspace:
+        raise PlanError(f"the plan was made for workspace {plan.workspace!r}, but {session.backend.workspace!r} is selected")
+    digest = config_digest(prepare(session.graph, session.secrets))
+    check_available(plan)
+    with _lock(session, "apply", lock_timeout):
+        doc = session.backend.read()
+        check_fresh(plan, doc, digest, session.backend.describe())
+        _emit(render_text(plan))
+        if not plan.has_changes:
+            typer.echo("\nApply complete! No changes.")
+            return 0
+        return _walk(session, plan, doc, parallelism, "apply")
+
+
+@app.command("apply")
+def apply_command(
+    planfile: Annotated[Path | None, typer.Argument(help="A plan saved with `mactl plan -out FILE`.", dir_okay=False)] = None,
+    config: ConfigPathOpt = None,
+    var: VarOpt = None,
+    var_file: VarFileOpt = None,
+    target: TargetOpt = None,
+    exclude: ExcludeOpt = None,
+    replace: ReplaceOpt = None,
+    keep_downstream: KeepOpt = None,
+    refresh: RefreshOpt = "true",
+    refresh_only: RefreshOnlyOpt = False,
+    auto_approve: AutoApproveOpt = False,
+    parallelism: ParallelismOpt = 4,
+    lock_timeout: LockTimeoutOpt = "0s",
+) -> None:
+    """Apply the plan: run stages through their providers, saving the state as it goes."""
+    from mactl.apply.walker import check_available
+    from mactl.plan.render_text import render_text
+
+    if planfile is not None:
+        if any([target, exclude, replace, keep_downstream, refresh_only]) or _refresh_flag(refresh) is False:
+            raise ConfigError("planning flags (-target, -exclude, -replace, -refresh…) cannot be used with a saved plan",
+                              hint="they were fixed when the plan was made")
+        code = _apply_saved(planfile, config, var, var_file, parallelism, lock_timeout)
+        raise typer.Exit(code)
+    options = _options(target, exclude, replace, keep_downstream, refresh, refresh_only, parallelism=parallelism)
+    session = _open(config, var, var_file)
+    with _lock(session, "apply", lock_timeout):
+        doc = session.backend.read()
+        plan = make_plan(session, options, doc)
+        _emit(render_text(plan))
+        if not plan.has_changes:
+            typer.echo("\nApply complete! No changes.")
+            return
+        check_available(plan)
+        _confirm("perform these actions", auto_approve)
+        code = _walk(session, plan, doc, parallelism, "apply")
+    raise typer.Exit(code)
+
+
+@app.command("destroy")
+def destroy_command(
+    config: ConfigPathOpt = None,
+    var: VarOpt = None,
+    var_file: VarFileOpt = None,
+    target: TargetOpt = None,
+    auto_approve: AutoApproveOpt = False,
+    parallelism: ParallelismOpt = 4,
+    lock_timeout: LockTimeoutOpt = "0s",
+    as_json: JsonOpt = False,
+) -> None:
+    """Roll back every stage in the state (or -target ADDR and what depends on it), in reverse order."""
+    from mactl.apply.walker import check_available
+
+    options = _options(target, None, None, None, "false", False, destroy=True, parallelism=parallelism)
+    session = _open(config, var, var_file)
+    with _lock(session, "destroy", lock_timeout):
+        doc = session.backend.read()
+        plan = make_plan(session, options, doc)
+        _emit(_render(plan, as_json, False))
+        if not plan.has_changes:
+            typer.echo("\nNothing to destroy.")
+            return
+        check_available(plan)
+        _confirm("destroy these stages", auto_approve)
+        code = _walk(session, plan, doc, parallelism, "destroy")
+    raise typer.Exit(code)
+
+
+@app.command("approve")
+def approve_command(
+    address: Annotated[str, typer.Argument(help="The stage waiting at an approval gate.", metavar="ADDR")],
+    config: ConfigPathOpt = None,
+    var: VarOpt = None,
+    var_file: VarFileOpt = None,
+    lock_timeout: LockTimeoutOpt = "0s",
+) -> None:
+    """Approve a stage waiting at an approval gate (or a manual step); the next apply continues."""
+    from mactl.state import current_who
+
+    session = _open(config, var, var_file)
+    who = current_who()
+    with _lock(session, "approve", lock_timeout):
+        doc = session.backend.read()
+        record = doc.stages.get(address) if doc is not None else None
+        if record is None:
+            from mactl.config.issues import did_you_mean
+
+            waiting = [a for a, r in (doc.stages.items() if doc else []) if r.status == "awaiting_approval"]
+            raise PlanError(
+                f"{address} is not waiting for approval: the state has no such stage{did_you_mean(address, waiting)}",
+                hint="`mactl apply` stops at a gate and records it; approve it then"
+                + (f". Waiting now: {', '.join(waiting)}" if waiting else ""),
+            )
+        if record.status != "awaiting_approval":
+            raise PlanError(f"{address} is not waiting for approval (its status is {record.status})")
+        doc.stages[address] = record.model_copy(update={"approved_by": who})
+        doc.record(who=who, operation="approve", address=address, result="ok")
+        session.backend.write(doc)
+    stage = session.graph.stages.get(address)
+    if stage is not None and stage.type == "manual":
+        typer.echo(f"Instructions that were to be done:\n  {stage.inputs.get('instructions', '').strip()}")
+    typer.secho(f"Approved {address} as {who}. Run `mactl apply` to continue from there.", fg="green")
+
+
+__all__ = ["make_plan", "Session", "MactlError"]

@@ -1,0 +1,498 @@
+"""Build a `Plan`: diff the desired stages against the state, per stage, then order it.
+
+Rules (the issue's section 4 and the seed's invalidation):
+- not in the state → create; left the config → roll back; failed or interrupted
+  (tainted) → replace, or resume from its checkpoint when its inputs did not change;
+- inputs changed → update in place, or replace when a changed top-level field is in the
+  provider's `replace_on`; `lifecycle.ignoreChanges` paths are left out of the diff;
+- a replaced stage replaces every descendant in the state ("upstream ADDR replaced"),
+  unless `-keep-downstream ADDR`;
+- `-target` keeps targets plus their dependencies, `-exclude` drops stages plus their
+  dependents, `-replace` forces a replacement;
+- refresh asks each provider to `read` what it made; a difference is "changed outside
+  mactl". With `refresh=False` no provider is called, so nothing touches the network.
+This module reads the state document it is given and never writes anything.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from collections.abc import Callable, Collection, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+from deepdiff import DeepDiff
+
+from mactl.config.bulk import paused_gc
+from mactl.config.issues import did_you_mean
+from mactl.errors import PlanError
+from mactl.graph.expand import StageGraph
+from mactl.graph.stage import Stage
+from mactl.masking import SENSITIVE, inputs_digest, mask_inputs, mask_values, path_is_sensitive
+from mactl.plan.definition import AttributeChange, Change, Plan
+from mactl.providers import registry
+from mactl.providers.base import StageContext
+from mactl.state.document import StageRecord, StateDocument
+
+TAINTED_STATUSES = frozenset({"failed", "tainted", "running"})
+
+
+@dataclass
+class PlanOptions:
+    """What the user asked for on the command line."""
+
+    targets: list[str] = field(default_factory=list)
+    excludes: list[str] = field(default_factory=list)
+    replaces: list[str] = field(default_factory=list)
+    keep_downstream: list[str] = field(default_factory=list)
+    refresh: bool = True
+    refresh_only: bool = False
+    destroy: bool = False
+    parallelism: int = 4
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "targets": self.targets,
+            "excludes": self.excludes,
+            "replaces": self.replaces,
+            "keep_downstream": self.keep_downstream,
+            "refresh": self.refresh,
+            "refresh_only": self.refresh_only,
+            "destroy": self.destroy,
+        }
+
+
+@dataclass
+class Desired:
+    """One desired stage with its unmasked digest and masked inputs, computed once."""
+
+    stage: Stage
+    digest: str
+    masked: dict[str, Any]
+    masked_digest: str
+
+
+def prepare(graph: StageGraph, sensitive_values: Collection[str]) -> dict[str, Desired]:
+    """Digest and mask every desired stage (shared by the planner and the plan-file check)."""
+    out: dict[str, Desired] = {}
+    secrets = [s for s in sensitive_values if s]
+    for address, stage in graph.stages.items():
+        digest = inputs_digest(stage.inputs)
+        masked = mask_inputs(stage.inputs, stage.sensitive_paths, secrets) if (stage.sensitive_paths or secrets) else stage.inputs
+        masked_digest = digest if masked is stage.inputs else inputs_digest(masked)
+        out[address] = Desired(stage, digest, masked, masked_digest)
+    return out
+
+
+def config_digest(desired: Mapping[str, Desired]) -> str:
+    """A hash of every stage's address and masked inputs: what a plan file was made for."""
+    h = hashlib.sha256()
+    for address in sorted(desired):
+        h.update(address.encode())
+        h.update(desired[address].masked_digest.encode())
+    return h.hexdigest()
+
+
+def _match(pattern: str, candidates: Iterable[str], flag: str) -> set[str]:
+    found = {a for a in candidates if a == pattern or ("*" in pattern and fnmatch.fnmatchcase(a, pattern))}
+    if not found:
+        known = sorted(candidates)
+        raise PlanError(f"{flag} {pattern}: no stage has that address{did_you_mean(pattern, known)}")
+    return found
+
+
+def _top_field_names(stage_type: str) -> dict[str, str]:
+    """JSON key (alias) → model field name, so `from` matches a `replace_on` of `from_`."""
+    model = registry.get_provider(stage_type).Inputs
+    return {(info.alias or name): name for name, info in model.model_fields.items()}
+
+
+def attribute_diff(
+    before: Mapping[str, Any], after: Mapping[str, Any], replace_on: Collection[str], names: Mapping[str, str]
+) -> list[AttributeChange]:
+    """Changed fields between two masked input dicts, in path order."""
+    diff = DeepDiff(dict(before), dict(after), view="tree", verbose_level=2)
+    found: list[AttributeChange] = []
+    for levels in diff.values():
+        for level in levels:
+            parts = level.path(output_format="list")
+            if not parts:
+                continue
+            path = ".".join(str(p) for p in parts)
+            top = names.get(str(parts[0]), str(parts[0]))
+            found.append(
+                AttributeChange(
+                    path=path,
+                    before=_present(level.t1),
+                    after=_present(level.t2),
+                    forces_replacement=top in replace_on,
+                    sensitive=level.t1 == SENSITIVE or level.t2 == SENSITIVE,
+                )
+            )
+    found.sort(key=lambda a: a.path)
+    return found
+
+
+def _present(value: Any) -> Any:
+    return None if type(value).__name__ == "NotPresent" else value
+
+
+def _ignored(path: str, ignore: Collection[str]) -> bool:
+    return any(path == p or path.startswith(p + ".") for p in ignore)
+
+
+class Planner:
+    def __init__(
+        self,
+        graph: StageGraph,
+        doc: StateDocument | None,
+        options: PlanOptions,
+        *,
+        sensitive_values: Collection[str] = (),
+        workdir: Path | None = None,
+        desired: dict[str, Desired] | None = None,
+    ) -> None:
+        self.graph = graph
+        self.doc = doc or StateDocument()
+        self.records: dict[str, StageRecord] = self.doc.stages
+        self.options = options
+        self.secrets = [s for s in sensitive_values if s]
+        self.workdir = workdir or Path(".mactl/work")
+        self.desired = desired if desired is not None else prepare(graph, self.secrets)
+        self.changes: dict[str, Change] = {}
+        self.warnings: list[str] = []
+        self._names: dict[str, dict[str, str]] = {}
+
+    # -- selection ------------------------------------------------------------------
+
+    def _selection(self) -> tuple[set[str], set[str]]:
+        """(selected addresses, excluded addresses) from -target/-exclude."""
+        every = set(self.graph.stages) | set(self.records)
+        selected = set(every)
+        o = self.options
+        if o.targets:
+            selected = set()
+            for pattern in o.targets:
+                for address in _match(pattern, every, "-target"):
+                    selected.add(address)
+                    if o.destroy:
+                        selected |= self._state_descendants(address)
+                    elif address in self.graph.stages:
+                        selected |= self.graph.ancestors(address)
+        excluded: set[str] = set()
+        for pattern in o.excludes:
+            for address in _match(pattern, every, "-exclude"):
+                excluded.add(address)
+                if address in self.graph.stages:
+                    excluded |= self.graph.descendants(address)
+                excluded |= self._state_descendants(address)
+        return selected - excluded, excluded
+
+    def _state_dag(self) -> nx.DiGraph:
+        if not hasattr(self, "_sdag"):
+            dag = nx.DiGraph()
+            dag.add_nodes_from(self.records)
+            for address, record in self.records.items():
+                dag.add_edges_from((dep, address) for dep in record.depends_on if dep in self.records)
+            self._sdag = dag
+        return self._sdag
+
+    def _state_descendants(self, address: str) -> set[str]:
+        dag = self._state_dag()
+        return set(nx.descendants(dag, address)) if address in dag else set()
+
+    # -- per-stage diff -------------------------------------------------------------
+
+    def _names_for(self, stage_type: str) -> dict[str, str]:
+        if stage_type not in self._names:
+            self._names[stage_type] = _top_field_names(stage_type)
+        return self._names[stage_type]
+
+    def _change(self, d: Desired, record: StageRecord | None) -> Change:
+        stage = d.stage
+        common = dict(
+            address=stage.address,
+            type=stage.type,
+            after=d.masked,
+            approval_required=stage.approval_required or stage.type == "manual",
+            manual_rollback=stage.lifecycle.rollback == "manual",
+            prevent_rollback=stage.lifecycle.prevent_rollback,
+            depends_on=stage.depends_on,
+            description=stage.description,
+        )
+        if record is None:
+            return Change(action="create", reason="not in the state yet", **common)  # type: ignore[arg-type]
+        before = record.inputs or None
+        if record.status == "left_manual":
+            return Change(action="create", reason="its last rollback was left to a person; it is created again", **common)  # type: ignore[arg-type]
+        if record.status == "awaiting_approval" and not record.inputs_digest:
+            reason = f"approved by {record.approved_by}" if record.approved_by else "waiting for approval"
+            return Change(action="create", reason=reason, **common)  # type: ignore[arg-type]
+        provider = registry.get_provider(stage.type)
+        attrs = self._attributes(d, record, provider.replace_on)
+        if stage.address in self.options.replaces:
+            return Change(action="replace", reason="replacement requested with -replace", before=before, attributes=tuple(attrs), **common)  # type: ignore[arg-type]
+        if record.status in TAINTED_STATUSES:
+            why = "interrupted while running" if record.status == "running" else (
+                f"the last run failed: {record.last_error}" if record.status == "failed" and record.last_error else f"status {record.status}"
+            )
+            if record.checkpoint and record.inputs_digest == d.digest:
+                return Change(
+                    action="update", reason=f"tainted ({why}); resumes from its checkpoint", before=before,
+                    resume=True, **common,  # type: ignore[arg-type]
+                )
+            return Change(action="replace", reason=f"tainted ({why})", before=before, attributes=tuple(attrs), **common)  # type: ignore[arg-type]
+        if attrs:
+            forcing = [a.path for a in attrs if a.forces_replacement]
+            if forcing:
+                return Change(
+                    action="replace", reason=f"inputs changed; {', '.join(forcing)} forces replacement",
+                    before=before, attributes=tuple(attrs), **common,  # type: ignore[arg-type]
+                )
+            return Change(action="update", reason="inputs changed", before=before, attributes=tuple(attrs), **common)  # type: ignore[arg-type]
+        if record.status == "awaiting_approval":
+            reason = f"approved by {record.approved_by}" if record.approved_by else "waiting for approval"
+            return Change(action="update", reason=reason, before=before, **common)  # type: ignore[arg-type]
+        return Change(action="noop", reason="unchanged", before=before, **common)  # type: ignore[arg-type]
+
+    def _attributes(self, d: Desired, record: StageRecord, replace_on: Collection[str]) -> list[AttributeChange]:
+        if record.inputs_digest == d.digest:
+            return []
+        stage = d.stage
+        names = self._names_for(stage.type)
+        attrs = attribute_diff(record.inputs, d.masked, replace_on, names)
+        if not attrs:
+            # Only a masked value changed (a rotated password): show its path, masked.
+            attrs = [
+                AttributeChange(p, SENSITIVE, SENSITIVE, names.get(p.split(".")[0], p.split(".")[0]) in replace_on, True)
+                for p in sorted(stage.sensitive_paths)
+            ] or [AttributeChange("(sensitive)", SENSITIVE, SENSITIVE, False, True)]
+        ignore = stage.lifecycle.ignore_changes
+        if ignore:
+            attrs = [a for a in attrs if not _ignored(a.path, ignore)]
+        for i, a in enumerate(attrs):
+            if path_is_sensitive(a.path, stage.sensitive_paths) and not a.sensitive:
+                attrs[i] = AttributeChange(a.path, SENSITIVE, SENSITIVE, a.forces_replacement, True)
+        return attrs
+
+    # -- refresh ----------------------------------------------------------------------
+
+    def _refresh(self, candidates: list[str]) -> dict[str, tuple[dict[str, Any] | None, bool]]:
+        """address → (outputs read, drifted?). Calls providers in parallel."""
+
+        def one(address: str) -> tuple[str, dict[str, Any] | None, bool]:
+            stage = self.graph.stages[address]
+            record = self.records[address]
+            provider = registry.get_provider(stage.type)
+            ctx = StageContext(
+                address=address,
+                type=stage.type,
+                inputs=provider.Inputs.model_validate(stage.inputs),
+                prior_outputs=record.outputs,
+                upstream={dep: self.records[dep].outputs for dep in stage.depends_on if dep in self.records},
+                checkpoint_data=record.checkpoint,
+                workdir=self.workdir / address,
+            )
+            found = provider.read(ctx)
+            if found is None:
+                return address, None, True
+            masked = mask_values(found, self.secrets)
+            return address, masked, masked != record.outputs
+
+        if not candidates:
+            return {}
+        with ThreadPoolExecutor(max_workers=max(1, min(8, self.options.parallelism * 2))) as pool:
+            return {a: (out, drift) for a, out, drift in pool.map(one, candidates)}
+
+    # -- the whole plan ---------------------------------------------------------------
+
+    def build(self) -> Plan:
+        with paused_gc():
+            return self._build()
+
+    def _build(self) -> Plan:
+        o = self.options
+        if o.destroy and o.refresh_only:
+            raise PlanError("-refresh-only cannot be combined with destroy")
+        for address in o.replaces:
+            if address not in self.graph.stages:
+                raise PlanError(f"-replace {address}: no stage has that address in the config{did_you_mean(address, list(self.graph.stages))}")
+            if address not in self.records:
+                self.warnings.append(f"-replace {address}: the stage is not in the state yet, so it is simply created")
+        for address in o.keep_downstream:
+            if address not in self.graph.stages:
+                raise PlanError(f"-keep-downstream {address}: no stage has that address{did_you_mean(address, list(self.graph.stages))}")
+        selected, excluded = self._selection()
+
+        if o.destroy:
+            changes = self._destroy(selected)
+        else:
+            changes = self._normal(selected, excluded)
+        self._check_prevent_rollback(changes)
+        self._check_validate(changes)
+        ordered = self._order(changes)
+        return Plan(
+            changes=ordered,
+            lineage=self.doc.lineage if self.doc.serial or self.doc.stages else None,
+            serial=self.doc.serial,
+            config_digest=config_digest(self.desired),
+            mode="destroy" if o.destroy else ("refresh-only" if o.refresh_only else "normal"),
+            refreshed=o.refresh,
+            options=o.as_dict(),
+            warnings=self.warnings,
+            stage_count=len(self.graph.stages),
+        )
+
+    def _normal(self, selected: set[str], excluded: set[str]) -> dict[str, Change]:
+        o = self.options
+        changes: dict[str, Change] = {}
+        order = self.graph.topological()
+        for address in order:
+            if address in selected:
+                changes[address] = self._change(self.desired[address], self.records.get(address))
+        if o.refresh:
+            candidates = [a for a, c in changes.items() if c.action in ("noop", "update") and self.records[a].status == "complete"]
+            for address, (outputs, drifted) in self._refresh(candidates).items():
+                if not drifted:
+                    continue
+                before = self.records[address].outputs
+                drift = tuple(attribute_diff(before, outputs or {}, (), {})) if outputs is not None else (
+                    AttributeChange("(stage)", "exists", None),
+                )
+                c = changes[address]
+                if o.refresh_only:
+                    changes[address] = _replace(c, action="read", reason="changed outside mactl", drift=drift, refreshed_outputs=outputs)
+                elif outputs is None:
+                    changes[address] = _replace(c, action="create", reason="changed outside mactl: it no longer exists", drift=drift)
+                elif c.action == "noop":
+                    changes[address] = _replace(c, action="update", reason="changed outside mactl", drift=drift)
+                else:
+                    changes[address] = _replace(c, reason=c.reason + "; also changed outside mactl", drift=drift)
+        if o.refresh_only:
+            return {a: (c if c.action == "read" else _replace(c, action="noop", reason="unchanged (refresh only)")) for a, c in changes.items()}
+
+        # Stages that left the config.
+        for address, record in self.records.items():
+            if address in self.graph.stages or address not in selected:
+                continue
+            if record.status == "left_manual":
+                continue
+            changes[address] = Change(
+                address=address, type=record.type, action="rollback", reason="no longer in the config",
+                before=record.inputs or None, depends_on=tuple(record.depends_on),
+            )
+
+        # Invalidation: a replaced stage replaces its descendants in the state.
+        keep = set(o.keep_downstream)
+        replaced_by: dict[str, str] = {}
+        for address in order:
+            stage = self.graph.stages[address]
+            c = changes.get(address)
+            upstream = next((replaced_by[d] for d in stage.depends_on if d in replaced_by), None)
+            if upstream is not None and address in self.records and self.records[address].status != "left_manual":
+                if address in excluded:
+                    raise PlanError(
+                        f"-exclude {address}: it would be invalidated by the replacement of {upstream}",
+                        hint=f"also exclude {upstream}, or keep its descendants with -keep-downstream {upstream}",
+                    )
+                if c is None or c.action in ("noop", "update", "read"):
+                    base = c or self._change(self.desired[address], self.records[address])
+                    c = _replace(base, action="replace", reason=f"upstream {upstream} replaced")
+                    changes[address] = c
+            if c is not None and c.action == "replace" and address not in keep:
+                replaced_by[address] = upstream or address
+        for address in keep:
+            c = changes.get(address)
+            if c is not None and c.action in ("replace", "update"):
+                kept = [d for d in self.graph.descendants(address) if d in self.records]
+                changes[address] = _replace(c, keep_downstream=True)
+                self.warnings.append(
+                    f"-keep-downstream {address}: {len(kept)} stage(s) built on it are NOT invalidated and may no "
+                    "longer match it; you manage their state yourself"
+                )
+        return changes
+
+    def _destroy(self, selected: set[str]) -> dict[str, Change]:
+        changes: dict[str, Change] = {}
+        for address, record in self.records.items():
+            if address not in selected or record.status == "left_manual":
+                continue
+            stage = self.graph.stages.get(address)
+            changes[address] = Change(
+                address=address,
+                type=record.type,
+                action="rollback",
+                reason="destroy",
+                before=record.inputs or None,
+                manual_rollback=stage is not None and stage.lifecycle.rollback == "manual",
+                prevent_rollback=stage is not None and stage.lifecycle.prevent_rollback,
+                depends_on=tuple(record.depends_on),
+                description=stage.description if stage else "",
+            )
+        return changes
+
+    def _check_prevent_rollback(self, changes: Mapping[str, Change]) -> None:
+        blocked = sorted(a for a, c in changes.items() if c.rolls_back and c.prevent_rollback)
+        if blocked:
+            lines = "\n".join(f"  {a}: {changes[a].reason}" for a in blocked)
+            raise PlanError(
+                f"this plan would roll back {len(blocked)} stage(s) with lifecycle.preventRollback:\n{lines}",
+                hint="change the config so they are not rolled back, keep their descendants with -keep-downstream, "
+                "or remove preventRollback",
+            )
+
+    def _check_validate(self, changes: Mapping[str, Change]) -> None:
+        problems: list[str] = []
+        base_validate = registry_base_validate()
+        for address, c in changes.items():
+            if c.action not in ("create", "update", "replace"):
+                continue
+            stage = self.graph.stages[address]
+            provider = registry.get_provider(stage.type)
+            if type(provider).validate is base_validate:
+                continue
+            for problem in provider.validate(provider.Inputs.model_validate(stage.inputs)):
+                problems.append(f"  {address}: {problem}")
+        if problems:
+            raise PlanError("the config does not pass the providers' checks:\n" + "\n".join(problems))
+
+    def _order(self, changes: Mapping[str, Change]) -> list[Change]:
+        """Roll-backs in reverse topological order, then everything else topologically."""
+        rollbacks = [a for a, c in changes.items() if c.action == "rollback"]
+        forward_order = self.graph.topological()
+        rest = [changes[a] for a in forward_order if a in changes and changes[a].action != "rollback"]
+        if not rollbacks:
+            return rest
+        dag = self._state_dag().copy()
+        dag.add_edges_from(self.graph.dag.edges)
+        sub = dag.subgraph(rollbacks)
+        back = list(reversed(list(nx.lexicographical_topological_sort(sub))))
+        return [changes[a] for a in back] + rest
+
+
+def registry_base_validate() -> Callable[..., Any]:
+    from mactl.providers.base import BaseProvider
+
+    return BaseProvider.validate
+
+
+def _replace(change: Change, **updates: Any) -> Change:
+    from dataclasses import replace
+
+    return replace(change, **updates)
+
+
+def build_plan(
+    graph: StageGraph,
+    doc: StateDocument | None,
+    options: PlanOptions | None = None,
+    *,
+    sensitive_values: Collection[str] = (),
+    workdir: Path | None = None,
+) -> Plan:
+    """The plan that brings `doc` to `graph` under `options`. See the module docstring."""
+    return Planner(graph, doc, options or PlanOptions(), sensitive_values=sensitive_values, workdir=workdir).build()

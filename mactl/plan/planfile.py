@@ -1,0 +1,138 @@
+"""`-out FILE`: save a plan, load it back, and check it still fits the world.
+
+A plan file holds the plan exactly as shown (every secret masked), the variables used
+(sensitive ones masked, their names listed), the config path and digest, and the state
+lineage and serial it was computed from. It never holds a secret, so applying it
+re-derives the real inputs from the config: non-sensitive variables come from the file,
+sensitive ones must be supplied again (`-var`, `-var-file` or `MACTL_VAR_name`). The
+re-derived inputs, masked, must hash to the saved config digest, and the state must
+still be at the saved lineage and serial; otherwise the plan is stale and refused.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from mactl.errors import PlanError
+from mactl.plan.definition import Change, Plan
+from mactl.state.document import StateDocument
+
+MAGIC = "mactl-plan"
+FILE_VERSION = 1
+
+
+def save_plan(plan: Plan, path: Path) -> None:
+    """Write the plan atomically (temp file + rename), readable only by its owner."""
+    data = {
+        "format": MAGIC,
+        "file_version": FILE_VERSION,
+        "lineage": plan.lineage,
+        "serial": plan.serial,
+        "workspace": plan.workspace,
+        "config_path": plan.config_path,
+        "config_digest": plan.config_digest,
+        "variables": plan.variables,
+        "sensitive_variables": plan.sensitive_variables,
+        "mode": plan.mode,
+        "refreshed": plan.refreshed,
+        "options": plan.options,
+        "warnings": plan.warnings,
+        "stage_count": plan.stage_count,
+        "changes": [c.to_dict() for c in plan.changes],
+    }
+    blob = orjson.dumps(data)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(blob)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temp, path)
+
+
+def load_plan(path: Path) -> Plan:
+    try:
+        raw = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise PlanError(f"plan file {path} does not exist") from None
+    except orjson.JSONDecodeError as err:
+        raise PlanError(f"{path} is not a mactl plan file: {err}") from None
+    if not isinstance(raw, dict) or raw.get("format") != MAGIC:
+        raise PlanError(f"{path} is not a mactl plan file (made with `mactl plan -out FILE`)")
+    if raw.get("file_version", 0) > FILE_VERSION:
+        raise PlanError(f"{path} was written by a newer mactl (plan file version {raw['file_version']})")
+    try:
+        return Plan(
+            changes=[Change.from_dict(c) for c in raw["changes"]],
+            lineage=raw["lineage"],
+            serial=raw["serial"],
+            workspace=raw.get("workspace", "default"),
+            config_path=raw["config_path"],
+            config_digest=raw["config_digest"],
+            variables=raw.get("variables", {}),
+            sensitive_variables=raw.get("sensitive_variables", []),
+            mode=raw.get("mode", "normal"),
+            refreshed=raw.get("refreshed", True),
+            options=raw.get("options", {}),
+            warnings=raw.get("warnings", []),
+            stage_count=raw.get("stage_count", 0),
+        )
+    except (KeyError, TypeError) as err:
+        raise PlanError(f"plan file {path} is damaged: {err}") from None
+
+
+def non_sensitive_variables(plan: Plan) -> dict[str, Any]:
+    return {k: v for k, v in plan.variables.items() if k not in plan.sensitive_variables}
+
+
+def check_sensitive_supplied(
+    plan: Plan, var_args: Sequence[str], var_files: Sequence[Path], env: Mapping[str, str]
+) -> None:
+    """Every sensitive variable the plan used must be given again: it is not in the file."""
+    from mactl.config.variables import ENV_PREFIX
+
+    given = {arg.split("=", 1)[0].strip() for arg in var_args}
+    for file in var_files:
+        try:
+            import yaml
+
+            data = yaml.safe_load(Path(file).read_text())
+            if isinstance(data, dict):
+                given |= set(data)
+        except (OSError, yaml.YAMLError):
+            pass  # the config loader reports unreadable var files itself
+    missing = [name for name in plan.sensitive_variables if name not in given and f"{ENV_PREFIX}{name}" not in env]
+    if missing:
+        names = ", ".join(missing)
+        raise PlanError(
+            f"the plan was made with sensitive variable(s) {names}, whose values are not stored in plan files",
+            hint=f"supply them again: -var {missing[0]}=… or the environment variable MACTL_VAR_{missing[0]}",
+        )
+
+
+def check_fresh(plan: Plan, doc: StateDocument | None, config_digest: str, where: str) -> None:
+    """Refuse a plan whose state or config moved since it was made, saying which."""
+    lineage = doc.lineage if doc is not None and (doc.serial or doc.stages) else None
+    serial = doc.serial if doc is not None else 0
+    if plan.lineage is not None and lineage is not None and plan.lineage != lineage:
+        raise PlanError(
+            f"the plan is stale: it was made for state lineage {plan.lineage}, but {where} has lineage {lineage}",
+            hint="this plan belongs to another state (workspace?); run `mactl plan` again",
+        )
+    if plan.lineage is not None and lineage is None:
+        raise PlanError(f"the plan is stale: it was made for state lineage {plan.lineage}, but {where} has no state now")
+    if serial != plan.serial:
+        raise PlanError(
+            f"the plan is stale: the state moved from serial {plan.serial} to {serial} since it was made",
+            hint="someone applied or changed the state meanwhile; run `mactl plan` again",
+        )
+    if config_digest != plan.config_digest:
+        raise PlanError(
+            "the plan is stale: the config (or a variable) changed since it was made",
+            hint="run `mactl plan -out FILE` again",
+        )

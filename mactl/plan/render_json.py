@@ -1,0 +1,73 @@
+"""The plan as JSON for scripts: `format_version` and `resource_changes[]`, like Terraform.
+
+The schema is documented in `docs/plan-json.md`. Values are already masked in the plan.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from mactl import __version__
+from mactl.config.bulk import paused_gc
+from mactl.plan.definition import JSON_ACTIONS, Change, Plan
+
+FORMAT_VERSION = "1.0"
+
+
+def _change(c: Change) -> dict[str, Any]:
+    return {
+        "address": c.address,
+        "type": c.type,
+        "action_reason": c.reason,
+        "change": {
+            "actions": JSON_ACTIONS[c.action],
+            "before": c.before,
+            "after": c.after if c.action != "rollback" else None,
+            "attributes": [
+                {"path": a.path, "before": a.before, "after": a.after, "forces_replacement": a.forces_replacement, "sensitive": a.sensitive}
+                for a in c.attributes
+            ],
+            "drift": [{"path": a.path, "before": a.before, "after": a.after} for a in c.drift],
+        },
+        "depends_on": list(c.depends_on),
+        "approval_required": c.approval_required,
+        "manual_rollback": c.manual_rollback,
+        "keep_downstream": c.keep_downstream,
+        "resume": c.resume,
+    }
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    counts = plan.counts()
+    return {
+        "format_version": FORMAT_VERSION,
+        "mactl_version": __version__,
+        "mode": plan.mode,
+        "refreshed": plan.refreshed,
+        "state": {"lineage": plan.lineage, "serial": plan.serial, "workspace": plan.workspace},
+        "config": {"path": plan.config_path, "digest": plan.config_digest},
+        "variables": plan.variables,
+        "summary": {
+            "create": counts["create"],
+            "update": counts["update"],
+            "replace": counts["replace"],
+            "rollback": counts["rollback"],
+            "read": counts["read"],
+            "noop": counts["noop"],
+            "has_changes": plan.has_changes,
+        },
+        "warnings": plan.warnings,
+        "resource_changes": [_change(c) for c in plan.changes],
+    }
+
+
+def _render_json(plan: Plan) -> str:
+    return orjson.dumps(plan_document(plan), option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def render_json(plan: Plan) -> str:
+    """The plan as JSON text (cyclic GC paused: the document is large and acyclic)."""
+    with paused_gc():
+        return _render_json(plan)

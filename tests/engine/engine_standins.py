@@ -1,0 +1,116 @@
+"""Stand-in providers for the engine's tests ONLY (never shipped in the package).
+
+Each stand-in keeps the real provider's `Inputs` and `replace_on` (so plans are the
+real plans) but does no network work: it records every call as a JSON line in the
+file named by the control document, and behaves as the control document says. The
+control document is a JSON file named by `MACTL_STANDIN_CONTROL`, re-read on every
+call so a test can change it between runs:
+
+    {"calls": "/tmp/x/calls.jsonl",
+     "fail": {"ADDR": "message"},           # apply raises ProviderError(message)
+     "fail_rollback": {"ADDR": "message"},
+     "sleep": {"ADDR": seconds},            # apply works this long, reporting progress
+     "checkpoint": ["ADDR"],                # checkpoints {"done": n} every step while sleeping
+     "ignore_cancel": ["ADDR"],             # keeps working after ctx.cancelled is set
+     "read": {"ADDR": {...} | null},        # what refresh reads (default: what the state says)
+     "log_secret": "text"}                  # ctx.log()s this text (masking tests)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from mactl.errors import ProviderError
+from mactl.providers import registry
+from mactl.providers.base import BaseProvider, Progress, StageContext
+
+_write_lock = threading.Lock()
+
+
+def control() -> dict[str, Any]:
+    path = os.environ.get("MACTL_STANDIN_CONTROL")
+    if not path or not Path(path).is_file():
+        return {}
+    return json.loads(Path(path).read_text())
+
+
+def _record(op: str, ctx: StageContext, **extra: Any) -> None:
+    calls = control().get("calls")
+    if not calls:
+        return
+    line = {"op": op, "address": ctx.address, "pid": os.getpid(), "t": time.time(), **extra}
+    with _write_lock, open(calls, "a") as file:
+        file.write(json.dumps(line) + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+
+
+class StandinProvider(BaseProvider):
+    available = True
+
+    def apply(self, ctx: StageContext) -> dict[str, Any]:
+        c = control()
+        _record("apply", ctx, checkpoint=ctx.checkpoint_data, prior=ctx.prior_outputs is not None)
+        if c.get("log_secret"):
+            ctx.log(f"connecting with {c['log_secret']}")
+        seconds = float(c.get("sleep", {}).get(ctx.address, 0))
+        start = int((ctx.checkpoint_data or {}).get("done", 0))
+        steps = max(1, round(seconds / 0.05)) if seconds else 0
+        for i in range(start, steps):
+            if ctx.cancelled.is_set() and ctx.address not in c.get("ignore_cancel", []):
+                break
+            time.sleep(0.05)
+            ctx.progress(Progress(done=(i + 1) * 10, total=steps * 10, unit="docs"))
+            if ctx.address in c.get("checkpoint", []):
+                ctx.checkpoint({"done": i + 1})
+        if ctx.address in c.get("fail", {}):
+            raise ProviderError(c["fail"][ctx.address])
+        _record("applied", ctx)
+        return {"applied": ctx.address, "upstream": sorted(ctx.upstream), "resumed_from": (ctx.checkpoint_data or {}).get("done")}
+
+    def rollback(self, ctx: StageContext) -> None:
+        c = control()
+        auth = getattr(getattr(ctx.inputs, "target", None), "auth", None)
+        password = auth.password.get_secret_value() if auth is not None and auth.password is not None else None
+        _record("rollback", ctx, password_is_real=password not in (None, "(sensitive)"))
+        if ctx.address in c.get("fail_rollback", {}):
+            raise ProviderError(c["fail_rollback"][ctx.address])
+
+    def read(self, ctx: StageContext) -> dict[str, Any] | None:
+        c = control()
+        _record("read", ctx)
+        reads = c.get("read", {})
+        if ctx.address in reads:
+            return reads[ctx.address]
+        return dict(ctx.prior_outputs) if ctx.prior_outputs is not None else None
+
+
+def _make(stage_type: str) -> type[StandinProvider]:
+    real = registry._load(registry.BUILTIN[stage_type])
+    return type(
+        f"Standin_{stage_type}",
+        (StandinProvider,),
+        {"type": stage_type, "Inputs": real.Inputs, "replace_on": real.replace_on, "__module__": __name__},
+    )
+
+
+_REAL_BUILTIN = dict(registry.BUILTIN)
+STANDINS: dict[str, type[StandinProvider]] = {t: _make(t) for t in _REAL_BUILTIN}
+for _cls in STANDINS.values():
+    globals()[_cls.__name__] = _cls
+
+
+def targets() -> dict[str, str]:
+    """BUILTIN entries pointing at the stand-ins."""
+    return {t: f"{__name__}:{cls.__name__}" for t, cls in STANDINS.items()}
+
+
+def install_globally() -> None:
+    """For a subprocess: point every built-in stage type at its stand-in."""
+    registry.BUILTIN.update(targets())
+    registry.get_provider.cache_clear()
