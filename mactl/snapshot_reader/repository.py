@@ -1,0 +1,307 @@
+"""The repository walk: index-N → snapshots → global/index metadata → shard readers.
+
+Everything is read on demand and cached per Repository object; nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from collections.abc import Iterator
+
+from mactl.snapshot_reader.blobs import BlobStore, blob_store_for
+from mactl.snapshot_reader.directory import FileInfo, ShardDirectory
+from mactl.snapshot_reader.errors import SnapshotReaderError, UnsupportedFormatError
+from mactl.snapshot_reader.framing import decode_metadata_blob, inflate_compressed_xcontent
+from mactl.snapshot_reader.model import Cursor, Document, GlobalMetadata, IndexMetadata, SnapshotInfo
+from mactl.snapshot_reader.shard import ShardReader
+
+# index-N stores SnapshotState as a byte. Real ES 7.10 bytes say PARTIAL is 3 (the format map
+# said 4); ES's enum: IN_PROGRESS 0, SUCCESS 1, FAILED 2, PARTIAL 3, INCOMPATIBLE 4.
+_STATES = {0: "IN_PROGRESS", 1: "SUCCESS", 2: "FAILED", 3: "PARTIAL", 4: "INCOMPATIBLE"}
+
+
+def _version_from_id(version_id: int) -> str:
+    major, rest = divmod(version_id, 1000000)
+    minor, rest = divmod(rest, 10000)
+    revision = rest // 100
+    return f"{major}.{minor}.{revision}"
+
+
+def nest_settings(flat: dict[str, Any]) -> dict[str, Any]:
+    """`{"index.number_of_shards": "1"}` → `{"index": {"number_of_shards": "1"}}` (GET _settings shape)."""
+    out: dict[str, Any] = {}
+    for key in sorted(flat):
+        node = out
+        parts = key.split(".")
+        ok = True
+        for part in parts[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                ok = False
+                break
+            node = nxt
+        if ok and not isinstance(node.get(parts[-1]), dict):
+            node[parts[-1]] = flat[key]
+        else:  # a key that is both a value and a prefix: keep it flat at the top
+            out[key] = flat[key]
+    return out
+
+
+class Repository:
+    """A snapshot repository opened for reading."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
+        self._data: dict[str, Any] | None = None
+        self._snap_cache: dict[str, dict[str, Any]] = {}
+        self._index_meta_cache: dict[tuple[str, str], IndexMetadata] = {}
+        self._shard_cache: dict[tuple[str, str, int], ShardReader] = {}
+
+    # --- repository data ----------------------------------------------------------------
+    @property
+    def generation(self) -> int:
+        gens = []
+        for name in self.store.list(""):
+            if name.startswith("index-") and name[6:].isdigit():
+                gens.append(int(name[6:]))
+        if not gens:
+            raise SnapshotReaderError(f"{self.store.description} is not a snapshot repository: no index-N file in it")
+        return max(gens)
+
+    def repository_data(self) -> dict[str, Any]:
+        if self._data is None:
+            gen = self.generation
+            if self.store.exists("index.latest"):
+                latest = int.from_bytes(self.store.read("index.latest")[:8], "big")
+                if latest > gen and self.store.exists(f"index-{latest}"):
+                    gen = latest
+            raw = self.store.read(f"index-{gen}")
+            if raw[:1] != b"{":
+                raise UnsupportedFormatError(f"{self.store.description}/index-{gen}: repository data is not JSON")
+            self._data = json.loads(raw)
+            self._data["__generation"] = gen
+        return self._data
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        return [self._info(s) for s in self.repository_data().get("snapshots", [])]
+
+    def _info(self, entry: dict[str, Any]) -> SnapshotInfo:
+        uuid = entry["uuid"]
+        data = self.repository_data()
+        indices = sorted(n for n, v in data.get("indices", {}).items() if uuid in v.get("snapshots", []))
+        state = entry.get("state")
+        state_name = _STATES.get(state, str(state)) if isinstance(state, int) else str(state)
+        start, end, version = entry.get("start_time_millis"), entry.get("end_time_millis"), entry.get("version")
+        failures: list[dict[str, Any]] = []
+        if start is None or version is None or state_name != "SUCCESS":
+            snap = self._snapshot_blob(uuid)
+            start = start if start is not None else snap.get("start_time")
+            end = end if end is not None else snap.get("end_time")
+            if version is None and isinstance(snap.get("version_id"), int):
+                version = _version_from_id(snap["version_id"])
+            failures = list(snap.get("failures") or [])
+        return SnapshotInfo(entry["name"], uuid, state_name, indices, start, end, version, failures)
+
+    def _snapshot_blob(self, uuid: str) -> dict[str, Any]:
+        if uuid not in self._snap_cache:
+            name = f"snap-{uuid}.dat"
+            if not self.store.exists(name):
+                self._snap_cache[uuid] = {}
+            else:
+                root = decode_metadata_blob(self.store.read(name), f"{self.store.description}/{name}", "snapshot")
+                self._snap_cache[uuid] = root.get("snapshot", root)
+        return self._snap_cache[uuid]
+
+    def snapshot(self, name: str | SnapshotInfo) -> SnapshotInfo:
+        if isinstance(name, SnapshotInfo):
+            return name
+        entries = self.repository_data().get("snapshots", [])
+        for entry in entries:
+            if entry.get("name") == name:
+                return self._info(entry)
+        names = ", ".join(sorted(e.get("name", "?") for e in entries)) or "none"
+        raise SnapshotReaderError(f"no snapshot named {name!r} in {self.store.description}; snapshots there: {names}")
+
+    # --- metadata -----------------------------------------------------------------------
+    def global_metadata(self, snapshot: str | SnapshotInfo) -> GlobalMetadata:
+        snap = self.snapshot(snapshot)
+        blob = f"meta-{snap.uuid}.dat"
+        if not self.store.exists(blob):
+            return GlobalMetadata({}, {}, {})
+        root = decode_metadata_blob(self.store.read(blob), f"{self.store.description}/{blob}", "metadata")
+        meta = root.get("meta-data", root)
+        templates = {}
+        for name, body in (meta.get("templates") or {}).items():
+            body = dict(body)
+            if "settings" in body and isinstance(body["settings"], dict):
+                body["settings"] = nest_settings(body["settings"])
+            if isinstance(body.get("mappings"), (list, dict)):
+                body["mappings"] = _template_mappings(body["mappings"], f"template {name}")
+            templates[name] = body
+        index_templates = dict((meta.get("index_template") or {}).get("index_template") or {})
+        components = dict((meta.get("component_template") or {}).get("component_template") or {})
+        return GlobalMetadata(templates, index_templates, components, raw=meta)
+
+    def _index_entry(self, index: str) -> dict[str, Any]:
+        entry = self.repository_data().get("indices", {}).get(index)
+        if entry is None:
+            raise SnapshotReaderError(f"no index named {index!r} in repository {self.store.description}")
+        return entry
+
+    def index_metadata(self, snapshot: str | SnapshotInfo, index: str) -> IndexMetadata:
+        snap = self.snapshot(snapshot)
+        key = (snap.uuid, index)
+        if key in self._index_meta_cache:
+            return self._index_meta_cache[key]
+        if index not in snap.indices:
+            raise SnapshotReaderError(
+                f"snapshot {snap.name!r} has no index {index!r}; its indices: {', '.join(snap.indices) or 'none'}"
+            )
+        index_id = self._index_entry(index)["id"]
+        data = self.repository_data()
+        entry = next(s for s in data["snapshots"] if s["uuid"] == snap.uuid)
+        blob_id = snap.uuid
+        lookup = entry.get("index_metadata_lookup") or {}
+        if index_id in lookup:
+            blob_id = data.get("index_metadata_identifiers", {}).get(lookup[index_id], blob_id)
+        path = f"indices/{index_id}/meta-{blob_id}.dat"
+        root = decode_metadata_blob(self.store.read(path), f"{self.store.description}/{path}", "index-metadata")
+        if len(root) != 1:
+            raise SnapshotReaderError(f"{path}: expected one index in the metadata blob, found {len(root)}")
+        (raw,) = root.values()
+        flat = raw.get("settings") or {}
+        try:
+            shards = int(flat["index.number_of_shards"])
+        except (KeyError, ValueError):
+            raise SnapshotReaderError(f"{path}: index.number_of_shards is missing") from None
+        mappings, types = _index_mappings(raw.get("mappings"), path)
+        im = IndexMetadata(index, nest_settings(flat), mappings, dict(raw.get("aliases") or {}), shards, types, raw)
+        self._index_meta_cache[key] = im
+        return im
+
+    def shard_count(self, snapshot: str | SnapshotInfo, index: str) -> int:
+        return self.index_metadata(snapshot, index).number_of_shards
+
+    # --- shards -------------------------------------------------------------------------
+    def _shard(self, snapshot: str | SnapshotInfo, index: str, shard: int) -> ShardReader:
+        snap = self.snapshot(snapshot)
+        key = (snap.uuid, index, shard)
+        if key in self._shard_cache:
+            return self._shard_cache[key]
+        meta = self.index_metadata(snap, index)
+        if not 0 <= shard < meta.number_of_shards:
+            raise SnapshotReaderError(f"index {index!r} has shards 0..{meta.number_of_shards - 1}, not {shard}")
+        index_id = self._index_entry(index)["id"]
+        shard_path = f"indices/{index_id}/{shard}"
+        blob = f"{shard_path}/snap-{snap.uuid}.dat"
+        if not self.store.exists(blob):
+            if snap.state != "SUCCESS":
+                missing = self.missing_shards(snap)
+                raise SnapshotReaderError(
+                    f"snapshot {snap.name!r} is {snap.state}: shard {index}[{shard}] was not snapshotted"
+                    + (f" (missing shards: {', '.join(missing)})" if missing else "")
+                )
+            raise SnapshotReaderError(f"{self.store.description}/{blob} is missing")
+        where = f"{self.store.description}/{shard_path}"
+        root = decode_metadata_blob(self.store.read(blob), f"{self.store.description}/{blob}", "snapshot")
+        files = [FileInfo.from_snapshot(f) for f in root.get("files", [])]
+        _refuse_remote_store(root, where)
+        directory = ShardDirectory(self.store, shard_path, files, f"{index}[{shard}]")
+        doc_type = None
+        if meta.types and meta.types != ["_doc"]:
+            doc_type = meta.types[0] if len(meta.types) == 1 else None
+        elif meta.types == ["_doc"] and _created_before_7(meta):
+            doc_type = "_doc"
+        reader = ShardReader(directory, index, shard, doc_type)
+        self._shard_cache = {key: reader}  # keep one: shard readers hold file bytes
+        return reader
+
+    def missing_shards(self, snapshot: str | SnapshotInfo) -> list[str]:
+        snap = self.snapshot(snapshot)
+        failures = snap.failures or self._snapshot_blob(snap.uuid).get("failures") or []
+        failures = sorted(failures, key=lambda f: (str(f.get("index")), int(f.get("shard_id") or 0)))
+        return [f"{f.get('index')}[{f.get('shard_id')}]: {f.get('reason', 'failed')}" for f in failures]
+
+    def live_doc_count(self, snapshot: str | SnapshotInfo, index: str, shard: int) -> int:
+        return self._shard(snapshot, index, shard).live_doc_count()
+
+    def documents(self, snapshot: str | SnapshotInfo, index: str, shard: int, *, after: Cursor | None = None) -> Iterator[Document]:
+        reader = self._shard(snapshot, index, shard)  # eager: a bad name fails at the call
+        return _guarded(reader.documents(after), index, shard)
+
+    def shard_size(self, snapshot: str | SnapshotInfo, index: str, shard: int) -> int:
+        return sum(f.length for f in self._shard(snapshot, index, shard).dir.files.values())
+
+
+def _guarded(docs: Iterator[Document], index: str, shard: int) -> Iterator[Document]:
+    try:
+        yield from docs
+    except (IndexError, ValueError, OverflowError) as err:
+        # every CRC passed, so this is a format variant the parsers do not know: say where
+        raise UnsupportedFormatError(
+            f"{index}[{shard}]: cannot parse the Lucene files ({type(err).__name__}: {err}); "
+            "an unsupported format variant?"
+        ) from None
+
+
+def _created_before_7(meta: IndexMetadata) -> bool:
+    created = (meta.raw.get("settings") or {}).get("index.version.created")
+    try:
+        return int(created) < 7000099
+    except (TypeError, ValueError):
+        return False
+
+
+def _refuse_remote_store(root: dict[str, Any], where: str) -> None:
+    if root.get("remote_store_index_shallow_copy") or "remote_store_repository" in root:
+        raise UnsupportedFormatError(f"{where}: OpenSearch remote-store shallow snapshots are not supported (no data in the repository)")
+
+
+def _index_mappings(raw: Any, where: str) -> tuple[dict[str, Any], list[str]]:
+    entries: list[dict[str, Any]] = []
+    for item in raw or []:
+        item = inflate_compressed_xcontent(item, where)
+        if isinstance(item, dict):
+            entries.append(item)
+    if isinstance(raw, dict):
+        entries = [raw]
+    merged: dict[str, Any] = {}
+    for e in entries:
+        merged.update(e)
+    types = list(merged)
+    if len(merged) == 1:
+        return dict(next(iter(merged.values())) or {}), types
+    return merged, types
+
+
+def _template_mappings(raw: Any, where: str) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return {k: inflate_compressed_xcontent(v, where) for k, v in raw.items()}
+    merged: dict[str, Any] = {}
+    for item in raw:
+        item = inflate_compressed_xcontent(item, where)
+        if isinstance(item, dict):
+            merged.update(item)
+    return merged
+
+
+def open_repository(
+    location: Any,
+    *,
+    s3_endpoint: str | None = None,
+    s3_region: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> Repository:
+    """Open a repository: a folder path, `s3://bucket/prefix`, or a config `SnapshotRepository`."""
+    if not isinstance(location, (str, Path)):  # the config model (type/location/bucket/basePath/...)
+        kind = getattr(location, "type", "fs")
+        if kind == "s3":
+            prefix = (getattr(location, "basePath", None) or "").strip("/")
+            s3_endpoint = s3_endpoint or getattr(location, "endpoint", None)
+            s3_region = s3_region or getattr(location, "region", None)
+            location = f"s3://{location.bucket}/{prefix}"
+        else:
+            location = getattr(location, "location")
+    return Repository(blob_store_for(location, s3_endpoint=s3_endpoint, s3_region=s3_region, cache_dir=cache_dir))
