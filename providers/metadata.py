@@ -1,17 +1,32 @@
 """Metadata stage: recreates templates, indices and aliases on the target.
 
-Inputs schema and replacement rules only; apply/rollback/read land with the metadata
-provider issue.
+apply = evaluate (read source, select, transform; see `mactl.metadata.evaluate`), check
+conflicts with what the target already has (all before writing anything), then create:
+indices concurrently, then templates in dependency order. Outputs record exactly what this
+stage created, so rollback deletes those and nothing else (per-index rollback), and the
+JSON report of every item.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from mactl.cluster import client_for
 from mactl.config.common import ClusterRef, IndexFilter, Model, SnapshotRepository, TransformSpec
-from mactl.providers.base import BaseProvider
+from mactl.errors import ProviderError
+from mactl.indexfilter import validate_filters
+from mactl.metadata import report as report_mod
+from mactl.metadata import target as tgt
+from mactl.metadata.evaluate import EvaluatedItem, Evaluation, evaluate
+from mactl.metadata.items import KIND_ORDER
+from mactl.providers.base import BaseProvider, Progress, StageContext
+
+INDEX_WORKERS = 8
+CHECKPOINT_EVERY_S = 2.0
 
 
 class Inputs(Model):
@@ -25,12 +40,231 @@ class Inputs(Model):
     onExisting: Literal["fail", "skip", "recreate"] = "fail"
     multiTypeMode: Literal["union", "fail"] = "union"
     templates: bool = True
+    # Which templates (by name, the one filter syntax) come along; empty = all of them.
+    templateFilters: list[IndexFilter] = []
+    # "fail": any failed item fails the stage (evaluation failures before anything is
+    # written); "continue": failed items are reported and the rest is created.
+    onItemFailure: Literal["fail", "continue"] = "fail"
+
+
+def _key(kind: str, name: str) -> str:
+    return f"{kind}:{name}"
 
 
 class MetadataProvider(BaseProvider):
     type = "metadata"
     Inputs: ClassVar = Inputs
     replace_on = frozenset(
-        {"source", "target", "repository", "snapshotName", "indices", "from_", "transforms", "multiTypeMode"}
+        {"source", "target", "repository", "snapshotName", "indices", "from_", "transforms", "multiTypeMode", "templateFilters"}
     )
-    available = False
+    available = True
+
+    def validate(self, inputs: Inputs) -> list[str]:  # type: ignore[override]
+        problems = validate_filters(inputs.indices)
+        problems += [f"templateFilters: {p}" for p in validate_filters(inputs.templateFilters)]
+        return problems
+
+    # --- apply --------------------------------------------------------------------------
+
+    def apply(self, ctx: StageContext) -> dict[str, Any]:
+        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        client = client_for(inputs.target, pool_maxsize=INDEX_WORKERS + 2)
+        ev = evaluate(inputs, upstream=ctx.upstream, target_client=client)
+        ours = self._already_ours(ctx)
+        rows: dict[str, dict[str, Any]] = {}
+        failed_eval = [i for i in ev.items if i.action == "fail"]
+        for item in ev.items:
+            if item.action != "create":
+                outcome = "failed" if item.action == "fail" else "skipped"
+                rows[_key(item.kind, item.name)] = report_mod.entry(
+                    item.kind, item.name, outcome, reason=item.reason, transforms=item.transforms, source_name=item.source_name
+                )
+        for ex in ev.excluded:
+            rows[_key(ex.kind, ex.name)] = report_mod.entry(ex.kind, ex.name, "excluded", reason=ex.reason)
+        if failed_eval and inputs.onItemFailure == "fail":
+            raise ProviderError(
+                f"{len(failed_eval)} metadata item(s) cannot be migrated; nothing was written:\n"
+                + "\n".join(f"  {i.kind} {i.name}: {i.reason}" for i in failed_eval),
+                hint="fix them with a transform, leave them out with `indices`, or set `onItemFailure: continue`",
+            )
+        todo, recreate = self._resolve_conflicts(client, ev, inputs, ours, rows)
+        created = self._create_all(ctx, client, todo, recreate, ours, rows)
+        report = report_mod.build(ev.source, ev.target, ev.origin, self._ordered(rows))
+        ctx.log(report_mod.render_text(report, show_transforms=False))
+        failures = [r for r in report["items"] if r["outcome"] == "failed"]
+        outputs = {
+            "created": created,
+            "sourceVersion": ev.source["version"],
+            "sourceDistribution": ev.source["distribution"],
+            "targetVersion": ev.target["version"],
+            "excluded": [{"kind": e.kind, "name": e.name, "reason": e.reason} for e in ev.excluded],
+            "report": report,
+            # The index bodies as created (after every transform): the validate stage
+            # compares the target against them, and backfill rollback may recreate from them.
+            "definitions": {i.name: i.body for i in ev.items if i.kind == "index" and i.action == "create" and i.body},
+        }
+        if failures and inputs.onItemFailure == "fail":
+            ctx.checkpoint({"created": created})
+            raise ProviderError(
+                f"{len(failures)} metadata item(s) failed on the target ({len(created)} created, recorded for rollback):\n"
+                + "\n".join(f"  {r['kind']} {r['name']}: {r.get('reason', '')}" for r in failures)
+            )
+        return outputs
+
+    def _already_ours(self, ctx: StageContext) -> set[str]:
+        """Items an earlier (interrupted or updated) run of this stage created."""
+        found: set[str] = set()
+        for source in (ctx.prior_outputs or {}, ctx.checkpoint_data or {}):
+            for row in source.get("created") or []:
+                found.add(_key(row["kind"], row["name"]))
+        return found
+
+    def _resolve_conflicts(
+        self, client: Any, ev: Evaluation, inputs: Inputs, ours: set[str], rows: dict[str, dict[str, Any]]
+    ) -> tuple[list[EvaluatedItem], set[str]]:
+        """Split items into those to create and those the target already has; fail early on conflicts."""
+        existing_indices = tgt.existing_index_names(client)
+        todo: list[EvaluatedItem] = []
+        recreate: set[str] = set()
+        conflicts: list[str] = []
+        for item in ev.items:
+            if item.action != "create":
+                continue
+            key = _key(item.kind, item.name)
+            if item.kind == "index" and item.name not in existing_indices:
+                todo.append(item)
+                continue
+            actual = tgt.fetch(client, item.kind, item.name)
+            if actual is None:
+                todo.append(item)
+                continue
+            assert item.body is not None
+            diff = tgt.differences(item.kind, item.body, actual)
+            if key in ours:
+                rows[key] = report_mod.entry(item.kind, item.name, "created", reason="created by an earlier run of this stage",
+                                             transforms=item.transforms, source_name=item.source_name)
+                continue
+            if not diff:
+                rows[key] = report_mod.entry(item.kind, item.name, "existing", reason="already on the target, identical; left alone",
+                                             transforms=item.transforms, source_name=item.source_name)
+                continue
+            if inputs.onExisting == "skip":
+                rows[key] = report_mod.entry(item.kind, item.name, "skipped", reason=f"already on the target and differs (onExisting: skip):\n{diff}",
+                                             transforms=item.transforms, source_name=item.source_name)
+            elif inputs.onExisting == "recreate":
+                recreate.add(key)
+                todo.append(item)
+            else:
+                conflicts.append(f"  {item.kind} {item.name} already exists on the target and differs:\n"
+                                 + "\n".join(f"    {line}" for line in diff.splitlines()))
+        if conflicts:
+            raise ProviderError(
+                f"{len(conflicts)} item(s) already exist on the target with other definitions; nothing was written:\n"
+                + "\n".join(conflicts),
+                hint="set `onExisting: skip` to keep the target's, or `onExisting: recreate` to replace them",
+            )
+        return todo, recreate
+
+    def _create_all(
+        self, ctx: StageContext, client: Any, todo: list[EvaluatedItem], recreate: set[str], ours: set[str],
+        rows: dict[str, dict[str, Any]],
+    ) -> list[dict[str, str]]:
+        created: list[dict[str, str]] = [
+            {"kind": r["kind"], "name": r["name"]} for k, r in rows.items() if k in ours and r["outcome"] == "created"
+        ]
+        total = len(todo)
+        done = 0
+        last_checkpoint = time.monotonic()
+
+        def one(item: EvaluatedItem) -> tuple[EvaluatedItem, list[str] | str]:
+            try:
+                if _key(item.kind, item.name) in recreate:
+                    tgt.delete(client, item.kind, item.name)
+                assert item.body is not None
+                return item, tgt.create(client, item.kind, item.name, item.body)
+            except tgt.CreateFailed as exc:
+                return item, exc.reason
+
+        def record(item: EvaluatedItem, result: list[str] | str) -> None:
+            nonlocal done, last_checkpoint
+            done += 1
+            key = _key(item.kind, item.name)
+            if isinstance(result, str):
+                rows[key] = report_mod.entry(item.kind, item.name, "failed", reason=result, transforms=item.transforms,
+                                             source_name=item.source_name)
+            else:
+                reason = "recreated (onExisting: recreate)" if key in recreate else ""
+                rows[key] = report_mod.entry(item.kind, item.name, "created", reason=reason,
+                                             transforms=item.transforms + result, source_name=item.source_name)
+                created.append({"kind": item.kind, "name": item.name})
+            ctx.progress(Progress(done=done, total=total, unit="items", message=f"{item.kind} {item.name}"))
+            if time.monotonic() - last_checkpoint >= CHECKPOINT_EVERY_S:
+                ctx.checkpoint({"created": list(created)})
+                last_checkpoint = time.monotonic()
+
+        # Indices first, templates after: a template created first would also apply to the
+        # migrated indices (adding its aliases and settings a second time, under new names
+        # when a transform renamed them). Each migrated index already carries what its
+        # templates gave it on the source.
+        templates = [i for i in todo if i.kind != "index"]
+        indices = [i for i in todo if i.kind == "index"]
+        if indices:
+            with ThreadPoolExecutor(max_workers=INDEX_WORKERS, thread_name_prefix="mactl-meta") as pool:
+                futures = [pool.submit(one, item) for item in indices]
+                for future in as_completed(futures):
+                    record(*future.result())
+                    if ctx.cancelled.is_set():
+                        for f in futures:
+                            f.cancel()
+        for item in sorted(templates, key=lambda i: (KIND_ORDER[i.kind], i.name)):
+            record(*one(item))
+        created.sort(key=lambda r: (KIND_ORDER[r["kind"]], r["name"]))
+        return created
+
+    @staticmethod
+    def _ordered(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        order = {o: i for i, o in enumerate(report_mod.OUTCOMES)}
+        return sorted(rows.values(), key=lambda r: (KIND_ORDER[r["kind"]], r["name"], order.get(r["outcome"], 9)))
+
+    # --- rollback / read ------------------------------------------------------------------
+
+    def _created(self, ctx: StageContext) -> list[dict[str, str]]:
+        seen: dict[str, dict[str, str]] = {}
+        for source in (ctx.prior_outputs or {}, ctx.checkpoint_data or {}):
+            for row in source.get("created") or []:
+                seen[_key(row["kind"], row["name"])] = {"kind": row["kind"], "name": row["name"]}
+        return list(seen.values())
+
+    def rollback(self, ctx: StageContext) -> None:
+        """Delete exactly what this stage created: indices first, then templates in reverse order."""
+        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        created = self._created(ctx)
+        if not created:
+            return
+        client = client_for(inputs.target)
+        indices = [r["name"] for r in created if r["kind"] == "index"]
+        tgt.delete_indices(client, indices)
+        templates = sorted((r for r in created if r["kind"] != "index"), key=lambda r: -KIND_ORDER[r["kind"]])
+        for row in templates:
+            tgt.delete(client, row["kind"], row["name"])
+        ctx.log(f"rolled back {len(indices)} indices and {len(templates)} templates")
+
+    def read(self, ctx: StageContext) -> dict[str, Any] | None:
+        """The outputs with `created` reduced to what is still on the target (deleted items = drift)."""
+        prior = ctx.prior_outputs
+        if prior is None:
+            return None
+        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        client = client_for(inputs.target)
+        present_indices = tgt.existing_index_names(client)
+        still: list[dict[str, str]] = []
+        missing: list[dict[str, str]] = []
+        for row in prior.get("created") or []:
+            if row["kind"] == "index":
+                there = row["name"] in present_indices
+            else:
+                there = tgt.fetch(client, row["kind"], row["name"]) is not None
+            (still if there else missing).append(row)
+        if not missing:
+            return dict(prior)
+        return {**prior, "created": still, "missingOnTarget": missing}

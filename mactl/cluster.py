@@ -1,0 +1,111 @@
+"""Talking to a source or target cluster: one place that turns a `ClusterRef` into a client.
+
+Every provider that reaches a cluster (snapshot, metadata, backfill, capture, validate)
+builds its opensearch-py client here, so authentication (basic / SigV4), TLS checking,
+timeouts and retries behave the same everywhere. This module only connects and asks
+what the cluster is; it must not hold migration logic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opensearchpy import OpenSearch, RequestsHttpConnection
+from opensearchpy.exceptions import AuthenticationException, AuthorizationException, ConnectionError, TransportError
+
+from mactl.config.common import ClusterRef
+from mactl.errors import ConfigError, ProviderError
+
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_RETRIES = 3
+
+
+def client_for(
+    ref: ClusterRef,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    retries: int = DEFAULT_RETRIES,
+    pool_maxsize: int = 10,
+    **extra: Any,
+) -> OpenSearch:
+    """An opensearch-py client for `ref`.
+
+    `pool_maxsize` matters for callers that fan requests out over threads (the metadata
+    provider creates indices concurrently): urllib3 otherwise keeps only 10 connections
+    and the rest are opened and thrown away. `extra` goes straight to `OpenSearch(...)`.
+    """
+    kwargs: dict[str, Any] = {
+        "hosts": [ref.endpoint],
+        "timeout": timeout,
+        "max_retries": retries,
+        "retry_on_timeout": True,
+        "retry_on_status": (502, 503, 504),
+        "pool_maxsize": pool_maxsize,
+    }
+    if ref.endpoint.startswith("https://"):
+        kwargs["use_ssl"] = True
+        kwargs["verify_certs"] = not ref.insecure
+        kwargs["ssl_show_warn"] = not ref.insecure
+        if ref.insecure:
+            kwargs["ssl_assert_hostname"] = False
+    auth = ref.auth
+    if auth.type == "basic":
+        if not auth.username or auth.password is None:
+            raise ConfigError(f"cluster '{ref.name}': basic auth needs `auth.username` and `auth.password`")
+        kwargs["http_auth"] = (auth.username, auth.password.get_secret_value())
+    elif auth.type == "sigv4":
+        kwargs["http_auth"] = _sigv4_auth(ref)
+        kwargs["connection_class"] = RequestsHttpConnection
+    kwargs.update(extra)
+    return OpenSearch(**kwargs)
+
+
+def _sigv4_auth(ref: ClusterRef) -> Any:
+    """SigV4 signing from the default boto3 credential chain (env, profile, role)."""
+    import boto3
+    from opensearchpy import RequestsAWSV4SignerAuth
+
+    if not ref.auth.region:
+        raise ConfigError(f"cluster '{ref.name}': sigv4 auth needs `auth.region`")
+    credentials = boto3.Session().get_credentials()
+    if credentials is None:
+        raise ConfigError(
+            f"cluster '{ref.name}': sigv4 auth found no AWS credentials",
+            hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE",
+        )
+    return RequestsAWSV4SignerAuth(credentials, ref.auth.region, ref.auth.service)
+
+
+def cluster_version(client: OpenSearch) -> tuple[str, str]:
+    """(`distribution`, `version`) of the cluster: ("elasticsearch", "7.10.2") or ("opensearch", "2.19.6").
+
+    Elasticsearch reports no `distribution`; OpenSearch reports "opensearch".
+    """
+    try:
+        info = client.info()
+    except (AuthenticationException, AuthorizationException) as exc:
+        raise ProviderError(f"cluster at {_host(client)} refused the credentials: {exc.error}") from None
+    except ConnectionError as exc:
+        raise ProviderError(f"cluster at {_host(client)} is unreachable: {exc.info or exc.error}") from None
+    except TransportError as exc:
+        raise ProviderError(f"cluster at {_host(client)} answered {exc.status_code}: {exc.error}") from None
+    version = info.get("version", {})
+    distribution = version.get("distribution") or "elasticsearch"
+    return str(distribution), str(version.get("number", "0"))
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """"7.10.2" → (7, 10, 2); suffixes such as "-SNAPSHOT" are ignored."""
+    parts: list[int] = []
+    for piece in version.split("-", 1)[0].split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def _host(client: OpenSearch) -> str:
+    try:
+        conn = client.transport.hosts[0]
+        return f"{conn.get('scheme', 'http')}://{conn['host']}:{conn['port']}"
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return "the cluster"

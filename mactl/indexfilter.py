@@ -1,0 +1,111 @@
+"""The one index-filter syntax, resolved against a list of real index names.
+
+A pattern is an exact name, a `*` wildcard (`logs-*`), or a regex written `re:...`
+(matched against the whole name). A filter is a list of patterns with a mode: an
+`include` filter keeps names matching any pattern, an `exclude` filter drops them.
+A chain of filters (parent stage's first, then the stage's own) selects the names that
+pass every filter. Snapshot, metadata and backfill stages all select indices this way,
+so a name means the same thing everywhere. This module does no I/O.
+
+Built-in exclusions (`.`-prefixed system/hidden indices and the like) are NOT applied
+here silently: `split_builtin_exclusions` reports them so callers can list them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from mactl.config.common import IndexFilter
+from mactl.errors import ConfigError
+
+
+@cache
+def _compile(pattern: str) -> re.Pattern[str]:
+    if pattern.startswith("re:"):
+        try:
+            return re.compile(pattern[3:])
+        except re.error as exc:
+            raise ConfigError(f"index filter: bad regex '{pattern}': {exc}") from None
+    return re.compile("".join(".*" if ch == "*" else re.escape(ch) for ch in pattern))
+
+
+def matches(name: str, pattern: str) -> bool:
+    """Does `name` match one pattern (exact, `*` wildcard or `re:` regex, whole name)?"""
+    return _compile(pattern).fullmatch(name) is not None
+
+
+def validate_filters(filters: Sequence[IndexFilter]) -> list[str]:
+    """Plan-time problems with the patterns themselves (bad regexes, empty names)."""
+    problems: list[str] = []
+    for i, flt in enumerate(filters):
+        if not flt.names:
+            problems.append(f"indices[{i}].names is empty")
+        for name in flt.names:
+            try:
+                _compile(name)
+            except ConfigError as exc:
+                problems.append(f"indices[{i}]: {exc.message}")
+    return problems
+
+
+def passes(name: str, filters: Sequence[IndexFilter]) -> bool:
+    """True when `name` passes every filter of the chain (an empty chain selects all)."""
+    for flt in filters:
+        hit = any(matches(name, p) for p in flt.names)
+        if (flt.mode == "include") != hit:
+            return False
+    return True
+
+
+def select(names: Iterable[str], filters: Sequence[IndexFilter]) -> list[str]:
+    """The names that pass the chain, sorted."""
+    return sorted(n for n in names if passes(n, filters))
+
+
+def is_explicit(name: str, filters: Sequence[IndexFilter]) -> bool:
+    """Was `name` asked for by an exact (non-wildcard, non-regex) include pattern?"""
+    return any(flt.mode == "include" and name in flt.names for flt in filters)
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A name left out by a built-in rule, with the rule's reason (shown in plan and report)."""
+
+    name: str
+    reason: str
+
+
+def builtin_exclusion_reason(name: str) -> str | None:
+    """Why mactl leaves `name` out by default, or None.
+
+    `.`-prefixed names are system or hidden indices (`.kibana`, `.tasks`, `.security`,
+    `.opendistro-*`, `.plugins-*`) that belong to the cluster or its plugins: recreating
+    them on the target clashes with what the target's own plugins create.
+    """
+    if name.startswith("."):
+        return "system or hidden index (name starts with '.')"
+    if name.startswith(("ilm-history-", "slm-history-")):
+        return "Elasticsearch lifecycle history data stream"
+    return None
+
+
+def split_builtin_exclusions(
+    names: Iterable[str], filters: Sequence[IndexFilter]
+) -> tuple[list[str], list[Exclusion]]:
+    """Apply the chain, then the built-in exclusions, reporting what those dropped.
+
+    A name the user listed exactly (not through a wildcard) is kept even when a built-in
+    rule would drop it: an explicit ask wins.
+    """
+    kept: list[str] = []
+    excluded: list[Exclusion] = []
+    for name in select(names, filters):
+        reason = builtin_exclusion_reason(name)
+        if reason is not None and not is_explicit(name, filters):
+            excluded.append(Exclusion(name, reason))
+        else:
+            kept.append(name)
+    return kept, excluded
