@@ -1,18 +1,26 @@
 """Backfill stage (RFS): documents read from snapshot files, written to the target.
 
-Inputs schema and replacement rules only; apply/rollback/read land with the backfill
-provider issue. `sample` is deliberately not in `replace_on`: a larger sample is a
+`apply` sets the stage up in its working-state index, starts `workers` local worker
+processes (default: the machine's cores) and watches the leases until every unit is
+done; extra workers may join from any host with `mactl worker ADDR`. It then runs the
+exit check (target count per index == snapshot live count less sampling, drops and
+dead letters) and fails the stage on a difference. The work itself lives in
+`mactl.backfill`. `sample` is deliberately not in `replace_on`: a larger sample is a
 superset of a smaller one, so growing it only adds documents (an update in place).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+import os
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
-from pydantic import model_validator
+from opensearchpy.exceptions import NotFoundError
+from pydantic import Field, model_validator
 
 from mactl.config.common import ClusterRef, IndexFilter, Model, SnapshotRepository, TransformSpec
-from mactl.providers.base import BaseProvider
+from mactl.errors import ProviderError
+from mactl.providers.base import BaseProvider, Progress, StageContext
 
 
 class Sample(Model):
@@ -30,6 +38,7 @@ class Sample(Model):
 
 class DeadLetter(Model):
     location: str  # a local folder or s3://bucket/prefix
+    endpoint: str | None = None  # S3 endpoint override (MinIO, moto); AWS when unset
 
 
 class Inputs(Model):
@@ -47,10 +56,137 @@ class Inputs(Model):
     deadLetter: DeadLetter | None = None
     coordinator: ClusterRef | None = None
     rollbackMode: Literal["delete_by_query", "recreate"] = "delete_by_query"
+    leaseSeconds: float = Field(60.0, gt=0)  # a unit's lease lasts this long without a checkpoint
+    retryTimeoutSeconds: float = Field(600.0, gt=0)  # how long a worker waits out an unavailable target
+    verifyCounts: bool = True  # exit check: target count per index == snapshot live count less sampling/drops/DLQ
 
 
 class BackfillProvider(BaseProvider):
     type = "backfill"
     Inputs: ClassVar = Inputs
     replace_on = frozenset({"target", "repository", "snapshotName", "indices", "transforms", "coordinator"})
-    available = False
+    available = True
+
+    def validate(self, inputs: Any) -> list[str]:
+        from mactl.indexfilter import validate_filters
+
+        problems = validate_filters(inputs.indices)
+        if inputs.workers is not None and inputs.workers < 1:
+            problems.append("workers must be at least 1")
+        if inputs.maxBatchDocs < 1 or inputs.maxBatchBytes < 1024:
+            problems.append("maxBatchDocs must be >= 1 and maxBatchBytes >= 1024")
+        if inputs.maxInFlight < 1:
+            problems.append("maxInFlight must be at least 1")
+        if inputs.maxMbps is not None and inputs.maxMbps <= 0:
+            problems.append("maxMbps must be positive")
+        return problems
+
+    def apply(self, ctx: StageContext) -> dict[str, Any]:
+        from mactl.backfill.coordinator import run_stage
+        from mactl.backfill.progress import one_line
+        from mactl.backfill.rollback import planned_method
+        from mactl.backfill.spec import build_spec
+        from mactl.backfill.verify import check_counts, per_index_outputs
+        from mactl.cluster import client_for
+
+        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        spec = build_spec(ctx.address, inputs, workdir=ctx.workdir, snapshot=_upstream_snapshot_name(ctx))
+        ctx.checkpoint(
+            {"stateIndex": spec.state_index, "generation": spec.gen, "deadLetter": spec.deadletter, "workdir": str(ctx.workdir)}
+        )
+
+        def report(snap: Any, rates: Any) -> None:
+            ctx.progress(Progress(snap.done_docs, snap.total_docs, "docs", one_line(snap, rates)))
+
+        run = run_stage(
+            spec, workers=inputs.workers or os.cpu_count() or 1, workdir=ctx.workdir, on_progress=report,
+            cancelled=ctx.cancelled, log=ctx.log,
+        )
+        target = client_for(inputs.target)
+        check = check_counts(target, run.snapshot, deadline_s=inputs.retryTimeoutSeconds)
+        failed = sum(p.failed for p in run.snapshot.indices.values())
+        outputs: dict[str, Any] = {
+            "snapshotName": spec.snapshot,
+            "stateIndex": spec.state_index,
+            "generation": spec.gen,
+            "units": run.snapshot.units_total,
+            "indices": per_index_outputs(run.snapshot),
+            "targetIndices": check.target,
+            "differences": check.differences,
+            "deadLetter": {"location": spec.deadletter, "documents": failed},
+            "rollbackMethod": planned_method(target, inputs.rollbackMode),
+            # For the validate stage, which sees only its dependencies' outputs: how the
+            # documents were chosen and changed, and the index bodies metadata created.
+            "transforms": [t.model_dump(mode="json") for t in inputs.transforms],
+            "sample": inputs.sample.model_dump(mode="json") if inputs.sample else None,
+            "definitions": {
+                i: d for i in sorted(check.target) if (d := _metadata_definition(ctx.upstream, i)) is not None
+            },
+        }
+        for line in check.differences:
+            ctx.log(f"count check: {line}")
+        if check.differences and inputs.verifyCounts:
+            raise ProviderError(
+                f"{ctx.address}: the target's document counts differ from the snapshot's: " + "; ".join(check.differences),
+                hint="the leases are kept: inspect the differences, then apply again (or set verifyCounts: false)",
+            )
+        return outputs
+
+    def rollback(self, ctx: StageContext) -> None:
+        from mactl.backfill import deadletter
+        from mactl.backfill.prepare import lease_store
+        from mactl.backfill.rollback import planned_method, remove_documents
+        from mactl.backfill.spec import build_spec
+        from mactl.cluster import client_for
+
+        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        spec = build_spec(ctx.address, inputs, workdir=ctx.workdir)
+        target = client_for(inputs.target)
+        prior = dict(ctx.prior_outputs or {})
+        indices = set(prior.get("targetIndices") or {})
+        store = lease_store(spec)
+        try:
+            for unit in _all_generations_units(store):
+                indices.update((unit.get("counters") or {}).get("written_by_index") or {})
+                if not inputs.transforms:
+                    indices.add(unit["index"])
+        except NotFoundError:
+            pass  # no working state: nothing recorded beyond the outputs
+        method = prior.get("rollbackMethod") or planned_method(target, inputs.rollbackMode)
+        used: dict[str, str] = {}
+        for index in sorted(indices):
+            used[index] = remove_documents(target, index, method, _metadata_definition(ctx.upstream, index))
+        store.client.indices.delete(index=spec.state_index, ignore=[404])
+        deadletter.remove_all(deadletter.Location(spec.deadletter, spec.address, spec.deadletter_endpoint))
+        ctx.checkpoint({"rolledBack": used})
+        ctx.log("rolled back: " + (", ".join(f"{i} by {m}" for i, m in used.items()) or "nothing was written"))
+
+    def read(self, ctx: StageContext) -> dict[str, Any] | None:
+        return dict(ctx.prior_outputs) if ctx.prior_outputs is not None else None
+
+
+def _upstream_snapshot_name(ctx: StageContext) -> str | None:
+    """The snapshot stage's recorded name (it may differ from the config's, e.g. when dated)."""
+    for outputs in ctx.upstream_of_type("snapshot"):
+        if outputs.get("snapshotName"):
+            return str(outputs["snapshotName"])
+    return None
+
+
+def _all_generations_units(store: Any) -> list[dict[str, Any]]:
+    resp = store.client.search(index=store.index, body={"size": 10000, "query": {"term": {"kind": "unit"}}})
+    return [h["_source"] for h in resp["hits"]["hits"]]
+
+
+def _metadata_definition(upstream: Mapping[str, Mapping[str, Any]], index: str) -> dict[str, Any] | None:
+    """The index definition the metadata stage recorded, if it recorded one for `index`."""
+    for address, outputs in upstream.items():
+        if address.split(".", 1)[0] != "metadata":
+            continue
+        for key in ("definitions", "indices", "created"):
+            found = outputs.get(key)
+            if isinstance(found, Mapping):
+                definition = found.get(index)
+                if isinstance(definition, Mapping) and ("mappings" in definition or "settings" in definition):
+                    return {k: definition[k] for k in ("settings", "mappings", "aliases") if k in definition}
+    return None

@@ -1,0 +1,112 @@
+"""`JobSpec`: everything a worker process needs to take part in one backfill stage.
+
+The provider builds it from the stage inputs; `mactl worker ADDR` builds the same one
+from the same config, so both land on the same working-state index and generation.
+It travels to worker processes on stdin (never in a file: it may carry a password).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, SecretStr
+
+from mactl.config.common import ClusterRef, IndexFilter, SnapshotRepository, TransformSpec
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    address: str
+    target: ClusterRef
+    coordinator: ClusterRef
+    repository: SnapshotRepository
+    snapshot: str
+    indices: list[IndexFilter]
+    transforms: list[TransformSpec]
+    sample_percent: float | None
+    sample_max_docs: int | None
+    state_index: str
+    gen: str
+    deadletter: str
+    deadletter_endpoint: str | None = None
+    transforms_base_dir: str | None = None
+    max_batch_docs: int = 1000
+    max_batch_bytes: int = 10 * 1024 * 1024
+    max_in_flight: int = 2
+    max_mbps: float | None = None
+    lease_seconds: float = 60.0
+    retry_deadline_s: float = 600.0
+
+    def with_deadletter(self, location: str) -> JobSpec:
+        return replace(self, deadletter=location)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({k: _reveal(v) for k, v in self.__dict__.items()})
+
+    @classmethod
+    def from_json(cls, data: bytes) -> JobSpec:
+        raw = orjson.loads(data)
+        raw["target"] = ClusterRef.model_validate(raw["target"])
+        raw["coordinator"] = ClusterRef.model_validate(raw["coordinator"])
+        raw["repository"] = SnapshotRepository.model_validate(raw["repository"])
+        raw["indices"] = [IndexFilter.model_validate(f) for f in raw["indices"]]
+        raw["transforms"] = [TransformSpec.model_validate(t) for t in raw["transforms"]]
+        return cls(**raw)
+
+
+def _reveal(value: Any) -> Any:
+    """JSON-able form with secrets in clear: only ever sent over a pipe to a child process."""
+    if isinstance(value, BaseModel):
+        return {k: _reveal(v) for k, v in value.model_dump(by_alias=True).items()}
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: _reveal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_reveal(v) for v in value]
+    return value
+
+
+def state_index_name(address: str) -> str:
+    """The working-state index of one stage: readable prefix, hashed address for uniqueness."""
+    slug = re.sub(r"[^a-z0-9]+", "-", address.lower()).strip("-")[:60]
+    digest = hashlib.sha1(address.encode()).hexdigest()[:8]
+    return f"mactl-backfill-{slug}-{digest}"
+
+
+def generation(inputs: BaseModel) -> str:
+    """Hash of the inputs that decide which documents land where (see `leases`)."""
+    data = inputs.model_dump(mode="json", include={"repository", "snapshotName", "indices", "transforms", "sample"})
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
+
+
+def build_spec(address: str, inputs: Any, *, workdir: Path, transforms_base_dir: Path | None = None, snapshot: str | None = None) -> JobSpec:
+    """The spec for the backfill stage `address` with validated `inputs` (providers.backfill.Inputs)."""
+    deadletter = inputs.deadLetter.location if inputs.deadLetter else str(workdir / "deadletter")
+    return JobSpec(
+        address=address,
+        target=inputs.target,
+        coordinator=inputs.coordinator or inputs.target,
+        repository=inputs.repository,
+        snapshot=snapshot or inputs.snapshotName,
+        indices=list(inputs.indices),
+        transforms=list(inputs.transforms),
+        sample_percent=inputs.sample.percent if inputs.sample else None,
+        sample_max_docs=inputs.sample.maxDocsPerIndex if inputs.sample else None,
+        state_index=state_index_name(address),
+        gen=generation(inputs),
+        deadletter=deadletter,
+        deadletter_endpoint=inputs.deadLetter.endpoint if inputs.deadLetter else None,
+        transforms_base_dir=str(transforms_base_dir) if transforms_base_dir else None,
+        max_batch_docs=inputs.maxBatchDocs,
+        max_batch_bytes=inputs.maxBatchBytes,
+        max_in_flight=inputs.maxInFlight,
+        max_mbps=inputs.maxMbps,
+        lease_seconds=inputs.leaseSeconds,
+        retry_deadline_s=inputs.retryTimeoutSeconds,
+    )

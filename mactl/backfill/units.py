@@ -1,0 +1,44 @@
+"""Work units: one (index, shard) of the snapshot, the smallest piece a worker claims.
+
+Listing them needs only the snapshot's metadata (shard counts, live document counts),
+never the documents themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mactl.config.common import IndexFilter
+from mactl.indexfilter import split_builtin_exclusions
+
+
+@dataclass(frozen=True, order=True)
+class WorkUnit:
+    index: str
+    shard: int
+    total: int = 0  # live documents in the snapshot's shard
+
+    @property
+    def key(self) -> str:
+        return f"{self.index}/{self.shard}"
+
+
+def snapshot_index_names(repo: Any, snapshot: str) -> list[str]:
+    """Index names of one snapshot, whatever shape the reader uses for them."""
+    indices = repo.snapshot(snapshot).indices
+    if isinstance(indices, dict):
+        return list(indices)
+    return [i if isinstance(i, str) else i.name for i in indices]
+
+
+def list_units(repo: Any, snapshot: str, filters: Sequence[IndexFilter]) -> tuple[list[WorkUnit], list[str]]:
+    """The units of the selected indices, and the names a built-in rule left out."""
+    kept, excluded = split_builtin_exclusions(snapshot_index_names(repo, snapshot), filters)
+    units = [
+        WorkUnit(index, shard, int(repo.live_doc_count(snapshot, index, shard)))
+        for index in kept
+        for shard in range(int(repo.shard_count(snapshot, index)))
+    ]
+    return units, [e.name for e in excluded]

@@ -1,0 +1,169 @@
+"""`mactl worker ADDR` and `mactl backfill resend-failed ADDR [--transform FILE]`.
+
+Both load the same config as `apply`, find the backfill stage ADDR in the expanded graph
+and read what `apply` recorded for it in the state (the working-state index, the
+dead-letter location, the snapshot's outputs). They never write the state: a worker's
+progress lives in the stage's lease documents, which `apply` watches.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from mactl.cli.app import app
+from mactl.errors import ConfigError, StateError
+
+backfill_app = typer.Typer(help="Backfill (RFS) helpers: resend dead-lettered documents.", no_args_is_help=True)
+app.add_typer(backfill_app, name="backfill")
+
+ConfigOpt = typer.Option(None, "-c", "--config", help="The config file (default: mactl.yaml or mactl.json here, if any).")
+VarOpt = typer.Option(None, "--var", help="Set a variable: NAME=VALUE (repeatable).")
+VarFileOpt = typer.Option(None, "--var-file", help="Read variables from a YAML/JSON file (repeatable).")
+WorkspaceOpt = typer.Option(None, "--workspace", help="The state workspace (default: the selected one).")
+JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
+
+
+def _stage_and_record(address: str, config: Path | None, var: list[str] | None, var_file: list[Path] | None, workspace: str | None) -> tuple[Any, Any, Any, Any]:
+    """(validated Inputs, the stage's state record or None, the state document, the loaded config)."""
+    from mactl.config import load_config
+    from mactl.graph.expand import expand
+    from mactl.providers.backfill import Inputs
+    from mactl.state import open_backend
+
+    loaded = load_config(config, var or [], var_file or [])
+    graph = expand(loaded.config)
+    stage = graph.stages.get(address)
+    if stage is None:
+        backfills = [a for a in graph.topological() if a.startswith("backfill.")]
+        raise ConfigError(f"no stage '{address}' in the config", hint="backfill stages: " + (", ".join(backfills) or "none"))
+    if stage.type != "backfill":
+        raise ConfigError(f"stage '{address}' is a {stage.type} stage, not a backfill stage")
+    inputs = Inputs.model_validate(stage.inputs)
+    backend = open_backend(loaded.config.state, workspace)
+    doc = backend.read()
+    record = doc.stages.get(address) if doc is not None else None
+    return inputs, record, doc, (loaded, backend)
+
+
+def _snapshot_name(inputs: Any, record: Any, doc: Any) -> str:
+    """The snapshot the stage reads: what the snapshot stage recorded, else the config's name."""
+    if doc is not None and record is not None:
+        for dep in record.depends_on:
+            upstream = doc.stages.get(dep)
+            if upstream is not None and upstream.type == "snapshot" and upstream.outputs.get("snapshotName"):
+                return str(upstream.outputs["snapshotName"])
+    return str(inputs.snapshotName)
+
+
+@app.command("worker")
+def worker_command(
+    address: str = typer.Argument(..., help="The backfill stage to help with, e.g. backfill.source.snap1.target_1.m0.b0"),
+    config: Path | None = ConfigOpt,
+    var: list[str] | None = VarOpt,
+    var_file: list[Path] | None = VarFileOpt,
+    workspace: str | None = WorkspaceOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Join a running backfill from this host: claim shards, write them, until all are done."""
+    from mactl.backfill.prepare import lease_store
+    from mactl.backfill.progress import RateTracker, summarise, table
+    from mactl.backfill.spec import build_spec
+    from mactl.backfill.worker import Worker
+
+    inputs, record, doc, (loaded, backend) = _stage_and_record(address, config, var, var_file, workspace)
+    checkpoint = (record.checkpoint or {}) if record is not None else {}
+    workdir = Path(checkpoint.get("workdir") or backend.workdir / address)
+    spec = build_spec(address, inputs, workdir=workdir, transforms_base_dir=loaded.base_dir, snapshot=_snapshot_name(inputs, record, doc))
+    if checkpoint.get("deadLetter") and not inputs.deadLetter:
+        spec = spec.with_deadletter(str(checkpoint["deadLetter"]))
+    worker = Worker(spec)
+    console = Console(stderr=True)
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            result["summary"] = worker.run()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=work, name="backfill-worker", daemon=True)
+    thread.start()
+    store = lease_store(spec)
+    rates = RateTracker()
+    if json_out:
+        thread.join()
+    else:
+        with Live(console=console, refresh_per_second=2, transient=True) as live:
+            while thread.is_alive():
+                try:
+                    snap = summarise(store.units())
+                    rates.add(snap)
+                    live.update(table(snap, rates))
+                except Exception:  # noqa: BLE001 - the display must never kill the worker
+                    pass
+                thread.join(timeout=2.0)
+    if "error" in result:
+        raise result["error"]
+    summary = result["summary"]
+    if json_out:
+        typer.echo(orjson.dumps({"holder": summary.holder, **summary.to_json()}).decode())
+    else:
+        console.print(table(summarise(store.units()), rates))
+        typer.echo(f"worker {summary.holder}: {len(summary.units_done)} shard(s) done, {summary.docs_written:,} documents written, {summary.docs_failed:,} dead-lettered")
+
+
+@backfill_app.command("resend-failed")
+def resend_failed_command(
+    address: str = typer.Argument(..., help="The backfill stage whose dead-lettered documents to resend"),
+    transform: str | None = typer.Option(None, "--transform", help="A transform to run on each original document first: a .j2 template file or module:function"),
+    config: Path | None = ConfigOpt,
+    var: list[str] | None = VarOpt,
+    var_file: list[Path] | None = VarFileOpt,
+    workspace: str | None = WorkspaceOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Send the stage's dead-lettered documents again, optionally through a new transform."""
+    from mactl.backfill import deadletter
+    from mactl.backfill.doc_transforms import DocumentTransformer
+    from mactl.backfill.resend import resend
+    from mactl.cluster import client_for
+    from mactl.transforms import parse_spec
+
+    inputs, record, _doc, (_loaded, backend) = _stage_and_record(address, config, var, var_file, workspace)
+    if record is None:
+        raise StateError(f"stage '{address}' has no record in the state: apply it first")
+    location = (record.outputs.get("deadLetter") or {}).get("location") or (record.checkpoint or {}).get("deadLetter")
+    if not location:
+        location = inputs.deadLetter.location if inputs.deadLetter else None
+    if not location:
+        raise StateError(f"stage '{address}': the state records no dead-letter location")
+    transformer = None
+    if transform is not None:
+        if not Path(transform).is_file() and ":" not in transform:
+            raise ConfigError(f"--transform {transform}: no such file (give a .j2 template file or module:function)")
+        spec = parse_spec(transform if ":" in transform or transform.endswith((".j2", ".jinja", ".jinja2")) else Path(transform).read_text())
+        transformer = DocumentTransformer([spec])
+    started = time.monotonic()
+    result = resend(
+        client_for(inputs.target),
+        deadletter.Location(location, address, inputs.deadLetter.endpoint if inputs.deadLetter else None),
+        transformer=transformer,
+        retry_deadline_s=inputs.retryTimeoutSeconds,
+    )
+    if json_out:
+        typer.echo(orjson.dumps(result.to_json()).decode())
+        return
+    typer.echo(
+        f"resent {result.entries:,} dead-lettered document(s) in {time.monotonic() - started:.1f}s: "
+        f"{result.written:,} written, {result.failed:,} still failing, {result.dropped:,} dropped by the transform"
+    )
+    for kind, n in sorted(result.reasons.items()):
+        typer.echo(f"  still failing: {n:,} × {kind}")

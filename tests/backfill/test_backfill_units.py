@@ -1,0 +1,70 @@
+"""Sampling, document transforms and the job spec: pure logic, no cluster."""
+
+from __future__ import annotations
+
+from mactl.backfill.doc_transforms import DocumentTransformer
+from mactl.backfill.sampling import Sampler, id_hash, percent_threshold, smallest_hashes_threshold
+from mactl.backfill.spec import JobSpec, build_spec
+from mactl.config.common import TransformSpec
+from mactl.providers.backfill import Inputs
+
+IDS = [f"doc-{i}" for i in range(20000)]
+
+
+def kept(sampler: Sampler) -> set[str]:
+    return {i for i in IDS if sampler.keep(i)}
+
+
+def test_percent_samples_are_nested_and_close_to_the_ratio() -> None:
+    one, ten, all_ = (kept(Sampler(percent_threshold(p))) for p in (1, 10, 100))
+    assert one < ten < all_ == set(IDS)
+    assert 150 < len(one) < 250 and 1800 < len(ten) < 2200
+
+
+def test_max_docs_keeps_exactly_the_n_smallest_hashes_and_grows_monotonically() -> None:
+    small = kept(Sampler(smallest_hashes_threshold(IDS, 100)))
+    large = kept(Sampler(smallest_hashes_threshold(IDS, 1000)))
+    assert len(small) == 100 and len(large) == 1000 and small < large
+    assert small == set(sorted(IDS, key=id_hash)[:100])
+    assert smallest_hashes_threshold(IDS[:10], 100) is None  # fewer docs than asked: keep all
+
+
+def test_hash_is_stable_across_runs() -> None:
+    assert id_hash("doc-1") == 0x56f47a285f34f541  # pinned: changing the hash would break 1% ⊂ 10% across versions
+    assert id_hash("doc-1") == id_hash("doc-1") != id_hash("doc-2")
+
+
+def test_transform_renames_a_field_drops_documents_and_can_move_index() -> None:
+    rename = TransformSpec(
+        kind="jinja",
+        template=(
+            "{% if _source.n % 2 == 0 %}{{ DROP }}{% else %}{% set s = dict(_source) %}"
+            '{% do s.update({"headline": s.pop("title")}) %}{"_source": {{ s | tojson }}}{% endif %}'
+        ),
+    )
+    move = TransformSpec(kind="jinja", template='{"_index": "{{ _index }}-v2"}')
+    t = DocumentTransformer([rename, move])
+    assert t.apply("src", "a", None, {"title": "x", "n": 2}) is None
+    out = t.apply("src", "b", "r1", {"title": "x", "n": 3})
+    assert out is not None
+    assert (out.index, out.id, out.routing, out.source) == ("src-v2", "b", "r1", {"headline": "x", "n": 3})
+
+
+def test_spec_round_trips_with_secrets_for_the_child_process_only() -> None:
+    inputs = Inputs.model_validate(
+        {
+            "target": {"name": "t", "endpoint": "http://h:9200", "auth": {"type": "basic", "username": "u", "password": "s3cret"}},
+            "repository": {"type": "fs", "location": "/r"},
+            "snapshotName": "snap",
+            "sample": {"percent": 10},
+        }
+    )
+    spec = build_spec("backfill.a.b.c.d.e", inputs, workdir=__import__("pathlib").Path("/tmp/w"))
+    back = JobSpec.from_json(spec.to_json())
+    assert back.target.auth.password is not None and back.target.auth.password.get_secret_value() == "s3cret"
+    assert back.gen == spec.gen and back.sample_percent == 10
+    assert "s3cret" not in repr(spec.target)
+    # growing the sample changes the generation (redo every unit); batch sizes do not
+    bigger = build_spec("backfill.a.b.c.d.e", inputs.model_copy(update={"sample": None}), workdir=__import__("pathlib").Path("/tmp/w"))
+    same = build_spec("backfill.a.b.c.d.e", inputs.model_copy(update={"maxBatchDocs": 7}), workdir=__import__("pathlib").Path("/tmp/w"))
+    assert bigger.gen != spec.gen and same.gen == spec.gen
