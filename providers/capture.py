@@ -1,18 +1,31 @@
 """Capture stage: capture proxies in front of the source, recording to a capture log.
 
-Inputs schema and replacement rules only; apply/rollback/read land with the capture
-issue. The stage runs the seed's inner workflow: initialise the log, roll out proxies,
-check all healthy and not capturing, signal them to write, check all capturing.
+The stage runs the seed's inner "start capture" workflow, each step reported through
+`ctx.progress` and listed in the outputs' `steps`:
+1. `init_log`: create the log folder or Kafka topic;
+2. `rollout_proxies`: start one `mactl capture-proxy` per `proxies` entry as a detached
+   process (PID file in the stage's workdir); a proxy already answering healthy for this
+   source is kept, so re-applying is idempotent;
+3. `all_healthy_not_capturing`: every proxy answers its health endpoint;
+4. `signal_write`: `POST /__mactl/capture/start` to each;
+5. `all_capturing`: every proxy reports `capturing: true`.
+Outputs carry the proxy endpoints and PIDs, the log block (`log`, what
+`mactl.capture.log.current_position` takes) and the log position when capture began.
+Rollback stops the proxies; it deletes the topic (or log folder) only when
+`deleteTopicOnRollback` is true.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from mactl.config.common import ClusterRef, Model
-from mactl.providers.base import BaseProvider
+from mactl.errors import ProviderError
+from mactl.providers.base import BaseProvider, Progress, StageContext
 
 
 class FileLog(Model):
@@ -43,10 +56,202 @@ class Inputs(Model):
     log: FileLog | KafkaLog = Field(default_factory=FileLog, discriminator="type")
     proxies: list[ProxySpec] = Field(default_factory=lambda: [ProxySpec()])
     filters: CaptureFilters = Field(default_factory=CaptureFilters)
+    deleteTopicOnRollback: bool = False
+    healthTimeoutSeconds: float = 30.0
+
+
+STEPS = ("init_log", "rollout_proxies", "all_healthy_not_capturing", "signal_write", "all_capturing")
+
+
+def resolved_log(log: FileLog | KafkaLog | dict[str, Any]) -> dict[str, Any]:
+    """The log block with a file log's path made absolute (stages run from one cwd)."""
+    from mactl.capture.log import log_config
+
+    cfg = log_config(log)
+    if cfg["type"] == "file":
+        cfg["path"] = str(Path(cfg["path"]).expanduser().resolve())
+    return cfg
+
+
+def proxy_id(source_name: str, index: int) -> str:
+    return f"{source_name}-{index}"
+
+
+def proxy_url(listen: str) -> str:
+    host, _, port = listen.rpartition(":")
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}"
 
 
 class CaptureProvider(BaseProvider):
     type = "capture"
     Inputs: ClassVar = Inputs
     replace_on = frozenset({"source", "log", "proxies"})
-    available = False
+    available = True
+
+    def validate(self, inputs: Inputs) -> list[str]:
+        import re
+
+        problems = []
+        listens = [p.listen for p in inputs.proxies]
+        if not listens:
+            problems.append("proxies: at least one proxy is needed")
+        if len(set(listens)) != len(listens):
+            problems.append("proxies: two proxies listen on the same address")
+        for i, listen in enumerate(listens):
+            host, sep, port = listen.rpartition(":")
+            if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+                problems.append(f"proxies[{i}].listen: expected HOST:PORT, got {listen!r}")
+        for name, pattern in {**inputs.filters.skipHeaders, **{str(i): p for i, p in enumerate(inputs.filters.skipPaths)}}.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                problems.append(f"filters: bad regex for {name}: {exc}")
+        return problems
+
+    def apply(self, ctx: StageContext) -> dict[str, Any]:
+        from mactl.capture import fleet
+        from mactl.capture import log as capture_log
+
+        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        ctx.workdir.mkdir(parents=True, exist_ok=True)
+        log_cfg = resolved_log(inputs.log)
+        steps: list[dict[str, Any]] = []
+
+        def step(index: int, name: str, message: str) -> None:
+            steps.append({"step": name, "done": True, "at": time.time(), "detail": message})
+            ctx.progress(Progress(done=index, total=len(STEPS), unit="steps", message=f"{name}: {message}"))
+            ctx.log(f"capture {ctx.address}: step {index}/{len(STEPS)} {name}: {message}")
+
+        description = capture_log.init_log(log_cfg)
+        step(1, "init_log", f"{description['type']} log ready")
+
+        proxies: list[dict[str, Any]] = []
+        for i, spec in enumerate(inputs.proxies):
+            pid_ = proxy_id(inputs.source.name, i)
+            url = proxy_url(spec.listen)
+            pid_file = ctx.workdir / f"proxy-{pid_}.pid"
+            doc = fleet.health(url)
+            if doc is not None and doc.get("proxyId") == pid_ and doc.get("source", "").rstrip("/") == _origin(inputs.source.endpoint):
+                pid = int(doc["pid"])
+                reused = True
+            else:
+                if doc is not None:
+                    raise ProviderError(
+                        f"proxies[{i}].listen {spec.listen}: a different capture proxy already listens there "
+                        f"({doc.get('proxyId')} → {doc.get('source')})"
+                    )
+                args = [
+                    "capture-proxy",
+                    "--source", inputs.source.endpoint,
+                    "--listen", spec.listen,
+                    "--log", _json(log_cfg),
+                    "--id", pid_,
+                    "--pid-file", str(pid_file),
+                    "--state-file", str(ctx.workdir / f"proxy-{pid_}.state.json"),
+                ]
+                if inputs.source.insecure:
+                    args.append("--insecure")
+                for name, pattern in inputs.filters.skipHeaders.items():
+                    args += ["--skip-header", f"{name}={pattern}"]
+                for pattern in inputs.filters.skipPaths:
+                    args += ["--skip-path", pattern]
+                pid = fleet.spawn(args, ctx.workdir / f"proxy-{pid_}.log")
+                reused = False
+            proxies.append({"id": pid_, "listen": spec.listen, "url": url, "pid": pid, "reused": reused,
+                            "logFile": str(ctx.workdir / f"proxy-{pid_}.log")})
+        started = sum(not p["reused"] for p in proxies)
+        step(2, "rollout_proxies", f"{started} started, {len(proxies) - started} already running")
+        fleet.update_registry(ctx.workdir, inputs.source.name, proxies=proxies, log=log_cfg, captureAddress=ctx.address)
+
+        healths = self._wait(ctx, proxies, inputs.healthTimeoutSeconds, lambda d: True, "healthy")
+        already = [p["id"] for p, d in zip(proxies, healths) if d.get("capturing")]
+        step(3, "all_healthy_not_capturing",
+             f"{len(proxies)} healthy" + (f"; already capturing: {', '.join(already)}" if already else ", none capturing"))
+
+        for p in proxies:
+            fleet.control(p["url"], "capture/start")
+        step(4, "signal_write", f"signalled {len(proxies)} proxies")
+
+        self._wait(ctx, proxies, inputs.healthTimeoutSeconds, lambda d: bool(d.get("capturing")), "capturing")
+        position = capture_log.current_position(log_cfg)
+        step(5, "all_capturing", f"{len(proxies)} capturing")
+        return {
+            "proxies": proxies,
+            "log": log_cfg,
+            "logDescription": description,
+            "position": position,
+            "capturingSince": position["time"],
+            "steps": steps,
+        }
+
+    def _wait(
+        self, ctx: StageContext, proxies: list[dict[str, Any]], timeout: float, ok: Any, what: str
+    ) -> list[dict[str, Any]]:
+        from mactl.capture import fleet
+
+        deadline = time.monotonic() + timeout
+        while True:
+            docs = [fleet.health(p["url"]) for p in proxies]
+            if all(d is not None and ok(d) for d in docs):
+                return docs  # type: ignore[return-value]
+            if time.monotonic() >= deadline or ctx.cancelled.is_set():
+                bad = [p for p, d in zip(proxies, docs) if d is None or not ok(d)]
+                detail = "; ".join(
+                    f"{p['id']} at {p['listen']}: {fleet.tail(Path(p['logFile']), 3) or 'no answer'}" for p in bad
+                )
+                raise ProviderError(f"capture: proxies not {what} after {timeout:.0f}s: {detail}")
+            time.sleep(0.1)
+
+    def rollback(self, ctx: StageContext) -> None:
+        from mactl.capture import fleet
+        from mactl.capture import log as capture_log
+
+        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        prior = dict(ctx.prior_outputs or {})
+        proxies = prior.get("proxies") or fleet.read_registry(ctx.workdir, inputs.source.name).get("proxies", [])
+        for p in proxies:
+            if fleet.health(p["url"]) is not None:
+                try:
+                    fleet.control(p["url"], "capture/stop")
+                except ProviderError:
+                    pass
+            pid_file = ctx.workdir / f"proxy-{p['id']}.pid"
+            fleet.stop(fleet.read_pid(pid_file) or p.get("pid"))
+            (ctx.workdir / f"proxy-{p['id']}.state.json").unlink(missing_ok=True)
+        ctx.log(f"capture {ctx.address}: stopped {len(proxies)} proxies")
+        if inputs.deleteTopicOnRollback:
+            deleted = capture_log.delete_log(prior.get("log") or resolved_log(inputs.log))
+            ctx.log(f"capture {ctx.address}: capture log {'deleted' if deleted else 'was already gone'}")
+        fleet.update_registry(ctx.workdir, inputs.source.name, proxies=[])
+
+    def read(self, ctx: StageContext) -> dict[str, Any] | None:
+        """Live proxy health; None (gone) when no proxy of this stage answers."""
+        from mactl.capture import fleet
+
+        if ctx.prior_outputs is None:
+            return None
+        out = dict(ctx.prior_outputs)
+        proxies = []
+        alive = 0
+        for p in out.get("proxies", []):
+            doc = fleet.health(p["url"])
+            alive += doc is not None
+            proxies.append({**p, "healthy": doc is not None, "capturing": bool(doc and doc.get("capturing"))})
+        if proxies and alive == 0:
+            return None
+        out["proxies"] = proxies
+        return out
+
+
+def _origin(url: str) -> str:
+    from mactl.capture.proxy import Upstream
+
+    return Upstream.parse(url).url
+
+
+def _json(data: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(data, sort_keys=True)

@@ -1,18 +1,39 @@
 """Replay stage: replays captured traffic onto a target from the snapshot's start point.
 
-Inputs schema and replacement rules only; apply/rollback/read land with the replay
-issue. Speed and throughput limits update in place; a new log or transform replaces.
+Start point: the `capture_position` an upstream snapshot stage recorded when it began
+(writes before it are in the snapshot, writes after it are replayed); `startPosition`
+overrides it; without a snapshot position among the direct dependencies, the capture
+stage's start position (earlier, so nothing is missed); with none of these, the whole
+log is replayed and a warning says so.
+
+`follow: false` (default): the replayer runs inside `mactl apply` and the stage is done
+once the exit criteria hold (lag under `maxLagSeconds` for `lagWindowSeconds` with no
+status mismatch); after `timeoutSeconds` without that, the stage fails (offsets stay
+committed, so a rerun resumes). `follow: true`: a detached `mactl replay run --follow`
+process is started (PID file in the workdir), the stage completes once that process
+reports in sync, and the process keeps replaying until switchover/teardown or rollback.
+
+Rollback stops a follow replayer and forgets the committed offsets, so a redo starts
+from the snapshot position again. Speed and throughput limits update in place; a new
+log or transform replaces.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import json
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar
 
 from pydantic import Field
 
 from mactl.config.common import ClusterRef, Model, TransformSpec
-from mactl.providers.base import BaseProvider
-from mactl.providers.capture import FileLog, KafkaLog
+from mactl.errors import ProviderError
+from mactl.providers.base import BaseProvider, Progress, StageContext
+from mactl.providers.capture import FileLog, KafkaLog, resolved_log
 
 
 class Inputs(Model):
@@ -25,10 +46,267 @@ class Inputs(Model):
     maxLagSeconds: float = 5.0
     lagWindowSeconds: float = 10.0
     follow: bool = False
+    startPosition: dict[str, Any] | None = None
+    timeoutSeconds: float = 3600.0
+    workers: int = 4
+
+
+def group_name(address: str) -> str:
+    """The consumer group of one replay stage: its offsets are its own."""
+    return "mactl-replay-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", address)
+
+
+def find_start_position(ctx: StageContext) -> dict[str, Any] | None:
+    """The start point recorded by an upstream snapshot stage, normalised.
+
+    Accepts `capture_position` or `capturePosition`, holding either a log position
+    (`{"kind": "file"|"kafka", "offsets": ...}`), one wrapped as `{"position": {...}}`,
+    or only a time (`{"kind": "time", "time": ...}`: replay records captured from then).
+    `startPosition` in the inputs overrides all of them.
+    """
+    inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+    if inputs.startPosition is not None:
+        return _normalise(inputs.startPosition)
+    recorded = [
+        _normalise(dict(pos))
+        for outputs in ctx.upstream.values()
+        if outputs and (pos := outputs.get("capture_position") or outputs.get("capturePosition"))
+    ]
+    if recorded:
+        return _earliest(recorded)
+    # Without a snapshot position (an imported snapshot records none), the capture
+    # stage's own start position is earlier still, so nothing is missed, and replaying
+    # the extra writes is idempotent for writes by `_id`.
+    for outputs in ctx.upstream_of_type("capture"):
+        if outputs and isinstance(outputs.get("position"), dict) and "offsets" in outputs["position"]:
+            return {**outputs["position"], "from": "capture start"}
+    return None
+
+
+def _earliest(positions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The position to start from when several snapshots of the source recorded one.
+
+    Writes after the EARLIEST snapshot began may be missing from that snapshot, so replay
+    starts there: per partition the smallest offset; for time-only positions the earliest
+    time. Later snapshots simply see some writes twice, which is idempotent by `_id`.
+    """
+    if len(positions) == 1:
+        return positions[0]
+    with_offsets = [p for p in positions if "offsets" in p]
+    if len(with_offsets) == len(positions):
+        merged: dict[str, Any] = {**with_offsets[0], "offsets": {}}
+        for pos in with_offsets:
+            for partition, offset in pos["offsets"].items():
+                current = merged["offsets"].get(partition)
+                merged["offsets"][partition] = offset if current is None else min(current, offset)
+        return merged
+    if with_offsets:  # a mix: an offset position is exact, prefer the earliest of those
+        return _earliest(with_offsets)
+    return min(positions, key=lambda p: float(p.get("time") or 0))
+
+
+def _normalise(pos: dict[str, Any]) -> dict[str, Any]:
+    inner = pos.get("position")
+    if isinstance(inner, dict) and "offsets" in inner:
+        return {**inner, "recordedAt": pos.get("time")}
+    return pos
+
+
+def _start_time(position: dict[str, Any] | None) -> float | None:
+    """For a time-only position: the epoch seconds from which records are replayed."""
+    if not position or "offsets" in position or position.get("time") is None:
+        return None
+    value = position["time"]
+    if isinstance(value, (int, float)):
+        return float(value)
+    from datetime import datetime
+
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def _spec(ctx: StageContext, start: dict[str, int], resume: bool) -> dict[str, Any]:
+    """The replayer job spec. It holds the target's secret in clear: written 0600 only."""
+    inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+    target = inputs.target.model_dump(mode="python")
+    auth = target.get("auth") or {}
+    if auth.get("password") is not None:
+        auth["password"] = auth["password"].get_secret_value()
+    return {
+        "log": resolved_log(inputs.log),
+        "group": group_name(ctx.address),
+        "start": start,
+        "resume": resume,
+        "target": target,
+        "maxSpeedupFactor": inputs.maxSpeedupFactor,
+        "maxThroughputMbps": inputs.maxThroughputMbps,
+        "transforms": [t.model_dump() for t in inputs.transforms],
+        "maxLagSeconds": inputs.maxLagSeconds,
+        "lagWindowSeconds": inputs.lagWindowSeconds,
+        "workers": inputs.workers,
+        "workdir": str(ctx.workdir),
+        "startTime": _start_time(find_start_position(ctx)),
+    }
 
 
 class ReplayProvider(BaseProvider):
     type = "replay"
     Inputs: ClassVar = Inputs
     replace_on = frozenset({"source", "target", "log", "transforms"})
-    available = False
+    available = True
+
+    def validate(self, inputs: Inputs) -> list[str]:
+        problems = []
+        if inputs.maxSpeedupFactor <= 0:
+            problems.append("maxSpeedupFactor: must be greater than 0")
+        if inputs.maxThroughputMbps is not None and inputs.maxThroughputMbps <= 0:
+            problems.append("maxThroughputMbps: must be greater than 0")
+        if inputs.maxLagSeconds <= 0 or inputs.lagWindowSeconds < 0:
+            problems.append("maxLagSeconds must be > 0 and lagWindowSeconds >= 0")
+        if inputs.target.auth.type == "sigv4":
+            problems.append("target.auth.type: replay supports none and basic auth (sigv4 is not implemented)")
+        if inputs.workers < 1:
+            problems.append("workers: at least 1")
+        return problems
+
+    def apply(self, ctx: StageContext) -> dict[str, Any]:
+        from mactl.capture.log import position_offsets
+
+        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        ctx.workdir.mkdir(parents=True, exist_ok=True)
+        resume = bool(ctx.checkpoint_data and ctx.checkpoint_data.get("group")) or ctx.prior_outputs is not None
+        position = find_start_position(ctx)
+        if position is None:
+            ctx.log(
+                f"replay {ctx.address}: warning: no capture_position from an upstream snapshot stage; "
+                "replaying the capture log from its beginning"
+            )
+            start: dict[str, int] = {}
+        elif "offsets" in position:
+            start = position_offsets(position)
+        else:
+            start = {}
+            ctx.log(f"replay {ctx.address}: the snapshot recorded a time, not a log position: "
+                    "replaying records captured from that time on")
+        ctx.checkpoint({"group": group_name(ctx.address), "start": start})
+        spec = _spec(ctx, start, resume)
+        common = {
+            "group": spec["group"],
+            "startPosition": position,
+            "tuples": str(ctx.workdir / "tuples.ndjson"),
+            "deadLetters": str(ctx.workdir / "deadletter.ndjson"),
+            "statusFile": str(ctx.workdir / "status.json"),
+            "follow": inputs.follow,
+        }
+        _write_spec(ctx.workdir / "replayer-spec.json", {**spec, "resume": True})
+        from mactl.capture import fleet
+
+        fleet.update_registry(ctx.workdir, inputs.source.name, **{f"replayer:{ctx.address}": {
+            "pidFile": str(ctx.workdir / "replayer.pid"), "specFile": str(ctx.workdir / "replayer-spec.json"),
+            "follow": inputs.follow}})
+        if inputs.follow:
+            return {**common, **self._follow(ctx, spec)}
+        return {**common, **self._run_inline(ctx, spec)}
+
+    def _run_inline(self, ctx: StageContext, spec: dict[str, Any]) -> dict[str, Any]:
+        from mactl.capture.replayer import Replayer, options_from_spec
+
+        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        replayer = Replayer(spec["log"], spec["group"], options_from_spec(spec, ctx.workdir))
+        watcher = threading.Thread(target=lambda: (ctx.cancelled.wait(), replayer.stop.set()), daemon=True)
+        watcher.start()
+        started = time.monotonic()
+
+        def report(st: Any) -> None:
+            rate = st.replayed / max(1e-6, time.monotonic() - started)
+            ctx.progress(
+                Progress(
+                    done=st.replayed,
+                    unit="requests",
+                    message=f"{rate:.0f} req/s, lag {st.lag_s:.1f}s, mismatches {st.mismatches}, "
+                    f"dead letters {st.dead_lettered}{', in sync' if st.in_sync else ''}",
+                )
+            )
+
+        status = replayer.run(spec["start"], resume=spec["resume"], until_in_sync=True,
+                              timeout_s=inputs.timeoutSeconds, on_status=report)
+        if not status.in_sync:
+            why = "cancelled" if ctx.cancelled.is_set() else f"not in sync after {inputs.timeoutSeconds:.0f}s"
+            raise ProviderError(
+                f"replay {ctx.address}: {why} (lag {status.lag_s:.1f}s, {status.mismatches} status mismatches, "
+                f"{status.target_4xx} target 4xx); see {ctx.workdir / 'tuples.ndjson'}",
+                hint="offsets are committed: re-apply resumes where it stopped",
+            )
+        report(status)
+        return {"status": status.to_json(), "inSync": True}
+
+    def _follow(self, ctx: StageContext, spec: dict[str, Any]) -> dict[str, Any]:
+        from mactl.capture import fleet
+
+        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        pid_file = ctx.workdir / "replayer.pid"
+        pid = fleet.read_pid(pid_file)
+        status_file = ctx.workdir / "status.json"
+        if pid is None or not fleet.is_mactl_process(pid):
+            spec_file = ctx.workdir / "replayer-follow-spec.json"
+            _write_spec(spec_file, spec)
+            status_file.unlink(missing_ok=True)
+            fleet.spawn(["replay", "run", "--spec", str(spec_file), "--follow", "--pid-file", str(pid_file)],
+                        ctx.workdir / "replayer.log")
+            deadline = time.monotonic() + 30
+            while (pid := fleet.read_pid(pid_file)) is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if pid is None:
+                raise ProviderError(f"replay {ctx.address}: replayer did not start: {fleet.tail(ctx.workdir / 'replayer.log')}")
+        deadline = time.monotonic() + inputs.timeoutSeconds
+        while True:
+            st = _read_status(status_file)
+            if st.get("inSync"):
+                ctx.progress(Progress(done=st.get("replayed", 0), unit="requests", message="in sync (following)"))
+                return {"pid": pid, "pidFile": str(pid_file), "status": st, "inSync": True}
+            if not fleet.is_mactl_process(pid):
+                raise ProviderError(f"replay {ctx.address}: replayer exited: {fleet.tail(ctx.workdir / 'replayer.log')}")
+            if time.monotonic() >= deadline or ctx.cancelled.is_set():
+                raise ProviderError(
+                    f"replay {ctx.address}: follow replayer not in sync after {inputs.timeoutSeconds:.0f}s "
+                    f"(lag {st.get('lagSeconds')}s, mismatches {st.get('mismatches')}); it keeps running (pid {pid})"
+                )
+            ctx.progress(Progress(done=st.get("replayed", 0), unit="requests",
+                                  message=f"lag {st.get('lagSeconds', '?')}s, mismatches {st.get('mismatches', 0)}"))
+            time.sleep(0.5)
+
+    def rollback(self, ctx: StageContext) -> None:
+        from mactl.capture import fleet
+        from mactl.capture import log as capture_log
+
+        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        stopped = fleet.stop(fleet.read_pid(ctx.workdir / "replayer.pid"))
+        capture_log.delete_group(resolved_log(inputs.log), group_name(ctx.address))
+        ctx.log(f"replay {ctx.address}: {'stopped the replayer; ' if stopped else ''}committed offsets forgotten")
+
+    def read(self, ctx: StageContext) -> dict[str, Any] | None:
+        from mactl.capture import fleet
+
+        if ctx.prior_outputs is None:
+            return None
+        out = dict(ctx.prior_outputs)
+        st = _read_status(ctx.workdir / "status.json")
+        if st:
+            out["status"] = st
+        if out.get("follow"):
+            out["running"] = fleet.is_mactl_process(fleet.read_pid(ctx.workdir / "replayer.pid") or -1)
+        return out
+
+
+def _write_spec(path: Path, spec: dict[str, Any]) -> None:
+    """The job spec holds the target's secret in clear: owner-only, never in the state."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(spec, fh)
+
+
+def _read_status(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+

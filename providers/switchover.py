@@ -1,24 +1,151 @@
-"""The 'switchover' stage of the seed's idealized workflow.
+"""The 'switchover' stage of the seed's idealized workflow: swing the proxies to the target.
 
-Inputs schema and replacement rules only; apply/rollback land with the capture and
-replay issue.
+Every capture proxy of the source is told to send client traffic to the target
+(`POST /__mactl/route?to=target`, with the target's URL and, for basic auth, the
+Authorization header it must use there). From then on the proxies stop recording: those
+writes never reach the source. Rollback swings them back to the source. The proxies are
+found as `mactl.capture.fleet_lookup` describes.
+
+Follow-mode replayers of this source must be in sync before the swing (otherwise the
+stage refuses, naming them). After it the log no longer grows, and every replay of the
+source is brought to its end: a follow replayer is waited for and stopped; for a replay
+that ran inside apply (and stopped at its exit criteria), the requests captured since
+are replayed here. So no captured write is left behind; a write sent straight to the
+target in the seconds of that tail can still be overtaken by an older replayed one.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import json
+from pathlib import Path
+from typing import Any, ClassVar
 
 from mactl.config.common import ClusterRef, Model
-from mactl.providers.base import BaseProvider
+from mactl.errors import ConfigError, ProviderError
+from mactl.providers.base import BaseProvider, Progress, StageContext
 
 
 class Inputs(Model):
     source: ClusterRef
     target: ClusterRef | None = None
+    proxies: list[str] = []  # proxy URLs; default: the capture stage's proxies
 
 
 class SwitchoverProvider(BaseProvider):
     type = "switchover"
     Inputs: ClassVar = Inputs
     replace_on = frozenset({"source", "target"})
-    available = False
+    available = True
+
+    def validate(self, inputs: Inputs) -> list[str]:
+        problems = []
+        if inputs.target is None:
+            problems.append("target: switchover needs the target the proxies should send traffic to")
+        elif inputs.target.auth.type == "sigv4":
+            problems.append("target.auth.type: the proxy can rewrite basic auth only, not sigv4")
+        return problems
+
+    def apply(self, ctx: StageContext) -> dict[str, Any]:
+        from mactl.capture import fleet
+        from mactl.capture.fleet_lookup import find_proxies
+        from mactl.capture.replayer import authorization_for
+
+        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        if inputs.target is None:
+            raise ConfigError(f"{ctx.address}: `target` is required for a switchover")
+        proxies = find_proxies(ctx, inputs.source.name, inputs.proxies)
+        replayers = _replayers(ctx, inputs.source.name)
+        lagging = [addr for addr, st in replayers.items() if st.get("follow") and not _status(st).get("inSync")]
+        if lagging:
+            raise ProviderError(
+                f"{ctx.address}: replay not in sync yet: {', '.join(lagging)}",
+                hint="wait for the replay stage to report in sync, then apply again",
+            )
+        body = {"to": "target", "url": inputs.target.endpoint, "insecure": inputs.target.insecure}
+        if (auth := authorization_for(inputs.target.auth)) is not None:
+            body["authorization"] = auth
+        routed = []
+        for i, p in enumerate(proxies):
+            doc = fleet.control(p["url"], "route", body)
+            routed.append({"id": p.get("id"), "url": p["url"], "route": doc.get("route")})
+            ctx.progress(Progress(done=i + 1, total=len(proxies), unit="proxies", message=f"{p['url']} → target"))
+        drained = self._drain_replayers(ctx, replayers)
+        return {"proxies": routed, "route": "target", "target": inputs.target.endpoint, "stoppedReplayers": drained}
+
+    def _drain_replayers(self, ctx: StageContext, replayers: dict[str, dict[str, Any]]) -> list[str]:
+        """Bring every replay of this source to the end of the (now final) log.
+
+        A follow replayer is waited for, then stopped. A replay stage that ran inside
+        apply has stopped at its exit criteria, so what was captured since is replayed
+        here, from its committed offsets to the end of the log.
+        """
+        import time
+
+        from mactl.capture import fleet
+        from mactl.capture.replayer import Replayer, options_from_spec
+
+        stopped = []
+        for address, entry in replayers.items():
+            if not entry.get("follow"):
+                spec = json.loads(Path(entry["specFile"]).read_text())
+                work = Path(entry["specFile"]).parent
+                tail = Replayer(spec["log"], spec["group"], options_from_spec(spec, work))
+                st = tail.run(spec.get("start"), resume=True, until_in_sync=False, until_caught_up=True, timeout_s=600)
+                ctx.log(f"{ctx.address}: replayed the last {st.replayed} captured requests for {address}")
+                continue
+            pid = fleet.read_pid(Path(entry["pidFile"]))
+            deadline = time.monotonic() + 120
+            while fleet.is_mactl_process(pid or -1) and time.monotonic() < deadline:
+                st = _status(entry)
+                if st.get("caughtUp") and time.time() - float(st.get("updatedAt", 0)) < 2:
+                    break
+                time.sleep(0.2)
+            else:
+                if fleet.is_mactl_process(pid or -1):
+                    raise ProviderError(f"{ctx.address}: replayer {address} did not reach the end of the log in 120s")
+            if fleet.stop(pid):
+                stopped.append(address)
+        return stopped
+
+    def rollback(self, ctx: StageContext) -> None:
+        from mactl.capture import fleet
+        from mactl.capture.fleet_lookup import find_proxies
+
+        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        for p in find_proxies(ctx, inputs.source.name, inputs.proxies):
+            if fleet.health(p["url"]) is not None:
+                fleet.control(p["url"], "route", {"to": "source"})
+        ctx.log(f"{ctx.address}: proxies route to the source again")
+
+    def read(self, ctx: StageContext) -> dict[str, Any] | None:
+        from mactl.capture import fleet
+
+        if ctx.prior_outputs is None:
+            return None
+        out = dict(ctx.prior_outputs)
+        docs = [fleet.health(p["url"]) for p in out.get("proxies", [])]
+        if any(d is not None and d.get("route") != "target" for d in docs):
+            return None  # someone swung a proxy back: the switchover is no longer true
+        return out
+
+
+def _replayers(ctx: StageContext, source_name: str) -> dict[str, dict[str, Any]]:
+    """This source's replay stages, from the fleet registry: running follow replayers,
+    and in-apply replays whose job spec is still in their workdir."""
+    from mactl.capture import fleet
+
+    found = {}
+    for key, value in fleet.read_registry(ctx.workdir, source_name).items():
+        if not key.startswith("replayer:") or not value:
+            continue
+        running = fleet.is_mactl_process(fleet.read_pid(Path(value["pidFile"])) or -1)
+        if running or (not value.get("follow") and Path(value.get("specFile", "")).is_file()):
+            found[key.split(":", 1)[1]] = value
+    return found
+
+
+def _status(entry: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return json.loads((Path(entry["pidFile"]).parent / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}

@@ -1,24 +1,90 @@
-"""The 'teardown' stage of the seed's idealized workflow.
+"""The 'teardown' stage of the seed's idealized workflow: remove the migration tooling.
 
-Inputs schema and replacement rules only; apply/rollback land with the capture and
-replay issue.
+It stops the source's capture proxies and any follow-mode replayers recorded in the
+fleet registry, deletes the capture log (Kafka topic or log folder; `deleteLog`), and
+deletes mactl's working-state indices on the target (the backfill coordination indices,
+`workingIndexPatterns`, matched by name and deleted one by one, never by wildcard).
+Teardown cannot be undone: its rollback does nothing but say so; re-apply the capture and
+replay stages to rebuild the tooling.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 from mactl.config.common import ClusterRef, Model
-from mactl.providers.base import BaseProvider
+from mactl.errors import ProviderError
+from mactl.providers.base import BaseProvider, StageContext
 
 
 class Inputs(Model):
     source: ClusterRef
     target: ClusterRef | None = None
+    proxies: list[str] = []  # proxy URLs; default: the capture stage's proxies
+    deleteLog: bool = True
+    workingIndexPatterns: list[str] = ["mactl-backfill-*"]
 
 
 class TeardownProvider(BaseProvider):
     type = "teardown"
     Inputs: ClassVar = Inputs
     replace_on = frozenset({"source", "target"})
-    available = False
+    available = True
+
+    def apply(self, ctx: StageContext) -> dict[str, Any]:
+        from mactl.capture import fleet
+        from mactl.capture import log as capture_log
+        from mactl.capture.fleet_lookup import find_log
+
+        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        registry = fleet.read_registry(ctx.workdir, inputs.source.name)
+        stopped_proxies = []
+        proxies = [{"url": u.rstrip("/")} for u in inputs.proxies] or list(registry.get("proxies") or [])
+        for p in proxies:
+            doc = fleet.health(p["url"])
+            pid = (doc or {}).get("pid") or p.get("pid")
+            if fleet.stop(int(pid) if pid else None):
+                stopped_proxies.append(p["url"])
+        stopped_replayers = []
+        for key, value in registry.items():
+            if key.startswith("replayer:") and value and fleet.stop(fleet.read_pid(Path(value["pidFile"]))):
+                stopped_replayers.append(key.split(":", 1)[1])
+        log_deleted = False
+        log_cfg = find_log(ctx, inputs.source.name)
+        if inputs.deleteLog and log_cfg:
+            log_deleted = capture_log.delete_log(log_cfg)
+        indices = self._delete_working_indices(inputs) if inputs.target is not None else []
+        fleet.update_registry(ctx.workdir, inputs.source.name, proxies=[],
+                              **{k: None for k in registry if k.startswith("replayer:")})
+        ctx.log(f"{ctx.address}: stopped {len(stopped_proxies)} proxies, {len(stopped_replayers)} replayers; "
+                f"log {'deleted' if log_deleted else 'kept'}; {len(indices)} working indices deleted")
+        return {
+            "stoppedProxies": stopped_proxies,
+            "stoppedReplayers": stopped_replayers,
+            "logDeleted": log_deleted,
+            "deletedIndices": indices,
+        }
+
+    def _delete_working_indices(self, inputs: Inputs) -> list[str]:
+        from opensearchpy.exceptions import NotFoundError, TransportError
+
+        from mactl.cluster import client_for
+
+        assert inputs.target is not None
+        client = client_for(inputs.target)
+        deleted: list[str] = []
+        for pattern in inputs.workingIndexPatterns:
+            try:
+                names = sorted(client.indices.get(index=pattern, allow_no_indices=True, expand_wildcards="all"))
+            except NotFoundError:
+                continue
+            except TransportError as exc:
+                raise ProviderError(f"teardown: cannot list {pattern} on {inputs.target.name}: {exc}") from None
+            for name in names:
+                client.indices.delete(index=name, ignore_unavailable=True)
+                deleted.append(name)
+        return deleted
+
+    def rollback(self, ctx: StageContext) -> None:
+        ctx.log(f"{ctx.address}: teardown cannot be undone; re-apply capture and replay to rebuild the tooling")

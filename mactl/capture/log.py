@@ -1,0 +1,168 @@
+"""The capture-log interface: what the proxy appends to and what the replayer reads from.
+
+Two backends sit behind it: `file` (an embedded segmented log, `log_file`) and `kafka`
+(`log_kafka`). Both are partitioned: a file log has one partition per proxy (each proxy
+is the only writer of its partition), a Kafka topic has its own partitions and records
+are keyed by connection id. A *position* maps partition names (strings) to the next
+offset to read, so "replay from where the snapshot began" is a dict any stage can store.
+
+The functions here take the log description as the `log` block of the capture/replay
+stage inputs (a pydantic model or its dict) and dispatch on its `type`.
+
+`current_position(log_inputs)` is what the snapshot stage calls when it begins; its
+result is what the replay stage later passes to `open_reader(...).seek(...)`.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mactl.errors import ConfigError
+
+Offsets = dict[str, int]
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One stored record as read back: where it is, its key, its bytes, when it was stored.
+
+    `corrupt` is set when the stored frame failed its checksum: the replayer dead-letters
+    such entries rather than stopping.
+    """
+
+    partition: str
+    offset: int
+    key: str
+    payload: bytes
+    timestamp: float
+    corrupt: bool = False
+
+
+class LogWriter(Protocol):
+    """Appends records for one producer (one proxy)."""
+
+    def submit(self, key: str, payload: bytes) -> Future[tuple[str, int]]:
+        """Queue a record; the future resolves to (partition, offset) once it is stored
+        as durably as the log's policy asks."""
+        ...
+
+    def append(self, key: str, payload: bytes) -> tuple[str, int]: ...
+
+    def close(self) -> None: ...
+
+
+class LogReader(Protocol):
+    """Reads every partition of a log for one consumer group."""
+
+    def seek(self, offsets: Offsets) -> None:
+        """Start each partition at `offsets[p]`; partitions not named start at 0."""
+        ...
+
+    def poll(self, max_records: int = 500, timeout: float = 0.5) -> list[LogEntry]: ...
+
+    def commit(self, offsets: Offsets) -> None:
+        """Record, durably, the next offset to read per partition for this group."""
+        ...
+
+    def committed(self) -> Offsets | None: ...
+
+    def end_offsets(self) -> Offsets: ...
+
+    def close(self) -> None: ...
+
+
+def log_config(log_inputs: Any) -> dict[str, Any]:
+    """The log block as a plain dict (accepts the pydantic model or a dict)."""
+    if hasattr(log_inputs, "model_dump"):
+        data = log_inputs.model_dump()
+    elif isinstance(log_inputs, dict):
+        data = dict(log_inputs)
+    else:
+        raise ConfigError(f"log: expected a log block, got {type(log_inputs).__name__}")
+    data.setdefault("type", "file")
+    if data["type"] not in ("file", "kafka"):
+        raise ConfigError(f"log.type: unknown capture log type {data['type']!r} (file or kafka)")
+    return data
+
+
+def _backend(log_inputs: Any) -> Any:
+    cfg = log_config(log_inputs)
+    if cfg["type"] == "file":
+        from mactl.capture import log_file
+
+        return log_file, cfg
+    from mactl.capture import log_kafka
+
+    return log_kafka, cfg
+
+
+def init_log(log_inputs: Any) -> dict[str, Any]:
+    """Create the log (folder or topic) if missing; returns `describe(...)`."""
+    mod, cfg = _backend(log_inputs)
+    mod.init_log(cfg)
+    return describe(cfg)
+
+
+def delete_log(log_inputs: Any) -> bool:
+    """Delete the whole log (folder or topic). True if something was deleted."""
+    mod, cfg = _backend(log_inputs)
+    return bool(mod.delete_log(cfg))
+
+
+def describe(log_inputs: Any) -> dict[str, Any]:
+    """A JSON-able description for stage outputs (no secrets: logs hold none)."""
+    mod, cfg = _backend(log_inputs)
+    return mod.describe(cfg)
+
+
+def open_writer(log_inputs: Any, producer_id: str) -> LogWriter:
+    mod, cfg = _backend(log_inputs)
+    return mod.open_writer(cfg, producer_id)
+
+
+def open_reader(log_inputs: Any, group: str) -> LogReader:
+    mod, cfg = _backend(log_inputs)
+    return mod.open_reader(cfg, group)
+
+
+def end_offsets(log_inputs: Any) -> Offsets:
+    mod, cfg = _backend(log_inputs)
+    return mod.end_offsets(cfg)
+
+
+def delete_group(log_inputs: Any, group: str) -> None:
+    """Forget a consumer group's committed offsets (a rolled-back replay starts over)."""
+    mod, cfg = _backend(log_inputs)
+    mod.delete_group(cfg, group)
+
+
+def current_position(log_inputs: Any) -> dict[str, Any]:
+    """Where the log ends right now, as JSON-able data the snapshot stage stores.
+
+    `{"kind": "file"|"kafka", "offsets": {partition: next_offset}, "time": epoch_s,
+    "records": total}`. Every record at or after these offsets was stored after this
+    call began, so replaying from here misses nothing the snapshot does not hold.
+    """
+    mod, cfg = _backend(log_inputs)
+    started = time.time()
+    offsets = mod.end_offsets(cfg)
+    return {
+        "kind": cfg["type"],
+        "offsets": offsets,
+        "time": started,
+        "records": sum(offsets.values()),
+    }
+
+
+def position_offsets(position: Any) -> Offsets:
+    """The offsets inside a stored position (accepts a bare offsets dict too)."""
+    if not isinstance(position, dict):
+        raise ConfigError("capture position: expected a mapping with `offsets`")
+    raw = position.get("offsets", position)
+    try:
+        return {str(p): int(o) for p, o in raw.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise ConfigError(f"capture position: offsets are not partition → integer: {raw!r}") from None

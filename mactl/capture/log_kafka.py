@@ -1,0 +1,246 @@
+"""The Kafka capture log: a real broker topic, created if missing.
+
+Records are keyed by connection id, so the default partitioner sends every request of
+one client connection to one partition and Kafka keeps their order. Producers wait for
+`acks=all` (idempotent) before an append is acknowledged, so the proxy answers a client
+only once its write is on the broker. Readers use a consumer group with auto-commit off:
+the replayer commits the next offset to read itself, after the target answered.
+Partitions are named by their number as a string, so positions are JSON objects.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from mactl.capture.log import LogEntry, Offsets
+from mactl.errors import ConfigError, ProviderError
+
+_MAX_MESSAGE = 16 * 1024 * 1024
+_TIMEOUT_S = 15.0
+
+
+def _bootstrap(cfg: dict[str, Any]) -> str:
+    servers = cfg.get("bootstrapServers")
+    if not servers:
+        raise ConfigError("log.bootstrapServers: a kafka capture log needs the broker list")
+    return str(servers)
+
+
+def _topic(cfg: dict[str, Any]) -> str:
+    return str(cfg.get("topic") or "mactl-capture")
+
+
+def _admin(cfg: dict[str, Any]) -> AdminClient:
+    return AdminClient({"bootstrap.servers": _bootstrap(cfg)})
+
+
+def _partitions(cfg: dict[str, Any], client: Any) -> list[int]:
+    # all topics, not `list_topics(topic)`: naming the topic can auto-create it on brokers
+    # with auto.create.topics.enable, with the broker's default partition count
+    md = client.list_topics(timeout=_TIMEOUT_S)
+    topic = md.topics.get(_topic(cfg))
+    if topic is None or topic.error is not None:
+        return []
+    return sorted(topic.partitions)
+
+
+def init_log(cfg: dict[str, Any]) -> None:
+    admin = _admin(cfg)
+    wanted = max(1, int(cfg.get("partitions") or 1))
+    try:
+        existing = _partitions(cfg, admin)
+    except KafkaException as exc:
+        raise ProviderError(f"kafka {_bootstrap(cfg)}: cannot list topics: {exc}") from None
+    if existing:
+        return
+    topic = NewTopic(_topic(cfg), num_partitions=wanted, replication_factor=-1,
+                     config={"max.message.bytes": str(_MAX_MESSAGE)})
+    fut = admin.create_topics([topic], operation_timeout=_TIMEOUT_S)[_topic(cfg)]
+    try:
+        fut.result(timeout=_TIMEOUT_S)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise ProviderError(f"kafka: cannot create topic {_topic(cfg)}: {exc}") from None
+    deadline = time.monotonic() + _TIMEOUT_S
+    while time.monotonic() < deadline and len(_partitions(cfg, admin)) < wanted:
+        time.sleep(0.1)
+
+
+def delete_log(cfg: dict[str, Any]) -> bool:
+    admin = _admin(cfg)
+    if not _partitions(cfg, admin):
+        return False
+    fut = admin.delete_topics([_topic(cfg)], operation_timeout=_TIMEOUT_S)[_topic(cfg)]
+    try:
+        fut.result(timeout=_TIMEOUT_S)
+    except KafkaException as exc:
+        if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            return False
+        raise ProviderError(f"kafka: cannot delete topic {_topic(cfg)}: {exc}") from None
+    return True
+
+
+def describe(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "kafka",
+        "bootstrapServers": _bootstrap(cfg),
+        "topic": _topic(cfg),
+        "partitions": int(cfg.get("partitions") or 1),
+    }
+
+
+class KafkaLogWriter:
+    """Idempotent producer; a thread serves delivery callbacks, which resolve futures."""
+
+    def __init__(self, cfg: dict[str, Any], producer_id: str) -> None:
+        self._topic = _topic(cfg)
+        self._producer = Producer(
+            {
+                "bootstrap.servers": _bootstrap(cfg),
+                "client.id": f"mactl-proxy-{producer_id}",
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 1,
+                "message.max.bytes": _MAX_MESSAGE,
+            }
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="kafka-delivery", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    def submit(self, key: str, payload: bytes) -> Future[tuple[str, int]]:
+        fut: Future[tuple[str, int]] = Future()
+
+        def delivered(err: Any, msg: Any) -> None:
+            if err is not None:
+                fut.set_exception(ProviderError(f"kafka delivery failed: {err}"))
+            else:
+                fut.set_result((str(msg.partition()), int(msg.offset())))
+
+        try:
+            self._producer.produce(self._topic, value=payload, key=key.encode(), on_delivery=delivered)
+        except (BufferError, KafkaException) as exc:
+            fut.set_exception(ProviderError(f"kafka produce failed: {exc}"))
+        return fut
+
+    def append(self, key: str, payload: bytes) -> tuple[str, int]:
+        return self.submit(key, payload).result(timeout=60)
+
+    def close(self) -> None:
+        self._producer.flush(30)
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def open_writer(cfg: dict[str, Any], producer_id: str) -> KafkaLogWriter:
+    init_log(cfg)
+    return KafkaLogWriter(cfg, producer_id)
+
+
+class KafkaLogReader:
+    """A consumer for one group with explicitly assigned partitions and manual commits."""
+
+    def __init__(self, cfg: dict[str, Any], group: str) -> None:
+        self._cfg = cfg
+        self._topic = _topic(cfg)
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": _bootstrap(cfg),
+                "group.id": group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": False,
+            }
+        )
+
+    def _all_partitions(self) -> list[int]:
+        return _partitions(self._cfg, self._consumer)
+
+    def seek(self, offsets: Offsets) -> None:
+        assignment = [
+            TopicPartition(self._topic, p, int(offsets.get(str(p), OFFSET_BEGINNING)))
+            for p in self._all_partitions()
+        ]
+        if not assignment:
+            raise ProviderError(f"kafka: topic {self._topic} does not exist")
+        self._consumer.assign(assignment)
+
+    def poll(self, max_records: int = 500, timeout: float = 0.5) -> list[LogEntry]:
+        out: list[LogEntry] = []
+        for msg in self._consumer.consume(num_messages=max_records, timeout=timeout):
+            if msg.error() is not None:
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise ProviderError(f"kafka consume failed: {msg.error()}")
+            key = msg.key() or b""
+            out.append(
+                LogEntry(
+                    str(msg.partition()),
+                    int(msg.offset()),
+                    key.decode(errors="replace"),
+                    msg.value() or b"",
+                    msg.timestamp()[1] / 1000.0,
+                )
+            )
+        return out
+
+    def commit(self, offsets: Offsets) -> None:
+        if not offsets:
+            return
+        self._consumer.commit(
+            offsets=[TopicPartition(self._topic, int(p), int(o)) for p, o in offsets.items()],
+            asynchronous=False,
+        )
+
+    def committed(self) -> Offsets | None:
+        tps = [TopicPartition(self._topic, p) for p in self._all_partitions()]
+        if not tps:
+            return None
+        found = {str(tp.partition): tp.offset for tp in self._consumer.committed(tps, timeout=_TIMEOUT_S) if tp.offset >= 0}
+        return found or None
+
+    def end_offsets(self) -> Offsets:
+        return _watermarks(self._consumer, self._topic, self._all_partitions())
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def _watermarks(consumer: Consumer, topic: str, partitions: list[int]) -> Offsets:
+    return {
+        str(p): int(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=_TIMEOUT_S)[1])
+        for p in partitions
+    }
+
+
+def open_reader(cfg: dict[str, Any], group: str) -> KafkaLogReader:
+    return KafkaLogReader(cfg, group)
+
+
+def end_offsets(cfg: dict[str, Any]) -> Offsets:
+    consumer = Consumer({"bootstrap.servers": _bootstrap(cfg), "group.id": f"mactl-position-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False})
+    try:
+        return _watermarks(consumer, _topic(cfg), _partitions(cfg, consumer))
+    finally:
+        consumer.close()
+
+
+def delete_group(cfg: dict[str, Any], group: str) -> None:
+    futs = _admin(cfg).delete_consumer_groups([group], request_timeout=_TIMEOUT_S)
+    for fut in futs.values():
+        try:
+            fut.result(timeout=_TIMEOUT_S)
+        except (KafkaException, TimeoutError):
+            pass  # unknown group, or the coordinator is busy: a new replay seeks explicitly anyway

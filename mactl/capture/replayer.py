@@ -1,0 +1,669 @@
+"""The replayer: captured requests, read from the log, sent to the target.
+
+It reads every partition from a start position, keeps each client connection's requests
+in order (all requests of a connection go to one worker thread, which sends them one at
+a time), spaces them as the source saw them divided by `maxSpeedupFactor`, and holds
+request bytes per second under `maxThroughputMbps` (megabits, 10^6 bits, per second,
+counting request line, headers and body). Requests pass through the replay transforms
+(`mactl.transforms`), lose the client's auth and gain the target's.
+
+For each request it writes a *tuple* (source vs target: status, latency, body digest) to
+an NDJSON file. A record that cannot be decoded or fails its transform goes to the
+dead-letter file and the stream moves on. Offsets are committed (at least once a second
+and on stop) up to the first record not yet answered, so a restarted replayer resumes
+with nothing lost; a record may be sent twice after a crash, which is harmless for
+writes by `_id` (auto-id POSTs may duplicate: at-least-once).
+
+Lag is now minus the source time of the oldest record not yet replayed, or 0 when the
+replayer has caught up with the end of the log. The exit criteria hold once the lag has
+stayed under `maxLagSeconds` for `lagWindowSeconds` with no status mismatch in the window.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import hashlib
+import http.client
+import queue
+import ssl
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from mactl.capture import log as capture_log
+from mactl.capture.record import Record, RecordDecodeError, decode
+from mactl.config.common import TransformSpec
+from mactl.errors import ConfigError, MactlError
+from mactl.transforms import DROP, compile_chain
+
+_DROP_HEADERS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "expect",
+     "authorization", "accept-encoding", "proxy-authorization", "te", "upgrade"}
+)
+_RETRY_STATUS = frozenset({429, 503})
+
+
+@dataclass
+class ReplayOptions:
+    """What the replay stage's inputs say, resolved (auth header built, paths absolute)."""
+
+    target_url: str
+    target_authorization: str | None = None
+    insecure: bool = False
+    max_speedup: float = 1.0
+    max_throughput_mbps: float | None = None
+    transforms: Sequence[TransformSpec] = ()
+    max_lag_s: float = 5.0
+    lag_window_s: float = 10.0
+    workers: int = 4
+    tuples_path: Path | None = None
+    deadletter_path: Path | None = None
+    status_path: Path | None = None
+    commit_interval_s: float = 1.0
+    request_timeout_s: float = 60.0
+    causality_timeout_s: float = 2.0
+    start_time: float | None = None  # skip records captured before this (time-only start points)
+
+
+def authorization_for(auth: Any) -> str | None:
+    """The Authorization header value for a `ClusterRef.auth` (model or dict)."""
+    if auth is None:
+        return None
+    data = auth.model_dump() if hasattr(auth, "model_dump") else dict(auth)
+    kind = data.get("type", "none")
+    if kind == "none":
+        return None
+    if kind == "basic":
+        password = data.get("password")
+        if hasattr(password, "get_secret_value"):
+            password = password.get_secret_value()
+        token = base64.b64encode(f"{data.get('username') or ''}:{password or ''}".encode()).decode()
+        return f"Basic {token}"
+    raise ConfigError(f"target.auth.type: the replayer supports none and basic auth, not {kind!r}")
+
+
+def options_from_spec(spec: dict[str, Any], workdir: Path) -> ReplayOptions:
+    """A job spec (the replay stage's inputs plus group/start/workdir) → `ReplayOptions`."""
+    from mactl.transforms import parse_spec  # noqa: PLC0415 - keeps import light for the proxy
+
+    target = spec.get("target") or {}
+    if not target.get("endpoint"):
+        raise ConfigError("replay: target.endpoint is required")
+    return ReplayOptions(
+        target_url=str(target["endpoint"]),
+        target_authorization=authorization_for(target.get("auth")),
+        insecure=bool(target.get("insecure", False)),
+        max_speedup=float(spec.get("maxSpeedupFactor") or 1.0),
+        max_throughput_mbps=spec.get("maxThroughputMbps"),
+        transforms=[parse_spec(t) if not isinstance(t, TransformSpec) else t for t in spec.get("transforms") or []],
+        max_lag_s=float(spec.get("maxLagSeconds", 5.0)),
+        lag_window_s=float(spec.get("lagWindowSeconds", 10.0)),
+        workers=int(spec.get("workers") or 4),
+        tuples_path=workdir / "tuples.ndjson",
+        deadletter_path=workdir / "deadletter.ndjson",
+        status_path=workdir / "status.json",
+        start_time=spec.get("startTime"),
+    )
+
+
+@dataclass
+class Status:
+    """A snapshot of the replayer's progress; also what the status file holds."""
+
+    replayed: int = 0
+    dropped: int = 0
+    dead_lettered: int = 0
+    mismatches: int = 0
+    target_4xx: int = 0
+    bytes_sent: int = 0
+    lag_s: float = 0.0
+    in_sync: bool = False
+    caught_up: bool = False
+    committed: dict[str, int] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+    good_since: float | None = None
+    last_source_time: float | None = None
+    causality_timeouts: int = 0
+    skipped_before_start: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "replayed": self.replayed,
+            "dropped": self.dropped,
+            "deadLettered": self.dead_lettered,
+            "mismatches": self.mismatches,
+            "target4xx": self.target_4xx,
+            "bytesSent": self.bytes_sent,
+            "lagSeconds": round(self.lag_s, 3),
+            "inSync": self.in_sync,
+            "caughtUp": self.caught_up,
+            "committed": dict(self.committed),
+            "startedAt": self.started_at,
+            "updatedAt": time.time(),
+            "lastSourceTime": self.last_source_time,
+            "causalityWaitTimeouts": self.causality_timeouts,
+            "skippedBeforeStart": self.skipped_before_start,
+        }
+
+
+class ThroughputLimiter:
+    """Token bucket over bytes that may go into debt: a big request waits its share after."""
+
+    def __init__(self, mbps: float | None) -> None:
+        self.rate = mbps * 1_000_000 / 8 if mbps else None
+        self._lock = threading.Lock()
+        self._tokens = 0.0
+        self._last = time.monotonic()
+        self._burst = (self.rate or 0) * 0.05
+
+    def acquire(self, size: int, stop: threading.Event) -> None:
+        if self.rate is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self._burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= size
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
+            stop.wait(wait)
+
+
+class _Causality:
+    """Requests that finished on the source before another began must finish on the target
+    first, even across connections (a PUT that creates an index, then a DELETE of it on
+    another connection). Each worker waits, up to `timeout`, until every dispatched request
+    whose source response came before its own source request is done. Requests of one
+    connection are already sequential, so a request never waits on itself; the timeout
+    only matters when the log's order disagrees with the clock (several partitions).
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self._cv = threading.Condition()
+        self._open: list[float] = []  # source response times of unfinished requests, sorted
+        self.timeout = timeout
+        self.timeouts = 0
+
+    def add(self, response_time: float) -> None:
+        with self._cv:
+            bisect.insort(self._open, response_time)
+
+    def done(self, response_time: float) -> None:
+        with self._cv:
+            i = bisect.bisect_left(self._open, response_time)
+            if i < len(self._open) and self._open[i] == response_time:
+                self._open.pop(i)
+            self._cv.notify_all()
+
+    def wait_before(self, request_time: float, stop: threading.Event) -> None:
+        with self._cv:
+            ok = self._cv.wait_for(
+                lambda: stop.is_set() or not self._open or self._open[0] >= request_time, self.timeout
+            )
+            if not ok:
+                self.timeouts += 1
+
+
+class _OffsetTracker:
+    """Commit point per partition: the first offset handed out and not yet finished."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, OrderedDict[int, tuple[bool, float]]] = {}
+        self._next: dict[str, int] = {}
+
+    def start(self, partition: str, offset: int, source_time: float) -> None:
+        with self._lock:
+            self._pending.setdefault(partition, OrderedDict())[offset] = (False, source_time)
+            self._next[partition] = offset + 1
+
+    def finish(self, partition: str, offset: int) -> None:
+        with self._lock:
+            pend = self._pending[partition]
+            pend[offset] = (True, pend[offset][1])
+            while pend and next(iter(pend.values()))[0]:
+                pend.popitem(last=False)
+
+    def commit_point(self) -> dict[str, int]:
+        with self._lock:
+            return {p: (next(iter(pend)) if pend else self._next[p]) for p, pend in self._pending.items()}
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(len(p) for p in self._pending.values())
+
+    def oldest_pending_time(self) -> float | None:
+        with self._lock:
+            times = [t for pend in self._pending.values() for done, t in pend.values() if not done]
+        return min(times) if times else None
+
+
+@dataclass
+class _Item:
+    partition: str
+    offset: int
+    record: Record
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    due: float  # monotonic time to send at
+
+
+def _parse_body(rec: Record, content_type: str) -> Any:
+    if not rec.body:
+        return None
+    text = rec.body.decode("utf-8")
+    path = rec.path.split("?", 1)[0]
+    if "ndjson" in content_type or path.endswith(("/_bulk", "/_msearch")) or path in ("/_bulk", "_bulk"):
+        return [orjson.loads(line) for line in text.splitlines() if line.strip()]
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+def _serialize_body(body: Any) -> bytes:
+    if body is None:
+        return b""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode()
+    if isinstance(body, list):
+        return b"".join(orjson.dumps(line) + b"\n" for line in body)
+    return orjson.dumps(body)
+
+
+def outcomes_match(method: str, path: str, source_status: int, target_status: int, target_body: bytes) -> bool:
+    """Same status, or the same outcome reached another way.
+
+    Replay starts before the snapshot began, so some writes are already on the target:
+    a re-indexed document answers 200 where the source said 201, a deleted document
+    answers 404, an index created by the metadata stage answers
+    `resource_already_exists_exception`. Those are the target agreeing, not a mismatch.
+    """
+    if source_status == target_status:
+        return True
+    if {source_status, target_status} <= {200, 201}:
+        return True
+    if method == "DELETE" and source_status == 200 and target_status == 404:
+        return True
+    if method == "PUT" and source_status == 200 and target_status == 400 and b"resource_already_exists_exception" in target_body:
+        return True
+    return False
+
+
+def _bulk_errors(body: bytes) -> bool | None:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return bool(data.get("errors")) if isinstance(data, dict) and "errors" in data else None
+
+
+class Replayer:
+    """Replay one log onto one target. `run()` blocks; `stop` ends it cleanly."""
+
+    def __init__(self, log_inputs: Any, group: str, options: ReplayOptions) -> None:
+        self.log_inputs = log_inputs
+        self.group = group
+        self.opts = options
+        if options.max_speedup <= 0:
+            raise ConfigError("maxSpeedupFactor: must be greater than 0")
+        parts = urlsplit(options.target_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"target.endpoint: not an http(s) URL: {options.target_url!r}")
+        self._scheme = parts.scheme
+        self._host = parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._prefix = parts.path.rstrip("/")
+        self._chain = compile_chain(list(options.transforms)) if options.transforms else None
+        self.status = Status()
+        self.stop = threading.Event()
+        self._tracker = _OffsetTracker()
+        self._causality = _Causality(options.causality_timeout_s)
+        self._limiter = ThroughputLimiter(options.max_throughput_mbps)
+        self._lock = threading.Lock()
+        self._anchor: tuple[float, float] | None = None  # (source time, monotonic time)
+        self._tuples = options.tuples_path.open("ab") if options.tuples_path else None
+        self._dead = options.deadletter_path.open("ab") if options.deadletter_path else None
+        self._idle = True
+        self._mismatch_mark = 0
+        self._queues: list[queue.Queue[_Item | None]] = [queue.Queue(maxsize=2000) for _ in range(max(1, options.workers))]
+        self.first_send: float | None = None
+        self.last_send: float | None = None
+
+    # ------------------------------------------------------------------ I/O helpers
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._scheme == "https":
+            ctx = ssl.create_default_context()
+            if self.opts.insecure:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            return http.client.HTTPSConnection(self._host, self._port, timeout=self.opts.request_timeout_s, context=ctx)
+        return http.client.HTTPConnection(self._host, self._port, timeout=self.opts.request_timeout_s)
+
+    def _write_line(self, fh: Any, data: dict[str, Any]) -> None:
+        if fh is None:
+            return
+        with self._lock:
+            fh.write(orjson.dumps(data) + b"\n")
+
+    def _dead_letter(self, partition: str, offset: int, reason: str, payload: bytes) -> None:
+        self._write_line(
+            self._dead,
+            {"partition": partition, "offset": offset, "reason": reason, "time": time.time(),
+             "payload": base64.b64encode(payload).decode()},
+        )
+        with self._lock:
+            self.status.dead_lettered += 1
+
+    # ------------------------------------------------------------------ preparing requests
+    def _prepare(self, partition: str, offset: int, rec: Record) -> _Item | None:
+        method, path, body_bytes = rec.method, rec.path, rec.body
+        headers = [(k, v) for k, v in rec.headers if k.lower() not in _DROP_HEADERS]
+        if self._chain is not None:
+            content_type = (rec.header("content-type") or "").lower()
+            request = {
+                "method": method,
+                "path": path,
+                "headers": {k.lower(): v for k, v in headers},
+                "body": _parse_body(rec, content_type),
+            }
+            context = {"request": request, "source": {"status": rec.status}, "connection": rec.connection_id}
+
+            def rebuild(result: Any, ctx: dict[str, Any]) -> dict[str, Any]:
+                if not isinstance(result, dict):
+                    raise MactlError(f"a replay transform must return an object, got {type(result).__name__}")
+                merged = dict(ctx["request"])
+                merged.update({k: v for k, v in result.items() if k in ("method", "path", "headers", "body")})
+                return {**ctx, "request": merged}
+
+            out = self._chain(context, rebuild)
+            if out is DROP:
+                return None
+            final = rebuild(out, context)["request"]
+            method, path = str(final["method"]), str(final["path"])
+            headers = [(str(k), str(v)) for k, v in dict(final["headers"]).items() if k.lower() not in _DROP_HEADERS]
+            body_bytes = _serialize_body(final["body"])
+        if self.opts.target_authorization:
+            headers.append(("Authorization", self.opts.target_authorization))
+        return _Item(partition, offset, rec, method, self._prefix + path, headers, body_bytes, 0.0)
+
+    def _schedule(self, rec: Record) -> float:
+        now = time.monotonic()
+        if self._anchor is None or self._idle:
+            # first record, or the first after catching up: timing restarts from here
+            self._anchor = (rec.request_time, now)
+            self._idle = False
+        src0, mono0 = self._anchor
+        return mono0 + max(0.0, rec.request_time - src0) / self.opts.max_speedup
+
+    # ------------------------------------------------------------------ workers
+    def _worker(self, q: queue.Queue[_Item | None]) -> None:
+        conn = self._connection()
+        while True:
+            item = q.get()
+            if item is None:
+                conn.close()
+                return
+            delay = item.due - time.monotonic()
+            if delay > 0 and self.stop.wait(delay):
+                return  # stopping: this item stays uncommitted and is replayed on resume
+            size = len(item.method) + len(item.path) + 12 + sum(len(k) + len(v) + 4 for k, v in item.headers) + len(item.body)
+            self._causality.wait_before(item.record.request_time, self.stop)
+            self._limiter.acquire(size, self.stop)
+            if self.stop.is_set():
+                return
+            conn, status, latency, body = self._send(conn, item)
+            if status is None:
+                return  # stopped while retrying
+            self._finish(item, status, latency, body, size)
+
+    def _send(
+        self, conn: http.client.HTTPConnection, item: _Item
+    ) -> tuple[http.client.HTTPConnection, int | None, float, bytes]:
+        backoff = 0.2
+        attempt = 0
+        while not self.stop.is_set():
+            attempt += 1
+            started = time.monotonic()
+            try:
+                conn.putrequest(item.method, item.path, skip_host=True, skip_accept_encoding=True)
+                conn.putheader("Host", f"{self._host}:{self._port}")
+                for k, v in item.headers:
+                    conn.putheader(k, v)
+                conn.putheader("Content-Length", str(len(item.body)))
+                conn.endheaders(item.body)
+                resp = conn.getresponse()
+                body = resp.read()
+                latency = time.monotonic() - started
+                if resp.will_close:
+                    conn.close()
+                    conn = self._connection()
+                if resp.status in _RETRY_STATUS and item.record.status not in _RETRY_STATUS and attempt < 5:
+                    self.stop.wait(backoff)
+                    backoff *= 2
+                    continue
+                with self._lock:
+                    if self.first_send is None:
+                        self.first_send = started
+                    self.last_send = started
+                return conn, resp.status, latency, body
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = self._connection()
+                self.stop.wait(min(backoff, 5.0))  # target unreachable: wait, never skip
+                backoff *= 2
+        return conn, None, 0.0, b""
+
+    def _finish(self, item: _Item, status: int, latency: float, body: bytes, size: int) -> None:
+        rec = item.record
+        mismatch = not outcomes_match(item.method, item.path, rec.status, status, body)
+        if not mismatch and "_bulk" in item.path:
+            src, tgt = _bulk_errors(rec.response_body), _bulk_errors(body)
+            mismatch = src is not None and tgt is not None and src != tgt
+        self._write_line(
+            self._tuples,
+            {
+                "partition": item.partition,
+                "offset": item.offset,
+                "connection": rec.connection_id,
+                "seq": rec.seq,
+                "method": item.method,
+                "path": item.path,
+                "sourceTime": rec.request_time,
+                "source": {
+                    "status": rec.status,
+                    "latencyMs": round((rec.response_time - rec.request_time) * 1000, 3),
+                    "bodySha256": hashlib.sha256(rec.response_body).hexdigest(),
+                },
+                "target": {
+                    "status": status,
+                    "latencyMs": round(latency * 1000, 3),
+                    "bodySha256": hashlib.sha256(body).hexdigest(),
+                },
+                "match": not mismatch,
+                "replayedAt": time.time(),  # with sourceTime: the replay lag over time (audit plots)
+            },
+        )
+        with self._lock:
+            self.status.replayed += 1
+            self.status.bytes_sent += size
+            self.status.last_source_time = max(self.status.last_source_time or 0.0, rec.request_time)
+            if mismatch:
+                self.status.mismatches += 1
+            if 400 <= status < 500:
+                self.status.target_4xx += 1
+        self._tracker.finish(item.partition, item.offset)
+        self._causality.done(rec.response_time)
+
+    # ------------------------------------------------------------------ the run loop
+    def run(
+        self,
+        start: dict[str, int] | None,
+        *,
+        resume: bool = True,
+        until_in_sync: bool = True,
+        until_caught_up: bool = False,
+        timeout_s: float | None = None,
+        on_status: Callable[[Status], None] | None = None,
+    ) -> Status:
+        """Replay until the exit criteria hold (or forever when `until_in_sync` is False,
+        until `stop` is set). Returns the final status; `status.in_sync` tells which."""
+        reader = capture_log.open_reader(self.log_inputs, self.group)
+        committed = reader.committed() if resume else None
+        begin = dict(start or {})
+        if committed:
+            begin.update(committed)
+        reader.seek(begin)
+        if begin:  # so a crash before the first periodic commit resumes here, not at offset 0
+            reader.commit(begin)
+        self.status.committed = dict(begin)
+        threads = [threading.Thread(target=self._worker, args=(q,), daemon=True, name=f"replay-{i}")
+                   for i, q in enumerate(self._queues)]
+        for t in threads:
+            t.start()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        last_commit = last_report = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                entries = reader.poll(500, 0.2)
+                for entry in entries:
+                    self._dispatch(entry)
+                    if self.stop.is_set():
+                        break
+                if not entries and self._tracker.pending() == 0:
+                    self._idle = True
+                now = time.monotonic()
+                self._update_lag(caught_up=not entries)
+                if now - last_commit >= self.opts.commit_interval_s:
+                    self._commit(reader)
+                    last_commit = now
+                if now - last_report >= 0.5:
+                    self._write_status()
+                    if on_status is not None:
+                        on_status(self.status)
+                    last_report = now
+                if until_in_sync and self.status.in_sync:
+                    break
+                if until_caught_up and self.status.caught_up:
+                    break  # everything in the log is replayed (a log that no longer grows)
+                if deadline is not None and now >= deadline:
+                    break
+        finally:
+            if self.status.in_sync and not self.stop.is_set():
+                # done: what was already read is replayed before stopping (drain, don't drop)
+                for q in self._queues:
+                    self._put(q, None)
+                for t in threads:
+                    t.join(timeout=self.opts.request_timeout_s + self.opts.max_lag_s)
+                self._update_lag(caught_up=False)
+            self.stop.set()
+            for q in self._queues:
+                try:
+                    q.put_nowait(None)
+                except queue.Full:
+                    pass  # the worker sees `stop` before its next send
+            for t in threads:
+                t.join(timeout=self.opts.request_timeout_s)
+            self._commit(reader)
+            self._write_status()
+            reader.close()
+            for fh in (self._tuples, self._dead):
+                if fh is not None:
+                    fh.close()
+        return self.status
+
+    def _put(self, q: queue.Queue[_Item | None], item: _Item | None) -> None:
+        """Blocks while the worker is full (backpressure on reading), until stopped."""
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _dispatch(self, entry: capture_log.LogEntry) -> None:
+        if entry.corrupt:
+            self._skip(entry, "stored frame failed its CRC check")
+            return
+        try:
+            rec = decode(entry.payload)
+        except RecordDecodeError as exc:
+            self._skip(entry, f"undecodable record: {exc}")
+            return
+        self._tracker.start(entry.partition, entry.offset, rec.request_time)
+        if self.opts.start_time is not None and rec.request_time < self.opts.start_time:
+            with self._lock:
+                self.status.skipped_before_start += 1
+            self._tracker.finish(entry.partition, entry.offset)
+            return
+        try:
+            item = self._prepare(entry.partition, entry.offset, rec)
+        except (MactlError, UnicodeDecodeError, orjson.JSONDecodeError, TypeError, ValueError, KeyError) as exc:
+            self._dead_letter(entry.partition, entry.offset, f"transform failed: {exc}", entry.payload)
+            self._tracker.finish(entry.partition, entry.offset)
+            return
+        if item is None:
+            with self._lock:
+                self.status.dropped += 1
+            self._tracker.finish(entry.partition, entry.offset)
+            return
+        item.due = self._schedule(rec)
+        self._causality.add(rec.response_time)
+        worker = zlib.crc32(rec.connection_id.encode()) % len(self._queues)
+        self._put(self._queues[worker], item)
+
+    def _skip(self, entry: capture_log.LogEntry, reason: str) -> None:
+        self._tracker.start(entry.partition, entry.offset, entry.timestamp)
+        self._dead_letter(entry.partition, entry.offset, reason, entry.payload)
+        self._tracker.finish(entry.partition, entry.offset)
+
+    def _update_lag(self, *, caught_up: bool) -> None:
+        now_wall = time.time()
+        oldest = self._tracker.oldest_pending_time()
+        with self._lock:
+            st = self.status
+            st.caught_up = caught_up and oldest is None
+            st.lag_s = 0.0 if oldest is None else max(0.0, now_wall - oldest)
+            good = st.lag_s < self.opts.max_lag_s
+            mark = st.mismatches
+            if not good or mark != self._mismatch_mark:
+                st.good_since = None
+                self._mismatch_mark = mark
+            elif st.good_since is None:
+                st.good_since = now_wall
+            st.in_sync = st.good_since is not None and now_wall - st.good_since >= self.opts.lag_window_s
+
+    def _commit(self, reader: capture_log.LogReader) -> None:
+        point = self._tracker.commit_point()
+        with self._lock:  # tuples and dead letters of committed records reach the file first
+            for fh in (self._tuples, self._dead):
+                if fh is not None and not fh.closed:
+                    fh.flush()
+        if point:
+            reader.commit(point)
+            with self._lock:
+                self.status.committed.update(point)
+
+    def _write_status(self) -> None:
+        self.status.causality_timeouts = self._causality.timeouts
+        path = self.opts.status_path
+        if path is None:
+            return
+        with self._lock:
+            data = self.status.to_json()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(data))
+        tmp.replace(path)
