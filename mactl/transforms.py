@@ -41,7 +41,16 @@ _ENV = jinja2.Environment(
     autoescape=False,
     extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"],
 )
-_ENV.filters["tojson"] = lambda v: json.dumps(v, ensure_ascii=False)
+
+
+def _tojson(value: Any) -> str:
+    """`tojson` that reports an undefined value by name (not "StrictUndefined is not JSON serializable")."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    return json.dumps(value, ensure_ascii=False)
+
+
+_ENV.filters["tojson"] = _tojson
 _ENV.globals["DROP"] = "__MACTL_DROP__"
 
 

@@ -22,7 +22,8 @@ app = typer.Typer(
 def run_guarded(application: typer.Typer, argv: list[str] | None = None) -> int:
     """Run the CLI, turning `MactlError` into a message and an exit code, no traceback."""
     try:
-        application(args=argv, standalone_mode=False)
+        # Without standalone mode click returns the code of a `typer.Exit(n)` instead of raising.
+        result = application(args=argv, standalone_mode=False)
     except MactlError as err:
         typer.secho(f"Error: {err.message}", fg="red", err=True)
         if err.hint:
@@ -39,7 +40,7 @@ def run_guarded(application: typer.Typer, argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("Interrupted.", err=True)
         return 130
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 def fail(message: str, hint: str | None = None) -> None:
