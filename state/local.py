@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ import fcntl
 from mactl.errors import LockError, StateError
 from mactl.state.backend import LockInfo, check_conditional_write
 from mactl.state.document import StateDocument, decode_document, encode_document, mask_document
-from mactl.state.locking import DEFAULT_HEARTBEAT_S, HeldLock, hold_lock, lock_from_json, lock_to_json
+from mactl.state.locking import DEFAULT_HEARTBEAT_S, BackendLocking, HeldLock, lock_from_json, lock_to_json
 
 STATE_FILE = "state.json"
 BACKUPS_KEPT = 10
@@ -157,7 +157,7 @@ class LocalLockStore:
         return holder
 
 
-class LocalBackend:
+class LocalBackend(BackendLocking):
     """One workspace's state in a local folder. See the module docstring for the layout."""
 
     def __init__(self, folder: Path, workspace: str, workdir: Path, heartbeat_s: float = DEFAULT_HEARTBEAT_S) -> None:
@@ -284,37 +284,6 @@ class LocalBackend:
             path = Path.cwd() / path
         return decode_document(path.read_bytes(), display_path(path))
 
-    # -- locking -------------------------------------------------------------------
-
-    def lock(
-        self,
-        operation: str,
-        timeout_s: float = 0.0,
-        *,
-        heartbeat_s: float | None = None,
-        on_wait: Callable[[LockInfo], None] | None = None,
-    ) -> AbstractContextManager[LockInfo]:
-        if self._held is not None:
-            raise LockError(f"this process already holds the state lock {self._held.info.id} for {self._held.info.operation!r}")
-
-        def remember(held: HeldLock | None) -> None:
-            self._held = held
-
-        return hold_lock(
-            self._lock_store,
-            operation,
-            self.workspace,
-            timeout_s=timeout_s,
-            heartbeat_s=heartbeat_s or self.heartbeat_s,
-            on_wait=on_wait,
-            on_acquire=remember,
-        )
-
-    def lock_info(self) -> LockInfo | None:
-        return self._lock_store.current()
-
-    def force_unlock(self, lock_id: str) -> LockInfo:
-        return self._lock_store.remove(lock_id)
 
     def delete_all(self) -> None:
         import shutil

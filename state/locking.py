@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -219,3 +219,47 @@ def hold_lock(
                         f"could not release the state lock {info.id} at {store.describe()}: {err}",
                         hint=f"check `mactl lock status`; `mactl force-unlock {info.id}` if it is still there",
                     ) from None
+
+
+class BackendLocking:
+    """The lock methods every backend shares; a backend supplies `_lock_store`,
+    `workspace` and `heartbeat_s`, and sets `_held = None`.
+
+    One process holds at most one lock per backend: taking it twice would deadlock on
+    the backend's own lock, so it is refused with a clear error instead.
+    """
+
+    _lock_store: LockStore
+    _held: HeldLock | None
+    workspace: str
+    heartbeat_s: float
+
+    def lock(
+        self,
+        operation: str,
+        timeout_s: float = 0.0,
+        *,
+        heartbeat_s: float | None = None,
+        on_wait: Callable[[LockInfo], None] | None = None,
+    ) -> AbstractContextManager[LockInfo]:
+        if self._held is not None:
+            raise LockError(f"this process already holds the state lock {self._held.info.id} for {self._held.info.operation!r}")
+
+        def remember(held: HeldLock | None) -> None:
+            self._held = held
+
+        return hold_lock(
+            self._lock_store,
+            operation,
+            self.workspace,
+            timeout_s=timeout_s,
+            heartbeat_s=heartbeat_s or self.heartbeat_s,
+            on_wait=on_wait,
+            on_acquire=remember,
+        )
+
+    def lock_info(self) -> LockInfo | None:
+        return self._lock_store.current()
+
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        return self._lock_store.remove(lock_id)

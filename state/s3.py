@@ -22,8 +22,7 @@ import logging
 import posixpath
 import re
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from mactl.errors import LockError, StateError
 from mactl.state.backend import LockInfo, StateConflict, check_conditional_write
 from mactl.state.config import S3StateConfig
 from mactl.state.document import StateDocument, decode_document, encode_document, mask_document
-from mactl.state.locking import DEFAULT_HEARTBEAT_S, HeldLock, hold_lock, lock_from_json, lock_to_json
+from mactl.state.locking import DEFAULT_HEARTBEAT_S, BackendLocking, HeldLock, lock_from_json, lock_to_json
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +245,7 @@ class S3LockStore:
         return holder
 
 
-class S3Backend:
+class S3Backend(BackendLocking):
     """One workspace's state in S3. See the module docstring for the layout and guarantees."""
 
     def __init__(
@@ -433,37 +432,6 @@ class S3Backend:
             raise StateError(f"no backup at {version}")
         return decode_document(got[0], version)
 
-    # -- locking -------------------------------------------------------------------
-
-    def lock(
-        self,
-        operation: str,
-        timeout_s: float = 0.0,
-        *,
-        heartbeat_s: float | None = None,
-        on_wait: Callable[[LockInfo], None] | None = None,
-    ) -> AbstractContextManager[LockInfo]:
-        if self._held is not None:
-            raise LockError(f"this process already holds the state lock {self._held.info.id} for {self._held.info.operation!r}")
-
-        def remember(held: HeldLock | None) -> None:
-            self._held = held
-
-        return hold_lock(
-            self._lock_store,
-            operation,
-            self.workspace,
-            timeout_s=timeout_s,
-            heartbeat_s=heartbeat_s or self.heartbeat_s,
-            on_wait=on_wait,
-            on_acquire=remember,
-        )
-
-    def lock_info(self) -> LockInfo | None:
-        return self._lock_store.current()
-
-    def force_unlock(self, lock_id: str) -> LockInfo:
-        return self._lock_store.remove(lock_id)
 
     def exists(self) -> bool:
         return self.store.head(self.key) is not None
