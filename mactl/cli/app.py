@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
+
+try:  # newer typer runs on its own bundled copy of click: catch that copy's errors, or a
+    # bad option would escape as a traceback
+    from typer._click.exceptions import ClickException
+except ImportError:  # older typer uses the click package itself
+    from click import ClickException  # type: ignore[assignment]
 
 from mactl.errors import MactlError
 
@@ -29,12 +34,12 @@ def run_guarded(application: typer.Typer, argv: list[str] | None = None) -> int:
         if err.hint:
             typer.echo(f"  hint: {err.hint}", err=True)
         return err.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.echo("Aborted.", err=True)
         return 130
-    except click.exceptions.Exit as ex:
+    except typer.Exit as ex:
         return ex.exit_code
-    except click.ClickException as ex:
+    except ClickException as ex:
         ex.show()
         return ex.exit_code
     except KeyboardInterrupt:

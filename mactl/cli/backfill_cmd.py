@@ -19,26 +19,23 @@ from rich.console import Console
 from rich.live import Live
 
 from mactl.cli.app import app
+from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt, load_from_options
 from mactl.errors import ConfigError, StateError
 
 backfill_app = typer.Typer(help="Backfill (RFS) helpers: resend dead-lettered documents.", no_args_is_help=True)
 app.add_typer(backfill_app, name="backfill")
 
-ConfigOpt = typer.Option(None, "-c", "--config", help="The config file (default: mactl.yaml or mactl.json here, if any).")
-VarOpt = typer.Option(None, "--var", help="Set a variable: NAME=VALUE (repeatable).")
-VarFileOpt = typer.Option(None, "--var-file", help="Read variables from a YAML/JSON file (repeatable).")
 WorkspaceOpt = typer.Option(None, "--workspace", help="The state workspace (default: the selected one).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
 def _stage_and_record(address: str, config: Path | None, var: list[str] | None, var_file: list[Path] | None, workspace: str | None) -> tuple[Any, Any, Any, Any]:
     """(validated Inputs, the stage's state record or None, the state document, the loaded config)."""
-    from mactl.config import load_config
     from mactl.graph.expand import expand
     from mactl.providers.backfill import Inputs
     from mactl.state import open_backend
 
-    loaded = load_config(config, var or [], var_file or [])
+    loaded = load_from_options(config, var, var_file)
     graph = expand(loaded.config)
     stage = graph.stages.get(address)
     if stage is None:
@@ -66,9 +63,9 @@ def _snapshot_name(inputs: Any, record: Any, doc: Any) -> str:
 @app.command("worker")
 def worker_command(
     address: str = typer.Argument(..., help="The backfill stage to help with, e.g. backfill.source.snap1.target_1.m0.b0"),
-    config: Path | None = ConfigOpt,
-    var: list[str] | None = VarOpt,
-    var_file: list[Path] | None = VarFileOpt,
+    config: ConfigPathOpt = None,
+    var: VarOpt = None,
+    var_file: VarFileOpt = None,
     workspace: str | None = WorkspaceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -124,9 +121,9 @@ def worker_command(
 def resend_failed_command(
     address: str = typer.Argument(..., help="The backfill stage whose dead-lettered documents to resend"),
     transform: str | None = typer.Option(None, "--transform", help="A transform to run on each original document first: a .j2 template file or module:function"),
-    config: Path | None = ConfigOpt,
-    var: list[str] | None = VarOpt,
-    var_file: list[Path] | None = VarFileOpt,
+    config: ConfigPathOpt = None,
+    var: VarOpt = None,
+    var_file: VarFileOpt = None,
     workspace: str | None = WorkspaceOpt,
     json_out: bool = JsonOpt,
 ) -> None:

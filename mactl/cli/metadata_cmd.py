@@ -8,7 +8,6 @@ the source (or its snapshot) and the target's version; never writes to any clust
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import typer
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mactl.cli.app import app
+from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt, load_from_options
 from mactl.errors import ConfigError, LockError, StateError
 from mactl.state import (
     LocalStateConfig,
@@ -39,9 +40,6 @@ app.add_typer(state_app, name="state")
 app.add_typer(lock_app, name="lock")
 app.add_typer(workspace_app, name="workspace")
 
-ConfigOpt = typer.Option(None, "-c", "--config", help="The config file (default: mactl.yaml or mactl.json here, if any).")
-VarOpt = typer.Option(None, "--var", help="Set a variable: NAME=VALUE (repeatable).")
-VarFileOpt = typer.Option(None, "--var-file", help="Read variables from a YAML/JSON file (repeatable).")
 LockTimeoutOpt = typer.Option(
     "0s", "-lock-timeout", "--lock-timeout", help="How long to wait for the state lock (e.g. 30s, 5m)."
 )
@@ -59,14 +57,13 @@ def load_state_config(
     the same `.mactl/`. Without a config file the state commands still work (`mactl state
     list` in an empty folder), on the default `.mactl/` state of the working directory.
     """
-    from mactl.config import load_config
     from mactl.config.loader import DEFAULT_FILES
 
     if config is None and not any(Path(name).is_file() for name in DEFAULT_FILES):
         return LocalStateConfig(), Path.cwd()
     if config is not None and not config.is_file():
         raise ConfigError(f"config file {config} does not exist (-c/--config)")
-    loaded = load_config(config, var or [], var_file or [])
+    loaded = load_from_options(config, var, var_file)
     return loaded.config.state, loaded.base_dir
 
 
@@ -92,7 +89,7 @@ def _print_json(data: Any) -> None:
 
 @state_app.command("list")
 def state_list(
-    json_out: bool = JsonOpt, config: Path = ConfigOpt, var: list[str] = VarOpt, var_file: list[Path] = VarFileOpt
+    json_out: bool = JsonOpt, config: ConfigPathOpt = None, var: VarOpt = None, var_file: VarFileOpt = None
 ) -> None:
     """List the stages the state records, with their status."""
     backend = _backend(config, var, var_file)
@@ -120,9 +117,9 @@ def state_list(
 @state_app.command("show")
 def state_show(
     address: str = typer.Argument(..., help="The stage address, e.g. snapshot.source.snap1."),
-    config: Path = ConfigOpt,
-    var: list[str] = VarOpt,
-    var_file: list[Path] = VarFileOpt,
+    config: ConfigPathOpt = None,
+    var: VarOpt = None,
+    var_file: VarFileOpt = None,
 ) -> None:
     """Print one stage's record (inputs with secrets masked, outputs, status, timestamps) as JSON."""
     backend = _backend(config, var, var_file)
@@ -137,9 +134,9 @@ def state_show(
 def state_rm(
     addresses: list[str] = typer.Argument(..., help="Stage addresses to forget."),
     lock_timeout: str = LockTimeoutOpt,
-    config: Path = ConfigOpt,
-    var: list[str] = VarOpt,
-    var_file: list[Path] = VarFileOpt,
+    config: ConfigPathOpt = None,
+    var: VarOpt = None,
+    var_file: VarFileOpt = None,
 ) -> None:
     """Forget stage records (nothing is rolled back on the clusters); recorded in the history."""
     backend = _backend(config, var, var_file)
@@ -160,7 +157,7 @@ def state_rm(
 
 
 @state_app.command("pull")
-def state_pull(config: Path = ConfigOpt, var: list[str] = VarOpt, var_file: list[Path] = VarFileOpt) -> None:
+def state_pull(config: ConfigPathOpt = None, var: VarOpt = None, var_file: VarFileOpt = None) -> None:
     """Print the whole stored state as JSON (e.g. to keep a copy, or to edit and push)."""
     backend = _backend(config, var, var_file)
     doc = backend.read()
@@ -175,9 +172,9 @@ def state_push(
     file: Path = typer.Argument(..., help="A state JSON file (from `mactl state pull`)."),
     force: bool = typer.Option(False, "--force", help="Replace even a state of another lineage or a newer serial."),
     lock_timeout: str = LockTimeoutOpt,
-    config: Path = ConfigOpt,
-    var: list[str] = VarOpt,
-    var_file: list[Path] = VarFileOpt,
+    config: ConfigPathOpt = None,
+    var: VarOpt = None,
+    var_file: VarFileOpt = None,
 ) -> None:
     """Replace the stored state with FILE. Refuses another lineage or an older serial without --force."""
     if not file.is_file():
@@ -231,9 +228,9 @@ def history(
     json_out: bool = JsonOpt,
     limit: int = typer.Option(0, "--limit", "-n", help="Show only the last N entries (0: all)."),
     address: str = typer.Option(None, "--address", help="Only entries for this stage address."),
-    config: Path = ConfigOpt,
-    var: list[str] = VarOpt,
-    var_file: list[Path] = VarFileOpt,
+    config: ConfigPathOpt = None,
+    var: VarOpt = None,
+    var_file: VarFileOpt = None,
 ) -> None:
     """Every operation done to this workspace's state: who, when, what, and how it ended."""
     backend = _backend(config, var, var_file)
@@ -278,7 +275,7 @@ def lock_summary(info: LockInfo) -> dict[str, Any]:
 
 @lock_app.command("status")
 def lock_status(
-    json_out: bool = JsonOpt, config: Path = ConfigOpt, var: list[str] = VarOpt, var_file: list[Path] = VarFileOpt
+    json_out: bool = JsonOpt, config: ConfigPathOpt = None, var: VarOpt = None, var_file: VarFileOpt = None
 ) -> None:
     """Who holds this workspace's state lock, for how long, and when it last heartbeated."""
     backend = _backend(config, var, var_file)
@@ -310,9 +307,9 @@ def lock_status(
 def force_unlock(
     lock_id: str = typer.Argument(..., help="The exact lock ID, from `mactl lock status`."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    config: Path = ConfigOpt,
-    var: list[str] = VarOpt,
-    var_file: list[Path] = VarFileOpt,
+    config: ConfigPathOpt = None,
+    var: VarOpt = None,
+    var_file: VarFileOpt = None,
 ) -> None:
     """Remove a stuck state lock. Only do this when its holder is really gone."""
     backend = _backend(config, var, var_file)
@@ -346,7 +343,7 @@ def force_unlock(
 
 @workspace_app.command("list")
 def workspace_list(
-    json_out: bool = JsonOpt, config: Path = ConfigOpt, var: list[str] = VarOpt, var_file: list[Path] = VarFileOpt
+    json_out: bool = JsonOpt, config: ConfigPathOpt = None, var: VarOpt = None, var_file: VarFileOpt = None
 ) -> None:
     """List workspaces; the selected one is marked with *."""
     state, base_dir = load_state_config(config, var, var_file)
@@ -360,7 +357,7 @@ def workspace_list(
 
 
 @workspace_app.command("show")
-def workspace_show(config: Path = ConfigOpt, var: list[str] = VarOpt, var_file: list[Path] = VarFileOpt) -> None:
+def workspace_show(config: ConfigPathOpt = None, var: VarOpt = None, var_file: VarFileOpt = None) -> None:
     """Print the selected workspace."""
     typer.echo(current_workspace(*load_state_config(config, var, var_file)))
 
@@ -369,9 +366,9 @@ def workspace_show(config: Path = ConfigOpt, var: list[str] = VarOpt, var_file: 
 def workspace_new(
     name: str = typer.Argument(...),
     select: bool = typer.Option(True, "--select/--no-select", help="Select it afterwards (default)."),
-    config: Path = ConfigOpt,
-    var: list[str] = VarOpt,
-    var_file: list[Path] = VarFileOpt,
+    config: ConfigPathOpt = None,
+    var: VarOpt = None,
+    var_file: VarFileOpt = None,
 ) -> None:
     """Create a workspace with an empty state, and select it."""
     state, base_dir = load_state_config(config, var, var_file)
@@ -383,7 +380,7 @@ def workspace_new(
 
 @workspace_app.command("select")
 def workspace_select(
-    name: str = typer.Argument(...), config: Path = ConfigOpt, var: list[str] = VarOpt, var_file: list[Path] = VarFileOpt
+    name: str = typer.Argument(...), config: ConfigPathOpt = None, var: VarOpt = None, var_file: VarFileOpt = None
 ) -> None:
     """Make NAME the workspace later commands use."""
     state, base_dir = load_state_config(config, var, var_file)
@@ -396,9 +393,9 @@ def workspace_delete(
     name: str = typer.Argument(...),
     force: bool = typer.Option(False, "--force", help="Delete even if its state still records stages."),
     lock_timeout: str = LockTimeoutOpt,
-    config: Path = ConfigOpt,
-    var: list[str] = VarOpt,
-    var_file: list[Path] = VarFileOpt,
+    config: ConfigPathOpt = None,
+    var: VarOpt = None,
+    var_file: VarFileOpt = None,
 ) -> None:
     """Delete a workspace's state, backups and lock (not `default`, not the selected one)."""
     state, base_dir = load_state_config(config, var, var_file)
