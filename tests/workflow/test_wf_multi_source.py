@@ -52,7 +52,9 @@ def test_multi_source_apply_copies_both_sources_into_one_target(tmp_path: Path, 
     for name in ("es710", "os13"):  # the example puts each source's repository in a sub-folder
         (repo_dir / name).mkdir()
         (repo_dir / name).chmod(0o777)
-    args = ["-c", str(EXAMPLES / "multi-source.yaml"),
+    config = tmp_path / "multi-source.yaml"  # its state folder is relative to the config: keep it out of the checkout
+    shutil.copy(EXAMPLES / "multi-source.yaml", config)
+    args = ["-c", str(config),
             "-var", f"es_url={es710.url}", "-var", f"os13_url={os13.url}", "-var", f"target_url={os2.url}",
             "-var", f"repo_dir={repo_dir}", "-var", f"es_indices={prefix}-es-*", "-var", f"os13_indices={prefix}-os-*"]
     try:
