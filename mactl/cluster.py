@@ -62,18 +62,13 @@ def client_for(
 
 def _sigv4_auth(ref: ClusterRef) -> Any:
     """SigV4 signing from the default boto3 credential chain (env, profile, role)."""
-    import boto3
     from opensearchpy import RequestsAWSV4SignerAuth
 
-    if not ref.auth.region:
-        raise ConfigError(f"cluster '{ref.name}': sigv4 auth needs `auth.region`")
-    credentials = boto3.Session().get_credentials()
-    if credentials is None:
-        raise ConfigError(
-            f"cluster '{ref.name}': sigv4 auth found no AWS credentials",
-            hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE",
-        )
-    return RequestsAWSV4SignerAuth(credentials, ref.auth.region, ref.auth.service)
+    from mactl.sigv4 import aws_credentials, sigv4_region
+
+    where = f"cluster '{ref.name}': auth"
+    region = sigv4_region(ref.auth, where)
+    return RequestsAWSV4SignerAuth(aws_credentials(where), region, ref.auth.service)
 
 
 def cluster_version(client: OpenSearch) -> tuple[str, str]:

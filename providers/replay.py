@@ -13,6 +13,10 @@ committed, so a rerun resumes). `follow: true`: a detached `mactl replay run --f
 process is started (PID file in the workdir), the stage completes once that process
 reports in sync, and the process keeps replaying until switchover/teardown or rollback.
 
+Auth: none and basic as for every stage; for a `sigv4` target the replayer signs each
+request with AWS SigV4 (credentials from the default AWS chain of the process that runs
+it; `auth.region` and `auth.service` from the config).
+
 Rollback stops a follow replayer and forgets the committed offsets, so a redo starts
 from the snapshot position again. Speed and throughput limits update in place; a new
 log or transform replaces.
@@ -125,7 +129,10 @@ def _start_time(position: dict[str, Any] | None) -> float | None:
 
 
 def _spec(ctx: StageContext, start: dict[str, int], resume: bool) -> dict[str, Any]:
-    """The replayer job spec. It holds the target's secret in clear: written 0600 only."""
+    """The replayer job spec. It holds the target's secret in clear: written 0600 only.
+
+    A sigv4 target has no secret here (`auth` is type, region and service): the replayer
+    takes AWS credentials from the default chain of the process that runs it."""
     inputs: Inputs = ctx.inputs  # type: ignore[assignment]
     target = inputs.target.model_dump(mode="python")
     auth = target.get("auth") or {}
@@ -162,8 +169,9 @@ class ReplayProvider(BaseProvider):
             problems.append("maxThroughputMbps: must be greater than 0")
         if inputs.maxLagSeconds <= 0 or inputs.lagWindowSeconds < 0:
             problems.append("maxLagSeconds must be > 0 and lagWindowSeconds >= 0")
-        if inputs.target.auth.type == "sigv4":
-            problems.append("target.auth.type: replay supports none and basic auth (sigv4 is not implemented)")
+        if inputs.target.auth.type == "sigv4" and not inputs.target.auth.region:
+            # credentials are looked up when the replayer starts (default AWS chain)
+            problems.append("target.auth.region: sigv4 auth needs the AWS region of the domain (e.g. us-east-1)")
         if inputs.workers < 1:
             problems.append("workers: at least 1")
         return problems

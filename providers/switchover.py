@@ -2,9 +2,15 @@
 
 Every capture proxy of the source is told to send client traffic to the target
 (`POST /__mactl/route?to=target`, with the target's URL and, for basic auth, the
-Authorization header it must use there). From then on the proxies stop recording: those
-writes never reach the source. Rollback swings them back to the source. The proxies are
-found as `mactl.capture.fleet_lookup` describes.
+Authorization header it must use there). For a sigv4 target the proxies get the region
+and service (`"sigv4": {"region", "service"}`) and sign every forwarded request
+themselves, with the AWS credentials of their own process (the default chain of the
+environment the capture stage started them in, i.e. that `mactl apply`'s): no credential
+is sent to them or stored. This apply checks first that it finds credentials itself, so
+a missing setup fails before any proxy is touched; a proxy that still finds none refuses
+the route (400) and the stage fails with its message. From then on the proxies stop
+recording: those writes never reach the source. Rollback swings them back to the
+source. The proxies are found as `mactl.capture.fleet_lookup` describes.
 
 Follow-mode replayers of this source must be in sync before the swing (otherwise the
 stage refuses, naming them). After it the log no longer grows, and every replay of the
@@ -42,7 +48,12 @@ class SwitchoverProvider(BaseProvider):
         if inputs.target is None:
             problems.append("target: switchover needs the target the proxies should send traffic to")
         elif inputs.target.auth.type == "sigv4":
-            problems.append("target.auth.type: the proxy can rewrite basic auth only, not sigv4")
+            from mactl.sigv4 import sigv4_region
+
+            try:
+                sigv4_region(inputs.target.auth, "target.auth")
+            except ConfigError as exc:  # AWS credentials are the proxies' own, looked up at apply
+                problems.append(exc.message)
         return problems
 
     def apply(self, ctx: StageContext) -> dict[str, Any]:
@@ -53,6 +64,18 @@ class SwitchoverProvider(BaseProvider):
         inputs: Inputs = ctx.inputs  # type: ignore[assignment]
         if inputs.target is None:
             raise ConfigError(f"{ctx.address}: `target` is required for a switchover")
+        body: dict[str, Any] = {"to": "target", "url": inputs.target.endpoint, "insecure": inputs.target.insecure}
+        if inputs.target.auth.type == "sigv4":
+            from mactl.sigv4 import aws_credentials, sigv4_region
+
+            # the proxies sign with their own credentials; check ours before touching one
+            # (they were started from an apply like this one, so they would find none either)
+            sigv4 = {"region": sigv4_region(inputs.target.auth, "target.auth"),
+                     "service": inputs.target.auth.service or "es"}
+            aws_credentials("target.auth")
+            body["sigv4"] = sigv4
+        elif (auth := authorization_for(inputs.target.auth)) is not None:
+            body["authorization"] = auth
         proxies = find_proxies(ctx, inputs.source.name, inputs.proxies)
         replayers = _replayers(ctx, inputs.source.name)
         lagging = [addr for addr, st in replayers.items() if st.get("follow") and not _status(st).get("inSync")]
@@ -61,9 +84,6 @@ class SwitchoverProvider(BaseProvider):
                 f"{ctx.address}: replay not in sync yet: {', '.join(lagging)}",
                 hint="wait for the replay stage to report in sync, then apply again",
             )
-        body = {"to": "target", "url": inputs.target.endpoint, "insecure": inputs.target.insecure}
-        if (auth := authorization_for(inputs.target.auth)) is not None:
-            body["authorization"] = auth
         routed = []
         for i, p in enumerate(proxies):
             doc = fleet.control(p["url"], "route", body)

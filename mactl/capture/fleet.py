@@ -70,7 +70,13 @@ def control(proxy_url: str, action: str, body: dict[str, Any] | None = None) -> 
     try:
         return _request(f"{proxy_url}/__mactl/{action}", method="POST", body=body, timeout=5.0)
     except urllib.error.HTTPError as exc:
-        raise ProviderError(f"proxy {proxy_url}: {action} refused: {exc.read()[:200].decode(errors='replace')}") from None
+        raw = exc.read()
+        try:  # the proxy's own refusals are {"error": ..., "hint": ...}
+            doc = json.loads(raw)
+            message, hint = str(doc["error"]), doc.get("hint")
+        except (ValueError, KeyError, TypeError):
+            message, hint = raw[:200].decode(errors="replace"), None
+        raise ProviderError(f"proxy {proxy_url}: {action} refused: {message}", hint=hint) from None
     except (OSError, urllib.error.URLError) as exc:
         raise ProviderError(f"proxy {proxy_url}: {action} failed: {exc}") from None
 

@@ -51,6 +51,11 @@ class LogWriter(Protocol):
 
     def append(self, key: str, payload: bytes) -> tuple[str, int]: ...
 
+    def append_nowait(self, key: str, payload: bytes) -> tuple[str, int] | None:
+        """Store the record on the caller's thread when that needs no wait (a file log
+        without per-record fsync), returning (partition, offset); None means use `submit`."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -139,10 +139,14 @@ def end_offsets(cfg: dict[str, Any]) -> Offsets:
 
 
 class FileLogWriter:
-    """The single writer of one partition; a background thread does the I/O.
+    """The single writer of one partition.
 
-    `submit` never blocks the proxy's event loop: the thread drains the queue, writes the
-    batch with one `os.write` per frame, fsyncs per policy, then resolves the futures.
+    With `fsync: always`, `submit` hands the record to a background thread that writes a
+    batch, fsyncs once for all of it (group commit), then resolves the futures, so the
+    proxy's event loop never waits on the disk. With `interval` or `never` there is no
+    disk wait to hide: `append_nowait` writes the frame on the caller's thread (one
+    `os.write` into the page cache, a few microseconds) and the thread only fsyncs in the
+    background. That saves two thread hand-offs per captured request.
     """
 
     def __init__(self, cfg: dict[str, Any], producer_id: str) -> None:
@@ -163,6 +167,7 @@ class FileLogWriter:
         self._queue: queue.SimpleQueue[tuple[bytes, bytes, Future[tuple[str, int]]] | None] = queue.SimpleQueue()
         self._dirty = False
         self._last_sync = time.monotonic()
+        self._io_lock = threading.Lock()  # frames and segment rolls, from either thread
         self._thread = threading.Thread(target=self._run, name=f"filelog-{self.partition}", daemon=True)
         self._thread.start()
 
@@ -188,7 +193,30 @@ class FileLogWriter:
         return fut
 
     def append(self, key: str, payload: bytes) -> tuple[str, int]:
-        return self.submit(key, payload).result()
+        stored = self.append_nowait(key, payload)
+        return stored if stored is not None else self.submit(key, payload).result()
+
+    def append_nowait(self, key: str, payload: bytes) -> tuple[str, int] | None:
+        """Store the record now and return (partition, offset), or None when the fsync
+        policy means waiting for the disk (then use `submit`)."""
+        if self._fsync == "always":
+            return None
+        try:
+            return self.partition, self._write_frame(key.encode(), payload)
+        except OSError as exc:
+            raise ProviderError(f"capture log write failed: {exc}") from None
+
+    def _write_frame(self, key: bytes, payload: bytes) -> int:
+        with self._io_lock:
+            if self._size >= self._segment_bytes:
+                self._roll()
+            offset = self.next_offset
+            data = _frame(offset, time.time(), key, payload)
+            os.write(self._fd, data)
+            self._size += len(data)
+            self.next_offset = offset + 1
+            self._dirty = True
+            return offset
 
     def _roll(self) -> None:
         os.fsync(self._fd)
@@ -223,14 +251,7 @@ class FileLogWriter:
                     continue
                 key, payload, fut = entry
                 try:
-                    if self._size >= self._segment_bytes:
-                        self._roll()
-                    data = _frame(self.next_offset, time.time(), key, payload)
-                    os.write(self._fd, data)
-                    self._size += len(data)
-                    done.append((fut, self.next_offset))
-                    self.next_offset += 1
-                    self._dirty = True
+                    done.append((fut, self._write_frame(key, payload)))
                 except OSError as exc:
                     fut.set_exception(ProviderError(f"capture log write failed: {exc}"))
             try:
@@ -249,9 +270,19 @@ class FileLogWriter:
                 return
 
     def _sync(self) -> None:
-        if self._dirty:
-            os.fsync(self._fd)
+        """fsync outside the lock, so appends on the event loop never wait for the disk;
+        a dup of the descriptor stays valid even if a roll closes the original meanwhile."""
+        with self._io_lock:
+            fd = os.dup(self._fd) if self._dirty else -1
             self._dirty = False
+        if fd >= 0:
+            try:
+                os.fsync(fd)
+            except OSError:
+                self._dirty = True
+                raise
+            finally:
+                os.close(fd)
         self._last_sync = time.monotonic()
 
     def _maybe_sync(self, *, force: bool) -> None:

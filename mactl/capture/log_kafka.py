@@ -16,7 +16,14 @@ import uuid
 from concurrent.futures import Future
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from mactl.capture.log import LogEntry, Offsets
@@ -136,6 +143,9 @@ class KafkaLogWriter:
 
     def append(self, key: str, payload: bytes) -> tuple[str, int]:
         return self.submit(key, payload).result(timeout=60)
+
+    def append_nowait(self, key: str, payload: bytes) -> None:
+        """Never: a record is stored only once the brokers acknowledge it (`submit`)."""
 
     def close(self) -> None:
         self._producer.flush(30)

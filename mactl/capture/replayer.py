@@ -5,14 +5,20 @@ in order (all requests of a connection go to one worker thread, which sends them
 a time), spaces them as the source saw them divided by `maxSpeedupFactor`, and holds
 request bytes per second under `maxThroughputMbps` (megabits, 10^6 bits, per second,
 counting request line, headers and body). Requests pass through the replay transforms
-(`mactl.transforms`), lose the client's auth and gain the target's.
+(`mactl.transforms`), lose the client's auth and gain the target's: a static
+Authorization header for basic auth, or, for a `sigv4` target, an AWS SigV4 signature
+made per request (and per retry) over exactly the method, path and query, Host,
+Content-Type and body bytes sent (`mactl.sigv4`; credentials from the default AWS chain,
+refreshed when they can be). Signature headers never reach the tuples, dead letters or
+status file.
 
 For each request it writes a *tuple* (source vs target: status, latency, body digest) to
 an NDJSON file. A record that cannot be decoded or fails its transform goes to the
 dead-letter file and the stream moves on. Offsets are committed (at least once a second
 and on stop) up to the first record not yet answered, so a restarted replayer resumes
 with nothing lost; a record may be sent twice after a crash, which is harmless for
-writes by `_id` (auto-id POSTs may duplicate: at-least-once).
+writes by `_id`. Auto-id writes are sent with the id the source chose
+(`mactl.capture.autoid`), so they are writes by `_id` too, and the target's ids match.
 
 Lag is now minus the source time of the oldest record not yet replayed, or 0 when the
 replayer has caught up with the end of the log. The exit criteria hold once the lag has
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import dataclasses
 import hashlib
 import http.client
 import queue
@@ -40,9 +47,11 @@ from urllib.parse import urlsplit
 import orjson
 
 from mactl.capture import log as capture_log
+from mactl.capture.autoid import pin_source_ids
 from mactl.capture.record import Record, RecordDecodeError, decode
 from mactl.config.common import TransformSpec
 from mactl.errors import ConfigError, MactlError
+from mactl.sigv4 import RequestSigner, SigningError, signer_for, wire_target
 from mactl.transforms import DROP, compile_chain
 
 _DROP_HEADERS = frozenset(
@@ -58,6 +67,7 @@ class ReplayOptions:
 
     target_url: str
     target_authorization: str | None = None
+    target_signer: RequestSigner | None = None  # sigv4 targets: signs each request as sent
     insecure: bool = False
     max_speedup: float = 1.0
     max_throughput_mbps: float | None = None
@@ -74,21 +84,36 @@ class ReplayOptions:
     start_time: float | None = None  # skip records captured before this (time-only start points)
 
 
-def authorization_for(auth: Any) -> str | None:
-    """The Authorization header value for a `ClusterRef.auth` (model or dict)."""
+def _auth_type(auth: Any) -> str:
     if auth is None:
-        return None
+        return "none"
     data = auth.model_dump() if hasattr(auth, "model_dump") else dict(auth)
-    kind = data.get("type", "none")
+    return str(data.get("type") or "none")
+
+
+def authorization_for(auth: Any, where: str = "target.auth") -> str | None:
+    """The one static Authorization header value for a `ClusterRef.auth` (model or dict).
+
+    None for no auth. SigV4 has no static header (each request is signed on its own):
+    it is a `ConfigError` here; the replayer signs through `options_from_spec`, and the
+    switchover's proxies sign for themselves (`mactl.capture.proxy`, given the region
+    and service). `where` is the auth block's config path.
+    """
+    kind = _auth_type(auth)
     if kind == "none":
         return None
     if kind == "basic":
+        data = auth.model_dump() if hasattr(auth, "model_dump") else dict(auth)
         password = data.get("password")
         if hasattr(password, "get_secret_value"):
             password = password.get_secret_value()
         token = base64.b64encode(f"{data.get('username') or ''}:{password or ''}".encode()).decode()
         return f"Basic {token}"
-    raise ConfigError(f"target.auth.type: the replayer supports none and basic auth, not {kind!r}")
+    if kind == "sigv4":
+        raise ConfigError(
+            f"{where}.type: sigv4 signs every request on its own; it cannot be one static Authorization header"
+        )
+    raise ConfigError(f"{where}.type: unknown auth type {kind!r} (none, basic or sigv4)")
 
 
 def options_from_spec(spec: dict[str, Any], workdir: Path) -> ReplayOptions:
@@ -98,9 +123,12 @@ def options_from_spec(spec: dict[str, Any], workdir: Path) -> ReplayOptions:
     target = spec.get("target") or {}
     if not target.get("endpoint"):
         raise ConfigError("replay: target.endpoint is required")
+    auth = target.get("auth")
+    sigv4 = _auth_type(auth) == "sigv4"
     return ReplayOptions(
         target_url=str(target["endpoint"]),
-        target_authorization=authorization_for(target.get("auth")),
+        target_authorization=None if sigv4 else authorization_for(auth),
+        target_signer=signer_for(auth, "target.auth") if sigv4 else None,
         insecure=bool(target.get("insecure", False)),
         max_speedup=float(spec.get("maxSpeedupFactor") or 1.0),
         max_throughput_mbps=spec.get("maxThroughputMbps"),
@@ -134,12 +162,14 @@ class Status:
     last_source_time: float | None = None
     causality_timeouts: int = 0
     skipped_before_start: int = 0
+    ids_pinned: int = 0  # auto-id documents sent with the id the source chose
 
     def to_json(self) -> dict[str, Any]:
         return {
             "replayed": self.replayed,
             "dropped": self.dropped,
             "deadLettered": self.dead_lettered,
+            "idsPinned": self.ids_pinned,
             "mismatches": self.mismatches,
             "target4xx": self.target_4xx,
             "bytesSent": self.bytes_sent,
@@ -326,6 +356,10 @@ class Replayer:
         self._scheme = parts.scheme
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        # The Host header sent (and, for sigv4, signed): no port when it is the default one.
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self._host_header = host if self._port == (443 if parts.scheme == "https" else 80) else f"{host}:{self._port}"
+        self._signer = options.target_signer
         self._prefix = parts.path.rstrip("/")
         self._chain = compile_chain(list(options.transforms)) if options.transforms else None
         self.status = Status()
@@ -369,7 +403,13 @@ class Replayer:
             self.status.dead_lettered += 1
 
     # ------------------------------------------------------------------ preparing requests
-    def _prepare(self, partition: str, offset: int, rec: Record) -> _Item | None:
+    def _prepare(self, partition: str, offset: int, captured: Record) -> _Item | None:
+        rec = captured
+        pinned = pin_source_ids(captured)
+        if pinned is not None:  # transforms see the explicit-id request
+            rec = dataclasses.replace(captured, method=pinned.method, path=pinned.path, body=pinned.body)
+            with self._lock:
+                self.status.ids_pinned += pinned.documents
         method, path, body_bytes = rec.method, rec.path, rec.body
         headers = [(k, v) for k, v in rec.headers if k.lower() not in _DROP_HEADERS]
         if self._chain is not None:
@@ -396,9 +436,14 @@ class Replayer:
             method, path = str(final["method"]), str(final["path"])
             headers = [(str(k), str(v)) for k, v in dict(final["headers"]).items() if k.lower() not in _DROP_HEADERS]
             body_bytes = _serialize_body(final["body"])
+        if self._signer is not None:
+            # signed in `_send`, per attempt; the client's own x-amz-* headers were made
+            # for another request and would either be unsigned or clash with ours
+            headers = [(k, v) for k, v in headers if not k.lower().startswith("x-amz-")]
+            return _Item(partition, offset, captured, method, wire_target(self._prefix + path), headers, body_bytes, 0.0)
         if self.opts.target_authorization:
             headers.append(("Authorization", self.opts.target_authorization))
-        return _Item(partition, offset, rec, method, self._prefix + path, headers, body_bytes, 0.0)
+        return _Item(partition, offset, captured, method, self._prefix + path, headers, body_bytes, 0.0)
 
     def _schedule(self, rec: Record) -> float:
         now = time.monotonic()
@@ -439,9 +484,14 @@ class Replayer:
             attempt += 1
             started = time.monotonic()
             try:
+                headers = item.headers
+                if self._signer is not None:  # signed now: a retry gets a fresh X-Amz-Date
+                    headers = headers + self._signer.sign(
+                        item.method, self._scheme, self._host_header, item.path, headers, item.body
+                    )
                 conn.putrequest(item.method, item.path, skip_host=True, skip_accept_encoding=True)
-                conn.putheader("Host", f"{self._host}:{self._port}")
-                for k, v in item.headers:
+                conn.putheader("Host", self._host_header)
+                for k, v in headers:
                     conn.putheader(k, v)
                 conn.putheader("Content-Length", str(len(item.body)))
                 conn.endheaders(item.body)
@@ -460,10 +510,11 @@ class Replayer:
                         self.first_send = started
                     self.last_send = started
                 return conn, resp.status, latency, body
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException, SigningError):
                 conn.close()
                 conn = self._connection()
-                self.stop.wait(min(backoff, 5.0))  # target unreachable: wait, never skip
+                # target unreachable, or credentials not refreshable right now: wait, never skip
+                self.stop.wait(min(backoff, 5.0))
                 backoff *= 2
         return conn, None, 0.0, b""
 

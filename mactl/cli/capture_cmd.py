@@ -53,8 +53,9 @@ def parse_log_option(value: str, *, fsync: str | None = None, segment_bytes: int
 
 
 def _run_event_loop(coro: Any) -> None:
-    """uvloop when installed (the `proxy` extra): about twice the requests per core of the
-    standard loop, which is what keeps the proxy's overhead small. Same semantics otherwise."""
+    """uvloop when installed (the `proxy` extra): the proxy's callbacks are the same on
+    either loop; uvloop's socket path costs a little less CPU per request (about 30 µs
+    per forwarded read against 31–36 µs on the standard loop, measured on 2 cores)."""
     try:
         import uvloop
     except ImportError:

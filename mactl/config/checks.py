@@ -7,7 +7,8 @@ show. Positions rather than counters keep a name stable when a later entry is ad
 
 Checks that a single field cannot make: names unique where they share an address
 segment, `existingSnapshot.repository` given as a name needing a repository location,
-workflow steps naming real sources and targets, index filter regexes that compile,
+workflow steps naming real sources and targets, a region for sigv4 auth (a switchover to
+a sigv4 target needs it too: the proxies sign for that region), index filter regexes that compile,
 inline transform templates that parse, and `lifecycle.ignoreChanges` naming real input
 fields. A source without `snapshotRepository` gets a filesystem repository at
 `mactl-<source>` (relative paths resolve under the cluster's `path.repo`), with a
@@ -24,7 +25,7 @@ import jinja2
 
 from mactl.config.common import IndexFilter, LifecycleConfig, SnapshotRepository, TransformSpec
 from mactl.config.issues import ConfigIssue, Loc, Origins, did_you_mean
-from mactl.config.model import Config, StageBlock
+from mactl.config.model import Config, StageBlock, TargetConfig
 
 _JINJA = jinja2.Environment(extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])  # as mactl.transforms
 AddIssue = Callable[[Loc, str], None]
@@ -73,6 +74,11 @@ def check(config: Config, origins: Origins) -> list[ConfigIssue]:
 
     _unique([(("sources", i, "source"), sm.source.name) for i, sm in enumerate(config.sources)], "source", add, origins)
     _unique([(("targets", i), t.name) for i, t in enumerate(config.targets)], "target", add, origins)
+    clusters: list[tuple[Loc, TargetConfig]] = [(("targets", i), t) for i, t in enumerate(config.targets)]
+    clusters += [(("sources", i, "source"), sm.source) for i, sm in enumerate(config.sources)]
+    for loc, cluster in clusters:
+        if cluster.auth.type == "sigv4" and not cluster.auth.region:
+            add((*loc, "auth", "region"), "sigv4 auth needs the AWS region of the domain (e.g. us-east-1)")
     for i, sm in enumerate(config.sources):
         sloc: Loc = ("sources", i)
         _unique([((*sloc, "snapshots", j), s.name) for j, s in enumerate(sm.snapshots)], "snapshot entry", add, origins)

@@ -13,9 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mactl.providers.base import StageContext
+
 from mactl.capture import log as capture_log
 from mactl.capture.proxy import CaptureProxy, Filters, Upstream, serve
-from mactl.providers.base import StageContext
+from mactl.capture.record import Record, decode
+
+
+def read_records(cfg: dict[str, Any]) -> list[Record]:
+    """Every record in a capture log, in log order (one partition: the proxy's)."""
+    reader = capture_log.open_reader(cfg, "check")
+    reader.seek({})
+    out: list[Record] = []
+    while batch := reader.poll(1000, 0.05):
+        out.extend(decode(e.payload) for e in batch)
+    reader.close()
+    return out
 
 
 def free_port() -> int:
@@ -41,12 +54,13 @@ class RunningProxy:
 
 
 def start_proxy(source_url: str, log_cfg: dict[str, Any], *, filters: Filters | None = None,
-                proxy_id: str = "cap-test", capturing: bool = False) -> RunningProxy:
+                proxy_id: str = "cap-test", capturing: bool = False, state_file: Path | None = None) -> RunningProxy:
     port = free_port()
     capture_log.init_log(log_cfg)
     writer = capture_log.open_writer(log_cfg, proxy_id)
     proxy = CaptureProxy(Upstream.parse(source_url), writer, proxy_id=proxy_id, filters=filters,
-                         log_description=capture_log.describe(log_cfg), capturing=capturing)
+                         log_description=capture_log.describe(log_cfg), capturing=capturing,
+                         state_file=state_file)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     holder: dict[str, Any] = {}

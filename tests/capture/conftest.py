@@ -15,6 +15,15 @@ from typing import Any
 
 import pytest
 from opensearchpy import OpenSearch
+from sigv4_server import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    SESSION_TOKEN,
+    Keys,
+    SigV4Target,
+    isolate_aws_env,
+    serve,
+)
 
 
 @pytest.fixture
@@ -39,3 +48,15 @@ def index_name(es: OpenSearch, target: OpenSearch) -> Iterator[str]:
     yield name
     for client in (es, target):
         client.indices.delete(index=f"{name}*", ignore=[404])
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Known test credentials through the default AWS chain, nothing from the host."""
+    isolate_aws_env(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def aws_target() -> Iterator[SigV4Target]:
+    """A local server that verifies every request's SigV4 signature on its own."""
+    yield from serve(Keys({ACCESS_KEY: (SECRET_KEY, SESSION_TOKEN)}))

@@ -6,8 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mactl.config.common import ClusterRef
 from mactl.providers import capture, replay, switchover
+
+from mactl.config.common import ClusterRef
 
 
 def _mactl(*args: str) -> subprocess.CompletedProcess[str]:

@@ -19,14 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cap_helpers import free_port, stage_context  # type: ignore[import-not-found]
+from mactl.providers import (
+    backfill,
+    capture,
+    disable_capture,
+    replay,
+    switchover,
+    teardown,
+)
 from opensearchpy import OpenSearch, helpers
 
 from mactl.capture import fleet
 from mactl.capture import log as capture_log
 from mactl.config.common import ClusterRef, IndexFilter, SnapshotRepository
-from mactl.providers import backfill, capture, disable_capture, replay, switchover, teardown
-
-from cap_helpers import free_port, stage_context  # type: ignore[import-not-found]
 
 
 def _docs(client: OpenSearch, index: str) -> dict[str, dict[str, Any]]:

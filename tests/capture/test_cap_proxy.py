@@ -7,11 +7,10 @@ import socket
 import urllib.request
 from typing import Any
 
+from cap_helpers import read_records, start_proxy  # type: ignore[import-not-found]
+
 from mactl.capture import log as capture_log
 from mactl.capture.proxy import Filters, is_capturable
-from mactl.capture.record import decode
-
-from cap_helpers import start_proxy  # type: ignore[import-not-found]
 
 
 def _http(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -23,14 +22,6 @@ def _http(url: str, method: str = "GET", body: bytes | None = None, headers: dic
         return exc.code, exc.read()
 
 
-def _records(cfg: dict[str, Any]) -> list[Any]:
-    reader = capture_log.open_reader(cfg, "check")
-    reader.seek({})
-    out = []
-    while batch := reader.poll(1000, 0.05):
-        out.extend(decode(e.payload) for e in batch)
-    reader.close()
-    return out
 
 
 def test_read_endpoints_are_not_captured() -> None:
@@ -62,7 +53,7 @@ def test_records_writes_before_answering_and_only_when_signalled(es710: Any, fil
         assert _http(f"{base}/{index_name}/_doc/1")[0] == 200
         missing, _ = _http(f"{base}/{index_name}/_doc/404", "DELETE")
         assert missing == 404
-        records = _records(file_log)
+        records = read_records(file_log)
         assert [(r.method, r.path.split("?")[0], r.status) for r in records] == [
             *[("PUT", f"/{index_name}/_doc/{i}", 201) for i in range(1, 6)],
             ("DELETE", f"/{index_name}/_doc/404", 404),
@@ -81,7 +72,7 @@ def test_filters_suppress_capture(es710: Any, file_log: dict[str, Any], index_na
         assert _http(f"{proxy.url}/{index_name}/_doc/1", "PUT", b"{}", {"X-Mactl-Test": "skip"})[0] == 201
         assert _http(f"{proxy.url}/{index_name}-quiet/_doc/1", "PUT", b"{}")[0] == 201
         assert _http(f"{proxy.url}/{index_name}/_doc/2", "PUT", b"{}", {"X-Mactl-Test": "keep"})[0] == 201
-        assert [r.path for r in _records(file_log)] == [f"/{index_name}/_doc/2"]
+        assert [r.path for r in read_records(file_log)] == [f"/{index_name}/_doc/2"]
     finally:
         proxy.stop()
 
@@ -131,7 +122,7 @@ def test_pipelined_chunked_and_expect_continue(es710: Any, file_log: dict[str, A
             assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
             sock.sendall(b'{"n":9}')
             assert _raw_responses(sock, 1)[0][0] == 201
-        records = _records(file_log)
+        records = read_records(file_log)
         assert [r.method for r in records] == ["PUT", "POST", "PUT"]
         assert records[1].body == bulk  # recorded de-chunked, byte for byte
         assert len({r.connection_id for r in records}) == 1 and [r.seq for r in records] == [0, 1, 2]
@@ -149,7 +140,7 @@ def test_route_switches_traffic_to_target_and_back(es710: Any, os2: Any, file_lo
         assert _http(f"{proxy.url}/{index_name}/_doc/t", "PUT", b"{}")[0] == 201  # lands on the target
         assert _http(f"{os2.url}/{index_name}/_doc/t")[0] == 200
         assert _http(f"{es710.url}/{index_name}/_doc/t")[0] == 404
-        assert _records(file_log) == []  # writes to the target are not captured
+        assert read_records(file_log) == []  # writes to the target are not captured
         _http(f"{proxy.url}/__mactl/route?to=source", "POST", b"")
         assert json.loads(_http(f"{proxy.url}/")[1])["version"]["number"] == "7.10.2"
         assert _http(f"{proxy.url}/__mactl/route?to=elsewhere", "POST", b"")[0] == 400

@@ -68,3 +68,14 @@ def test_bad_config_through_the_cli(path: Path, capsys: pytest.CaptureFixture[st
     for text in _expected(path):
         if not re.fullmatch(r"\d+ errors", text):
             assert text in listed
+
+
+def test_a_switchover_to_a_sigv4_target_with_a_region_is_valid(tmp_path: Path) -> None:
+    """The proxies sign for a sigv4 target themselves: only the region is required
+    (`bad/switchover-sigv4-no-region.yaml` is the same config without it)."""
+    text = (BAD / "switchover-sigv4-no-region.yaml").read_text().replace("{type: sigv4}", "{type: sigv4, region: us-east-1}")
+    path = tmp_path / "mactl.yaml"
+    path.write_text(text)
+    graph = expand(load_config(path, env={}).config)
+    assert provider_problems(graph) == []
+    assert any(address.startswith("switchover.") for address in graph.stages)
