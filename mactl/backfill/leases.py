@@ -280,20 +280,27 @@ class LeaseStore:
         return UnitRecord(record.doc_id, body, resp["_seq_no"], resp["_primary_term"])
 
     def _search(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every matching document, read through a scroll: one consistent view however many
+        units there are, in index order, without sorting on `_id` (fielddata on `_id` is
+        deprecated on OpenSearch 2 and warns on every call)."""
+
         def run() -> list[dict[str, Any]]:
             self.client.indices.refresh(index=self.index)
+            body = {"query": query, "size": 1000, "sort": ["_doc"], "seq_no_primary_term": True}
+            resp = self.client.search(index=self.index, body=body, scroll="1m")
+            scroll_id = resp.get("_scroll_id")
             out: list[dict[str, Any]] = []
-            after: list[Any] | None = None
-            while True:
-                body: dict[str, Any] = {"query": query, "size": 1000, "sort": [{"_id": "asc"}], "seq_no_primary_term": True}
-                if after is not None:
-                    body["search_after"] = after
-                resp = self.client.search(index=self.index, body=body)
-                hits = resp["hits"]["hits"]
-                out.extend(hits)
-                if len(hits) < 1000:
-                    return out
-                after = hits[-1]["sort"]
+            try:
+                while hits := resp["hits"]["hits"]:
+                    out.extend(hits)
+                    if len(hits) < 1000:
+                        break
+                    resp = self.client.scroll(body={"scroll": "1m", "scroll_id": scroll_id})
+                    scroll_id = resp.get("_scroll_id", scroll_id)
+            finally:
+                if scroll_id:
+                    self.client.clear_scroll(body={"scroll_id": [scroll_id]}, ignore=[404])
+            return out
 
         return self._retry(run, "read the work units")
 

@@ -67,3 +67,26 @@ def test_expired_lease_is_taken_over_from_its_checkpoint_and_the_old_holder_is_f
         lease_a.checkpoint({"pos": 50}, Counters(read=50))
     claims = lease_b.record.body["claims"]
     assert [c["holder"] for c in claims] == ["A", "B"] and claims[1]["took_over"] == "A" and claims[1]["from_cursor"]
+
+
+def test_more_units_than_one_page_are_all_read_without_id_fielddata(os2: Any, target: OpenSearch) -> None:
+    """2,500 units (1,000 indices of a few shards each is ordinary) come back complete from a
+    scroll, and reading them does not sort on `_id`, which OpenSearch 2 warns about."""
+    import warnings
+
+    from opensearchpy.exceptions import OpenSearchWarning
+
+    index = name(f"leases-{uuid.uuid4().hex[:4]}")
+    store = _store(os2.url, index, "g1")
+    store.ensure_index()
+    units = [WorkUnit(f"idx-{i // 5:04d}", i % 5, 1) for i in range(2500)]
+    store.register(units, {"note": "many"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OpenSearchWarning)
+        read = store.units()
+    assert sorted(r.unit.key for r in read) == sorted(u.key for u in units)
+    following = _store(os2.url, index, "g2")  # a new generation drops every document of the old one
+    following.register([WorkUnit("x", 0, 1)], {"note": "next"})
+    assert following.drop_other_generations() == 2500 + 1  # the units and the meta document
+    assert store.units() == [] and [r.unit.key for r in following.units()] == [WorkUnit("x", 0, 1).key]
+    target.indices.delete(index=index, ignore=[404])
