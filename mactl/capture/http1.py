@@ -53,7 +53,7 @@ def parse_head(raw: bytes) -> Head:
         value = value.rstrip()
         if name == b"content-length":
             if not value.isdigit() or (content_length is not None and int(value) != content_length):
-                raise ProtocolError(f"bad Content-Length {value[:40]!r}")
+                raise ProtocolError(f"bad Content-Length {value[:40].decode('latin-1')!r}")
             content_length = int(value)
         elif name == b"transfer-encoding":
             chunked = chunked or b"chunked" in value
@@ -170,7 +170,7 @@ class BodyFramer:
                     continue
                 m = _CHUNK_SIZE_RE.match(line.split(b";", 1)[0])
                 if m is None:
-                    raise ProtocolError(f"bad chunk size line {line[:40]!r}")
+                    raise ProtocolError(f"bad chunk size line {line[:40].decode('latin-1')!r}")
                 size = int(m.group(1), 16)
                 if size == 0:
                     self._state = _TRAILER
