@@ -460,6 +460,9 @@ class _UpstreamConnection(asyncio.Protocol):
 
 
 _MAX_QUEUED_REQUESTS = 32
+# Connecting only: once connected, an answer may legitimately take as long as the source
+# needs (a forcemerge, a big _delete_by_query), so there is no timeout on answers.
+CONNECT_TIMEOUT_S = 10.0
 _STATUS_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error", 502: "Bad Gateway"}
 
 
@@ -694,15 +697,19 @@ class _ClientConnection(asyncio.Protocol):
 
     async def _connect_and_send(self, upstream: Upstream, req: _Request) -> None:
         try:
-            _, proto = await self.loop.create_connection(
-                lambda: _UpstreamConnection(self, upstream),
-                upstream.host,
-                upstream.port,
-                ssl=upstream.ssl_context(),
+            _, proto = await asyncio.wait_for(
+                self.loop.create_connection(
+                    lambda: _UpstreamConnection(self, upstream),
+                    upstream.host,
+                    upstream.port,
+                    ssl=upstream.ssl_context(),
+                ),
+                CONNECT_TIMEOUT_S,
             )
-        except OSError as exc:
+        except (OSError, asyncio.TimeoutError) as exc:
             self._connecting = False
-            self._fail(502, f"upstream unreachable: {exc}")
+            reason = str(exc) or f"no connection to {upstream.host}:{upstream.port} within {CONNECT_TIMEOUT_S:g} s"
+            self._fail(502, f"upstream unreachable: {reason}")
             return
         self._connecting = False
         if self.closed or self._inflight is not req:

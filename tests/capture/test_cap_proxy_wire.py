@@ -761,6 +761,39 @@ def test_nothing_listening_upstream_gives_502(file_log: dict[str, Any]) -> None:
         proxy.stop()
 
 
+def test_upstream_that_never_accepts_gives_502_after_the_connect_timeout(
+    file_log: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source whose accept queue is full drops SYNs: connecting hangs instead of failing.
+    The proxy gives up after its connect timeout instead of holding the client forever."""
+    from mactl.capture import proxy as proxy_module
+
+    monkeypatch.setattr(proxy_module, "CONNECT_TIMEOUT_S", 0.5)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)  # never accepted: the queue fills at once
+    fillers = []
+    for _ in range(4):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(listener.getsockname())
+        fillers.append(f)
+    proxy = start_proxy(f"http://127.0.0.1:{listener.getsockname()[1]}", file_log)
+    try:
+        with Client(_port(proxy.url), timeout=10) as c:
+            started = time.monotonic()
+            c.send(_request("GET", "/"))
+            r = c.response()
+            assert r.status == 502
+            assert r.json()["error"] == f"mactl proxy: upstream unreachable: no connection to 127.0.0.1:{listener.getsockname()[1]} within 0.5 s"
+            assert time.monotonic() - started < 5
+    finally:
+        proxy.stop()
+        for f in fillers:
+            f.close()
+        listener.close()
+
+
 @pytest.mark.parametrize("garbage,close", [
     (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", False),  # a head that is not HTTP
     (b"HTTP/1.1 2xx OK\r\nContent-Length: 0\r\n\r\n", False),  # a status that is no number
