@@ -64,7 +64,11 @@ def _drop_demo(url: str) -> None:
 def test_demo_script_runs_passes_and_its_destroy_line_undoes_it(tmp_path: Path, es710: Any, os2: Any) -> None:
     with socket.socket() as s:  # the demo's proxy port is fixed: say so plainly when it is taken
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", DEMO_PROXY_PORT))
+        try:
+            s.bind(("127.0.0.1", DEMO_PROXY_PORT))
+        except OSError as exc:
+            pytest.fail(f"127.0.0.1:{DEMO_PROXY_PORT}, the demo's capture proxy port, is taken ({exc.strerror}): "
+                        "a demo left running? `mactl destroy` in its .mactl-demo folder stops it")
     repo_base = Path(es710.repo_dir) / "workflow" / f"demo-{uuid.uuid4().hex[:6]}"
     repo_base.mkdir(parents=True, exist_ok=True)
     for sub in (repo_base.parent, repo_base):
