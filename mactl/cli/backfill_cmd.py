@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from rich.console import Console
 from rich.live import Live
 
 from mactl.cli.app import app
-from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt, load_from_options
+from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt, find_stage, load_from_options
+from mactl.config.loader import LoadedConfig
 from mactl.errors import ConfigError, StateError
 
 backfill_app = typer.Typer(help="Backfill (RFS) helpers: resend dead-lettered documents.", no_args_is_help=True)
@@ -29,35 +31,46 @@ WorkspaceOpt = typer.Option(None, "--workspace", help="The state workspace (defa
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
-def _stage_and_record(address: str, config: Path | None, var: list[str] | None, var_file: list[Path] | None, workspace: str | None) -> tuple[Any, Any, Any, Any]:
-    """(validated Inputs, the stage's state record or None, the state document, the loaded config)."""
+@dataclass
+class BackfillStage:
+    """A backfill stage of the config and what `apply` recorded for it (read, never written)."""
+
+    inputs: Any  # the validated `mactl.providers.backfill.Inputs`
+    record: Any  # its state record, None before its first apply
+    doc: Any  # the whole state document (None for an empty state): upstream records
+    loaded: LoadedConfig
+    backend: Any
+
+    @property
+    def checkpoint(self) -> dict[str, Any]:
+        """What `apply` checkpointed for the stage (workdir, dead-letter location); {} if nothing."""
+        return (self.record.checkpoint or {}) if self.record is not None else {}
+
+    def snapshot_name(self) -> str:
+        """The snapshot the stage reads: what the snapshot stage recorded, else the config's name."""
+        if self.record is not None:
+            for dep in self.record.depends_on:
+                upstream = self.doc.stages.get(dep)
+                if upstream is not None and upstream.type == "snapshot" and upstream.outputs.get("snapshotName"):
+                    return str(upstream.outputs["snapshotName"])
+        return str(self.inputs.snapshotName)
+
+
+def _load_backfill_stage(
+    address: str, config: Path | None, var: list[str] | None, var_file: list[Path] | None, workspace: str | None
+) -> BackfillStage:
+    """Find the backfill stage ADDR in the config and read its state record, as `apply` left it."""
     from mactl.graph.expand import expand
     from mactl.providers.backfill import Inputs
     from mactl.state import open_backend
 
     loaded = load_from_options(config, var, var_file)
-    graph = expand(loaded.config)
-    stage = graph.stages.get(address)
-    if stage is None:
-        backfills = [a for a in graph.topological() if a.startswith("backfill.")]
-        raise ConfigError(f"no stage '{address}' in the config", hint="backfill stages: " + (", ".join(backfills) or "none"))
-    if stage.type != "backfill":
-        raise ConfigError(f"stage '{address}' is a {stage.type} stage, not a backfill stage")
+    stage = find_stage(expand(loaded.config), address, "backfill", none_hint="backfill stages: none")
     inputs = Inputs.model_validate(stage.inputs)
-    backend = open_backend(loaded.config.state, workspace)
+    backend = open_backend(loaded.config.state, workspace, base_dir=loaded.base_dir)
     doc = backend.read()
     record = doc.stages.get(address) if doc is not None else None
-    return inputs, record, doc, (loaded, backend)
-
-
-def _snapshot_name(inputs: Any, record: Any, doc: Any) -> str:
-    """The snapshot the stage reads: what the snapshot stage recorded, else the config's name."""
-    if doc is not None and record is not None:
-        for dep in record.depends_on:
-            upstream = doc.stages.get(dep)
-            if upstream is not None and upstream.type == "snapshot" and upstream.outputs.get("snapshotName"):
-                return str(upstream.outputs["snapshotName"])
-    return str(inputs.snapshotName)
+    return BackfillStage(inputs, record, doc, loaded, backend)
 
 
 @app.command("worker")
@@ -75,10 +88,10 @@ def worker_command(
     from mactl.backfill.spec import build_spec
     from mactl.backfill.worker import Worker
 
-    inputs, record, doc, (loaded, backend) = _stage_and_record(address, config, var, var_file, workspace)
-    checkpoint = (record.checkpoint or {}) if record is not None else {}
-    workdir = Path(checkpoint.get("workdir") or backend.workdir / address)
-    spec = build_spec(address, inputs, workdir=workdir, transforms_base_dir=loaded.base_dir, snapshot=_snapshot_name(inputs, record, doc))
+    found = _load_backfill_stage(address, config, var, var_file, workspace)
+    inputs, checkpoint = found.inputs, found.checkpoint
+    workdir = Path(checkpoint.get("workdir") or found.backend.workdir / address)
+    spec = build_spec(address, inputs, workdir=workdir, transforms_base_dir=found.loaded.base_dir, snapshot=found.snapshot_name())
     if checkpoint.get("deadLetter") and not inputs.deadLetter:
         spec = spec.with_deadletter(str(checkpoint["deadLetter"]))
     worker = Worker(spec)
@@ -134,10 +147,11 @@ def resend_failed_command(
     from mactl.cluster import client_for
     from mactl.transforms import parse_spec
 
-    inputs, record, _doc, (_loaded, backend) = _stage_and_record(address, config, var, var_file, workspace)
+    found = _load_backfill_stage(address, config, var, var_file, workspace)
+    inputs, record = found.inputs, found.record
     if record is None:
         raise StateError(f"stage '{address}' has no record in the state: apply it first")
-    location = (record.outputs.get("deadLetter") or {}).get("location") or (record.checkpoint or {}).get("deadLetter")
+    location = (record.outputs.get("deadLetter") or {}).get("location") or found.checkpoint.get("deadLetter")
     if not location:
         location = inputs.deadLetter.location if inputs.deadLetter else None
     if not location:
