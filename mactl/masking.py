@@ -16,7 +16,11 @@ from typing import Any
 
 import orjson
 
-SENSITIVE = "(sensitive)"
+from mactl.state.masking import SENSITIVE_MASK
+
+# The engine's mask is the state layer's: its own guard (`mactl.state.masking.MASKS`)
+# must recognise values the engine already masked, or it would count them again.
+SENSITIVE = SENSITIVE_MASK
 
 
 def inputs_digest(inputs: Any) -> str:
@@ -42,22 +46,20 @@ def _mask_path(value: Any, parts: list[str]) -> Any:
     if not parts:
         return SENSITIVE if value is not None else None
     head, rest = parts[0], parts[1:]
+    key: str | int
     if isinstance(value, dict) and head in value:
-        new = _mask_path(value[head], rest)
-        if new is value[head]:
-            return value
-        copy = dict(value)
-        copy[head] = new
-        return copy
-    if isinstance(value, list) and head.isdigit() and int(head) < len(value):
-        i = int(head)
-        new = _mask_path(value[i], rest)
-        if new is value[i]:
-            return value
-        copy_list = list(value)
-        copy_list[i] = new
-        return copy_list
-    return value
+        key = head
+    elif isinstance(value, list) and head.isdigit() and int(head) < len(value):
+        key = int(head)
+    else:
+        return value
+    new = _mask_path(value[key], rest)
+    if new is value[key]:
+        return value
+    # Copy only the container on the masked path (dict or list alike); the rest stays shared.
+    copy: Any = dict(value) if isinstance(value, dict) else list(value)
+    copy[key] = new
+    return copy
 
 
 def mask_values(value: Any, sensitive_values: Collection[str]) -> Any:

@@ -8,14 +8,14 @@ silently overwriting. Locks are advisory but taken by every command that writes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from mactl.errors import StateError
-from mactl.state.document import StateDocument
+from mactl.state.document import StateDocument, decode_document
 
 
 class StateConflict(StateError):
@@ -118,3 +118,35 @@ def check_conditional_write(
             f"refusing to write state at {where}: the history is append-only "
             f"({len(doc.history)} entries, {history_len} stored)"
         )
+
+
+def decode_stored(data: bytes, where: str, kind: str, restore_hint: Callable[[], str]) -> StateDocument:
+    """`decode_document` for a backend's live state, saying that the damaged `kind`
+    ("file", "object") was left alone and how to restore a backup.
+
+    Shared by every backend so a corrupt state is reported the same way everywhere;
+    `restore_hint` is called only on damage, since it lists the backups.
+    """
+    try:
+        return decode_document(data, where)
+    except StateError as err:
+        raise StateError(
+            f"{err.message}. The {kind} has not been changed, and mactl will not write over it.",
+            hint=restore_hint(),
+        ) from None
+
+
+def restore_hint(versions: Iterable[str], copy_command: str, where: str, no_backups: str) -> str:
+    """The hint for a corrupt state: `copy_command` the newest of `versions` (newest
+    first, as `Backend.versions()` yields them) over `where`, or `no_backups` if none.
+
+    Shared by every backend so the advice reads the same; only the copy command and
+    the no-backups advice depend on where the state lives.
+    """
+    newest = list(versions)[:3]
+    if not newest:
+        return no_backups
+    return (
+        f"restore the newest backup: {copy_command} {newest[0]} {where} "
+        f"(backups, newest first: {', '.join(newest)})"
+    )

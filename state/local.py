@@ -23,7 +23,7 @@ from pathlib import Path
 import fcntl
 
 from mactl.errors import LockError, StateError
-from mactl.state.backend import LockInfo, check_conditional_write
+from mactl.state.backend import LockInfo, check_conditional_write, decode_stored, restore_hint
 from mactl.state.document import StateDocument, decode_document, encode_document, mask_document
 from mactl.state.locking import DEFAULT_HEARTBEAT_S, BackendLocking, HeldLock, lock_from_json, lock_to_json
 
@@ -194,21 +194,14 @@ class LocalBackend(BackendLocking):
         return doc
 
     def _decode(self, data: bytes) -> StateDocument:
-        try:
-            return decode_document(data, self.describe())
-        except StateError as err:
-            raise StateError(
-                f"{err.message}. The file has not been changed, and mactl will not write over it.",
-                hint=self._restore_hint(),
-            ) from None
+        return decode_stored(data, self.describe(), "file", self._restore_hint)
 
     def _restore_hint(self) -> str:
-        newest = list(self.versions())[:3]
-        if not newest:
-            return f"no backups exist in {display_path(self.backups)}; fix {self.describe()} by hand or move it away"
-        return (
-            f"restore the newest backup: cp {newest[0]} {self.describe()} "
-            f"(backups, newest first: {', '.join(newest)})"
+        return restore_hint(
+            self.versions(),
+            "cp",
+            self.describe(),
+            f"no backups exist in {display_path(self.backups)}; fix {self.describe()} by hand or move it away",
         )
 
     def _stored_now(self) -> _Stored | None:

@@ -32,7 +32,7 @@ import botocore.config
 import botocore.exceptions
 
 from mactl.errors import LockError, StateError
-from mactl.state.backend import LockInfo, StateConflict, check_conditional_write
+from mactl.state.backend import LockInfo, StateConflict, check_conditional_write, decode_stored, restore_hint
 from mactl.state.config import S3StateConfig
 from mactl.state.document import StateDocument, decode_document, encode_document, mask_document
 from mactl.state.locking import DEFAULT_HEARTBEAT_S, BackendLocking, HeldLock, lock_from_json, lock_to_json
@@ -285,23 +285,16 @@ class S3Backend(BackendLocking):
             self._stored = None
             return None
         data, etag = got
-        try:
-            doc = decode_document(data, self.describe())
-        except StateError as err:
-            raise StateError(
-                f"{err.message}. The object has not been changed, and mactl will not write over it.",
-                hint=self._restore_hint(),
-            ) from None
+        doc = decode_stored(data, self.describe(), "object", self._restore_hint)
         self._stored = _Stored(etag, doc.serial, doc.lineage, len(doc.history))
         return doc
 
     def _restore_hint(self) -> str:
-        newest = list(self.versions())[:3]
-        if not newest:
-            return f"no backups exist below {self.store.url(self.backup_prefix)}; fix or remove {self.describe()}"
-        return (
-            f"restore the newest backup: aws s3 cp {newest[0]} {self.describe()} "
-            f"(backups, newest first: {', '.join(newest)})"
+        return restore_hint(
+            self.versions(),
+            "aws s3 cp",
+            self.describe(),
+            f"no backups exist below {self.store.url(self.backup_prefix)}; fix or remove {self.describe()}",
         )
 
     def _stored_now(self, serial: int) -> _Stored | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mactl.errors import ConfigError, StateError
 from mactl.state.backend import Backend
@@ -18,7 +19,9 @@ from mactl.state.document import StateDocument
 from mactl.state.identity import current_who
 from mactl.state.local import LocalBackend, fsync_folder, write_temp
 from mactl.state.locking import DEFAULT_HEARTBEAT_S
-from mactl.state.s3 import S3Backend, list_s3_workspaces
+
+if TYPE_CHECKING:  # boto3 costs ~0.1 s at start-up: loaded only when an S3 state is used
+    from mactl.state.s3 import S3Backend
 
 DEFAULT_WORKSPACE = "default"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -73,6 +76,8 @@ def open_backend(
     workdir = local_folder(config, base) / "work" / name
     backend: LocalBackend | S3Backend
     if isinstance(config, S3StateConfig):
+        from mactl.state.s3 import S3Backend
+
         backend = S3Backend(config, name, workdir, heartbeat_s=beat)
     else:
         root = local_folder(config, base)
@@ -91,6 +96,8 @@ def workspace_exists(backend: Backend) -> bool:
         return True
     if isinstance(backend, LocalBackend):
         return backend.folder.is_dir()
+    from mactl.state.s3 import S3Backend
+
     assert isinstance(backend, S3Backend)
     return backend.exists()
 
@@ -99,6 +106,8 @@ def list_workspaces(config: AnyStateConfig | None = None, base_dir: Path | None 
     """Every workspace, `default` first."""
     config = config or LocalStateConfig()
     if isinstance(config, S3StateConfig):
+        from mactl.state.s3 import list_s3_workspaces
+
         names = list_s3_workspaces(config)
     else:
         folder = local_folder(config, base_dir) / "workspaces"

@@ -43,24 +43,19 @@ class Pinned:
 
 def pin_source_ids(rec: Record) -> Pinned | None:
     """The request with the source's ids filled in, or None to replay it as captured."""
-    if rec.status not in (200, 201) or _encoded(rec.header("content-encoding")):
+    request_encoding = (rec.header("content-encoding") or "identity").strip().lower()
+    if rec.status not in (200, 201) or request_encoding not in ("", "identity"):
         return None
-    path_only = rec.path.split("?", 1)[0]
-    if _BULK.match(rec.path) and rec.method in ("POST", "PUT"):
+    if rec.method in ("POST", "PUT") and _BULK.match(rec.path):
         return _pin_bulk(rec)
-    if rec.method == "POST" and not path_only.rstrip("/").endswith("/_bulk"):
-        match = _SINGLE.match(rec.path)
-        if match:
-            answer = _answer(rec)
-            doc_id = answer.get("_id") if isinstance(answer, dict) else None
-            if isinstance(doc_id, str) and doc_id:
-                path = f"/{match['index']}/{match['type']}/{quote(doc_id, safe='')}{match['query'] or ''}"
-                return Pinned("PUT", path, rec.body, 1)
+    match = _SINGLE.match(rec.path) if rec.method == "POST" else None  # never `/_bulk`: types cannot start with `_`
+    if match:
+        answer = _answer(rec)
+        doc_id = answer.get("_id") if isinstance(answer, dict) else None
+        if isinstance(doc_id, str) and doc_id:
+            path = f"/{match['index']}/{match['type']}/{quote(doc_id, safe='')}{match['query'] or ''}"
+            return Pinned("PUT", path, rec.body, 1)
     return None
-
-
-def _encoded(value: str | None) -> bool:
-    return bool(value) and value.strip().lower() not in ("", "identity")  # type: ignore[union-attr]
 
 
 def _answer(rec: Record) -> object:

@@ -37,6 +37,7 @@ credential, so a restarted proxy signs again; health says `targetAuth`
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -133,6 +134,11 @@ class Upstream:
         return host if self.port == (443 if self.tls else 80) else f"{host}:{self.port}"
 
     @property
+    def sigv4_doc(self) -> dict[str, str] | None:
+        """Region and service, as health and the state file show them (never credentials)."""
+        return {"region": self.sigv4[0], "service": self.sigv4[1]} if self.sigv4 else None
+
+    @property
     def auth_kind(self) -> str:
         return "sigv4" if self.sigv4 else "basic" if self.authorization else "none"
 
@@ -151,7 +157,10 @@ class Upstream:
             authorization=authorization,
         )
 
+    @functools.cached_property
     def ssl_context(self) -> ssl.SSLContext | None:
+        """Built once per upstream: loading the CA bundle costs milliseconds, too much to
+        pay on every client connection."""
         if not self.tls:
             return None
         ctx = ssl.create_default_context()
@@ -224,10 +233,7 @@ class CaptureProxy:
             "targetInsecure": self.target.insecure if self.target else False,
             "targetAuthorization": self.target.authorization if self.target else None,
             # region and service only: credentials come from the environment, never from here
-            "targetSigv4": (
-                {"region": self.target.sigv4[0], "service": self.target.sigv4[1]}
-                if self.target and self.target.sigv4 else None
-            ),
+            "targetSigv4": self.target.sigv4_doc if self.target else None,
         }
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
@@ -245,10 +251,7 @@ class CaptureProxy:
             "source": self.source.url,
             "target": self.target.url if self.target else None,
             "targetAuth": self.target.auth_kind if self.target else "none",  # never the secret itself
-            "targetSigv4": (
-                {"region": self.target.sigv4[0], "service": self.target.sigv4[1]}
-                if self.target and self.target.sigv4 else None
-            ),
+            "targetSigv4": self.target.sigv4_doc if self.target else None,
             "recordsWritten": self.records_written,
             "logErrors": self.log_errors,
             "requests": self.requests,
@@ -323,7 +326,7 @@ class CaptureProxy:
         return 200, self.health()
 
     # ---------------------------------------------------------------- control plane
-    def _control(self, method: str, target: str, body: bytes) -> tuple[int, dict[str, Any]] | Any:
+    def control(self, method: str, target: str, body: bytes) -> tuple[int, dict[str, Any]] | Any:
         """A control request's (status, document); a route to a sigv4 target returns a
         coroutine giving them instead (it looks up AWS credentials off the event loop)."""
         parts = urlsplit(target)
@@ -493,7 +496,6 @@ class _ClientConnection(asyncio.Protocol):
         self._queue: deque[_Request] = deque()
         self._paused: set[str] = set()
         self._up: _UpstreamConnection | None = None
-        self._connecting = False
         self._inflight: _Request | None = None
         self._reset_response()
 
@@ -632,7 +634,7 @@ class _ClientConnection(asyncio.Protocol):
             if self._paused and len(self._queue) < _MAX_QUEUED_REQUESTS // 2:
                 self.resume_client_reading("queue")
             if req.target.startswith("/__mactl/"):
-                answer = self.proxy._control(req.method, req.target, req.body)
+                answer = self.proxy.control(req.method, req.target, req.body)
                 if isinstance(answer, tuple):
                     self._answer(req, *answer)
                 else:  # answered once AWS credentials are looked up; later requests wait
@@ -677,7 +679,6 @@ class _ClientConnection(asyncio.Protocol):
             self._drop_upstream()
             up = None
         if up is None:
-            self._connecting = True
             self.loop.create_task(self._connect_and_send(upstream, req))
             return
         assert up.transport is not None
@@ -702,16 +703,14 @@ class _ClientConnection(asyncio.Protocol):
                     lambda: _UpstreamConnection(self, upstream),
                     upstream.host,
                     upstream.port,
-                    ssl=upstream.ssl_context(),
+                    ssl=upstream.ssl_context,
                 ),
                 CONNECT_TIMEOUT_S,
             )
         except (OSError, asyncio.TimeoutError) as exc:
-            self._connecting = False
             reason = str(exc) or f"no connection to {upstream.host}:{upstream.port} within {CONNECT_TIMEOUT_S:g} s"
             self._fail(502, f"upstream unreachable: {reason}")
             return
-        self._connecting = False
         if self.closed or self._inflight is not req:
             proto.transport.close()  # type: ignore[union-attr]
             return

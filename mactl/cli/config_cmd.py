@@ -9,6 +9,7 @@ one); `load_from_options` turns them into a `LoadedConfig`. Other command module
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,6 +50,41 @@ def load_from_options(config: Path | None, var: list[str] | None, var_file: list
 def print_warnings(loaded: LoadedConfig) -> None:
     for warning in loaded.warnings:
         typer.secho(f"Warning: {warning}", fg="yellow", err=True)
+
+
+def find_stage(graph: Any, address: str, stage_type: str, *, none_hint: str) -> Any:
+    """The stage at `address` in the expanded graph, which must be a `stage_type` stage.
+
+    Commands that work on one stage (`mactl worker`, `backfill resend-failed`,
+    `metadata evaluate`) reject an unknown or wrong-type address with the same messages,
+    naming the stages of that type the config does have (`none_hint` when it has none).
+    """
+    stage = graph.stages.get(address)
+    if stage is None:
+        known = [a for a in graph.topological() if a.startswith(f"{stage_type}.")]
+        raise ConfigError(
+            f"no stage '{address}' in the config",
+            hint=f"{stage_type} stages: {', '.join(known)}" if known else none_hint,
+        )
+    if stage.type != stage_type:
+        raise ConfigError(f"stage '{address}' is a {stage.type} stage, not a {stage_type} stage")
+    return stage
+
+
+def lock_state(backend: Any, operation: str, lock_timeout: str) -> AbstractContextManager[Any]:
+    """Take the state lock for `operation`, waiting up to `lock_timeout` (`0s`, `30s`, `5m`).
+
+    Every command that changes the state waits the same way and says on stderr whom it
+    is waiting for, so that a command queued behind another never looks hung.
+    """
+    from mactl.state import parse_duration
+
+    timeout = parse_duration(lock_timeout)
+
+    def say_waiting(holder: Any) -> None:
+        typer.echo(f"Waiting for the state lock held by {holder.who} (pid {holder.pid}) for {holder.operation!r}…", err=True)
+
+    return backend.lock(operation, timeout, on_wait=say_waiting)
 
 
 def _count_by_type(types: list[str]) -> str:

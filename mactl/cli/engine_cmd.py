@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,7 +19,7 @@ import orjson
 import typer
 
 from mactl.cli.app import app
-from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt, print_warnings
+from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt, lock_state, print_warnings
 from mactl.errors import ConfigError, MactlError, PlanError
 
 if TYPE_CHECKING:
@@ -72,17 +71,6 @@ def _open(config: Path | None, var: list[str] | None, var_file: list[Path] | Non
     backend = open_backend(loaded.config.state, base_dir=loaded.base_dir)
     print_warnings(loaded)
     return Session(loaded, graph, backend)
-
-
-def _lock(session: Session, operation: str, lock_timeout: str) -> AbstractContextManager[Any]:
-    from mactl.state import parse_duration
-
-    timeout = parse_duration(lock_timeout)
-
-    def waiting(holder: Any) -> None:
-        typer.echo(f"Waiting for the state lock held by {holder.who} (pid {holder.pid}) for {holder.operation!r}…", err=True)
-
-    return session.backend.lock(operation, timeout, on_wait=waiting)
 
 
 def _variables_for_plan(session: Session) -> tuple[dict[str, Any], list[str]]:
@@ -200,7 +188,7 @@ def plan_command(
     """Show what apply would do: diff the config against the state, in order."""
     options = _options(target, exclude, replace, keep_downstream, refresh, refresh_only, parallelism=parallelism)
     session = _open(config, var, var_file)
-    with _lock(session, "plan", lock_timeout):
+    with lock_state(session.backend, "plan", lock_timeout):
         doc = session.backend.read()
         plan = make_plan(session, options, doc)
     if out is not None:
@@ -291,6 +279,30 @@ def _report(result: Any, operation: str) -> int:
     return 0
 
 
+def _plan_confirm_walk(
+    session: Session, options: PlanOptions, operation: str, lock_timeout: str, auto_approve: bool, *,
+    as_json: bool = False, no_changes: str, question: str,
+) -> int | None:
+    """Plan, show the plan, ask for `yes`, and walk it, all under one hold of the state lock.
+
+    `apply` (without a saved plan) and `destroy` differ only in their words, so they share
+    this. Returns the walk's exit code, or None when the plan has nothing to do (after
+    printing `no_changes`); the caller raises the exit only once the lock is released.
+    """
+    from mactl.apply.walker import check_available
+
+    with lock_state(session.backend, operation, lock_timeout):
+        doc = session.backend.read()
+        plan = make_plan(session, options, doc)
+        _emit(_render(plan, as_json, False))
+        if not plan.has_changes:
+            typer.echo(no_changes)
+            return None
+        check_available(plan)
+        _confirm(question, auto_approve)
+        return _walk(session, plan, doc, options.parallelism, operation)
+
+
 def _apply_saved(planfile: Path, config: Path | None, var: list[str] | None, var_file: list[Path] | None,
                  parallelism: int, lock_timeout: str) -> int:
     from mactl.apply.walker import check_available
@@ -308,7 +320,7 @@ def _apply_saved(planfile: Path, config: Path | None, var: list[str] | None, var
         raise PlanError(f"the plan was made for workspace {plan.workspace!r}, but {session.backend.workspace!r} is selected")
     digest = config_digest(prepare(session.graph, session.secrets))
     check_available(plan)
-    with _lock(session, "apply", lock_timeout):
+    with lock_state(session.backend, "apply", lock_timeout):
         doc = session.backend.read()
         check_fresh(plan, doc, digest, session.backend.describe())
         _emit(render_text(plan))
@@ -335,9 +347,6 @@ def apply_command(
     lock_timeout: LockTimeoutOpt = "0s",
 ) -> None:
     """Apply the plan: run stages through their providers, saving the state as it goes."""
-    from mactl.apply.walker import check_available
-    from mactl.plan.render_text import render_text
-
     if planfile is not None:
         if any([target, exclude, replace, keep_downstream, refresh_only]) or _refresh_flag(refresh) is False:
             raise ConfigError("planning flags (-target, -exclude, -replace, -refresh…) cannot be used with a saved plan",
@@ -346,17 +355,12 @@ def apply_command(
         raise typer.Exit(code)
     options = _options(target, exclude, replace, keep_downstream, refresh, refresh_only, parallelism=parallelism)
     session = _open(config, var, var_file)
-    with _lock(session, "apply", lock_timeout):
-        doc = session.backend.read()
-        plan = make_plan(session, options, doc)
-        _emit(render_text(plan))
-        if not plan.has_changes:
-            typer.echo("\nApply complete! No changes.")
-            return
-        check_available(plan)
-        _confirm("perform these actions", auto_approve)
-        code = _walk(session, plan, doc, parallelism, "apply")
-    raise typer.Exit(code)
+    code = _plan_confirm_walk(
+        session, options, "apply", lock_timeout, auto_approve,
+        no_changes="\nApply complete! No changes.", question="perform these actions",
+    )
+    if code is not None:
+        raise typer.Exit(code)
 
 
 @app.command("destroy")
@@ -371,21 +375,14 @@ def destroy_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Roll back every stage in the state (or -target ADDR and what depends on it), in reverse order."""
-    from mactl.apply.walker import check_available
-
     options = _options(target, None, None, None, "false", False, destroy=True, parallelism=parallelism)
     session = _open(config, var, var_file)
-    with _lock(session, "destroy", lock_timeout):
-        doc = session.backend.read()
-        plan = make_plan(session, options, doc)
-        _emit(_render(plan, as_json, False))
-        if not plan.has_changes:
-            typer.echo("\nNothing to destroy.")
-            return
-        check_available(plan)
-        _confirm("destroy these stages", auto_approve)
-        code = _walk(session, plan, doc, parallelism, "destroy")
-    raise typer.Exit(code)
+    code = _plan_confirm_walk(
+        session, options, "destroy", lock_timeout, auto_approve,
+        as_json=as_json, no_changes="\nNothing to destroy.", question="destroy these stages",
+    )
+    if code is not None:
+        raise typer.Exit(code)
 
 
 @app.command("approve")
@@ -401,7 +398,7 @@ def approve_command(
 
     session = _open(config, var, var_file)
     who = current_who()
-    with _lock(session, "approve", lock_timeout):
+    with lock_state(session.backend, "approve", lock_timeout):
         doc = session.backend.read()
         record = doc.stages.get(address) if doc is not None else None
         if record is None:

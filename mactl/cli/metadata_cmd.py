@@ -12,7 +12,7 @@ import json
 import typer
 
 from mactl.cli.app import app
-from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt, load_from_options
+from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt, find_stage, load_from_options
 from mactl.errors import ConfigError
 from mactl.metadata.evaluate import evaluate
 from mactl.metadata.report import render_evaluation
@@ -35,16 +35,7 @@ def evaluate_cmd(
     from mactl.providers.metadata import Inputs
 
     loaded = load_from_options(config, var, var_file)
-    graph = expand(loaded.config)
-    stage = graph.stages.get(address)
-    if stage is None:
-        known = [a for a in graph.topological() if a.startswith("metadata.")]
-        raise ConfigError(
-            f"no stage '{address}' in the config",
-            hint=("metadata stages: " + ", ".join(known)) if known else "the config has no metadata stage",
-        )
-    if stage.type != "metadata":
-        raise ConfigError(f"stage '{address}' is a {stage.type} stage, not a metadata stage")
+    stage = find_stage(expand(loaded.config), address, "metadata", none_hint="the config has no metadata stage")
     raw = dict(stage.inputs)
     if from_ is not None:
         if from_ not in ("snapshot", "live"):

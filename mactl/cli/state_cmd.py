@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mactl.cli.app import app
-from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt, load_from_options
+from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt, load_from_options, lock_state
 from mactl.errors import ConfigError, LockError, StateError
 from mactl.state import (
     LocalStateConfig,
@@ -30,7 +30,7 @@ from mactl.state import (
     select_workspace,
 )
 from mactl.state.config import S3StateConfig
-from mactl.state.document import decode_document
+from mactl.state.document import StateDocument, decode_document
 from mactl.state.locking import age_seconds, format_age
 
 state_app = typer.Typer(help="Inspect and change the state: list, show, rm, pull, push.", no_args_is_help=True)
@@ -70,10 +70,6 @@ def load_state_config(
 def _backend(config: Path | None, var: list[str] | None, var_file: list[Path] | None) -> Any:
     state, base_dir = load_state_config(config, var, var_file)
     return open_backend(state, base_dir=base_dir)
-
-
-def _say_waiting(holder: LockInfo) -> None:
-    typer.echo(f"Waiting for the state lock held by {holder.who} (pid {holder.pid}) for {holder.operation!r}…", err=True)
 
 
 def _console() -> Console:
@@ -140,8 +136,7 @@ def state_rm(
 ) -> None:
     """Forget stage records (nothing is rolled back on the clusters); recorded in the history."""
     backend = _backend(config, var, var_file)
-    timeout = parse_duration(lock_timeout)
-    with backend.lock("state rm", timeout, on_wait=_say_waiting):
+    with lock_state(backend, "state rm", lock_timeout):
         doc = backend.read()
         missing = [a for a in addresses if doc is None or a not in doc.stages]
         if missing:
@@ -167,6 +162,37 @@ def state_pull(config: ConfigPathOpt = None, var: VarOpt = None, var_file: VarFi
     typer.echo(orjson.dumps(doc.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode())
 
 
+def _push_replaces(file: Path, pushed: StateDocument, current: StateDocument | None, force: bool) -> bool:
+    """Whether `state push` must replace the stored state outright (`write(replace=True)`).
+
+    A push normally continues the stored state's lineage with a serial no older than the
+    stored one; anything else is refused unless --force, which then replaces it. (An
+    identical document is handled by the caller: nothing to push.)
+    """
+    if current is None:
+        return False
+    if pushed.lineage != current.lineage:
+        if force:
+            return True
+        raise StateError(
+            f"{file} has lineage {pushed.lineage}, the stored state {current.lineage}: they are different states",
+            hint="push it anyway with --force (the stored state stays in the backups)",
+        )
+    if force:
+        return True
+    if pushed.serial < current.serial:
+        raise StateError(
+            f"{file} has serial {pushed.serial}, older than the stored serial {current.serial}",
+            hint="pull the newer state first, or push anyway with --force",
+        )
+    if pushed.serial == current.serial:
+        raise StateError(
+            f"{file} has the same serial ({pushed.serial}) as the stored state but different contents",
+            hint="push anyway with --force",
+        )
+    return False
+
+
 @state_app.command("push")
 def state_push(
     file: Path = typer.Argument(..., help="A state JSON file (from `mactl state pull`)."),
@@ -181,40 +207,18 @@ def state_push(
         raise ConfigError(f"state file {file} does not exist (FILE)")
     pushed = decode_document(file.read_bytes(), str(file))
     backend = _backend(config, var, var_file)
-    with backend.lock("state push", parse_duration(lock_timeout), on_wait=_say_waiting):
+    with lock_state(backend, "state push", lock_timeout):
         current = backend.read()
-        replace = False
-        if current is not None:
-            if pushed.lineage != current.lineage:
-                if not force:
-                    raise StateError(
-                        f"{file} has lineage {pushed.lineage}, the stored state {current.lineage}: "
-                        "they are different states",
-                        hint="push it anyway with --force (the stored state stays in the backups)",
-                    )
-                replace = True
-            elif pushed.serial < current.serial and not force:
-                raise StateError(
-                    f"{file} has serial {pushed.serial}, older than the stored serial {current.serial}",
-                    hint="pull the newer state first, or push anyway with --force",
-                )
-            elif pushed.serial == current.serial and not force:
-                if pushed.model_dump() == current.model_dump():
-                    typer.echo(f"The stored state already is {file} (serial {current.serial}); nothing to push.")
-                    return
-                raise StateError(
-                    f"{file} has the same serial ({pushed.serial}) as the stored state but different contents",
-                    hint="push anyway with --force",
-                )
-            elif force:
-                replace = True
-        pushed_serial = pushed.serial
+        if current is not None and not force and pushed.model_dump() == current.model_dump():
+            typer.echo(f"The stored state already is {file} (serial {current.serial}); nothing to push.")
+            return
+        replace = _push_replaces(file, pushed, current, force)
         doc = pushed.model_copy(update={"serial": current.serial if current else 0, "history": list(pushed.history)})
         doc.record(
             who=current_who(),
             operation="state push",
             result="ok",
-            detail=f"from {file} (lineage {pushed.lineage}, serial {pushed_serial}){' --force' if force else ''}",
+            detail=f"from {file} (lineage {pushed.lineage}, serial {pushed.serial}){' --force' if force else ''}",
         )
         stored = backend.write(doc, replace=replace)
     typer.echo(f"Pushed {file} to {backend.describe()} (now serial {stored.serial}).")

@@ -201,6 +201,8 @@ class ShardReader:
                         continue
                     id_raw = source = routing = uid = None
                     p = start
+                    # Hot loop: the vInts (field info, value length) are decoded inline, not via
+                    # storedfields._vint, to avoid a call per field (see bench/snapshot_read.py).
                     for _ in range(nfields[i]):
                         info = buf[p]
                         p += 1

@@ -48,6 +48,16 @@ def _client(url: str) -> OpenSearch:
     return OpenSearch(url, timeout=120)
 
 
+def _make_repo_dir(repo_dir: Path) -> None:
+    """Create the fs repository folder, writable by the cluster (the JVM runs as another user)."""
+    repo_dir.mkdir(parents=True, exist_ok=True)
+    for p in (repo_dir.parent, repo_dir):
+        try:
+            os.chmod(p, 0o777)
+        except PermissionError:
+            pass
+
+
 def _bulk(client: OpenSearch, lines: list[bytes], refresh: bool) -> None:
     body = b"\n".join(lines) + b"\n"
     resp = client.bulk(body=body, refresh="true" if refresh else "false", request_timeout=120)
@@ -156,12 +166,7 @@ def build_fixture(url: str, repo_dir: Path, *, prefix: str | None = None, seed: 
     """Create the indices and the snapshot on the cluster at `url`; the repository goes to `repo_dir`."""
     client = _client(url)
     prefix = prefix or f"snaprd-{uuid.uuid4().hex[:6]}"
-    repo_dir.mkdir(parents=True, exist_ok=True)
-    for p in (repo_dir.parent, repo_dir):
-        try:
-            os.chmod(p, 0o777)  # the JVM runs as another user
-        except PermissionError:
-            pass
+    _make_repo_dir(repo_dir)
     fx = Fixture(url, repo_dir, prefix, f"{prefix}-snap", [f"{prefix}-main", f"{prefix}-best"])
     rnd = random.Random(seed)
     fx.soft_deletes_off = _create_index(client, fx.indices[0], 3, {"soft_deletes.enabled": False})
@@ -181,12 +186,7 @@ def build_fixture(url: str, repo_dir: Path, *, prefix: str | None = None, seed: 
 def build_dense_soft_deletes(url: str, repo_dir: Path, prefix: str, docs: int = 5000, updated: int = 4500) -> Fixture:
     """One segment where more than 4095 docs are soft-deleted: a DENSE IndexedDISI block."""
     client = _client(url)
-    repo_dir.mkdir(parents=True, exist_ok=True)
-    for p in (repo_dir.parent, repo_dir):
-        try:
-            os.chmod(p, 0o777)
-        except PermissionError:
-            pass
+    _make_repo_dir(repo_dir)
     index = f"{prefix}-dense"
     fx = Fixture(url, repo_dir, prefix, f"{prefix}-snap", [index])
     _create_index(client, index, 1, {})
@@ -207,12 +207,7 @@ def build_dense_soft_deletes(url: str, repo_dir: Path, prefix: str, docs: int = 
 def build_partial(url: str, repo_dir: Path, prefix: str) -> Fixture:
     """A PARTIAL snapshot: one healthy index and one whose shards can never be allocated."""
     client = _client(url)
-    repo_dir.mkdir(parents=True, exist_ok=True)
-    for p in (repo_dir.parent, repo_dir):
-        try:
-            os.chmod(p, 0o777)
-        except PermissionError:
-            pass
+    _make_repo_dir(repo_dir)
     fx = Fixture(url, repo_dir, prefix, f"{prefix}-snap", [f"{prefix}-ok", f"{prefix}-red"])
     client.indices.create(index=fx.indices[0], body={"settings": {"number_of_shards": 1, "number_of_replicas": 0}})
     client.index(index=fx.indices[0], id="1", body={"ok": True}, refresh="true")

@@ -16,20 +16,9 @@ from typing import Any
 
 import pytest
 import wf_data  # type: ignore[import-not-found]
-from opensearchpy import OpenSearch, helpers
 from wf_helpers import EXAMPLES, mactl  # type: ignore[import-not-found]
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
-
-
-def _docs(url: str, index: str) -> dict[str, Any]:
-    client = OpenSearch(hosts=[url], timeout=60)
-    client.indices.refresh(index=index)
-    return {h["_id"]: h["_source"] for h in helpers.scan(client, index=index, query={"query": {"match_all": {}}})}
-
-
-def _indices(url: str, pattern: str) -> set[str]:
-    return {row["index"] for row in wf_data.request(url, "GET", f"/_cat/indices/{pattern}?format=json&expand_wildcards=all")}
 
 
 def test_ab_targets_apply_fills_both_targets_with_cloned_stages(tmp_path: Path, es710: Any, os13: Any, os2: Any) -> None:
@@ -50,15 +39,15 @@ def test_ab_targets_apply_fills_both_targets_with_cloned_stages(tmp_path: Path, 
             "-var", f"target_b_url={os13.url}", "-var", f"repo_dir={repo_dir}"]
     try:
         wf_data.load(es710.url, prefix, docs=120)
-        expected = {products: _docs(es710.url, products), logs: _docs(es710.url, logs)}
+        expected = {products: wf_data.docs_of(es710.url, products), logs: wf_data.docs_of(es710.url, logs)}
         assert [len(d) for d in expected.values()] == [120, 120]
 
         applied = mactl(tmp_path, "apply", "-auto-approve", *args, timeout=240)
         assert applied.code == 0, applied.out[-3000:] + applied.err[-3000:]
         for target in (os2.url, os13.url):
-            assert _indices(target, f"{prefix}-*") == set(expected), target
+            assert wf_data.index_names(target, f"{prefix}-*") == set(expected), target
             for name, docs in expected.items():
-                assert _docs(target, name) == docs, (target, name)
+                assert wf_data.docs_of(target, name) == docs, (target, name)
 
         graph = mactl(tmp_path, "graph", "--format", "json", *args)
         assert graph.code == 0, graph.err
@@ -81,7 +70,7 @@ def test_ab_targets_apply_fills_both_targets_with_cloned_stages(tmp_path: Path, 
 
         destroyed = mactl(tmp_path, "destroy", "-auto-approve", *args, timeout=240)
         assert destroyed.code == 0, destroyed.out[-3000:] + destroyed.err[-3000:]
-        assert _indices(os2.url, f"{prefix}-*") == set() and _indices(os13.url, f"{prefix}-*") == set()
+        assert wf_data.index_names(os2.url, f"{prefix}-*") == set() and wf_data.index_names(os13.url, f"{prefix}-*") == set()
     finally:
         mactl(tmp_path, "destroy", "-auto-approve", *args, timeout=240)
         for url in (es710.url, os2.url, os13.url):

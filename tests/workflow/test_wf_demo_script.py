@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opensearchpy import OpenSearch, helpers
-from wf_data import request  # type: ignore[import-not-found]
+from wf_data import docs_of, request  # type: ignore[import-not-found]
 from wf_helpers import REPO  # type: ignore[import-not-found]
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -35,11 +34,6 @@ DEMO_INDICES = ("demo-products", "demo-logs-2024.01", "demo-logs-2024.02")
 DEMO_PROXY_PORT = 19210
 DEMO_REPOSITORY = "mactl-quickstart"
 
-
-def _docs(url: str, index: str) -> dict[str, Any]:
-    client = OpenSearch(hosts=[url], timeout=60)
-    client.indices.refresh(index=index)
-    return {h["_id"]: h["_source"] for h in helpers.scan(client, index=index, query={"query": {"match_all": {}}})}
 
 
 def _demo_indices(url: str) -> set[str]:
@@ -95,8 +89,8 @@ def test_demo_script_runs_passes_and_its_destroy_line_undoes_it(tmp_path: Path, 
         migrated = {"demo-products", "demo-logs-2024.01"}  # the quickstart's two indices
         assert _demo_indices(os2.url) >= migrated
         for index in migrated:
-            docs = _docs(os2.url, index)
-            assert len(docs) >= 1000 and docs == _docs(es710.url, index), index
+            docs = docs_of(os2.url, index)
+            assert len(docs) >= 1000 and docs == docs_of(es710.url, index), index
 
         (line,) = [ln for ln in out.splitlines() if re.match(r"\s*mactl destroy ", ln)]
         destroy_line = shlex.split(line.split("#")[0])

@@ -15,17 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opensearchpy import OpenSearch, helpers
 
+from wf_data import docs_of  # type: ignore[import-not-found]
 from wf_helpers import EXAMPLES, mactl  # type: ignore[import-not-found]
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-
-def _ids(url: str, index: str) -> dict[str, Any]:
-    client = OpenSearch(hosts=[url], timeout=60)
-    client.indices.refresh(index=index)
-    return {h["_id"]: h["_source"] for h in helpers.scan(client, index=index, query={"query": {"match_all": {}}})}
 
 
 def test_incremental_sampling_grows_in_place_and_a_new_transform_replaces(tmp_path: Path, es710: Any, os2: Any) -> None:
@@ -50,7 +45,7 @@ def test_incremental_sampling_grows_in_place_and_a_new_transform_replaces(tmp_pa
     try:
         first = run("apply", "-auto-approve", "-var", "sample_percent=1")
         assert first.code == 0, first.out[-2000:] + first.err[-2000:]
-        at_1 = _ids(os2.url, index)
+        at_1 = docs_of(os2.url, index)
         assert 0 < len(at_1) < 40
 
         plan = run("plan", "-var", "sample_percent=10")
@@ -59,7 +54,7 @@ def test_incremental_sampling_grows_in_place_and_a_new_transform_replaces(tmp_pa
         assert "REPLACED" not in plan.out
         second = run("apply", "-auto-approve", "-var", "sample_percent=10")
         assert second.code == 0, second.out[-2000:] + second.err[-2000:]
-        at_10 = _ids(os2.url, index)
+        at_10 = docs_of(os2.url, index)
         assert len(at_10) > len(at_1) and set(at_1) <= set(at_10)  # a superset: nothing written before is undone
 
         config.write_text(config.read_text().replace("{{ _source | tojson }}", "{{ dict(_source, migrated=true) | tojson }}"))
@@ -68,7 +63,7 @@ def test_incremental_sampling_grows_in_place_and_a_new_transform_replaces(tmp_pa
         assert f"# backfill.{prefix}.snap.os2.m0.b0 must be REPLACED" in plan.out
         third = run("apply", "-auto-approve", "-var", "sample_percent=10")
         assert third.code == 0, third.out[-2000:] + third.err[-2000:]
-        at_new = _ids(os2.url, index)
+        at_new = docs_of(os2.url, index)
         assert set(at_new) == set(at_10) and all(doc.get("migrated") is True for doc in at_new.values())
 
         audit = json.loads(run("audit", "--json").out)

@@ -15,21 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opensearchpy import OpenSearch, helpers
-from wf_data import request  # type: ignore[import-not-found]
+from wf_data import docs_of, index_names, request  # type: ignore[import-not-found]
 from wf_helpers import EXAMPLES, mactl  # type: ignore[import-not-found]
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
-
-
-def _docs(url: str, index: str) -> dict[str, Any]:
-    client = OpenSearch(hosts=[url], timeout=60)
-    client.indices.refresh(index=index)
-    return {h["_id"]: h["_source"] for h in helpers.scan(client, index=index, query={"query": {"match_all": {}}})}
-
-
-def _indices(url: str, pattern: str) -> set[str]:
-    return {row["index"] for row in request(url, "GET", f"/_cat/indices/{pattern}?format=json&expand_wildcards=all")}
 
 
 def _load(url: str, index: str, docs: list[dict[str, Any]], shards: int) -> None:
@@ -61,15 +50,15 @@ def test_multi_source_apply_copies_both_sources_into_one_target(tmp_path: Path, 
         _load(es710.url, es_names[0], [{"n": i, "name": f"ärger {i}", "tags": ["x", str(i % 3)]} for i in range(30)], 2)
         _load(es710.url, es_names[1], [{"n": i, "obj": {"deep": {"v": i * 1.5}}, "flag": i % 2 == 0} for i in range(17)], 1)
         _load(os13.url, os_names[0], [{"n": i, "msg": f"from os13 #{i}", "nil": None} for i in range(23)], 1)
-        expected = {n: _docs(es710.url, n) for n in es_names} | {n: _docs(os13.url, n) for n in os_names}
+        expected = {n: docs_of(es710.url, n) for n in es_names} | {n: docs_of(os13.url, n) for n in os_names}
         assert [len(d) for d in expected.values()] == [30, 17, 23]
 
         applied = mactl(tmp_path, "apply", "-auto-approve", *args, timeout=240)
         assert applied.code == 0, applied.out[-3000:] + applied.err[-3000:]
 
-        assert _indices(os2.url, f"{prefix}-*") == set(expected)
+        assert index_names(os2.url, f"{prefix}-*") == set(expected)
         for name, docs in expected.items():
-            assert _docs(os2.url, name) == docs, name
+            assert docs_of(os2.url, name) == docs, name
 
         status = mactl(tmp_path, "status", "--json", *args)
         assert status.code == 0, status.err
@@ -84,7 +73,7 @@ def test_multi_source_apply_copies_both_sources_into_one_target(tmp_path: Path, 
 
         destroyed = mactl(tmp_path, "destroy", "-auto-approve", *args, timeout=240)
         assert destroyed.code == 0, destroyed.out[-3000:] + destroyed.err[-3000:]
-        assert _indices(os2.url, f"{prefix}-*") == set()
+        assert index_names(os2.url, f"{prefix}-*") == set()
     finally:
         mactl(tmp_path, "destroy", "-auto-approve", *args, timeout=240)
         for name in es_names + os_names:

@@ -15,17 +15,13 @@ import sys
 from typing import Any
 
 import pytest
-from opensearchpy import OpenSearch, helpers
+from opensearchpy import OpenSearch
 
+from wf_data import docs_of  # type: ignore[import-not-found]
 from wf_helpers import EXAMPLES, Quickstart  # type: ignore[import-not-found]
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-
-def _docs(url: str, index: str) -> dict[str, Any]:
-    client = OpenSearch(hosts=[url], timeout=60)
-    client.indices.refresh(index=index)
-    return {h["_id"]: h["_source"] for h in helpers.scan(client, index=index, query={"query": {"match_all": {}}})}
 
 
 def test_quickstart_runs_end_to_end_and_validation_names_what_breaks(quickstart: Quickstart, es710: Any, os2: Any,
@@ -49,8 +45,8 @@ def test_quickstart_runs_end_to_end_and_validation_names_what_breaks(quickstart:
     assert written["created"] > 0 and written["updated"] > 0 and written["deleted"] > 0
 
     # the target holds exactly what the source holds, document by document
-    assert _docs(os2.url, products) == _docs(es710.url, products)
-    assert _docs(os2.url, logs) == _docs(es710.url, logs)
+    assert docs_of(os2.url, products) == docs_of(es710.url, products)
+    assert docs_of(os2.url, logs) == docs_of(es710.url, logs)
 
     audit = qs.run("audit", "--json")
     assert audit.code == 0, audit.err
@@ -59,7 +55,7 @@ def test_quickstart_runs_end_to_end_and_validation_names_what_breaks(quickstart:
     rows = {r["index"]: r["checks"] for r in report["indices"]}
     assert set(rows) == {products, logs}
     assert rows[logs]["count"]["target"] == rows[logs]["count"]["expected"] == 400
-    assert rows[products]["count"]["target"] == len(_docs(es710.url, products))
+    assert rows[products]["count"]["target"] == len(docs_of(es710.url, products))
     assert rows[products]["sample"]["checked"] == 50 and rows[products]["sample"]["matched"] == 50
     assert rows[logs]["mappings"]["passed"] and "skipped" not in rows[logs]["mappings"]
     assert [q["passed"] for q in report["queries"]] == [True, True]

@@ -12,6 +12,8 @@ import random
 import urllib.request
 from typing import Any
 
+from opensearchpy import OpenSearch, helpers
+
 from mactl.local.sample import log_lines, products
 
 PRODUCTS_MAPPING = {"properties": {
@@ -35,6 +37,18 @@ def request(url: str, method: str, path: str, body: Any = None, ndjson: str | No
         if method == "DELETE" and err.code == 404:
             return None
         raise
+
+
+def docs_of(url: str, index: str) -> dict[str, Any]:
+    """Every document of `index` (refreshed first): id -> `_source`."""
+    client = OpenSearch(hosts=[url], timeout=60)
+    client.indices.refresh(index=index)
+    return {h["_id"]: h["_source"] for h in helpers.scan(client, index=index, query={"query": {"match_all": {}}})}
+
+
+def index_names(url: str, pattern: str) -> set[str]:
+    """The names of the indices matching `pattern`, hidden ones included."""
+    return {row["index"] for row in request(url, "GET", f"/_cat/indices/{pattern}?format=json&expand_wildcards=all")}
 
 
 def load(url: str, prefix: str, docs: int = 400) -> dict[str, int]:
