@@ -101,3 +101,37 @@ def load_sample(url: str, *, docs_per_index: int = 1000, seed: int = 42) -> dict
         _bulk(url, index, log_lines(month, docs_per_index, rng), None)
         counts[index] = docs_per_index
     return counts
+
+
+def forget_previous_demo(source_url: str, target_url: str, repository: str) -> list[str]:
+    """Remove what a demo run from another checkout left on the local clusters.
+
+    The demo's state lives in its checkout, but the clusters (and their snapshot folder)
+    are shared by every checkout on the machine: a second checkout's demo would meet the
+    first one's snapshot ("mactl did not create it") and migrated indices. Only the demo's
+    own names are touched: the snapshot repository it registers, and `demo-` indices and
+    templates on the target. Returns what was removed, for the demo to say.
+    """
+    removed: list[str] = []
+    try:
+        snapshots = _request(source_url, "GET", f"/_snapshot/{repository}/_all")["snapshots"]
+    except LocalServiceError:
+        return removed  # no such repository: nothing was left behind
+    for snap in snapshots:
+        _request(source_url, "DELETE", f"/_snapshot/{repository}/{snap['snapshot']}")
+        removed.append(f"snapshot {snap['snapshot']}")
+    _request(source_url, "DELETE", f"/_snapshot/{repository}")
+    removed.append(f"repository {repository}")
+    indices = _request(target_url, "GET", "/_cat/indices/demo-*?format=json&expand_wildcards=all")
+    if indices:
+        _request(target_url, "DELETE", "/demo-*?expand_wildcards=all")
+        removed.append(f"{len(indices)} demo- indices on the target")
+    legacy = list(_request(target_url, "GET", "/_template/demo-*"))
+    try:
+        composable = [t["name"] for t in _request(target_url, "GET", "/_index_template/demo-*")["index_templates"]]
+    except LocalServiceError:  # 404 when none matches
+        composable = []
+    for path in [f"/_template/{n}" for n in legacy] + [f"/_index_template/{n}" for n in composable]:
+        _request(target_url, "DELETE", path)
+        removed.append(f"template {path.rsplit('/', 1)[1]} on the target")
+    return removed
