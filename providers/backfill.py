@@ -90,7 +90,8 @@ class BackfillProvider(BaseProvider):
         from mactl.cluster import client_for
 
         inputs: Inputs = ctx.inputs  # type: ignore[assignment]
-        spec = build_spec(ctx.address, inputs, workdir=ctx.workdir, snapshot=_upstream_snapshot_name(ctx))
+        snapshot, snapshot_uuid = _upstream_snapshot(ctx)
+        spec = build_spec(ctx.address, inputs, workdir=ctx.workdir, snapshot=snapshot, snapshot_uuid=snapshot_uuid)
         ctx.checkpoint(
             {"stateIndex": spec.state_index, "generation": spec.gen, "deadLetter": spec.deadletter, "workdir": str(ctx.workdir)}
         )
@@ -165,12 +166,13 @@ class BackfillProvider(BaseProvider):
         return dict(ctx.prior_outputs) if ctx.prior_outputs is not None else None
 
 
-def _upstream_snapshot_name(ctx: StageContext) -> str | None:
-    """The snapshot stage's recorded name (it may differ from the config's, e.g. when dated)."""
+def _upstream_snapshot(ctx: StageContext) -> tuple[str | None, str | None]:
+    """The snapshot stage's recorded name (it may differ from the config's, e.g. when
+    dated) and UUID (a snapshot taken again under the same name gets a new one)."""
     for outputs in ctx.upstream_of_type("snapshot"):
         if outputs.get("snapshotName"):
-            return str(outputs["snapshotName"])
-    return None
+            return str(outputs["snapshotName"]), outputs.get("uuid")
+    return None, None
 
 
 def _all_generations_units(store: Any) -> list[dict[str, Any]]:

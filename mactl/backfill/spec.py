@@ -79,13 +79,18 @@ def state_index_name(address: str) -> str:
     return f"mactl-backfill-{slug}-{digest}"
 
 
-def generation(inputs: BaseModel) -> str:
-    """Hash of the inputs that decide which documents land where (see `leases`)."""
+def generation(inputs: BaseModel, snapshot_uuid: str | None = None) -> str:
+    """Hash of the inputs that decide which documents land where (see `leases`), and of
+    the snapshot's UUID when the snapshot stage recorded one: a new snapshot under the
+    same name holds other documents and must not inherit the old one's finished units."""
     data = inputs.model_dump(mode="json", include={"repository", "snapshotName", "indices", "transforms", "sample"})
+    if snapshot_uuid:
+        data["snapshotUuid"] = snapshot_uuid
     return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
 
 
-def build_spec(address: str, inputs: Any, *, workdir: Path, transforms_base_dir: Path | None = None, snapshot: str | None = None) -> JobSpec:
+def build_spec(address: str, inputs: Any, *, workdir: Path, transforms_base_dir: Path | None = None,
+               snapshot: str | None = None, snapshot_uuid: str | None = None) -> JobSpec:
     """The spec for the backfill stage `address` with validated `inputs` (providers.backfill.Inputs)."""
     deadletter = inputs.deadLetter.location if inputs.deadLetter else str(workdir / "deadletter")
     return JobSpec(
@@ -99,7 +104,7 @@ def build_spec(address: str, inputs: Any, *, workdir: Path, transforms_base_dir:
         sample_percent=inputs.sample.percent if inputs.sample else None,
         sample_max_docs=inputs.sample.maxDocsPerIndex if inputs.sample else None,
         state_index=state_index_name(address),
-        gen=generation(inputs),
+        gen=generation(inputs, snapshot_uuid),
         deadletter=deadletter,
         deadletter_endpoint=inputs.deadLetter.endpoint if inputs.deadLetter else None,
         transforms_base_dir=str(transforms_base_dir) if transforms_base_dir else None,

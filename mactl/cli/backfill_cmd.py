@@ -46,14 +46,16 @@ class BackfillStage:
         """What `apply` checkpointed for the stage (workdir, dead-letter location); {} if nothing."""
         return (self.record.checkpoint or {}) if self.record is not None else {}
 
-    def snapshot_name(self) -> str:
-        """The snapshot the stage reads: what the snapshot stage recorded, else the config's name."""
+    def snapshot(self) -> tuple[str, str | None]:
+        """The snapshot the stage reads, name and UUID, as the snapshot stage recorded them
+        (the config's name and no UUID before it has run), so a joining worker lands on
+        the same generation as `apply`."""
         if self.record is not None:
             for dep in self.record.depends_on:
                 upstream = self.doc.stages.get(dep)
                 if upstream is not None and upstream.type == "snapshot" and upstream.outputs.get("snapshotName"):
-                    return str(upstream.outputs["snapshotName"])
-        return str(self.inputs.snapshotName)
+                    return str(upstream.outputs["snapshotName"]), upstream.outputs.get("uuid")
+        return str(self.inputs.snapshotName), None
 
 
 def _load_backfill_stage(
@@ -91,7 +93,9 @@ def worker_command(
     found = _load_backfill_stage(address, config, var, var_file, workspace)
     inputs, checkpoint = found.inputs, found.checkpoint
     workdir = Path(checkpoint.get("workdir") or found.backend.workdir / address)
-    spec = build_spec(address, inputs, workdir=workdir, transforms_base_dir=found.loaded.base_dir, snapshot=found.snapshot_name())
+    snapshot, snapshot_uuid = found.snapshot()
+    spec = build_spec(address, inputs, workdir=workdir, transforms_base_dir=found.loaded.base_dir,
+                      snapshot=snapshot, snapshot_uuid=snapshot_uuid)
     if checkpoint.get("deadLetter") and not inputs.deadLetter:
         spec = spec.with_deadletter(str(checkpoint["deadLetter"]))
     worker = Worker(spec)

@@ -68,3 +68,10 @@ def test_spec_round_trips_with_secrets_for_the_child_process_only() -> None:
     bigger = build_spec("backfill.a.b.c.d.e", inputs.model_copy(update={"sample": None}), workdir=__import__("pathlib").Path("/tmp/w"))
     same = build_spec("backfill.a.b.c.d.e", inputs.model_copy(update={"maxBatchDocs": 7}), workdir=__import__("pathlib").Path("/tmp/w"))
     assert bigger.gen != spec.gen and same.gen == spec.gen
+    # a snapshot taken again under the same name is other data: its own generation
+    w = __import__("pathlib").Path("/tmp/w")
+    first = build_spec("backfill.a.b.c.d.e", inputs, workdir=w, snapshot="snap", snapshot_uuid="uuid-1")
+    again = build_spec("backfill.a.b.c.d.e", inputs, workdir=w, snapshot="snap", snapshot_uuid="uuid-2")
+    joining = build_spec("backfill.a.b.c.d.e", inputs.model_copy(update={"maxBatchDocs": 7}), workdir=w,
+                         snapshot="snap", snapshot_uuid="uuid-1")
+    assert len({first.gen, again.gen, spec.gen}) == 3 and joining.gen == first.gen
