@@ -103,6 +103,16 @@ def load_sample(url: str, *, docs_per_index: int = 1000, seed: int = 42) -> dict
     return counts
 
 
+def _found(url: str, path: str) -> dict | None:
+    """GET `path`, or None when the cluster answers 404 (nothing by that name)."""
+    try:
+        return _request(url, "GET", path)
+    except LocalServiceError as exc:
+        if isinstance(exc.__cause__, urllib.error.HTTPError) and exc.__cause__.code == 404:
+            return None
+        raise
+
+
 def forget_previous_demo(source_url: str, target_url: str, repository: str) -> list[str]:
     """Remove what a demo run from another checkout left on the local clusters.
 
@@ -113,10 +123,10 @@ def forget_previous_demo(source_url: str, target_url: str, repository: str) -> l
     templates on the target. Returns what was removed, for the demo to say.
     """
     removed: list[str] = []
-    try:
-        snapshots = _request(source_url, "GET", f"/_snapshot/{repository}/_all")["snapshots"]
-    except LocalServiceError:
+    listing = _found(source_url, f"/_snapshot/{repository}/_all")
+    if listing is None:
         return removed  # no such repository: nothing was left behind
+    snapshots = listing["snapshots"]
     for snap in snapshots:
         _request(source_url, "DELETE", f"/_snapshot/{repository}/{snap['snapshot']}")
         removed.append(f"snapshot {snap['snapshot']}")
@@ -126,11 +136,8 @@ def forget_previous_demo(source_url: str, target_url: str, repository: str) -> l
     if indices:
         _request(target_url, "DELETE", "/demo-*?expand_wildcards=all")
         removed.append(f"{len(indices)} demo- indices on the target")
-    legacy = list(_request(target_url, "GET", "/_template/demo-*"))
-    try:
-        composable = [t["name"] for t in _request(target_url, "GET", "/_index_template/demo-*")["index_templates"]]
-    except LocalServiceError:  # 404 when none matches
-        composable = []
+    legacy = list(_found(target_url, "/_template/demo-*") or {})  # 404 when none matches
+    composable = [t["name"] for t in (_found(target_url, "/_index_template/demo-*") or {}).get("index_templates", [])]
     for path in [f"/_template/{n}" for n in legacy] + [f"/_index_template/{n}" for n in composable]:
         _request(target_url, "DELETE", path)
         removed.append(f"template {path.rsplit('/', 1)[1]} on the target")
