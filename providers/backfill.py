@@ -170,8 +170,8 @@ def _upstream_snapshot(ctx: StageContext) -> tuple[str | None, str | None]:
     """The snapshot stage's recorded name (it may differ from the config's, e.g. when
     dated) and UUID (a snapshot taken again under the same name gets a new one)."""
     for outputs in ctx.upstream_of_type("snapshot"):
-        if outputs.get("snapshotName"):
-            return str(outputs["snapshotName"]), outputs.get("uuid")
+        if outputs.get("name"):
+            return str(outputs["name"]), outputs.get("uuid")
     return None, None
 
 

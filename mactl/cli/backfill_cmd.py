@@ -53,8 +53,8 @@ class BackfillStage:
         if self.record is not None:
             for dep in self.record.depends_on:
                 upstream = self.doc.stages.get(dep)
-                if upstream is not None and upstream.type == "snapshot" and upstream.outputs.get("snapshotName"):
-                    return str(upstream.outputs["snapshotName"]), upstream.outputs.get("uuid")
+                if upstream is not None and upstream.type == "snapshot" and upstream.outputs.get("name"):
+                    return str(upstream.outputs["name"]), upstream.outputs.get("uuid")
         return str(self.inputs.snapshotName), None
 
 

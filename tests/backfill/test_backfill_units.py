@@ -75,3 +75,35 @@ def test_spec_round_trips_with_secrets_for_the_child_process_only() -> None:
     joining = build_spec("backfill.a.b.c.d.e", inputs.model_copy(update={"maxBatchDocs": 7}), workdir=w,
                          snapshot="snap", snapshot_uuid="uuid-1")
     assert len({first.gen, again.gen, spec.gen}) == 3 and joining.gen == first.gen
+
+
+def test_the_snapshot_read_is_the_one_the_snapshot_stage_recorded(tmp_path: Any) -> None:
+    """The backfill takes the snapshot's name and UUID from the snapshot stage's real
+    outputs (built by its own `_outputs`), so a snapshot taken again under the same name
+    gets a new generation instead of the old one's finished units."""
+    from mactl.providers.backfill import Inputs as BackfillInputs
+    from mactl.providers.backfill import _upstream_snapshot
+    from mactl.providers.base import StageContext
+    from mactl.providers.snapshot import Inputs as SnapshotInputs
+    from mactl.providers.snapshot import _outputs
+
+    source = {"name": "src", "endpoint": "http://h:9200"}
+    repository = {"type": "fs", "name": "r", "location": "/r"}
+    snap_inputs = SnapshotInputs.model_validate({"source": source, "repository": repository, "snapshotName": "snap"})
+
+    def recorded(uuid: str) -> dict[str, Any]:
+        info = {"snapshot": "snap-2026.11.25", "uuid": uuid, "state": "SUCCESS", "indices": ["a"], "shards": {"total": 1}}
+        return _outputs(info, inputs=snap_inputs, repo_name="r", created=True, source_version=("elasticsearch", "7.10.2"),
+                        capture_position=None)
+
+    inputs = BackfillInputs.model_validate({"target": {"name": "t", "endpoint": "http://t:9200"},
+                                            "repository": repository, "snapshotName": "snap"})
+
+    def ctx(uuid: str) -> StageContext:
+        return StageContext(address="backfill.src.snap.t.m.b", type="backfill", inputs=inputs, prior_outputs=None,
+                            upstream={"snapshot.src.snap": recorded(uuid)}, checkpoint_data=None, workdir=tmp_path)
+
+    assert _upstream_snapshot(ctx("u-1")) == ("snap-2026.11.25", "u-1")
+    gens = {build_spec("b", inputs, workdir=tmp_path, snapshot=n, snapshot_uuid=u).gen
+            for n, u in (_upstream_snapshot(ctx("u-1")), _upstream_snapshot(ctx("u-2")))}
+    assert len(gens) == 2
