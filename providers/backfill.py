@@ -85,13 +85,15 @@ class BackfillProvider(BaseProvider):
         from mactl.backfill.coordinator import run_stage
         from mactl.backfill.progress import one_line
         from mactl.backfill.rollback import planned_method
+        from mactl.backfill.source import snapshot_uuid
         from mactl.backfill.spec import build_spec
         from mactl.backfill.verify import check_counts, per_index_outputs
         from mactl.cluster import client_for
 
         inputs: Inputs = ctx.inputs  # type: ignore[assignment]
-        snapshot, snapshot_uuid = _upstream_snapshot(ctx)
-        spec = build_spec(ctx.address, inputs, workdir=ctx.workdir, snapshot=snapshot, snapshot_uuid=snapshot_uuid)
+        snapshot = _upstream_snapshot_name(ctx) or inputs.snapshotName
+        spec = build_spec(ctx.address, inputs, workdir=ctx.workdir, snapshot=snapshot,
+                          snapshot_uuid=snapshot_uuid(inputs.repository, snapshot))
         ctx.checkpoint(
             {"stateIndex": spec.state_index, "generation": spec.gen, "deadLetter": spec.deadletter, "workdir": str(ctx.workdir)}
         )
@@ -166,13 +168,13 @@ class BackfillProvider(BaseProvider):
         return dict(ctx.prior_outputs) if ctx.prior_outputs is not None else None
 
 
-def _upstream_snapshot(ctx: StageContext) -> tuple[str | None, str | None]:
-    """The snapshot stage's recorded name (it may differ from the config's, e.g. when
-    dated) and UUID (a snapshot taken again under the same name gets a new one)."""
+def _upstream_snapshot_name(ctx: StageContext) -> str | None:
+    """The snapshot stage's recorded name, when the backfill follows it directly (it may
+    differ from the config's, e.g. when dated)."""
     for outputs in ctx.upstream_of_type("snapshot"):
         if outputs.get("name"):
-            return str(outputs["name"]), outputs.get("uuid")
-    return None, None
+            return str(outputs["name"])
+    return None
 
 
 def _all_generations_units(store: Any) -> list[dict[str, Any]]:

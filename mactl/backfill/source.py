@@ -15,3 +15,19 @@ def open_snapshot_repository(repository: SnapshotRepository) -> Any:
     from mactl.snapshot_reader import open_repository
 
     return open_repository(repository)
+
+
+def snapshot_uuid(repository: SnapshotRepository, snapshot: str) -> str | None:
+    """The UUID of the snapshot named `snapshot`, from the repository's own metadata.
+
+    Part of the lease generation (`spec.generation`): a snapshot taken again under the
+    same name holds other documents. The repository is the one source every process
+    agrees on (`apply` and any `mactl worker`), whatever the state records. None when the
+    snapshot is not there; reading it then fails with the reader's own error.
+    """
+    from mactl.snapshot_reader.errors import SnapshotReaderError
+
+    try:
+        return str(open_snapshot_repository(repository).snapshot(snapshot).uuid)
+    except SnapshotReaderError:
+        return None

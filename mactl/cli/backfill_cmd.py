@@ -46,16 +46,14 @@ class BackfillStage:
         """What `apply` checkpointed for the stage (workdir, dead-letter location); {} if nothing."""
         return (self.record.checkpoint or {}) if self.record is not None else {}
 
-    def snapshot(self) -> tuple[str, str | None]:
-        """The snapshot the stage reads, name and UUID, as the snapshot stage recorded them
-        (the config's name and no UUID before it has run), so a joining worker lands on
-        the same generation as `apply`."""
+    def snapshot_name(self) -> str:
+        """The snapshot the stage reads: what the snapshot stage recorded, else the config's name."""
         if self.record is not None:
             for dep in self.record.depends_on:
                 upstream = self.doc.stages.get(dep)
                 if upstream is not None and upstream.type == "snapshot" and upstream.outputs.get("name"):
-                    return str(upstream.outputs["name"]), upstream.outputs.get("uuid")
-        return str(self.inputs.snapshotName), None
+                    return str(upstream.outputs["name"])
+        return str(self.inputs.snapshotName)
 
 
 def _load_backfill_stage(
@@ -87,15 +85,16 @@ def worker_command(
     """Join a running backfill from this host: claim shards, write them, until all are done."""
     from mactl.backfill.prepare import lease_store
     from mactl.backfill.progress import RateTracker, summarise, table
+    from mactl.backfill.source import snapshot_uuid
     from mactl.backfill.spec import build_spec
     from mactl.backfill.worker import Worker
 
     found = _load_backfill_stage(address, config, var, var_file, workspace)
     inputs, checkpoint = found.inputs, found.checkpoint
     workdir = Path(checkpoint.get("workdir") or found.backend.workdir / address)
-    snapshot, snapshot_uuid = found.snapshot()
+    snapshot = found.snapshot_name()
     spec = build_spec(address, inputs, workdir=workdir, transforms_base_dir=found.loaded.base_dir,
-                      snapshot=snapshot, snapshot_uuid=snapshot_uuid)
+                      snapshot=snapshot, snapshot_uuid=snapshot_uuid(inputs.repository, snapshot))
     if checkpoint.get("deadLetter") and not inputs.deadLetter:
         spec = spec.with_deadletter(str(checkpoint["deadLetter"]))
     worker = Worker(spec)

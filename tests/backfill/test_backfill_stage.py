@@ -26,6 +26,7 @@ from opensearchpy.exceptions import TransportError
 from mactl.backfill.deadletter import Location, list_files, read_entries
 from mactl.backfill.prepare import lease_store
 from mactl.backfill.sampling import Sampler, id_hash, percent_threshold
+from mactl.backfill.source import snapshot_uuid
 from mactl.backfill.spec import build_spec
 from mactl.providers.backfill import Inputs
 
@@ -72,7 +73,8 @@ def _source_docs(src: SourceSnapshot) -> dict[str, tuple[str | None, dict[str, A
 
 
 def _claims(inputs: dict[str, Any], address: str, tmp: Path) -> dict[str, list[dict[str, Any]]]:
-    spec = build_spec(address, Inputs.model_validate(inputs), workdir=tmp)
+    model = Inputs.model_validate(inputs)
+    spec = build_spec(address, model, workdir=tmp, snapshot_uuid=snapshot_uuid(model.repository, model.snapshotName))
     return {r.unit.key: r.body["claims"] for r in lease_store(spec).units()}
 
 
@@ -316,3 +318,37 @@ def test_max_docs_per_index_takes_the_n_smallest_id_hashes(source_snapshot: Sour
     got = scan_docs(target, source_snapshot.index)
     assert got == {i: live[i] for i in smallest}
     assert outputs["indices"][source_snapshot.index]["skippedBySampling"] == len(live) - 100
+
+
+def test_a_snapshot_taken_again_under_the_same_name_is_copied_again(
+    tmp_path: Path, es710: Any, os2: Any, target: OpenSearch
+) -> None:
+    """The first snapshot's units are all finished on the target's working-state index; a
+    new snapshot under the same name (other documents) must not inherit them."""
+    es = OpenSearch(es710.url, timeout=60)
+    index = name(f"retake-{uuid.uuid4().hex[:4]}")
+    repo_name, repo_dir = f"bf-retake-{RUN}", Path(es710.repo_dir) / "backfill" / f"retake-{uuid.uuid4().hex[:6]}"
+    repo_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(repo_dir, 0o777)
+    es.snapshot.create_repository(repository=repo_name, body={"type": "fs", "settings": {"location": str(repo_dir)}})
+    inputs = {"target": {"name": "target", "endpoint": os2.url},
+              "repository": {"type": "fs", "location": str(repo_dir)}, "snapshotName": "same-name",
+              "indices": [{"names": [index]}], "leaseSeconds": 3}
+    address = _address()
+    try:
+        for generation, count in ((1, 5), (2, 9)):
+            es.indices.delete(index=index, ignore=[404])
+            es.snapshot.delete(repository=repo_name, snapshot="same-name", ignore=[404])
+            for i in range(count):
+                es.index(index=index, id=f"d{i}", body={"take": generation, "i": i})
+            es.indices.refresh(index=index)
+            es.snapshot.create(repository=repo_name, snapshot="same-name", body={"indices": index}, wait_for_completion=True)
+            target.indices.delete(index=index, ignore=[404])  # as a rollback of the metadata stage leaves it
+            (work := tmp_path / f"take-{generation}").mkdir()
+            _run(work, inputs, address)
+            docs = scan_docs(target, index)
+            assert {k: v[1] for k, v in docs.items()} == {f"d{i}": {"take": generation, "i": i} for i in range(count)}
+    finally:
+        es.indices.delete(index=index, ignore=[404])
+        es.snapshot.delete(repository=repo_name, snapshot="same-name", ignore=[404])
+        es.snapshot.delete_repository(repository=repo_name, ignore=[404])
