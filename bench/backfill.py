@@ -49,13 +49,27 @@ def make_docs(n: int, seed: int = 42) -> list[tuple[str, dict[str, Any]]]:
     docs = []
     for i in range(n):
         body = " ".join(rnd.choices(words, k=130))
-        docs.append((f"doc-{i}", {"title": " ".join(rnd.choices(words, k=6)), "body": body, "n": i, "tag": words[i % 50], "score": rnd.random()}))
+        docs.append(
+            (
+                f"doc-{i}",
+                {
+                    "title": " ".join(rnd.choices(words, k=6)),
+                    "body": body,
+                    "n": i,
+                    "tag": words[i % 50],
+                    "score": rnd.random(),
+                },
+            )
+        )
     return docs
 
 
 def build_source(es: OpenSearch, docs: list[tuple[str, dict[str, Any]]]) -> None:
     es.indices.delete(index=SRC_INDEX, ignore=[404])
-    es.indices.create(index=SRC_INDEX, body={"settings": {"number_of_shards": SHARDS, "number_of_replicas": 0, "refresh_interval": "-1"}})
+    es.indices.create(
+        index=SRC_INDEX,
+        body={"settings": {"number_of_shards": SHARDS, "number_of_replicas": 0, "refresh_interval": "-1"}},
+    )
     actions = ({"_index": SRC_INDEX, "_id": i, "_source": s} for i, s in docs)
     for ok, info in helpers.parallel_bulk(es, actions, thread_count=3, chunk_size=2000, request_timeout=300):
         if not ok:
@@ -68,7 +82,13 @@ def build_source(es: OpenSearch, docs: list[tuple[str, dict[str, Any]]]) -> None
     os.chmod(REPO_DIR.parent, 0o777)
     es.snapshot.delete(repository=REPO, snapshot=SNAP, ignore=[404])
     es.snapshot.create_repository(repository=REPO, body={"type": "fs", "settings": {"location": str(REPO_DIR)}})
-    es.snapshot.create(repository=REPO, snapshot=SNAP, body={"indices": SRC_INDEX, "include_global_state": False}, wait_for_completion=True, request_timeout=1800)
+    es.snapshot.create(
+        repository=REPO,
+        snapshot=SNAP,
+        body={"indices": SRC_INDEX, "include_global_state": False},
+        wait_for_completion=True,
+        request_timeout=1800,
+    )
 
 
 def fresh_target(client: OpenSearch, index: str) -> None:
@@ -82,10 +102,11 @@ def finish_count(client: OpenSearch, index: str) -> int:
 
 
 def run_mactl(client: OpenSearch, workers: int, workdir: Path) -> tuple[float, int]:
+    from mactl.providers.backfill import Inputs
+
     from mactl.backfill.coordinator import run_stage
     from mactl.backfill.spec import build_spec
     from mactl.backfill.verify import check_counts
-    from mactl.providers.backfill import Inputs
 
     inputs = Inputs.model_validate(
         {
@@ -120,7 +141,9 @@ def run_mactl(client: OpenSearch, workers: int, workdir: Path) -> tuple[float, i
 
 def reindex_available(client: OpenSearch) -> str | None:
     """None when `_reindex` from remote can run; otherwise why not."""
-    modules = {m["name"] for node in client.nodes.info(metric="plugins")["nodes"].values() for m in node.get("modules", [])}
+    modules = {
+        m["name"] for node in client.nodes.info(metric="plugins")["nodes"].values() for m in node.get("modules", [])
+    }
     if "reindex" not in modules:
         return f"the target has no reindex module (modules: {', '.join(sorted(modules))})"
     settings = client.cluster.get_settings(include_defaults=True, flat_settings=True)
@@ -137,7 +160,8 @@ def run_reindex(client: OpenSearch) -> tuple[float, int]:
     started = time.perf_counter()
     client.reindex(
         body={"source": {"remote": {"host": ES_URL}, "index": SRC_INDEX, "size": 1000}, "dest": {"index": index}},
-        wait_for_completion=True, request_timeout=7200,
+        wait_for_completion=True,
+        request_timeout=7200,
     )
     count = finish_count(client, index)
     elapsed = time.perf_counter() - started
@@ -162,7 +186,9 @@ def run_parallel_bulk(client: OpenSearch, docs: list[tuple[str, dict[str, Any]]]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=1_000_000)
-    parser.add_argument("--reuse", action="store_true", help="keep an existing source index and snapshot of the right size")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep an existing source index and snapshot of the right size"
+    )
     parser.add_argument("--keep", action="store_true", help="do not delete the source index and snapshot afterwards")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--only", default="abc", help="which measurements to run (subset of abc)")
@@ -183,20 +209,36 @@ def main() -> int:
         if "a" in args.only:
             elapsed, count = run_mactl(target, args.workers, workdir)
             results["a_mactl"] = {"seconds": round(elapsed, 2), "count": count, "docs_per_s": round(count / elapsed)}
-            print(f"(a) mactl backfill: {count:,} docs in {elapsed:.1f}s = {count / elapsed:,.0f} docs/s", file=sys.stderr)
+            print(
+                f"(a) mactl backfill: {count:,} docs in {elapsed:.1f}s = {count / elapsed:,.0f} docs/s", file=sys.stderr
+            )
         if "b" in args.only:
             why_not = reindex_available(target)
             if why_not is None:
                 elapsed, count = run_reindex(target)
-                results["b_reindex_remote"] = {"seconds": round(elapsed, 2), "count": count, "docs_per_s": round(count / elapsed)}
-                print(f"(b) _reindex from remote: {count:,} docs in {elapsed:.1f}s = {count / elapsed:,.0f} docs/s", file=sys.stderr)
+                results["b_reindex_remote"] = {
+                    "seconds": round(elapsed, 2),
+                    "count": count,
+                    "docs_per_s": round(count / elapsed),
+                }
+                print(
+                    f"(b) _reindex from remote: {count:,} docs in {elapsed:.1f}s = {count / elapsed:,.0f} docs/s",
+                    file=sys.stderr,
+                )
             else:
                 results["b_reindex_remote"] = {"skipped": why_not}
                 print(f"(b) _reindex from remote: not measured: {why_not}", file=sys.stderr)
         if "c" in args.only:
             elapsed, count = run_parallel_bulk(target, docs, threads=4)
-            results["c_parallel_bulk"] = {"seconds": round(elapsed, 2), "count": count, "docs_per_s": round(count / elapsed)}
-            print(f"(c) parallel_bulk from memory: {count:,} docs in {elapsed:.1f}s = {count / elapsed:,.0f} docs/s", file=sys.stderr)
+            results["c_parallel_bulk"] = {
+                "seconds": round(elapsed, 2),
+                "count": count,
+                "docs_per_s": round(count / elapsed),
+            }
+            print(
+                f"(c) parallel_bulk from memory: {count:,} docs in {elapsed:.1f}s = {count / elapsed:,.0f} docs/s",
+                file=sys.stderr,
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         if not args.keep:

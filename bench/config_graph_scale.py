@@ -95,8 +95,12 @@ def main() -> None:
             inputs = [s.inputs for s in graph.stages.values()]
             t_peer = best(lambda p=path, i=inputs: (orjson.loads(p.read_bytes()), orjson.dumps(i)), args.repeat)
             total = t_load + t_expand
-            cpu = best(lambda p=path: expand(load_config(p, env={}).config).topological(), args.repeat, time.process_time)
-            cpu_peer = best(lambda p=path, i=inputs: (orjson.loads(p.read_bytes()), orjson.dumps(i)), args.repeat, time.process_time)
+            cpu = best(
+                lambda p=path: expand(load_config(p, env={}).config).topological(), args.repeat, time.process_time
+            )
+            cpu_peer = best(
+                lambda p=path, i=inputs: (orjson.loads(p.read_bytes()), orjson.dumps(i)), args.repeat, time.process_time
+            )
             print(
                 f"{stages:>7} {t_load:>8.3f} {t_expand:>9.3f} {total:>8.3f} {total / stages * 1e6:>9.1f}"
                 f" {t_peer:>8.3f} {total / t_peer:>6.1f} {cpu:>7.3f} {cpu_peer:>9.3f} {cpu / max(cpu_peer, 1e-9):>9.1f}"

@@ -29,15 +29,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from opensearchpy import OpenSearch
-
-from mactl.metadata import target as tgt
 from mactl.providers import metadata as metadata_provider
 from mactl.providers.base import StageContext
 from mactl.providers.metadata import Inputs as MetadataInputs
 from mactl.providers.metadata import MetadataProvider
 from mactl.providers.snapshot import Inputs as SnapshotInputs
 from mactl.providers.snapshot import SnapshotProvider
+from opensearchpy import OpenSearch
+
+from mactl.metadata import target as tgt
 
 
 def body_for(i: int) -> dict[str, Any]:
@@ -67,11 +67,20 @@ def _reset_shard_limit(client: OpenSearch) -> None:
 
 
 def _ctx(address: str, stage_type: str, inputs: Any, prior: dict[str, Any] | None = None) -> StageContext:
-    return StageContext(address=address, type=stage_type, inputs=inputs, prior_outputs=prior, upstream={},
-                        checkpoint_data=None, workdir=Path("/tmp"))
+    return StageContext(
+        address=address,
+        type=stage_type,
+        inputs=inputs,
+        prior_outputs=prior,
+        upstream={},
+        checkpoint_data=None,
+        workdir=Path("/tmp"),
+    )
 
 
-def _cleanup(source: OpenSearch, target: OpenSearch, names: list[str], prefix: str, repo_dir: Path, snapshot: bool) -> None:
+def _cleanup(
+    source: OpenSearch, target: OpenSearch, names: list[str], prefix: str, repo_dir: Path, snapshot: bool
+) -> None:
     """Best effort, step by step: one failing step (a cluster restarting) must not skip the others."""
     steps: list[tuple[str, Any]] = [
         ("target indices", lambda: tgt.delete_indices(target, names)),
@@ -83,7 +92,10 @@ def _cleanup(source: OpenSearch, target: OpenSearch, names: list[str], prefix: s
             ("repository", lambda: source.snapshot.delete_repository(repository=f"{prefix}repo")),
             ("repository files", lambda: shutil.rmtree(repo_dir, ignore_errors=True)),
         ]
-    steps += [("source shard limit", lambda: _reset_shard_limit(source)), ("target shard limit", lambda: _reset_shard_limit(target))]
+    steps += [
+        ("source shard limit", lambda: _reset_shard_limit(source)),
+        ("target shard limit", lambda: _reset_shard_limit(target)),
+    ]
     for what, step in steps:
         try:
             step()
@@ -110,7 +122,14 @@ def main() -> int:
     prefix = f"snapmeta-bench-{uuid.uuid4().hex[:6]}-"
     names = [f"{prefix}{i:04d}" for i in range(args.count)]
     repo_dir = repo_root / "snapmeta" / prefix.rstrip("-")
-    results: dict[str, Any] = {"count": args.count, "from": args.from_, "workers": metadata_provider.INDEX_WORKERS, "plain_s": [], "stage_s": [], "rollback_s": []}
+    results: dict[str, Any] = {
+        "count": args.count,
+        "from": args.from_,
+        "workers": metadata_provider.INDEX_WORKERS,
+        "plain_s": [],
+        "stage_s": [],
+        "rollback_s": [],
+    }
 
     _raise_shard_limit(source, args.count)
     _raise_shard_limit(target, args.count)
@@ -127,17 +146,29 @@ def main() -> int:
             repo_dir.mkdir(parents=True, exist_ok=True)
             repo_dir.chmod(0o777)
             repo_dir.parent.chmod(0o777)
-            snap_inputs = SnapshotInputs.model_validate({
-                "source": {"name": "es710", "endpoint": source_url}, "repository": repository,
-                "snapshotName": snapshot_name, "indices": [{"names": [f"{prefix}*"]}]})
+            snap_inputs = SnapshotInputs.model_validate(
+                {
+                    "source": {"name": "es710", "endpoint": source_url},
+                    "repository": repository,
+                    "snapshotName": snapshot_name,
+                    "indices": [{"names": [f"{prefix}*"]}],
+                }
+            )
             t0 = time.perf_counter()
             SnapshotProvider().apply(_ctx("snapshot.es710.bench", "snapshot", snap_inputs))
             results["snapshot_s"] = round(time.perf_counter() - t0, 2)
 
-        inputs = MetadataInputs.model_validate({
-            "source": {"name": "es710", "endpoint": source_url}, "target": {"name": "os2", "endpoint": target_url},
-            "repository": repository, "snapshotName": snapshot_name, "from": args.from_,
-            "indices": [{"names": [f"{prefix}*"]}], "templates": False})
+        inputs = MetadataInputs.model_validate(
+            {
+                "source": {"name": "es710", "endpoint": source_url},
+                "target": {"name": "os2", "endpoint": target_url},
+                "repository": repository,
+                "snapshotName": snapshot_name,
+                "from": args.from_,
+                "indices": [{"names": [f"{prefix}*"]}],
+                "templates": False,
+            }
+        )
         provider = MetadataProvider()
         for rnd in range(args.rounds):
             t0 = time.perf_counter()
@@ -156,18 +187,25 @@ def main() -> int:
             results["plain_s"].append(round(plain, 2))
             results["stage_s"].append(round(stage, 2))
             results["rollback_s"].append(round(rollback, 2))
-            print(f"round {rnd + 1}: plain loop {plain:.2f}s, metadata stage {stage:.2f}s (ratio {stage / plain:.2f}),"
-                  f" rollback {rollback:.2f}s", file=sys.stderr)
+            print(
+                f"round {rnd + 1}: plain loop {plain:.2f}s, metadata stage {stage:.2f}s (ratio {stage / plain:.2f}),"
+                f" rollback {rollback:.2f}s",
+                file=sys.stderr,
+            )
     finally:
         _cleanup(source, target, names, prefix, repo_dir, args.from_ == "snapshot")
 
-    results["ratio_median"] = round(statistics.median(s / p for s, p in zip(results["stage_s"], results["plain_s"], strict=True)), 3)
+    results["ratio_median"] = round(
+        statistics.median(s / p for s, p in zip(results["stage_s"], results["plain_s"], strict=True)), 3
+    )
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print(f"{args.count} indices, metadata from {args.from_}: plain loop {results['plain_s']} s, "
-              f"stage {results['stage_s']} s, rollback {results['rollback_s']} s; "
-              f"median ratio stage/plain = {results['ratio_median']} (goal ≤ 1.5)")
+        print(
+            f"{args.count} indices, metadata from {args.from_}: plain loop {results['plain_s']} s, "
+            f"stage {results['stage_s']} s, rollback {results['rollback_s']} s; "
+            f"median ratio stage/plain = {results['ratio_median']} (goal ≤ 1.5)"
+        )
     return 0
 
 

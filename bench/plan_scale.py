@@ -120,8 +120,10 @@ def main() -> None:
                 r = best_of(path, fmt, args.runs)
                 rows.append((label, fmt, r))
         base = {fmt: r["total"] / r["stages"] for label, fmt, r in rows if label == "1k"}
-        print(f"{'size':>5} {'fmt':>4} {'stages':>7} {'load':>7} {'expand':>7} {'plan':>7} {'render':>7} {'total':>7}"
-              f" {'wall':>7} {'µs/stage':>9} {'vs 1k':>6} {'vs peer':>8} {'output':>9}")
+        print(
+            f"{'size':>5} {'fmt':>4} {'stages':>7} {'load':>7} {'expand':>7} {'plan':>7} {'render':>7} {'total':>7}"
+            f" {'wall':>7} {'µs/stage':>9} {'vs 1k':>6} {'vs peer':>8} {'output':>9}"
+        )
         print("(phases and total in CPU seconds; wall is elapsed time on the shared machine)")
         for label, fmt, r in rows:
             per = r["total"] / r["stages"]
@@ -136,13 +138,19 @@ def main() -> None:
             t0 = time.perf_counter()
             proc = subprocess.run(
                 [sys.executable, "-m", "mactl", "plan", "-refresh=false", "-c", str(big), *fmt_args],
-                cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                cwd=folder,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             elapsed = time.perf_counter() - t0
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr[-300:]}"
-            print(f"CLI subprocess `mactl plan -refresh=false {' '.join(fmt_args)}` at 12k: {cpu:.3f}s CPU, {elapsed:.3f}s wall ({status})")
+            print(
+                f"CLI subprocess `mactl plan -refresh=false {' '.join(fmt_args)}` at 12k: {cpu:.3f}s CPU, {elapsed:.3f}s wall ({status})"
+            )
         if args.profile:
             profiler = cProfile.Profile()
             profiler.enable()

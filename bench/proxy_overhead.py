@@ -116,11 +116,16 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
-def _wrk(url: str, script: Path, duration: int, connections: int, cpus: set[int], proxy_pid: int | None) -> dict[str, float]:
+def _wrk(
+    url: str, script: Path, duration: int, connections: int, cpus: set[int], proxy_pid: int | None
+) -> dict[str, float]:
     cpu0 = _cpu_seconds(proxy_pid) if proxy_pid else 0.0
     out = subprocess.run(
         ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True, preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, cpus),
     ).stdout
     cpu1 = _cpu_seconds(proxy_pid) if proxy_pid else 0.0
     requests = int(re.search(r"(\d+) requests in", out).group(1))
@@ -142,7 +147,9 @@ def _sequential_latency(url: str, index: str, n: int, write_every: int) -> list[
         doc = i % 1000
         started = time.perf_counter()
         if write_every and i % write_every == 0:
-            conn.request("PUT", f"/{index}/_doc/{doc}", body=b'{"n":%d}' % i, headers={"content-type": "application/json"})
+            conn.request(
+                "PUT", f"/{index}/_doc/{doc}", body=b'{"n":%d}' % i, headers={"content-type": "application/json"}
+            )
         else:
             conn.request("GET", f"/{index}/_doc/{doc}")
         conn.getresponse().read()
@@ -193,15 +200,31 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="cap-bench-"))
     _req(f"{args.source}/{index}", "PUT", b'{"settings":{"number_of_shards":1,"number_of_replicas":0}}')
     bulk = "".join(f'{{"index":{{"_id":"{i}"}}}}\n{{"n":{i}}}\n' for i in range(1000)).encode()
-    r = urllib.request.Request(f"{args.source}/{index}/_bulk?refresh=true", data=bulk, method="POST",
-                               headers={"content-type": "application/x-ndjson"})
+    r = urllib.request.Request(
+        f"{args.source}/{index}/_bulk?refresh=true",
+        data=bulk,
+        method="POST",
+        headers={"content-type": "application/x-ndjson"},
+    )
     urllib.request.urlopen(r, timeout=60).read()
 
     mactl_port = _free_port()
     mactl = subprocess.Popen(
-        [sys.executable, "-m", "mactl", "capture-proxy", "--source", args.source, "--listen", f"127.0.0.1:{mactl_port}",
-         "--log", str(work / "log"), "--capture"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "mactl",
+            "capture-proxy",
+            "--source",
+            args.source,
+            "--listen",
+            f"127.0.0.1:{mactl_port}",
+            "--log",
+            str(work / "log"),
+            "--capture",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     proxies: dict[str, tuple[str, subprocess.Popen[bytes]]] = {"mactl": (f"http://127.0.0.1:{mactl_port}", mactl)}
     if use_peer:
@@ -212,8 +235,11 @@ def main() -> int:
         proxies["haproxy"] = (f"http://127.0.0.1:{peer_port}", peer)
     topologies = ["shared", "isolated"] if args.topology == "both" else [args.topology]
     results: dict[str, object] = {
-        "connections": args.connections, "duration_s": args.duration, "rounds": args.rounds,
-        "cpus": len(all_cpus), "peer": "haproxy" if use_peer else None,
+        "connections": args.connections,
+        "duration_s": args.duration,
+        "rounds": args.rounds,
+        "cpus": len(all_cpus),
+        "peer": "haproxy" if use_peer else None,
     }
     try:
         _wait_up(f"{proxies['mactl'][0]}/__mactl/health")
@@ -229,7 +255,10 @@ def main() -> int:
             for _, proc in proxies.values():
                 _pin(proc.pid, load_cpus)
             time.sleep(1)
-            per_topology: dict[str, object] = {"source_cpus": sorted(source_cpus), "load_and_proxy_cpus": sorted(load_cpus)}
+            per_topology: dict[str, object] = {
+                "source_cpus": sorted(source_cpus),
+                "load_and_proxy_cpus": sorted(load_cpus),
+            }
             for name, write_every in (("read", 0), ("mixed", 5)):
                 script = work / f"{name}.lua"
                 script.write_text(LUA.replace("INDEX", index).replace("WRITE_EVERY", str(write_every)))
@@ -245,7 +274,9 @@ def main() -> int:
                     entry[p] = {
                         "rps": round(rps, 1),
                         "ratio_to_direct": round(rps / direct_rps, 3),
-                        "cpu_us_per_request": round(statistics.median(x["proxy_cpu_us_per_request"] for x in runs[p]), 1),
+                        "cpu_us_per_request": round(
+                            statistics.median(x["proxy_cpu_us_per_request"] for x in runs[p]), 1
+                        ),
                         "non_2xx": sum(int(x["non_2xx"]) for x in runs[p]),
                     }
                 if topology == topologies[0]:
@@ -281,7 +312,9 @@ def main() -> int:
             print(line)
             if "added_latency_ms_1conn" in e:
                 lat = e["added_latency_ms_1conn"]
-                print(f"        mactl adds p50 {lat['p50']:+.3f} ms, p99 {lat['p99']:+.3f} ms (1 connection; direct p50 {lat['direct_p50']:.3f} ms)")
+                print(
+                    f"        mactl adds p50 {lat['p50']:+.3f} ms, p99 {lat['p99']:+.3f} ms (1 connection; direct p50 {lat['direct_p50']:.3f} ms)"
+                )
     print(f"records captured by mactl: {results['records_captured']}")
     return 0
 

@@ -31,15 +31,31 @@ from mactl.capture.replayer import Replayer, ReplayOptions
 
 def _record(index: str, i: int, t: float, body: bytes, conns: int, latency: float = 0.001, bulk: bool = False) -> bytes:
     method, path, status = ("POST", f"/{index}/_bulk", 200) if bulk else ("PUT", f"/{index}/_doc/{i}", 201)
-    return encode(Record(f"c{i % conns}", i // conns, t, t + latency, method, path,
-                         [("Content-Type", "application/x-ndjson" if bulk else "application/json")], body, status,
-                         [], b"{}", "bench"))
+    return encode(
+        Record(
+            f"c{i % conns}",
+            i // conns,
+            t,
+            t + latency,
+            method,
+            path,
+            [("Content-Type", "application/x-ndjson" if bulk else "application/json")],
+            body,
+            status,
+            [],
+            b"{}",
+            "bench",
+        )
+    )
 
 
 def run_until_done(log_cfg: dict, target: str, n: int, **opts: float) -> Replayer:
     """Replay the whole log, stopping once all `n` records were answered."""
-    replayer = Replayer(log_cfg, f"bench-{uuid.uuid4().hex[:6]}",
-                        ReplayOptions(target_url=target, max_lag_s=1e9, lag_window_s=1e9, **opts))
+    replayer = Replayer(
+        log_cfg,
+        f"bench-{uuid.uuid4().hex[:6]}",
+        ReplayOptions(target_url=target, max_lag_s=1e9, lag_window_s=1e9, **opts),
+    )
     import threading
 
     def watch() -> None:
@@ -121,14 +137,22 @@ def main() -> int:
             writer = capture_log.open_writer(log_cfg, "bench")
             for i in range(args.records):
                 # each source request took 3.5 steps to answer: connections overlapped, as real clients do
-                writer.append(f"c{i % 4}", _record(f"{index}-x{factor:g}", i, t0 + i * step, b'{"n":%d}' % i, 4,
-                                                   latency=step * 3.5))
+                writer.append(
+                    f"c{i % 4}",
+                    _record(f"{index}-x{factor:g}", i, t0 + i * step, b'{"n":%d}' % i, 4, latency=step * 3.5),
+                )
             writer.close()
             r = run_until_done(log_cfg, args.target, args.records, max_speedup=factor, workers=args.workers)
             span = (r.last_send or 0) - (r.first_send or 0)
             achieved = args.source_seconds / span
-            results["speedup"].append({"factor": factor, "replay_seconds": round(span, 3), "achieved": round(achieved, 3),
-                                       "error_pct": round((achieved / factor - 1) * 100, 2)})
+            results["speedup"].append(
+                {
+                    "factor": factor,
+                    "replay_seconds": round(span, 3),
+                    "achieved": round(achieved, 3),
+                    "error_pct": round((achieved / factor - 1) * 100, 2),
+                }
+            )
         for cap in (float(c) for c in args.caps.split(",")):
             cfg = {"type": "file", "path": str(work / f"cap{cap}"), "fsync": "never"}
             # bulk requests, as high-volume clients send: --body-kb of NDJSON, 2 KiB documents
@@ -143,9 +167,16 @@ def main() -> int:
             span = (r.last_send or 0) - (r.first_send or 0)
             per_request = r.status.bytes_sent / n
             achieved = (r.status.bytes_sent - per_request) * 8 / 1e6 / span
-            results["throughput"].append({"cap_mbps": cap, "requests": n, "bytes": r.status.bytes_sent,
-                                          "seconds": round(span, 3), "achieved_mbps": round(achieved, 3),
-                                          "error_pct": round((achieved / cap - 1) * 100, 2)})
+            results["throughput"].append(
+                {
+                    "cap_mbps": cap,
+                    "requests": n,
+                    "bytes": r.status.bytes_sent,
+                    "seconds": round(span, 3),
+                    "achieved_mbps": round(achieved, 3),
+                    "error_pct": round((achieved / cap - 1) * 100, 2),
+                }
+            )
     finally:
         if sink is not None:
             sink.terminate()
@@ -159,11 +190,15 @@ def main() -> int:
         print(json.dumps(results, indent=2))
     else:
         for s in results["speedup"]:
-            print(f"speedup x{s['factor']:<5} replay {s['replay_seconds']:7.3f}s  achieved x{s['achieved']:.3f}  "
-                  f"error {s['error_pct']:+.2f}%")
+            print(
+                f"speedup x{s['factor']:<5} replay {s['replay_seconds']:7.3f}s  achieved x{s['achieved']:.3f}  "
+                f"error {s['error_pct']:+.2f}%"
+            )
         for t in results["throughput"]:
-            print(f"cap {t['cap_mbps']:5.1f} Mbps  {t['requests']} requests in {t['seconds']:.3f}s  "
-                  f"achieved {t['achieved_mbps']:.3f} Mbps  error {t['error_pct']:+.2f}%")
+            print(
+                f"cap {t['cap_mbps']:5.1f} Mbps  {t['requests']} requests in {t['seconds']:.3f}s  "
+                f"achieved {t['achieved_mbps']:.3f} Mbps  error {t['error_pct']:+.2f}%"
+            )
     return 0
 
 

@@ -52,12 +52,14 @@ def _docs(index: str, n: int, seed: int = 7):
 
 
 def load(client: OpenSearch, index: str, n: int) -> None:
-    client.indices.create(index=index, body={"settings": {
-        "number_of_shards": 2, "number_of_replicas": 0, "refresh_interval": "-1"}})
+    client.indices.create(
+        index=index, body={"settings": {"number_of_shards": 2, "number_of_replicas": 0, "refresh_interval": "-1"}}
+    )
     t0 = time.perf_counter()
     done = 0
-    for ok, _ in helpers.streaming_bulk(client, _docs(index, n), chunk_size=5000, request_timeout=300,
-                                        max_chunk_bytes=20 << 20):
+    for _ok, _ in helpers.streaming_bulk(
+        client, _docs(index, n), chunk_size=5000, request_timeout=300, max_chunk_bytes=20 << 20
+    ):
         done += 1
         if done % 100000 == 0:
             print(f"  loaded {done} docs ({done / (time.perf_counter() - t0):.0f}/s)", flush=True)
@@ -114,10 +116,17 @@ def main() -> int:
         repo_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(repo_dir.parent, 0o777)
         os.chmod(repo_dir, 0o777)
-        client.snapshot.create_repository(repository=repo_name, body={"type": "fs", "settings": {"location": str(repo_dir)}})
+        client.snapshot.create_repository(
+            repository=repo_name, body={"type": "fs", "settings": {"location": str(repo_dir)}}
+        )
         t0 = time.perf_counter()
-        client.snapshot.create(repository=repo_name, snapshot=snap, body={"indices": index, "include_global_state": False},
-                               wait_for_completion=True, request_timeout=1800)
+        client.snapshot.create(
+            repository=repo_name,
+            snapshot=snap,
+            body={"indices": index, "include_global_state": False},
+            wait_for_completion=True,
+            request_timeout=1800,
+        )
         print(f"snapshot taken in {time.perf_counter() - t0:.1f}s", flush=True)
         _pin_one_core()
         # the peer first, so page-cache warmth favours it, not us
@@ -129,18 +138,28 @@ def main() -> int:
         result = {
             "docs": r_docs,
             "source_mb": round(mb, 1),
-            "reader": {"seconds": round(r_wall, 2), "cpu_seconds": round(r_cpu, 2),
-                       "docs_per_s": round(r_docs / r_wall), "mb_per_s": round(mb / r_wall, 1)},
-            "scroll": {"seconds": round(s_wall, 2), "client_cpu_seconds": round(s_cpu, 2),
-                       "docs_per_s": round(s_docs / s_wall), "mb_per_s": round(mb / s_wall, 1)},
+            "reader": {
+                "seconds": round(r_wall, 2),
+                "cpu_seconds": round(r_cpu, 2),
+                "docs_per_s": round(r_docs / r_wall),
+                "mb_per_s": round(mb / r_wall, 1),
+            },
+            "scroll": {
+                "seconds": round(s_wall, 2),
+                "client_cpu_seconds": round(s_cpu, 2),
+                "docs_per_s": round(s_docs / s_wall),
+                "mb_per_s": round(mb / s_wall, 1),
+            },
             "ratio_reader_vs_scroll": round((r_docs / r_wall) / (s_docs / s_wall), 2),
         }
         print(json.dumps(result, indent=2))
         return 0
     finally:
-        for call in (lambda: client.snapshot.delete(repository=repo_name, snapshot=snap, request_timeout=600),
-                     lambda: client.snapshot.delete_repository(repository=repo_name),
-                     lambda: client.indices.delete(index=index, request_timeout=300)):
+        for call in (
+            lambda: client.snapshot.delete(repository=repo_name, snapshot=snap, request_timeout=600),
+            lambda: client.snapshot.delete_repository(repository=repo_name),
+            lambda: client.indices.delete(index=index, request_timeout=300),
+        ):
             try:
                 call()
             except Exception as err:  # cleanup must try every step

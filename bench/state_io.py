@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-
 from mactl.state import HistoryEntry, LocalStateConfig, S3StateConfig, StageRecord, StateDocument, open_backend
 
 
@@ -34,7 +33,10 @@ def build_state(stages: int, history: int) -> StateDocument:
             type="backfill",
             inputs={
                 "index": f"logs-2026.{i % 365:03d}",
-                "source": {"endpoint": "https://source:9200", "auth": {"type": "basic", "username": "u", "password": "(sensitive)"}},
+                "source": {
+                    "endpoint": "https://source:9200",
+                    "auth": {"type": "basic", "username": "u", "password": "(sensitive)"},
+                },
                 "target": {"endpoint": "https://target:9200", "auth": {"type": "sigv4", "region": "us-east-1"}},
                 "transforms": [{"kind": "jinja", "template": "{{ doc | tojson }}"}],
                 "batchSize": 1000,
@@ -51,7 +53,9 @@ def build_state(stages: int, history: int) -> StateDocument:
             depends_on=[f"metadata.source.snap1.target_{i % 3}.m{i % 50}"],
         )
     doc.history = [
-        HistoryEntry(who="ann@host", operation="apply", address=f"backfill.b{i}", result="ok", detail="12000 docs", serial=i)
+        HistoryEntry(
+            who="ann@host", operation="apply", address=f"backfill.b{i}", result="ok", detail="12000 docs", serial=i
+        )
         for i in range(history)
     ]
     return doc
@@ -96,14 +100,21 @@ def bench_local(doc: StateDocument, repeat: int) -> None:
         peer_writes = timed(peer_write, repeat)
         plain_writes = timed(plain_same_bytes, repeat)
         size = backend.path.stat().st_size
-        reads = timed(lambda: open_backend(LocalStateConfig(path=str(Path(folder) / ".mactl")), base_dir=Path(folder)).read(), repeat)
+        reads = timed(
+            lambda: open_backend(LocalStateConfig(path=str(Path(folder) / ".mactl")), base_dir=Path(folder)).read(),
+            repeat,
+        )
         peer_reads = timed(lambda: StateDocument.model_validate(orjson.loads(peer_file.read_bytes())), repeat)
 
-        print(f"local ({backend.describe()}), state file {size / 1e6:.2f} MB, {len(list(backend.versions()))} backups kept")
+        print(
+            f"local ({backend.describe()}), state file {size / 1e6:.2f} MB, {len(list(backend.versions()))} backups kept"
+        )
         print(row("write (mask, encode, fsync, rename, backup)", writes, peer_writes))
         print(row("peer: write_bytes(orjson.dumps(model_dump()))", peer_writes))
         print(row("plain write_bytes(model_dump_json())", plain_writes))
-        print(f"  -> cost of the safety (mask, fsync, rename, backup): x{statistics.median(writes) / statistics.median(plain_writes):.2f}")
+        print(
+            f"  -> cost of the safety (mask, fsync, rename, backup): x{statistics.median(writes) / statistics.median(plain_writes):.2f}"
+        )
         print(row("read (parse and validate)", reads, peer_reads))
         print(row("peer: model_validate(orjson.loads(...))", peer_reads))
 
@@ -132,7 +143,9 @@ def bench_s3(doc: StateDocument, repeat: int, url: str) -> None:
             peer_writes = timed(lambda: client.put_object(Bucket=bucket, Key="peer.json", Body=body), repeat)
             reads = timed(lambda: open_backend(config, base_dir=Path(folder)).read(), repeat)
             peer_reads = timed(
-                lambda: StateDocument.model_validate_json(client.get_object(Bucket=bucket, Key="peer.json")["Body"].read()),
+                lambda: StateDocument.model_validate_json(
+                    client.get_object(Bucket=bucket, Key="peer.json")["Body"].read()
+                ),
                 repeat,
             )
             print(f"s3 on moto ({url}), object {len(body) / 1e6:.2f} MB")

@@ -27,11 +27,11 @@ import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
+from mactl.providers.validate import Inputs
 from opensearchpy import OpenSearch, helpers
 
 from mactl.audit.checks import check_sample, run_validation
 from mactl.config.common import ClusterRef, SnapshotRepository
-from mactl.providers.validate import Inputs
 from mactl.snapshot_reader import open_repository
 
 
@@ -49,20 +49,33 @@ def main() -> None:
     for p in (repo_dir.parent, repo_dir):
         p.chmod(0o777)
     es, target = OpenSearch(hosts=[es_url], timeout=120), OpenSearch(hosts=[os_url], timeout=120)
-    docs = [{"_index": index, "_id": f"d{i}", "_source": {"n": i, "word": f"w{i % 97}", "pad": "x" * 64}} for i in range(args.docs)]
+    docs = [
+        {"_index": index, "_id": f"d{i}", "_source": {"n": i, "word": f"w{i % 97}", "pad": "x" * 64}}
+        for i in range(args.docs)
+    ]
     try:
         body = {"settings": {"number_of_shards": 2, "number_of_replicas": 0}}
         es.indices.create(index=index, body=body)
         target.indices.create(index=index, body=body)
         helpers.bulk(es, docs, refresh=True)
         helpers.bulk(target, [{**d, "_source": {**d["_source"], "seen": True}} for d in docs], refresh=True)
-        es.snapshot.create_repository(repository=repo_name, body={"type": "fs", "settings": {"location": str(repo_dir)}})
+        es.snapshot.create_repository(
+            repository=repo_name, body={"type": "fs", "settings": {"location": str(repo_dir)}}
+        )
         es.snapshot.create(repository=repo_name, snapshot="s1", body={"indices": index}, wait_for_completion=True)
         repository = SnapshotRepository(type="fs", name=repo_name, location=str(repo_dir))
         repo = open_repository(repository)
         transforms = [{"kind": "jinja", "template": '{"_source": {{ dict(_source, seen=true) | tojson }}}'}]
-        fact = {"index": index, "snapshotName": "s1", "transforms": transforms, "sample": None, "renamed": False,
-                "expected": args.docs, "skipped": 0, "dropped": 0}
+        fact = {
+            "index": index,
+            "snapshotName": "s1",
+            "transforms": transforms,
+            "sample": None,
+            "renamed": False,
+            "expected": args.docs,
+            "skipped": 0,
+            "dropped": 0,
+        }
 
         started = time.perf_counter()
         n = sum(1 for shard in range(repo.shard_count("s1", index)) for _ in repo.documents("s1", index, shard))
@@ -74,21 +87,43 @@ def main() -> None:
         sampled = time.perf_counter() - started
         assert sample["checked"] == args.sample == sample["matched"], sample
 
-        upstream = {"backfill.b.s.t.m.b": {"indices": {index: {"live": args.docs, "skippedBySampling": 0, "dropped": 0, "failed": 0}},
-                                          "targetIndices": {index: {"expected": args.docs, "actual": args.docs}},
-                                          "snapshotName": "s1", "transforms": transforms}}
-        inputs = Inputs(source=ClusterRef(name="es", endpoint=es_url), target=ClusterRef(name="os", endpoint=os_url),
-                        repository=repository, snapshotName="s1", sampleSize=args.sample, seed=1)
-        ctx = SimpleNamespace(address="validate.es.os", upstream=upstream, workdir=Path("/tmp") / f"vs-bench-{uid}" / "v",
-                              progress=lambda _p: None, cancelled=threading.Event())
+        upstream = {
+            "backfill.b.s.t.m.b": {
+                "indices": {index: {"live": args.docs, "skippedBySampling": 0, "dropped": 0, "failed": 0}},
+                "targetIndices": {index: {"expected": args.docs, "actual": args.docs}},
+                "snapshotName": "s1",
+                "transforms": transforms,
+            }
+        }
+        inputs = Inputs(
+            source=ClusterRef(name="es", endpoint=es_url),
+            target=ClusterRef(name="os", endpoint=os_url),
+            repository=repository,
+            snapshotName="s1",
+            sampleSize=args.sample,
+            seed=1,
+        )
+        ctx = SimpleNamespace(
+            address="validate.es.os",
+            upstream=upstream,
+            workdir=Path("/tmp") / f"vs-bench-{uid}" / "v",
+            progress=lambda _p: None,
+            cancelled=threading.Event(),
+        )
         started = time.perf_counter()
         report = run_validation(ctx, inputs, [])
         full = time.perf_counter() - started
         assert report["passed"], report["failures"]
 
-        result = {"docs": args.docs, "sample": args.sample, "snapshot_scan_s": round(peer, 3),
-                  "check_sample_s": round(sampled, 3), "run_validation_s": round(full, 3),
-                  "sample_over_scan": round(sampled / peer, 2), "validation_over_scan": round(full / peer, 2)}
+        result = {
+            "docs": args.docs,
+            "sample": args.sample,
+            "snapshot_scan_s": round(peer, 3),
+            "check_sample_s": round(sampled, 3),
+            "run_validation_s": round(full, 3),
+            "sample_over_scan": round(sampled / peer, 2),
+            "validation_over_scan": round(full / peer, 2),
+        }
         print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     finally:
         es.indices.delete(index=index, ignore=[404])

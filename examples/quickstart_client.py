@@ -55,8 +55,18 @@ def main() -> None:
     i = 0
     end = time.monotonic() + args.seconds
     while time.monotonic() < end:
-        _call(url, "PUT", f"/{args.index}/_doc/live-{i:05d}",
-              {"sku": f"live-{i:05d}", "name": "live product", "price": float(i % 90) + 0.5, "stock": i, "tags": ["live"]})
+        _call(
+            url,
+            "PUT",
+            f"/{args.index}/_doc/live-{i:05d}",
+            {
+                "sku": f"live-{i:05d}",
+                "name": "live product",
+                "price": float(i % 90) + 0.5,
+                "stock": i,
+                "tags": ["live"],
+            },
+        )
         created += 1
         if i % 3 == 0:
             _call(url, "POST", f"/{args.index}/_update/SKU-{i % 1000:05d}", {"doc": {"stock": 1000 + i}})

@@ -90,7 +90,7 @@ def cluster_version(client: OpenSearch) -> tuple[str, str]:
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
-    """"7.10.2" → (7, 10, 2); suffixes such as "-SNAPSHOT" are ignored."""
+    """ "7.10.2" → (7, 10, 2); suffixes such as "-SNAPSHOT" are ignored."""
     parts: list[int] = []
     for piece in version.split("-", 1)[0].split("."):
         digits = "".join(ch for ch in piece if ch.isdigit())

@@ -92,9 +92,7 @@ def builtin_exclusion_reason(name: str) -> str | None:
     return None
 
 
-def split_builtin_exclusions(
-    names: Iterable[str], filters: Sequence[IndexFilter]
-) -> tuple[list[str], list[Exclusion]]:
+def split_builtin_exclusions(names: Iterable[str], filters: Sequence[IndexFilter]) -> tuple[list[str], list[Exclusion]]:
     """Apply the chain, then the built-in exclusions, reporting what those dropped.
 
     A name the user listed exactly (not through a wildcard) is kept even when a built-in

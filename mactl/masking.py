@@ -28,7 +28,9 @@ def inputs_digest(inputs: Any) -> str:
     return hashlib.sha256(orjson.dumps(inputs, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def mask_inputs(inputs: dict[str, Any], sensitive_paths: Collection[str], sensitive_values: Collection[str] = ()) -> dict[str, Any]:
+def mask_inputs(
+    inputs: dict[str, Any], sensitive_paths: Collection[str], sensitive_values: Collection[str] = ()
+) -> dict[str, Any]:
     """A copy of `inputs` with every sensitive path and sensitive value masked.
 
     Only the containers along a masked path are copied; the rest is shared with

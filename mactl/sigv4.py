@@ -23,7 +23,9 @@ from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from mactl.errors import ConfigError, MactlError
 
-CREDENTIALS_HINT = "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) or AWS_PROFILE, or run with a role"
+CREDENTIALS_HINT = (
+    "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) or AWS_PROFILE, or run with a role"
+)
 
 # Headers a signature owns. The replayer drops the client's copies before signing (they
 # were made for another request, by someone else).

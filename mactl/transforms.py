@@ -124,9 +124,7 @@ def _wrap_template(name: str, template: jinja2.Template) -> Compiled:
         except jinja2.UndefinedError as exc:
             raise TransformError(f"transform {name}, line {_template_line(exc)}: {exc.message}") from None
         except Exception as exc:  # noqa: BLE001
-            raise TransformError(
-                f"transform {name}, line {_template_line(exc)}: {type(exc).__name__}: {exc}"
-            ) from None
+            raise TransformError(f"transform {name}, line {_template_line(exc)}: {type(exc).__name__}: {exc}") from None
         stripped = text.strip()
         if not stripped or stripped == "__MACTL_DROP__":
             return DROP
@@ -150,9 +148,9 @@ def _template_line(exc: BaseException) -> int | str:
     return line
 
 
-def compile_chain(specs: Sequence[TransformSpec], *, base_dir: Path | None = None) -> Callable[
-    [dict[str, Any], Callable[[Any, dict[str, Any]], dict[str, Any]]], Any
-]:
+def compile_chain(
+    specs: Sequence[TransformSpec], *, base_dir: Path | None = None
+) -> Callable[[dict[str, Any], Callable[[Any, dict[str, Any]], dict[str, Any]]], Any]:
     """Compile transforms that run in order.
 
     Returns `run(context, rebuild)`: each transform gets the current context and its

@@ -15,12 +15,12 @@ import os
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
+from mactl.providers.base import BaseProvider, Progress, StageContext
 from opensearchpy.exceptions import NotFoundError
 from pydantic import Field, model_validator
 
 from mactl.config.common import ClusterRef, IndexFilter, Model, SnapshotRepository, TransformSpec
 from mactl.errors import ProviderError
-from mactl.providers.base import BaseProvider, Progress, StageContext
 
 
 class Sample(Model):
@@ -28,7 +28,7 @@ class Sample(Model):
     maxDocsPerIndex: int | None = None
 
     @model_validator(mode="after")
-    def _one_of(self) -> "Sample":
+    def _one_of(self) -> Sample:
         if (self.percent is None) == (self.maxDocsPerIndex is None):
             raise ValueError("sample takes exactly one of `percent` or `maxDocsPerIndex`")
         if self.percent is not None and not 0 < self.percent <= 100:
@@ -92,18 +92,32 @@ class BackfillProvider(BaseProvider):
 
         inputs: Inputs = ctx.inputs  # type: ignore[assignment]
         snapshot = _upstream_snapshot_name(ctx) or inputs.snapshotName
-        spec = build_spec(ctx.address, inputs, workdir=ctx.workdir, snapshot=snapshot,
-                          snapshot_uuid=snapshot_uuid(inputs.repository, snapshot))
+        spec = build_spec(
+            ctx.address,
+            inputs,
+            workdir=ctx.workdir,
+            snapshot=snapshot,
+            snapshot_uuid=snapshot_uuid(inputs.repository, snapshot),
+        )
         ctx.checkpoint(
-            {"stateIndex": spec.state_index, "generation": spec.gen, "deadLetter": spec.deadletter, "workdir": str(ctx.workdir)}
+            {
+                "stateIndex": spec.state_index,
+                "generation": spec.gen,
+                "deadLetter": spec.deadletter,
+                "workdir": str(ctx.workdir),
+            }
         )
 
         def report(snap: Any, rates: Any) -> None:
             ctx.progress(Progress(snap.done_docs, snap.total_docs, "docs", one_line(snap, rates)))
 
         run = run_stage(
-            spec, workers=inputs.workers or os.cpu_count() or 1, workdir=ctx.workdir, on_progress=report,
-            cancelled=ctx.cancelled, log=ctx.log,
+            spec,
+            workers=inputs.workers or os.cpu_count() or 1,
+            workdir=ctx.workdir,
+            on_progress=report,
+            cancelled=ctx.cancelled,
+            log=ctx.log,
         )
         target = client_for(inputs.target)
         check = check_counts(target, run.snapshot, deadline_s=inputs.retryTimeoutSeconds)
@@ -130,7 +144,8 @@ class BackfillProvider(BaseProvider):
             ctx.log(f"count check: {line}")
         if check.differences and inputs.verifyCounts:
             raise ProviderError(
-                f"{ctx.address}: the target's document counts differ from the snapshot's: " + "; ".join(check.differences),
+                f"{ctx.address}: the target's document counts differ from the snapshot's: "
+                + "; ".join(check.differences),
                 hint="the leases are kept: inspect the differences, then apply again (or set verifyCounts: false)",
             )
         return outputs

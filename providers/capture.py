@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from mactl.providers.base import BaseProvider, Progress, StageContext
 from pydantic import Field
 
 from mactl.config.common import ClusterRef, Model
 from mactl.errors import ProviderError
-from mactl.providers.base import BaseProvider, Progress, StageContext
 
 
 class FileLog(Model):
@@ -103,7 +103,10 @@ class CaptureProvider(BaseProvider):
             host, sep, port = listen.rpartition(":")
             if not sep or not port.isdigit() or not 0 < int(port) < 65536:
                 problems.append(f"proxies[{i}].listen: expected HOST:PORT, got {listen!r}")
-        for name, pattern in {**inputs.filters.skipHeaders, **{str(i): p for i, p in enumerate(inputs.filters.skipPaths)}}.items():
+        for name, pattern in {
+            **inputs.filters.skipHeaders,
+            **{str(i): p for i, p in enumerate(inputs.filters.skipPaths)},
+        }.items():
             try:
                 re.compile(pattern)
             except re.error as exc:
@@ -133,7 +136,11 @@ class CaptureProvider(BaseProvider):
             url = proxy_url(spec.listen)
             pid_file = ctx.workdir / f"proxy-{pid_}.pid"
             doc = fleet.health(url)
-            if doc is not None and doc.get("proxyId") == pid_ and doc.get("source", "").rstrip("/") == _origin(inputs.source.endpoint):
+            if (
+                doc is not None
+                and doc.get("proxyId") == pid_
+                and doc.get("source", "").rstrip("/") == _origin(inputs.source.endpoint)
+            ):
                 pid = int(doc["pid"])
                 reused = True
             else:
@@ -144,12 +151,18 @@ class CaptureProvider(BaseProvider):
                     )
                 args = [
                     "capture-proxy",
-                    "--source", inputs.source.endpoint,
-                    "--listen", spec.listen,
-                    "--log", _json(log_cfg),
-                    "--id", pid_,
-                    "--pid-file", str(pid_file),
-                    "--state-file", str(ctx.workdir / f"proxy-{pid_}.state.json"),
+                    "--source",
+                    inputs.source.endpoint,
+                    "--listen",
+                    spec.listen,
+                    "--log",
+                    _json(log_cfg),
+                    "--id",
+                    pid_,
+                    "--pid-file",
+                    str(pid_file),
+                    "--state-file",
+                    str(ctx.workdir / f"proxy-{pid_}.state.json"),
                 ]
                 if inputs.source.insecure:
                     args.append("--insecure")
@@ -159,16 +172,28 @@ class CaptureProvider(BaseProvider):
                     args += ["--skip-path", pattern]
                 pid = fleet.spawn(args, ctx.workdir / f"proxy-{pid_}.log")
                 reused = False
-            proxies.append({"id": pid_, "listen": spec.listen, "url": url, "pid": pid, "reused": reused,
-                            "logFile": str(ctx.workdir / f"proxy-{pid_}.log")})
+            proxies.append(
+                {
+                    "id": pid_,
+                    "listen": spec.listen,
+                    "url": url,
+                    "pid": pid,
+                    "reused": reused,
+                    "logFile": str(ctx.workdir / f"proxy-{pid_}.log"),
+                }
+            )
         started = sum(not p["reused"] for p in proxies)
         step(2, "rollout_proxies", f"{started} started, {len(proxies) - started} already running")
         fleet.update_registry(ctx.workdir, inputs.source.name, proxies=proxies, log=log_cfg, captureAddress=ctx.address)
 
         healths = self._wait(ctx, proxies, inputs.healthTimeoutSeconds, lambda d: True, "healthy")
         already = [p["id"] for p, d in zip(proxies, healths) if d.get("capturing")]
-        step(3, "all_healthy_not_capturing",
-             f"{len(proxies)} healthy" + (f"; already capturing: {', '.join(already)}" if already else ", none capturing"))
+        step(
+            3,
+            "all_healthy_not_capturing",
+            f"{len(proxies)} healthy"
+            + (f"; already capturing: {', '.join(already)}" if already else ", none capturing"),
+        )
 
         for p in proxies:
             fleet.control(p["url"], "capture/start")

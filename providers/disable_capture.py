@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from mactl.config.common import ClusterRef, Model
 from mactl.providers.base import BaseProvider, StageContext
+
+from mactl.config.common import ClusterRef, Model
 
 
 class Inputs(Model):

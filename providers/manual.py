@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from mactl.config.common import Model
 from mactl.providers.base import BaseProvider, StageContext
+
+from mactl.config.common import Model
 
 
 class Inputs(Model):

@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, ClassVar, Literal
 
+from mactl.providers.base import BaseProvider, Progress, StageContext
 from pydantic import Field
 
 from mactl.cluster import client_for
@@ -23,7 +24,6 @@ from mactl.metadata import report as report_mod
 from mactl.metadata import target as tgt
 from mactl.metadata.evaluate import EvaluatedItem, Evaluation, evaluate
 from mactl.metadata.items import KIND_ORDER
-from mactl.providers.base import BaseProvider, Progress, StageContext
 
 INDEX_WORKERS = 8
 CHECKPOINT_EVERY_S = 2.0
@@ -55,7 +55,17 @@ class MetadataProvider(BaseProvider):
     type = "metadata"
     Inputs: ClassVar = Inputs
     replace_on = frozenset(
-        {"source", "target", "repository", "snapshotName", "indices", "from_", "transforms", "multiTypeMode", "templateFilters"}
+        {
+            "source",
+            "target",
+            "repository",
+            "snapshotName",
+            "indices",
+            "from_",
+            "transforms",
+            "multiTypeMode",
+            "templateFilters",
+        }
     )
     available = True
 
@@ -77,7 +87,12 @@ class MetadataProvider(BaseProvider):
             if item.action != "create":
                 outcome = "failed" if item.action == "fail" else "skipped"
                 rows[_key(item.kind, item.name)] = report_mod.entry(
-                    item.kind, item.name, outcome, reason=item.reason, transforms=item.transforms, source_name=item.source_name
+                    item.kind,
+                    item.name,
+                    outcome,
+                    reason=item.reason,
+                    transforms=item.transforms,
+                    source_name=item.source_name,
                 )
         for ex in ev.excluded:
             rows[_key(ex.kind, ex.name)] = report_mod.entry(ex.kind, ex.name, "excluded", reason=ex.reason)
@@ -141,22 +156,42 @@ class MetadataProvider(BaseProvider):
             assert item.body is not None
             diff = tgt.differences(item.kind, item.body, actual)
             if key in ours:
-                rows[key] = report_mod.entry(item.kind, item.name, "created", reason="created by an earlier run of this stage",
-                                             transforms=item.transforms, source_name=item.source_name)
+                rows[key] = report_mod.entry(
+                    item.kind,
+                    item.name,
+                    "created",
+                    reason="created by an earlier run of this stage",
+                    transforms=item.transforms,
+                    source_name=item.source_name,
+                )
                 continue
             if not diff:
-                rows[key] = report_mod.entry(item.kind, item.name, "existing", reason="already on the target, identical; left alone",
-                                             transforms=item.transforms, source_name=item.source_name)
+                rows[key] = report_mod.entry(
+                    item.kind,
+                    item.name,
+                    "existing",
+                    reason="already on the target, identical; left alone",
+                    transforms=item.transforms,
+                    source_name=item.source_name,
+                )
                 continue
             if inputs.onExisting == "skip":
-                rows[key] = report_mod.entry(item.kind, item.name, "skipped", reason=f"already on the target and differs (onExisting: skip):\n{diff}",
-                                             transforms=item.transforms, source_name=item.source_name)
+                rows[key] = report_mod.entry(
+                    item.kind,
+                    item.name,
+                    "skipped",
+                    reason=f"already on the target and differs (onExisting: skip):\n{diff}",
+                    transforms=item.transforms,
+                    source_name=item.source_name,
+                )
             elif inputs.onExisting == "recreate":
                 recreate.add(key)
                 todo.append(item)
             else:
-                conflicts.append(f"  {item.kind} {item.name} already exists on the target and differs:\n"
-                                 + "\n".join(f"    {line}" for line in diff.splitlines()))
+                conflicts.append(
+                    f"  {item.kind} {item.name} already exists on the target and differs:\n"
+                    + "\n".join(f"    {line}" for line in diff.splitlines())
+                )
         if conflicts:
             raise ProviderError(
                 f"{len(conflicts)} item(s) already exist on the target with other definitions; nothing was written:\n"
@@ -166,7 +201,12 @@ class MetadataProvider(BaseProvider):
         return todo, recreate
 
     def _create_all(
-        self, ctx: StageContext, client: Any, todo: list[EvaluatedItem], recreate: set[str], ours: set[str],
+        self,
+        ctx: StageContext,
+        client: Any,
+        todo: list[EvaluatedItem],
+        recreate: set[str],
+        ours: set[str],
         rows: dict[str, dict[str, Any]],
     ) -> list[dict[str, str]]:
         created: list[dict[str, str]] = [
@@ -190,12 +230,24 @@ class MetadataProvider(BaseProvider):
             done += 1
             key = _key(item.kind, item.name)
             if isinstance(result, str):
-                rows[key] = report_mod.entry(item.kind, item.name, "failed", reason=result, transforms=item.transforms,
-                                             source_name=item.source_name)
+                rows[key] = report_mod.entry(
+                    item.kind,
+                    item.name,
+                    "failed",
+                    reason=result,
+                    transforms=item.transforms,
+                    source_name=item.source_name,
+                )
             else:
                 reason = "recreated (onExisting: recreate)" if key in recreate else ""
-                rows[key] = report_mod.entry(item.kind, item.name, "created", reason=reason,
-                                             transforms=item.transforms + result, source_name=item.source_name)
+                rows[key] = report_mod.entry(
+                    item.kind,
+                    item.name,
+                    "created",
+                    reason=reason,
+                    transforms=item.transforms + result,
+                    source_name=item.source_name,
+                )
                 created.append({"kind": item.kind, "name": item.name})
             ctx.progress(Progress(done=done, total=total, unit="items", message=f"{item.kind} {item.name}"))
             if time.monotonic() - last_checkpoint >= CHECKPOINT_EVERY_S:

@@ -11,8 +11,9 @@ import importlib
 from functools import cache
 from importlib.metadata import entry_points
 
-from mactl.errors import ConfigError
 from mactl.providers.base import Provider
+
+from mactl.errors import ConfigError
 
 BUILTIN: dict[str, str] = {
     "capture": "mactl.providers.capture:CaptureProvider",

@@ -32,12 +32,12 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mactl.providers.base import BaseProvider, Progress, StageContext
+from mactl.providers.capture import FileLog, KafkaLog, resolved_log
 from pydantic import Field
 
 from mactl.config.common import ClusterRef, Model, TransformSpec
 from mactl.errors import ProviderError
-from mactl.providers.base import BaseProvider, Progress, StageContext
-from mactl.providers.capture import FileLog, KafkaLog, resolved_log
 
 
 class Inputs(Model):
@@ -193,8 +193,10 @@ class ReplayProvider(BaseProvider):
             start = position_offsets(position)
         else:
             start = {}
-            ctx.log(f"replay {ctx.address}: the snapshot recorded a time, not a log position: "
-                    "replaying records captured from that time on")
+            ctx.log(
+                f"replay {ctx.address}: the snapshot recorded a time, not a log position: "
+                "replaying records captured from that time on"
+            )
         ctx.checkpoint({"group": group_name(ctx.address), "start": start})
         spec = _spec(ctx, start, resume)
         common = {
@@ -208,9 +210,17 @@ class ReplayProvider(BaseProvider):
         _write_spec(ctx.workdir / "replayer-spec.json", {**spec, "resume": True})
         from mactl.capture import fleet
 
-        fleet.update_registry(ctx.workdir, inputs.source.name, **{f"replayer:{ctx.address}": {
-            "pidFile": str(ctx.workdir / "replayer.pid"), "specFile": str(ctx.workdir / "replayer-spec.json"),
-            "follow": inputs.follow}})
+        fleet.update_registry(
+            ctx.workdir,
+            inputs.source.name,
+            **{
+                f"replayer:{ctx.address}": {
+                    "pidFile": str(ctx.workdir / "replayer.pid"),
+                    "specFile": str(ctx.workdir / "replayer-spec.json"),
+                    "follow": inputs.follow,
+                }
+            },
+        )
         if inputs.follow:
             return {**common, **self._follow(ctx, spec)}
         return {**common, **self._run_inline(ctx, spec)}
@@ -235,8 +245,9 @@ class ReplayProvider(BaseProvider):
                 )
             )
 
-        status = replayer.run(spec["start"], resume=spec["resume"], until_in_sync=True,
-                              timeout_s=inputs.timeoutSeconds, on_status=report)
+        status = replayer.run(
+            spec["start"], resume=spec["resume"], until_in_sync=True, timeout_s=inputs.timeoutSeconds, on_status=report
+        )
         if not status.in_sync:
             why = "cancelled" if ctx.cancelled.is_set() else f"not in sync after {inputs.timeoutSeconds:.0f}s"
             raise ProviderError(
@@ -258,13 +269,17 @@ class ReplayProvider(BaseProvider):
             spec_file = ctx.workdir / "replayer-follow-spec.json"
             _write_spec(spec_file, spec)
             status_file.unlink(missing_ok=True)
-            fleet.spawn(["replay", "run", "--spec", str(spec_file), "--follow", "--pid-file", str(pid_file)],
-                        ctx.workdir / "replayer.log")
+            fleet.spawn(
+                ["replay", "run", "--spec", str(spec_file), "--follow", "--pid-file", str(pid_file)],
+                ctx.workdir / "replayer.log",
+            )
             deadline = time.monotonic() + 30
             while (pid := fleet.read_pid(pid_file)) is None and time.monotonic() < deadline:
                 time.sleep(0.05)
             if pid is None:
-                raise ProviderError(f"replay {ctx.address}: replayer did not start: {fleet.tail(ctx.workdir / 'replayer.log')}")
+                raise ProviderError(
+                    f"replay {ctx.address}: replayer did not start: {fleet.tail(ctx.workdir / 'replayer.log')}"
+                )
         deadline = time.monotonic() + inputs.timeoutSeconds
         while True:
             st = _read_status(status_file)
@@ -272,14 +287,21 @@ class ReplayProvider(BaseProvider):
                 ctx.progress(Progress(done=st.get("replayed", 0), unit="requests", message="in sync (following)"))
                 return {"pid": pid, "pidFile": str(pid_file), "status": st, "inSync": True}
             if not fleet.is_mactl_process(pid):
-                raise ProviderError(f"replay {ctx.address}: replayer exited: {fleet.tail(ctx.workdir / 'replayer.log')}")
+                raise ProviderError(
+                    f"replay {ctx.address}: replayer exited: {fleet.tail(ctx.workdir / 'replayer.log')}"
+                )
             if time.monotonic() >= deadline or ctx.cancelled.is_set():
                 raise ProviderError(
                     f"replay {ctx.address}: follow replayer not in sync after {inputs.timeoutSeconds:.0f}s "
                     f"(lag {st.get('lagSeconds')}s, mismatches {st.get('mismatches')}); it keeps running (pid {pid})"
                 )
-            ctx.progress(Progress(done=st.get("replayed", 0), unit="requests",
-                                  message=f"lag {st.get('lagSeconds', '?')}s, mismatches {st.get('mismatches', 0)}"))
+            ctx.progress(
+                Progress(
+                    done=st.get("replayed", 0),
+                    unit="requests",
+                    message=f"lag {st.get('lagSeconds', '?')}s, mismatches {st.get('mismatches', 0)}",
+                )
+            )
             time.sleep(0.5)
 
     def rollback(self, ctx: StageContext) -> None:
@@ -317,4 +339,3 @@ def _read_status(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
+from mactl.providers.base import BaseProvider, Progress, StageContext
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError, TransportError
 
@@ -20,7 +21,6 @@ from mactl.cluster import client_for, cluster_version
 from mactl.config.common import ClusterRef, IndexFilter, Model, SnapshotRepository
 from mactl.errors import ProviderError
 from mactl.indexfilter import select, validate_filters
-from mactl.providers.base import BaseProvider, Progress, StageContext
 
 POLL_INTERVAL_S = 1.0
 
@@ -85,9 +85,7 @@ def _path_repo(client: OpenSearch) -> list[str]:
 def _has_s3_plugin(client: OpenSearch) -> bool:
     info = client.nodes.info(metric="plugins", filter_path="nodes.*.plugins.name")
     nodes = (info.get("nodes") or {}).values()
-    return bool(nodes) and all(
-        any(p.get("name") == "repository-s3" for p in n.get("plugins", [])) for n in nodes
-    )
+    return bool(nodes) and all(any(p.get("name") == "repository-s3" for p in n.get("plugins", [])) for n in nodes)
 
 
 def register_repository(client: OpenSearch, inputs: Inputs, *, readonly: bool = False) -> str:
@@ -280,7 +278,9 @@ class SnapshotProvider(BaseProvider):
                 if info.get("state") not in ("IN_PROGRESS", "STARTED", "INIT"):
                     return info
             if ctx.cancelled.is_set():
-                raise ProviderError(f"snapshot '{name}' interrupted; it keeps running on the source and a rerun resumes waiting")
+                raise ProviderError(
+                    f"snapshot '{name}' interrupted; it keeps running on the source and a rerun resumes waiting"
+                )
             time.sleep(POLL_INTERVAL_S)
 
     def _finish(
@@ -303,7 +303,10 @@ class SnapshotProvider(BaseProvider):
         state = info.get("state")
         if state != "SUCCESS":
             failures = info.get("failures") or []
-            named = ", ".join(f"{f.get('index')}[{f.get('shard_id')}]: {f.get('reason')}" for f in failures) or "none reported"
+            named = (
+                ", ".join(f"{f.get('index')}[{f.get('shard_id')}]: {f.get('reason')}" for f in failures)
+                or "none reported"
+            )
             raise ProviderError(f"snapshot '{info.get('snapshot')}' ended {state}; failed shards: {named}")
         if capture_position is None:
             capture_position = (ctx.checkpoint_data or {}).get("capturePosition")
@@ -320,7 +323,9 @@ class SnapshotProvider(BaseProvider):
             capture_position=capture_position,
         )
 
-    def _import(self, ctx: StageContext, client: OpenSearch, inputs: Inputs, version: tuple[str, str]) -> dict[str, Any]:
+    def _import(
+        self, ctx: StageContext, client: OpenSearch, inputs: Inputs, version: tuple[str, str]
+    ) -> dict[str, Any]:
         repo = repository_name(inputs)
         try:
             client.snapshot.get_repository(repository=repo)
@@ -334,7 +339,12 @@ class SnapshotProvider(BaseProvider):
                 f"existing snapshot '{inputs.snapshotName}' is {info.get('state')}, not SUCCESS; mactl will not migrate from it"
             )
         return _outputs(
-            info, inputs=inputs, repo_name=repo, created=False, source_version=version, capture_position=None,
+            info,
+            inputs=inputs,
+            repo_name=repo,
+            created=False,
+            source_version=version,
+            capture_position=None,
         )
 
     def rollback(self, ctx: StageContext) -> None:

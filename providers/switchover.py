@@ -26,9 +26,10 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mactl.providers.base import BaseProvider, Progress, StageContext
+
 from mactl.config.common import ClusterRef, Model
 from mactl.errors import ConfigError, ProviderError
-from mactl.providers.base import BaseProvider, Progress, StageContext
 
 
 class Inputs(Model):
@@ -70,8 +71,10 @@ class SwitchoverProvider(BaseProvider):
 
             # the proxies sign with their own credentials; check ours before touching one
             # (they were started from an apply like this one, so they would find none either)
-            sigv4 = {"region": sigv4_region(inputs.target.auth, "target.auth"),
-                     "service": inputs.target.auth.service or "es"}
+            sigv4 = {
+                "region": sigv4_region(inputs.target.auth, "target.auth"),
+                "service": inputs.target.auth.service or "es",
+            }
             aws_credentials("target.auth")
             body["sigv4"] = sigv4
         elif (auth := authorization_for(inputs.target.auth)) is not None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mactl.providers.base import BaseProvider, StageContext
+
 from mactl.config.common import ClusterRef, Model
 from mactl.errors import ProviderError
-from mactl.providers.base import BaseProvider, StageContext
 
 
 class Inputs(Model):
@@ -55,10 +56,13 @@ class TeardownProvider(BaseProvider):
         if inputs.deleteLog and log_cfg:
             log_deleted = capture_log.delete_log(log_cfg)
         indices = self._delete_working_indices(inputs) if inputs.target is not None else []
-        fleet.update_registry(ctx.workdir, inputs.source.name, proxies=[],
-                              **{k: None for k in registry if k.startswith("replayer:")})
-        ctx.log(f"{ctx.address}: stopped {len(stopped_proxies)} proxies, {len(stopped_replayers)} replayers; "
-                f"log {'deleted' if log_deleted else 'kept'}; {len(indices)} working indices deleted")
+        fleet.update_registry(
+            ctx.workdir, inputs.source.name, proxies=[], **{k: None for k in registry if k.startswith("replayer:")}
+        )
+        ctx.log(
+            f"{ctx.address}: stopped {len(stopped_proxies)} proxies, {len(stopped_replayers)} replayers; "
+            f"log {'deleted' if log_deleted else 'kept'}; {len(indices)} working indices deleted"
+        )
         return {
             "stoppedProxies": stopped_proxies,
             "stoppedReplayers": stopped_replayers,

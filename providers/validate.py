@@ -14,18 +14,26 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
+from mactl.providers.base import BaseProvider, StageContext
 from pydantic import Field
 
 from mactl.config.common import ClusterRef, IndexFilter, Model, SnapshotRepository
 from mactl.errors import ProviderError
-from mactl.providers.base import BaseProvider, StageContext
 
 
 class Thresholds(Model):
-    maxCountDiff: int = Field(0, description="Per index (and per query's hit count): how far the target's count may be from the expected one.")
-    minSampleMatch: float = Field(1.0, description="Per index: the share of sampled documents whose `_source` must equal the expected one.")
-    minStatusMatchRate: float = Field(0.99, description="Replayed requests: the share whose target outcome must match the source's.")
-    maxLatencyRatio: float | None = Field(None, description="Replayed requests: the highest allowed target/source median latency; unchecked when unset.")
+    maxCountDiff: int = Field(
+        0, description="Per index (and per query's hit count): how far the target's count may be from the expected one."
+    )
+    minSampleMatch: float = Field(
+        1.0, description="Per index: the share of sampled documents whose `_source` must equal the expected one."
+    )
+    minStatusMatchRate: float = Field(
+        0.99, description="Replayed requests: the share whose target outcome must match the source's."
+    )
+    maxLatencyRatio: float | None = Field(
+        None, description="Replayed requests: the highest allowed target/source median latency; unchecked when unset."
+    )
 
 
 class Query(Model):
@@ -44,15 +52,26 @@ class Inputs(Model):
     target: ClusterRef
     repository: SnapshotRepository | None = None
     snapshotName: str | None = None
-    indices: list[IndexFilter] = Field([], description="Which indices to check (default: every index the upstream backfills wrote).")
-    sampleSize: int = Field(100, description="Documents per index read back from the snapshot, transformed, and compared with the target's.")
-    queries: list[dict[str, Any]] = Field(
-        [], description="Parity queries `{index, query, targetIndex?, name?, sort?, size?}`: hit counts and top ids compared (in order with a `sort`)."
+    indices: list[IndexFilter] = Field(
+        [], description="Which indices to check (default: every index the upstream backfills wrote)."
     )
-    thresholds: Thresholds = Field(Thresholds(), description="What makes the stage pass; a failure names every index and check that failed.")
-    checkMappings: bool = Field(True, description="Compare each index's mappings and settings with what the metadata stage created.")
+    sampleSize: int = Field(
+        100, description="Documents per index read back from the snapshot, transformed, and compared with the target's."
+    )
+    queries: list[dict[str, Any]] = Field(
+        [],
+        description="Parity queries `{index, query, targetIndex?, name?, sort?, size?}`: hit counts and top ids compared (in order with a `sort`).",
+    )
+    thresholds: Thresholds = Field(
+        Thresholds(), description="What makes the stage pass; a failure names every index and check that failed."
+    )
+    checkMappings: bool = Field(
+        True, description="Compare each index's mappings and settings with what the metadata stage created."
+    )
     seed: int | None = Field(None, description="Fix which documents are sampled (random on every run when unset).")
-    maxScanDocsPerIndex: int = Field(1_000_000, description="The sample is drawn from at most this many snapshot documents per index.")
+    maxScanDocsPerIndex: int = Field(
+        1_000_000, description="The sample is drawn from at most this many snapshot documents per index."
+    )
     settleSeconds: float = Field(
         60.0,
         ge=0,
@@ -85,8 +104,10 @@ class ValidateProvider(BaseProvider):
                 Query.model_validate(raw)
             except ValueError as exc:
                 first = str(exc).splitlines()
-                problems.append(f"queries[{i}]: {first[1].strip() if len(first) > 1 else first[0]} "
-                                "(a query is {index, query, optional targetIndex/name/sort/size})")
+                problems.append(
+                    f"queries[{i}]: {first[1].strip() if len(first) > 1 else first[0]} "
+                    "(a query is {index, query, optional targetIndex/name/sort/size})"
+                )
         return problems
 
     def apply(self, ctx: StageContext) -> dict[str, Any]:

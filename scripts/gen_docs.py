@@ -58,8 +58,14 @@ def _type_name(annotation: Any) -> str:
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return " \\| ".join(f"`{m.value}`" for m in annotation)
     name = getattr(annotation, "__name__", None) or str(annotation)
-    return {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "Any": "any",
-            "SecretStr": "string (secret)"}.get(name, name)
+    return {
+        "str": "string",
+        "int": "integer",
+        "float": "number",
+        "bool": "boolean",
+        "Any": "any",
+        "SecretStr": "string (secret)",
+    }.get(name, name)
 
 
 def _default(info: FieldInfo) -> str:
@@ -90,10 +96,15 @@ def _doc(model: type[BaseModel]) -> str:
 def config_reference() -> str:
     from mactl.config.model import Config
 
-    out = [HEADER, "# Config reference", "",
-           "Every key of the config file, from the pydantic models in `mactl/config/model.py` and the",
-           "providers' `Inputs` (see [config.md](config.md) for the file's shapes and variables).",
-           "Keys are shown in their canonical spelling; the loader also accepts the seed's.", ""]
+    out = [
+        HEADER,
+        "# Config reference",
+        "",
+        "Every key of the config file, from the pydantic models in `mactl/config/model.py` and the",
+        "providers' `Inputs` (see [config.md](config.md) for the file's shapes and variables).",
+        "Keys are shown in their canonical spelling; the loader also accepts the seed's.",
+        "",
+    ]
     seen: list[type[BaseModel]] = []
     queue: list[type[BaseModel]] = [Config]
     while queue:
@@ -170,9 +181,16 @@ def cli_reference() -> str:
 
     root = typer.main.get_command(app)
     ctx = root.context_class(root, info_name="mactl")
-    out = [HEADER, "# CLI reference", "", (root.help or "").strip(), "",
-           "Generated from the typer application (`mactl.cli.app.app`). Engine commands accept",
-           "Terraform's single-dash spelling too (`-auto-approve`, `-refresh=false`).", ""]
+    out = [
+        HEADER,
+        "# CLI reference",
+        "",
+        (root.help or "").strip(),
+        "",
+        "Generated from the typer application (`mactl.cli.app.app`). Engine commands accept",
+        "Terraform's single-dash spelling too (`-auto-approve`, `-refresh=false`).",
+        "",
+    ]
     out += _walk(root, "mactl", ctx)
     return "\n".join(out).rstrip() + "\n"
 

@@ -15,7 +15,6 @@ touches the files or objects. This layer knows nothing of configs beyond its own
         doc = backend.write(doc)   # StateConflict if someone else wrote meanwhile
 """
 
-from mactl.errors import LockError, StateError
 from mactl.state.backend import Backend, LockInfo, StateConflict
 from mactl.state.config import LocalStateConfig, S3StateConfig, StateConfig
 from mactl.state.document import FORMAT_VERSION, HistoryEntry, StageRecord, StageStatus, StateDocument, utcnow
@@ -32,6 +31,8 @@ from mactl.state.workspaces import (
     open_backend,
     select_workspace,
 )
+
+from mactl.errors import LockError, StateError
 
 __all__ = [
     "Backend",

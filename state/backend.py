@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from mactl.errors import StateError
 from mactl.state.document import StateDocument, decode_document
+
+from mactl.errors import StateError
 
 
 class StateConflict(StateError):
@@ -88,9 +89,7 @@ class Backend(Protocol):
         ...
 
 
-def check_conditional_write(
-    stored: tuple[int, str, int] | None, doc: StateDocument, where: str, replace: bool
-) -> None:
+def check_conditional_write(stored: tuple[int, str, int] | None, doc: StateDocument, where: str, replace: bool) -> None:
     """Refuse a write whose document was not read from what is stored now.
 
     `stored` is (serial, lineage, number of history entries) or None if nothing is
@@ -146,7 +145,4 @@ def restore_hint(versions: Iterable[str], copy_command: str, where: str, no_back
     newest = list(versions)[:3]
     if not newest:
         return no_backups
-    return (
-        f"restore the newest backup: {copy_command} {newest[0]} {where} "
-        f"(backups, newest first: {', '.join(newest)})"
-    )
+    return f"restore the newest backup: {copy_command} {newest[0]} {where} (backups, newest first: {', '.join(newest)})"

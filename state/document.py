@@ -8,13 +8,13 @@ stored with secrets already masked (see `mask`), never in plain text.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
+from mactl.state.masking import mask_secrets, mask_url_password
 from pydantic import BaseModel, Field, ValidationError
 
 from mactl.errors import StateError
-from mactl.state.masking import mask_secrets, mask_url_password
 
 FORMAT_VERSION = 1
 
@@ -22,7 +22,7 @@ StageStatus = Literal["pending", "running", "complete", "failed", "tainted", "aw
 
 
 def utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class StageRecord(BaseModel):

@@ -13,6 +13,7 @@ processes. A state file that cannot be parsed is never written over.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 from collections.abc import Iterator
@@ -20,12 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import fcntl
-
-from mactl.errors import LockError, StateError
 from mactl.state.backend import LockInfo, check_conditional_write, decode_stored, restore_hint
 from mactl.state.document import StateDocument, decode_document, encode_document, mask_document
 from mactl.state.locking import DEFAULT_HEARTBEAT_S, BackendLocking, HeldLock, lock_from_json, lock_to_json
+
+from mactl.errors import LockError, StateError
 
 STATE_FILE = "state.json"
 BACKUPS_KEPT = 10
@@ -276,7 +276,6 @@ class LocalBackend(BackendLocking):
         if not path.is_absolute():
             path = Path.cwd() / path
         return decode_document(path.read_bytes(), display_path(path))
-
 
     def delete_all(self) -> None:
         import shutil

@@ -17,15 +17,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
-
-from mactl.errors import LockError
 from mactl.state.backend import LockInfo
 from mactl.state.document import utcnow
 from mactl.state.identity import current_who
+
+from mactl.errors import LockError
 
 DEFAULT_HEARTBEAT_S = 30.0
 _POLL_S = 0.5
@@ -81,8 +81,12 @@ def lock_from_json(data: bytes, source: str) -> LockInfo:
 
         digest = hashlib.sha256(data).hexdigest()[:12]
         return LockInfo(
-            id=f"unreadable-{digest}", who="unknown", pid=0, operation=f"(unreadable lock at {source})",
-            created_at="", heartbeat_at="",
+            id=f"unreadable-{digest}",
+            who="unknown",
+            pid=0,
+            operation=f"(unreadable lock at {source})",
+            created_at="",
+            heartbeat_at="",
         )
 
 
@@ -94,7 +98,7 @@ def age_seconds(timestamp: str, now: datetime | None = None) -> float | None:
         then = datetime.fromisoformat(timestamp)
     except ValueError:
         return None
-    return ((now or datetime.now(timezone.utc)) - then).total_seconds()
+    return ((now or datetime.now(UTC)) - then).total_seconds()
 
 
 def format_age(seconds: float | None) -> str:
@@ -131,7 +135,9 @@ class HeldLock:
         self.info = info
         self.lost = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, args=(heartbeat_s,), name="mactl-lock-heartbeat", daemon=True)
+        self._thread = threading.Thread(
+            target=self._beat, args=(heartbeat_s,), name="mactl-lock-heartbeat", daemon=True
+        )
         self._thread.start()
 
     def _beat(self, interval: float) -> None:
@@ -243,7 +249,9 @@ class BackendLocking:
         on_wait: Callable[[LockInfo], None] | None = None,
     ) -> AbstractContextManager[LockInfo]:
         if self._held is not None:
-            raise LockError(f"this process already holds the state lock {self._held.info.id} for {self._held.info.operation!r}")
+            raise LockError(
+                f"this process already holds the state lock {self._held.info.id} for {self._held.info.operation!r}"
+            )
 
         def remember(held: HeldLock | None) -> None:
             self._held = held

@@ -29,7 +29,9 @@ def is_secret_key(key: str) -> bool:
     if cached is not None:
         return cached
     words = [w.lower() for w in _WORD.findall(key)]
-    secret = any(w in _SECRET_WORDS or (w.endswith("s") and w[:-1] in _SECRET_WORDS) for w in words) or any(pair in _SECRET_PAIRS for pair in zip(words, words[1:]))
+    secret = any(w in _SECRET_WORDS or (w.endswith("s") and w[:-1] in _SECRET_WORDS) for w in words) or any(
+        pair in _SECRET_PAIRS for pair in zip(words, words[1:])
+    )
     if len(_key_cache) < 10_000:
         _key_cache[key] = secret
     return secret
@@ -39,7 +41,9 @@ def mask_url_password(text: str) -> tuple[str, int]:
     """`https://user:pw@host` -> `https://user:(sensitive)@host`, wherever it appears in `text`."""
     if "@" not in text or "://" not in text:
         return text, 0
-    masked, count = _URL_USERINFO.subn(lambda m: f"{m.group(1)}:{SENSITIVE_MASK}@" if m.group(2) not in MASKS else m.group(0), text)
+    masked, count = _URL_USERINFO.subn(
+        lambda m: f"{m.group(1)}:{SENSITIVE_MASK}@" if m.group(2) not in MASKS else m.group(0), text
+    )
     return (masked, count) if masked != text else (text, 0)
 
 

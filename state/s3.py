@@ -30,12 +30,12 @@ from typing import Any
 import boto3
 import botocore.config
 import botocore.exceptions
-
-from mactl.errors import LockError, StateError
 from mactl.state.backend import LockInfo, StateConflict, check_conditional_write, decode_stored, restore_hint
 from mactl.state.config import S3StateConfig
 from mactl.state.document import StateDocument, decode_document, encode_document, mask_document
 from mactl.state.locking import DEFAULT_HEARTBEAT_S, BackendLocking, HeldLock, lock_from_json, lock_to_json
+
+from mactl.errors import LockError, StateError
 
 log = logging.getLogger(__name__)
 
@@ -425,7 +425,6 @@ class S3Backend(BackendLocking):
             raise StateError(f"no backup at {version}")
         return decode_document(got[0], version)
 
-
     def exists(self) -> bool:
         return self.store.head(self.key) is not None
 
@@ -442,5 +441,3 @@ def list_s3_workspaces(config: S3StateConfig, client: Any | None = None) -> list
     folder, _ = posixpath.split(config.key)
     prefix = posixpath.join(folder, "workspaces") + "/"
     return sorted(store.list_folders(prefix))
-
-

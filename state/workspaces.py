@@ -12,13 +12,14 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mactl.errors import ConfigError, StateError
 from mactl.state.backend import Backend
 from mactl.state.config import LocalStateConfig, S3StateConfig
 from mactl.state.document import StateDocument
 from mactl.state.identity import current_who
 from mactl.state.local import LocalBackend, fsync_folder, write_temp
 from mactl.state.locking import DEFAULT_HEARTBEAT_S
+
+from mactl.errors import ConfigError, StateError
 
 if TYPE_CHECKING:  # boto3 costs ~0.1 s at start-up: loaded only when an S3 state is used
     from mactl.state.s3 import S3Backend
@@ -145,7 +146,12 @@ def select_workspace(config: AnyStateConfig | None, name: str, base_dir: Path | 
 
 
 def delete_workspace(
-    config: AnyStateConfig | None, name: str, base_dir: Path | None = None, *, force: bool = False, lock_timeout_s: float = 0.0
+    config: AnyStateConfig | None,
+    name: str,
+    base_dir: Path | None = None,
+    *,
+    force: bool = False,
+    lock_timeout_s: float = 0.0,
 ) -> None:
     """Delete a workspace's state, backups and lock. Refuses `default`, the selected one, a
     locked one, and one whose state still records stages (unless `force`)."""

@@ -127,8 +127,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
     used = {name for item in session.items for name in getattr(item, "fixturenames", ())}
-    needed = {service for fixture, (service, var) in _FIXTURE_SERVICES.items()
-              if fixture in used and not os.environ.get(var)}
+    needed = {
+        service for fixture, (service, var) in _FIXTURE_SERVICES.items() if fixture in used and not os.environ.get(var)
+    }
     if needed & set(CLUSTER_NAMES):
         needed |= {n for n in CLUSTER_NAMES if not os.environ.get(_FIXTURE_SERVICES[n][1])}
     if needed:

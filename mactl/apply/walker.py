@@ -88,15 +88,22 @@ class StateRecorder:
         with self._mutex:
             return self.doc.stages.get(address)
 
-    def update(self, address: str, stage_type: str, history: tuple[str, str, str | None] | None = None, **fields: Any) -> None:
+    def update(
+        self, address: str, stage_type: str, history: tuple[str, str, str | None] | None = None, **fields: Any
+    ) -> None:
         with self._mutex:
             current = self.doc.stages.get(address) or StageRecord(type=stage_type, created_at=utcnow())
             fields.setdefault("updated_at", utcnow())
             self.doc.stages[address] = current.model_copy(update=fields)
             if history is not None:
                 operation, result, detail = history
-                self.doc.record(who=self.who, operation=operation, address=address, result=result,
-                                detail=mask_text(detail, self.secrets) if detail else None)
+                self.doc.record(
+                    who=self.who,
+                    operation=operation,
+                    address=address,
+                    result=result,
+                    detail=mask_text(detail, self.secrets) if detail else None,
+                )
             gen = self._changed()
         self._commit(gen)
 
@@ -123,7 +130,9 @@ class StateRecorder:
                 return  # another thread's write already stored this change
             with self._mutex:
                 upto = self._changed_gen
-                snapshot = self.doc.model_copy(update={"stages": dict(self.doc.stages), "history": list(self.doc.history)})
+                snapshot = self.doc.model_copy(
+                    update={"stages": dict(self.doc.stages), "history": list(self.doc.history)}
+                )
             stored = self.backend.write(snapshot)
             with self._mutex:
                 self.doc.serial = stored.serial
@@ -189,7 +198,12 @@ class Walker:
     def run(self) -> WalkResult:
         for change in self.plan.changes:
             record = self.recorder.record(change.address)
-            if change.approval_required and record is not None and record.status == "awaiting_approval" and record.approved_by:
+            if (
+                change.approval_required
+                and record is not None
+                and record.status == "awaiting_approval"
+                and record.approved_by
+            ):
                 self._approved.add(change.address)  # approved once: it holds through this walk's rollback and redo
         previous = None
         if threading.current_thread() is threading.main_thread():
@@ -225,8 +239,12 @@ class Walker:
         self.result.interrupted = True
         for address, job in list(self._running.items()):
             self.recorder.update(
-                address, job.change.type, history=(self.operation, "interrupted", "stopped at once by a second Ctrl-C"),
-                status="tainted", last_error="interrupted: stopped at once (second Ctrl-C)", finished_at=utcnow(),
+                address,
+                job.change.type,
+                history=(self.operation, "interrupted", "stopped at once by a second Ctrl-C"),
+                status="tainted",
+                last_error="interrupted: stopped at once (second Ctrl-C)",
+                finished_at=utcnow(),
             )
             self.result.tainted.append(address)
         self._running.clear()
@@ -340,7 +358,7 @@ class Walker:
         if not jobs:
             return
         waits: dict[str, set[str]] = {}
-        for address, job in jobs.items():
+        for address in jobs:
             stage = self.graph.stages.get(address)
             if stage is None:
                 raise PlanError(f"{address} is planned but is not in the config any more")
@@ -386,24 +404,32 @@ class Walker:
         if record is not None and record.status == "awaiting_approval":
             return True
         self.recorder.update(
-            change.address, change.type, history=(self.operation, "awaiting approval", None),
-            status="awaiting_approval", approved_by=None, depends_on=list(change.depends_on),
+            change.address,
+            change.type,
+            history=(self.operation, "awaiting approval", None),
+            status="awaiting_approval",
+            approved_by=None,
+            depends_on=list(change.depends_on),
         )
         self.display.say(f"{change.address}: waiting for approval (`mactl approve {change.address}`)")
         return True
 
     def _record_read(self, change: Change) -> None:
         self.recorder.update(
-            change.address, change.type, history=("refresh", "ok", "changed outside mactl"),
+            change.address,
+            change.type,
+            history=("refresh", "ok", "changed outside mactl"),
             outputs=change.refreshed_outputs or {},
         )
         self.result.completed.append(change.address)
 
     def _leave_manual(self, change: Change) -> None:
         self.recorder.update(
-            change.address, change.type,
+            change.address,
+            change.type,
             history=(self.operation, "left_manual", "lifecycle.rollback is manual: undo it by hand"),
-            status="left_manual", finished_at=utcnow(),
+            status="left_manual",
+            finished_at=utcnow(),
         )
         self.result.left_manual.append(change.address)
         self.display.say(f"{change.address}: rollback left to you (lifecycle.rollback: manual)")
@@ -458,8 +484,11 @@ class Walker:
             type=change.type,
             inputs=self._inputs_model(change.type, change.address, raw),
             # rollback needs what apply recorded (what was created) to undo exactly that
-            prior_outputs=(record.outputs if record is not None and record.outputs
-                           and (change.action == "update" or job.phase == "rollback") else None),
+            prior_outputs=(
+                record.outputs
+                if record is not None and record.outputs and (change.action == "update" or job.phase == "rollback")
+                else None
+            ),
             upstream=upstream,
             checkpoint_data=(record.checkpoint if resume and record is not None else None),
             workdir=workdir,
@@ -471,7 +500,9 @@ class Walker:
         last_written = [0.0]
         try:  # a run starts the timeline at 0, so the first report already gives a rate
             with progress_path.open("a") as file:
-                file.write(json.dumps({"at": time.time(), "done": 0, "total": None, "unit": "", "message": job.phase}) + "\n")
+                file.write(
+                    json.dumps({"at": time.time(), "done": 0, "total": None, "unit": "", "message": job.phase}) + "\n"
+                )
         except OSError:
             pass
 
@@ -482,8 +513,13 @@ class Walker:
             now = time.time()
             if now - last_written[0] >= 1.0 or (report.total is not None and report.done >= report.total):
                 last_written[0] = now
-                line = {"at": now, "done": report.done, "total": report.total, "unit": report.unit,
-                        "message": mask_text(report.message, self.secrets)}
+                line = {
+                    "at": now,
+                    "done": report.done,
+                    "total": report.total,
+                    "unit": report.unit,
+                    "message": mask_text(report.message, self.secrets),
+                }
                 try:
                     with progress_path.open("a") as file:
                         file.write(json.dumps(line) + "\n")
@@ -509,7 +545,8 @@ class Walker:
             assert stage is not None
             record = self.recorder.record(change.address)
             self.recorder.update(
-                change.address, change.type,
+                change.address,
+                change.type,
                 history=(self.operation, "started", change.action),
                 status="running",
                 started_at=utcnow(),
@@ -538,9 +575,14 @@ class Walker:
             else:
                 outputs = provider.apply(ctx) or {}
                 self.recorder.update(
-                    change.address, change.type, history=(self.operation, "ok", change.action),
-                    status="complete", outputs=mask_values(dict(outputs), self.secrets), checkpoint=None,
-                    finished_at=utcnow(), last_error=None,
+                    change.address,
+                    change.type,
+                    history=(self.operation, "ok", change.action),
+                    status="complete",
+                    outputs=mask_values(dict(outputs), self.secrets),
+                    checkpoint=None,
+                    finished_at=utcnow(),
+                    last_error=None,
                 )
                 self.result.completed.append(change.address)
             self.display.finished(change.address, "ok")
@@ -554,11 +596,23 @@ class Walker:
                     file.write(mask_text(traceback.format_exc(), self.secrets))
             try:
                 if job.phase == "rollback":
-                    self.recorder.update(change.address, change.type, history=(f"{self.operation} rollback", "failed", message),
-                                         status="failed", last_error=f"rollback failed: {message}", finished_at=utcnow())
+                    self.recorder.update(
+                        change.address,
+                        change.type,
+                        history=(f"{self.operation} rollback", "failed", message),
+                        status="failed",
+                        last_error=f"rollback failed: {message}",
+                        finished_at=utcnow(),
+                    )
                 else:
-                    self.recorder.update(change.address, change.type, history=(self.operation, "failed", message),
-                                         status="failed", last_error=message, finished_at=utcnow())
+                    self.recorder.update(
+                        change.address,
+                        change.type,
+                        history=(self.operation, "failed", message),
+                        status="failed",
+                        last_error=message,
+                        finished_at=utcnow(),
+                    )
             except Exception as save_err:  # noqa: BLE001
                 message += f" (and the state could not be saved: {save_err})"
             self.display.finished(change.address, f"FAILED: {message}")

@@ -43,15 +43,28 @@ def backfill_facts(upstream: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[
             continue
         per_source = dict(out.get("indices") or {})
         for index, counts in sorted((out.get("targetIndices") or {}).items()):
-            fact = facts.setdefault(index, {"index": index, "expected": 0, "skipped": 0, "dropped": 0, "live": 0,
-                                            "deadLettered": 0, "backfills": [], "renamed": False})
+            fact = facts.setdefault(
+                index,
+                {
+                    "index": index,
+                    "expected": 0,
+                    "skipped": 0,
+                    "dropped": 0,
+                    "live": 0,
+                    "deadLettered": 0,
+                    "backfills": [],
+                    "renamed": False,
+                },
+            )
             src = per_source.get(index)
             if src is not None:
                 fact["live"] += int(src.get("live", 0))
                 fact["skipped"] += int(src.get("skippedBySampling", 0))
                 fact["dropped"] += int(src.get("dropped", 0))
                 fact["deadLettered"] += int(src.get("failed", 0))
-                fact["expected"] += int(src.get("live", 0)) - int(src.get("skippedBySampling", 0)) - int(src.get("dropped", 0))
+                fact["expected"] += (
+                    int(src.get("live", 0)) - int(src.get("skippedBySampling", 0)) - int(src.get("dropped", 0))
+                )
             else:
                 fact["renamed"] = True
                 fact["expected"] += int(counts.get("expected", 0))
@@ -78,7 +91,9 @@ def _count(client: OpenSearch, index: str) -> int | None:
         return None
 
 
-def check_count(fact: Mapping[str, Any], target: OpenSearch, source: OpenSearch | None, max_diff: int) -> dict[str, Any]:
+def check_count(
+    fact: Mapping[str, Any], target: OpenSearch, source: OpenSearch | None, max_diff: int
+) -> dict[str, Any]:
     """Target `_count` (after refresh) against the snapshot's expectation.
 
     With replay upstream the source kept changing after the snapshot, so the reference is
@@ -129,8 +144,9 @@ def _sampler(repo: Any, snapshot: str, index: str, sample: Mapping[str, Any] | N
     return Sampler(smallest_hashes_threshold(ids, int(sample["maxDocsPerIndex"])))
 
 
-def pick_documents(repo: Any, snapshot: str, index: str, n: int, sample: Mapping[str, Any] | None,
-                   seed: bytes, limit: int) -> list[Any]:
+def pick_documents(
+    repo: Any, snapshot: str, index: str, n: int, sample: Mapping[str, Any] | None, seed: bytes, limit: int
+) -> list[Any]:
     """`n` random documents of the snapshot (among those the backfill's sampling kept)."""
     sampler = _sampler(repo, snapshot, index, sample, limit)
     heap: list[tuple[int, int, Any]] = []  # max-heap by negated salted hash: keeps the n smallest
@@ -163,8 +179,16 @@ def _short_diff(expected: Any, actual: Any) -> str:
     return (text[:300] + "…") if len(text) > 300 else text
 
 
-def check_sample(fact: Mapping[str, Any], repo: Any, target: OpenSearch, source: OpenSearch | None,
-                 size: int, seed: bytes, limit: int, min_match: float) -> dict[str, Any]:
+def check_sample(
+    fact: Mapping[str, Any],
+    repo: Any,
+    target: OpenSearch,
+    source: OpenSearch | None,
+    size: int,
+    seed: bytes,
+    limit: int,
+    min_match: float,
+) -> dict[str, Any]:
     """N random snapshot documents, transformed as the backfill did, against the target's `_source`.
 
     With replay upstream a document the source changed after the snapshot may differ from
@@ -181,8 +205,13 @@ def check_sample(fact: Mapping[str, Any], repo: Any, target: OpenSearch, source:
     else:
         source_index = index
     if not snapshot or source_index is None:
-        return {"checked": 0, "matched": 0, "rate": None, "passed": True,
-                "detail": "skipped: no snapshot document maps to this index by name"}
+        return {
+            "checked": 0,
+            "matched": 0,
+            "rate": None,
+            "passed": True,
+            "detail": "skipped: no snapshot document maps to this index by name",
+        }
     try:
         transformer = DocumentTransformer([TransformSpec.model_validate(t) for t in fact.get("transforms") or []])
         picked = pick_documents(repo, snapshot, source_index, size, fact.get("sample"), seed, limit)
@@ -194,8 +223,13 @@ def check_sample(fact: Mapping[str, Any], repo: Any, target: OpenSearch, source:
     except MactlError:
         raise
     except Exception as exc:  # noqa: BLE001 - a reader or transform failure is a validation failure, reported
-        return {"checked": 0, "matched": 0, "rate": 0.0, "passed": False,
-                "detail": f"cannot re-derive the sample: {type(exc).__name__}: {exc}"}
+        return {
+            "checked": 0,
+            "matched": 0,
+            "rate": 0.0,
+            "passed": False,
+            "detail": f"cannot re-derive the sample: {type(exc).__name__}: {exc}",
+        }
     actual = _fetch(target, [(o.index, o.id, o.routing) for _, o in expected])
     live: list[dict[str, Any] | None] = []
     mismatches: list[dict[str, Any]] = []
@@ -216,8 +250,14 @@ def check_sample(fact: Mapping[str, Any], repo: Any, target: OpenSearch, source:
             mismatches.append({"id": out.id, "index": out.index, "diff": _short_diff(out.source, got)})
     checked = len(expected)
     rate = matched / checked if checked else None
-    return {"checked": checked, "matched": matched, "rate": rate, "passed": checked == 0 or (rate or 0) >= min_match,
-            "mismatches": mismatches, **({"detail": "the snapshot holds no document to sample"} if not checked else {})}
+    return {
+        "checked": checked,
+        "matched": matched,
+        "rate": rate,
+        "passed": checked == 0 or (rate or 0) >= min_match,
+        "mismatches": mismatches,
+        **({"detail": "the snapshot holds no document to sample"} if not checked else {}),
+    }
 
 
 # --------------------------------------------------------------------------- mappings and settings
@@ -228,15 +268,24 @@ def check_definition(fact: Mapping[str, Any], target: OpenSearch) -> dict[str, A
 
     desired = fact.get("definition")
     if desired is None:
-        return {"passed": True, "skipped": True,
-                "detail": "skipped: no metadata stage recorded this index's definition (it existed, or there is no metadata stage)"}
+        return {
+            "passed": True,
+            "skipped": True,
+            "detail": "skipped: no metadata stage recorded this index's definition (it existed, or there is no metadata stage)",
+        }
     actual = fetch(target, "index", fact["index"])
     if actual is None:
         return {"passed": False, "detail": "the target has no such index"}
     extra: list[str] = []
-    actual = {**actual, "mappings": _restrict(dict(desired).get("mappings") or {}, actual.get("mappings") or {}, "", extra)}
+    actual = {
+        **actual,
+        "mappings": _restrict(dict(desired).get("mappings") or {}, actual.get("mappings") or {}, "", extra),
+    }
     diff = differences("index", dict(desired), actual)
-    result: dict[str, Any] = {"passed": not diff, "detail": (diff[:1500] if diff else "mappings and settings as expected")}
+    result: dict[str, Any] = {
+        "passed": not diff,
+        "detail": (diff[:1500] if diff else "mappings and settings as expected"),
+    }
     if extra:
         result["dynamicFields"] = extra[:50]  # fields the target mapped on its own (e.g. a transform added them)
     return result
@@ -281,9 +330,15 @@ def check_query(q: Any, source: OpenSearch, target: OpenSearch, max_diff: int) -
     tindex = q.targetIndex or q.index
     s_hits, s_ids, s_err = _search(source, q.index, q)
     t_hits, t_ids, t_err = _search(target, tindex, q)
-    result: dict[str, Any] = {"name": q.name or json.dumps(q.query, sort_keys=True)[:80], "index": q.index,
-                              "targetIndex": tindex, "sourceHits": s_hits, "targetHits": t_hits,
-                              "sourceTop": s_ids, "targetTop": t_ids}
+    result: dict[str, Any] = {
+        "name": q.name or json.dumps(q.query, sort_keys=True)[:80],
+        "index": q.index,
+        "targetIndex": tindex,
+        "sourceHits": s_hits,
+        "targetHits": t_hits,
+        "sourceTop": s_ids,
+        "targetTop": t_ids,
+    }
     if s_err or t_err:
         result.update(passed=False, detail=f"query failed: source {s_err or 'ok'}, target {t_err or 'ok'}")
         return result
@@ -336,7 +391,11 @@ def check_replay(address: str, outputs: Mapping[str, Any], min_rate: float, max_
     # The replayer's own outcome comparison: 201 on the source vs 200 on the target for a
     # PUT by id (the document came with the snapshot too) is the same outcome.
     rate = full_match / total if total else None
-    ratio = (statistics.median(tgt_lat) / statistics.median(src_lat)) if src_lat and statistics.median(src_lat) > 0 else None
+    ratio = (
+        (statistics.median(tgt_lat) / statistics.median(src_lat))
+        if src_lat and statistics.median(src_lat) > 0
+        else None
+    )
     problems = []
     if rate is not None and rate < min_rate:
         problems.append(f"status match {rate:.2%} < {min_rate:.2%}")
@@ -344,10 +403,19 @@ def check_replay(address: str, outputs: Mapping[str, Any], min_rate: float, max_
         problems.append(f"latency ratio {ratio:.2f} > {max_ratio:.2f}")
     lag.sort()
     result.update(
-        requests=total, statusMatched=full_match, statusMatchRate=rate, identicalStatusRate=(same_status / total if total else None),
-        latencyMsMedian={"source": statistics.median(src_lat) if src_lat else None, "target": statistics.median(tgt_lat) if tgt_lat else None},
-        latencyRatio=ratio, mismatchedStatuses=dict(sorted(mismatched.items())), lag=_downsample(lag),
-        passed=not problems, detail="; ".join(problems) or ("no replayed requests" if not total else "ok"),
+        requests=total,
+        statusMatched=full_match,
+        statusMatchRate=rate,
+        identicalStatusRate=(same_status / total if total else None),
+        latencyMsMedian={
+            "source": statistics.median(src_lat) if src_lat else None,
+            "target": statistics.median(tgt_lat) if tgt_lat else None,
+        },
+        latencyRatio=ratio,
+        mismatchedStatuses=dict(sorted(mismatched.items())),
+        lag=_downsample(lag),
+        passed=not problems,
+        detail="; ".join(problems) or ("no replayed requests" if not total else "ok"),
     )
     return result
 
@@ -394,12 +462,21 @@ def run_validation(ctx: Any, inputs: Any, queries: Sequence[Any]) -> dict[str, A
         facts = {k: v for k, v in facts.items() if passes(k, inputs.indices)}
     if not facts:  # no backfill upstream: compare the source's live indices that pass the filters
         for name in _source_indices(source_client, inputs.indices):
-            facts[name] = {"index": name, "expected": _count(source_client, name) or 0, "skipped": 0, "dropped": 0,
-                           "snapshotName": inputs.snapshotName, "transforms": [], "sample": None, "renamed": False}
+            facts[name] = {
+                "index": name,
+                "expected": _count(source_client, name) or 0,
+                "skipped": 0,
+                "dropped": 0,
+                "snapshotName": inputs.snapshotName,
+                "transforms": [],
+                "sample": None,
+                "renamed": False,
+            }
     repo = None
     if inputs.repository is not None or any(f.get("snapshotName") for f in facts.values()):
         repo = _open_repo(inputs)
     seed = (str(inputs.seed) if inputs.seed is not None else os.urandom(8).hex()).encode()
+
     def compare() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
         indices: list[dict[str, Any]] = []
         failures: list[str] = []
@@ -408,8 +485,16 @@ def run_validation(ctx: Any, inputs: Any, queries: Sequence[Any]) -> dict[str, A
             row: dict[str, Any] = {"index": name, "checks": {}}
             row["checks"]["count"] = check_count(fact, target, source_client if replays else None, th.maxCountDiff)
             if inputs.sampleSize > 0 and repo is not None:
-                row["checks"]["sample"] = check_sample(fact, repo, target, source_client if replays else None,
-                                                       inputs.sampleSize, seed, inputs.maxScanDocsPerIndex, th.minSampleMatch)
+                row["checks"]["sample"] = check_sample(
+                    fact,
+                    repo,
+                    target,
+                    source_client if replays else None,
+                    inputs.sampleSize,
+                    seed,
+                    inputs.maxScanDocsPerIndex,
+                    th.minSampleMatch,
+                )
             if inputs.checkMappings:
                 row["checks"]["mappings"] = check_definition(fact, target)
             for check, res in row["checks"].items():
@@ -443,7 +528,9 @@ def run_validation(ctx: Any, inputs: Any, queries: Sequence[Any]) -> dict[str, A
         if not res["passed"]:
             failures.append(f"{address}: replay: {res['detail']}")
     workroot = Path(ctx.workdir).parent
-    timelines = {a: backfill_timeline(workroot, a) for a in sorted({b for f in facts.values() for b in f.get("backfills", [])})}
+    timelines = {
+        a: backfill_timeline(workroot, a) for a in sorted({b for f in facts.values() for b in f.get("backfills", [])})
+    }
     ctx.progress(Progress(len(facts) + len(queries), len(facts) + len(queries), "checks", "done"))
     return {
         "kind": "mactl-validation-report",
@@ -466,9 +553,13 @@ def run_validation(ctx: Any, inputs: Any, queries: Sequence[Any]) -> dict[str, A
 
 def _why(check: str, res: Mapping[str, Any], th: Any) -> str:
     if check == "count" and res.get("target") is not None:
-        return f"target has {res['target']}, expected {res['expected']} ({res['basis']}; max difference {th.maxCountDiff})"
+        return (
+            f"target has {res['target']}, expected {res['expected']} ({res['basis']}; max difference {th.maxCountDiff})"
+        )
     if check == "sample" and res.get("rate") is not None:
-        return f"{res['matched']}/{res['checked']} sampled documents match ({res['rate']:.1%} < {th.minSampleMatch:.1%})"
+        return (
+            f"{res['matched']}/{res['checked']} sampled documents match ({res['rate']:.1%} < {th.minSampleMatch:.1%})"
+        )
     return str(res.get("detail", "failed")).splitlines()[0][:300]
 
 

@@ -33,11 +33,15 @@ def reports_from_state(doc: Any, address: str | None = None) -> list[dict[str, A
             known = ", ".join(validates) or "none has run yet"
             raise AuditError(f"ADDR: no stage '{address}' in the state (validate stages: {known})")
         if stages[address].type != "validate":
-            raise AuditError(f"ADDR: '{address}' is a {stages[address].type} stage; give a validate stage "
-                             f"({', '.join(validates) or 'none has run yet'})")
+            raise AuditError(
+                f"ADDR: '{address}' is a {stages[address].type} stage; give a validate stage "
+                f"({', '.join(validates) or 'none has run yet'})"
+            )
         validates = [address]
     found = [r for r in (report_of(stages[a]) for a in validates) if r is not None]
     if not found:
-        raise AuditError("no validation report in the state yet",
-                         hint="run `mactl apply` until the validate stage has run (it records its report)")
+        raise AuditError(
+            "no validation report in the state yet",
+            hint="run `mactl apply` until the validate stage has run (it records its report)",
+        )
     return found

@@ -166,7 +166,13 @@ class BulkSender:
     def _post(self, body: bytes) -> tuple[int, dict[str, Any] | None]:
         connection = self._client.transport.get_connection()
         status, _headers, raw = connection.perform_request(
-            "POST", "/_bulk", params=_BULK_PARAMS, body=body, timeout=self._timeout, headers=_HEADERS, ignore=tuple(RETRYABLE_STATUS)
+            "POST",
+            "/_bulk",
+            params=_BULK_PARAMS,
+            body=body,
+            timeout=self._timeout,
+            headers=_HEADERS,
+            ignore=tuple(RETRYABLE_STATUS),
         )
         if status in RETRYABLE_STATUS:
             return status, None

@@ -61,7 +61,11 @@ def _start(slot: _Slot, spec_json: bytes, env: dict[str, str]) -> None:
     slot.log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(slot.log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mactl.backfill.worker"], stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env
+            [sys.executable, "-m", "mactl.backfill.worker"],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     assert proc.stdin is not None
     proc.stdin.write(spec_json)
@@ -113,7 +117,9 @@ def run_stage(
             except Exception as exc:  # noqa: BLE001 - a look may fail; the workers carry on
                 failing_since = failing_since or time.monotonic()
                 if time.monotonic() - failing_since > spec.retry_deadline_s:
-                    raise ProviderError(f"{spec.address}: cannot read the working state {spec.state_index}: {exc}") from None
+                    raise ProviderError(
+                        f"{spec.address}: cannot read the working state {spec.state_index}: {exc}"
+                    ) from None
                 log(f"could not read the leases ({type(exc).__name__}: {exc}); retrying")
                 continue
             rates.add(snap)

@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,22 +27,36 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def entry(*, stage: str, unit: str, index: str, doc_id: str, routing: str | None, source_line: bytes, original: Any, status: int, reason: Any) -> bytes:
+def entry(
+    *,
+    stage: str,
+    unit: str,
+    index: str,
+    doc_id: str,
+    routing: str | None,
+    source_line: bytes,
+    original: Any,
+    status: int,
+    reason: Any,
+) -> bytes:
     """One dead-letter line (with its newline)."""
-    return orjson.dumps(
-        {
-            "stage": stage,
-            "unit": unit,
-            "index": index,
-            "id": doc_id,
-            "routing": routing,
-            "status": status,
-            "reason": reason,
-            "source": orjson.Fragment(source_line.rstrip(b"\n")),
-            "original": original,
-            "at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        }
-    ) + b"\n"
+    return (
+        orjson.dumps(
+            {
+                "stage": stage,
+                "unit": unit,
+                "index": index,
+                "id": doc_id,
+                "routing": routing,
+                "status": status,
+                "reason": reason,
+                "source": orjson.Fragment(source_line.rstrip(b"\n")),
+                "original": original,
+                "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            }
+        )
+        + b"\n"
+    )
 
 
 class DeadLetterSink(Protocol):
@@ -118,7 +132,7 @@ class S3Sink:
         if not self._buffer:
             return
         self._n += 1
-        key = f"{self._prefix}{self._holder}-{int(datetime.now(timezone.utc).timestamp() * 1000)}-{self._n:06d}.ndjson"
+        key = f"{self._prefix}{self._holder}-{int(datetime.now(UTC).timestamp() * 1000)}-{self._n:06d}.ndjson"
         self._client.put_object(Bucket=self._bucket, Key=key, Body=b"".join(self._buffer))
         self._buffer.clear()
 

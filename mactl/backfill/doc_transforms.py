@@ -41,7 +41,9 @@ def _rebuild(result: Any, context: dict[str, Any]) -> dict[str, Any]:
         )
     unknown = set(result) - set(_KEYS) - {"_type"}
     if unknown:
-        raise TransformError(f"a document transform rendered unknown keys {sorted(unknown)} (allowed: {', '.join(_KEYS)})")
+        raise TransformError(
+            f"a document transform rendered unknown keys {sorted(unknown)} (allowed: {', '.join(_KEYS)})"
+        )
     merged = dict(context)
     merged.update(result)
     return merged
@@ -57,7 +59,9 @@ class DocumentTransformer:
     def is_identity(self) -> bool:
         return self._chain is None
 
-    def apply(self, index: str, doc_id: str, routing: str | None, source: dict[str, Any], doc_type: str | None = None) -> TargetDoc | None:
+    def apply(
+        self, index: str, doc_id: str, routing: str | None, source: dict[str, Any], doc_type: str | None = None
+    ) -> TargetDoc | None:
         """The document to write, or None when the chain dropped it."""
         context: dict[str, Any] = {"_index": index, "_id": doc_id, "_routing": routing, "_source": source}
         if doc_type is not None:
@@ -75,9 +79,13 @@ class DocumentTransformer:
         final = merged[0]
         new_source = final["_source"]
         if not isinstance(new_source, dict):
-            raise TransformError(f"a document transform rendered a _source that is not an object ({type(new_source).__name__})")
+            raise TransformError(
+                f"a document transform rendered a _source that is not an object ({type(new_source).__name__})"
+            )
         routing_out = final.get("_routing")
-        return TargetDoc(str(final["_index"]), str(final["_id"]), None if routing_out in (None, "") else str(routing_out), new_source)
+        return TargetDoc(
+            str(final["_index"]), str(final["_id"]), None if routing_out in (None, "") else str(routing_out), new_source
+        )
 
 
 def load_source(raw: bytes) -> dict[str, Any]:

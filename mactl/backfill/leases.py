@@ -139,7 +139,9 @@ class Lease:
         self._write({})
 
     def complete(self, cursor: Any, counters: Counters) -> None:
-        self._write({"cursor": cursor, "counters": counters.to_json(), "status": "done", "expires_at": 0, "done_at": now_ms()})
+        self._write(
+            {"cursor": cursor, "counters": counters.to_json(), "status": "done", "expires_at": 0, "done_at": now_ms()}
+        )
 
     def _write(self, changes: dict[str, Any]) -> None:
         body = dict(self.record.body)
@@ -151,7 +153,9 @@ class Lease:
 class LeaseStore:
     """The working-state index of one backfill stage, seen from one worker."""
 
-    def __init__(self, client: OpenSearch, index: str, gen: str, *, lease_seconds: float = 60.0, retry_deadline_s: float = 600.0) -> None:
+    def __init__(
+        self, client: OpenSearch, index: str, gen: str, *, lease_seconds: float = 60.0, retry_deadline_s: float = 600.0
+    ) -> None:
         self.client = client
         self.index = index
         self.gen = gen
@@ -207,7 +211,9 @@ class LeaseStore:
     def read_meta(self) -> dict[str, Any] | None:
         """This generation's meta document; None when it (or the whole index) does not exist yet."""
         try:
-            return self._retry(lambda: self.client.get(index=self.index, id=f"meta:{self.gen}"), "read the stage meta")["_source"]
+            return self._retry(lambda: self.client.get(index=self.index, id=f"meta:{self.gen}"), "read the stage meta")[
+                "_source"
+            ]
         except NotFoundError:
             return None
 
@@ -251,8 +257,17 @@ class LeaseStore:
                 continue
             body = dict(current.body)
             claims = list(body.get("claims") or [])
-            claims.append({"holder": holder, "at": now_ms(), "from_cursor": current.cursor is not None, "took_over": current.body.get("holder")})
-            body.update({"status": "leased", "holder": holder, "expires_at": now_ms() + self.lease_ms, "claims": claims})
+            claims.append(
+                {
+                    "holder": holder,
+                    "at": now_ms(),
+                    "from_cursor": current.cursor is not None,
+                    "took_over": current.body.get("holder"),
+                }
+            )
+            body.update(
+                {"status": "leased", "holder": holder, "expires_at": now_ms() + self.lease_ms, "claims": claims}
+            )
             try:
                 record = self._conditional_put(current, body)
             except LeaseLost:
@@ -265,7 +280,11 @@ class LeaseStore:
     def _conditional_put(self, record: UnitRecord, body: dict[str, Any]) -> UnitRecord:
         def put() -> dict[str, Any]:
             return self.client.index(
-                index=self.index, id=record.doc_id, body=body, if_seq_no=record.seq_no, if_primary_term=record.primary_term
+                index=self.index,
+                id=record.doc_id,
+                body=body,
+                if_seq_no=record.seq_no,
+                if_primary_term=record.primary_term,
             )
 
         try:

@@ -113,12 +113,30 @@ def table(snap: Snapshot, rates: RateTracker, *, shards: bool = True) -> Table:
     for col in ("index / shard", "status", "read", "total", "written", "failed", "skipped", "dropped"):
         t.add_column(col, justify="left" if col in ("index / shard", "status") else "right")
     for name, p in snap.indices.items():
-        t.add_row(f"[bold]{name}", f"{p.shards_done}/{p.shards} done", f"{p.read:,}", f"{p.total:,}", f"{p.written:,}", f"{p.failed:,}", f"{p.skipped:,}", f"{p.dropped:,}")
+        t.add_row(
+            f"[bold]{name}",
+            f"{p.shards_done}/{p.shards} done",
+            f"{p.read:,}",
+            f"{p.total:,}",
+            f"{p.written:,}",
+            f"{p.failed:,}",
+            f"{p.skipped:,}",
+            f"{p.dropped:,}",
+        )
         if shards:
             for u in snap.units:
                 if u.body["index"] != name:
                     continue
                 c = u.counters
                 status = u.status if u.status != "leased" else f"leased by {u.body.get('holder')}"
-                t.add_row(f"  shard {u.body['shard']}", status, f"{c.read:,}", f"{int(u.body.get('total', 0)):,}", f"{c.written:,}", f"{c.failed:,}", f"{c.skipped:,}", f"{c.dropped:,}")
+                t.add_row(
+                    f"  shard {u.body['shard']}",
+                    status,
+                    f"{c.read:,}",
+                    f"{int(u.body.get('total', 0)):,}",
+                    f"{c.written:,}",
+                    f"{c.failed:,}",
+                    f"{c.skipped:,}",
+                    f"{c.dropped:,}",
+                )
     return t

@@ -11,7 +11,7 @@ dead-letter file before the old files are removed, so nothing is lost if this cr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -41,11 +41,23 @@ def _reason_type(reason: Any) -> str:
     return str(reason)[:60]
 
 
-def resend(client: OpenSearch, location: deadletter.Location, *, transformer: DocumentTransformer | None = None, batch_docs: int = 500, retry_deadline_s: float = 600.0) -> ResendResult:
+def resend(
+    client: OpenSearch,
+    location: deadletter.Location,
+    *,
+    transformer: DocumentTransformer | None = None,
+    batch_docs: int = 500,
+    retry_deadline_s: float = 600.0,
+) -> ResendResult:
     files = deadletter.list_files(location)
     latest: dict[tuple[str, str, str | None], dict[str, Any]] = {}
     for e in deadletter.read_entries(location, files):
-        original = e.get("original") or {"_index": e["index"], "_id": e["id"], "_routing": e.get("routing"), "_source": e["source"]}
+        original = e.get("original") or {
+            "_index": e["index"],
+            "_id": e["id"],
+            "_routing": e.get("routing"),
+            "_source": e["source"],
+        }
         latest[(original["_index"], original["_id"], original.get("_routing"))] = e
     result = ResendResult(entries=len(latest))
     if not latest:
@@ -69,16 +81,30 @@ def resend(client: OpenSearch, location: deadletter.Location, *, transformer: Do
             result.reasons[kind] = result.reasons.get(kind, 0) + 1
             still_failing.append(
                 deadletter.entry(
-                    stage=location.stage, unit="resend", index=rej.item.index, doc_id=rej.item.id, routing=rej.item.routing,
-                    source_line=rej.item.line.split(b"\n", 1)[1], original=rej.item.original, status=rej.status, reason=rej.reason,
+                    stage=location.stage,
+                    unit="resend",
+                    index=rej.item.index,
+                    doc_id=rej.item.id,
+                    routing=rej.item.routing,
+                    source_line=rej.item.line.split(b"\n", 1)[1],
+                    original=rej.item.original,
+                    status=rej.status,
+                    reason=rej.reason,
                 )
             )
         batch = Batch()
 
     for e in entries:
-        original = e.get("original") or {"_index": e["index"], "_id": e["id"], "_routing": e.get("routing"), "_source": e["source"]}
+        original = e.get("original") or {
+            "_index": e["index"],
+            "_id": e["id"],
+            "_routing": e.get("routing"),
+            "_source": e["source"],
+        }
         if transformer is not None and not transformer.is_identity:
-            out = transformer.apply(original["_index"], original["_id"], original.get("_routing"), dict(original["_source"]))
+            out = transformer.apply(
+                original["_index"], original["_id"], original.get("_routing"), dict(original["_source"])
+            )
             if out is None:
                 result.dropped += 1
                 continue
@@ -91,7 +117,7 @@ def resend(client: OpenSearch, location: deadletter.Location, *, transformer: Do
             flush()
     flush()
     if still_failing:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         deadletter.write_file(location, f"resend-{stamp}.ndjson", still_failing)
     deadletter.remove_files(location, files)
     result.files_removed = len(files)

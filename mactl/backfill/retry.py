@@ -39,7 +39,9 @@ def backoff_delay(attempt: int, *, base: float = 0.25, cap: float = 10.0) -> flo
     return random.uniform(base, min(cap, base * (2**attempt)))
 
 
-def with_retry(call: Callable[[], T], *, deadline_s: float, what: str, sleep: Callable[[float], object] = time.sleep) -> T:
+def with_retry(
+    call: Callable[[], T], *, deadline_s: float, what: str, sleep: Callable[[float], object] = time.sleep
+) -> T:
     """`call()`, retried on retryable failures until `deadline_s` seconds have passed."""
     started = time.monotonic()
     attempt = 0

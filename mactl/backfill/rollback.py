@@ -49,13 +49,17 @@ def planned_method(client: OpenSearch, mode: str) -> Method:
 
 
 def delete_by_query(client: OpenSearch, index: str) -> None:
-    client.delete_by_query(index=index, body={"query": {"match_all": {}}}, refresh=True, conflicts="proceed", wait_for_completion=True)
+    client.delete_by_query(
+        index=index, body={"query": {"match_all": {}}}, refresh=True, conflicts="proceed", wait_for_completion=True
+    )
 
 
 def delete_by_ids(client: OpenSearch, index: str, *, page: int = 5000) -> int:
     """Scroll every id (with routing) and bulk-delete; returns how many were deleted."""
     deleted = 0
-    resp = client.search(index=index, scroll="2m", body={"size": page, "_source": False, "sort": ["_doc"], "query": {"match_all": {}}})
+    resp = client.search(
+        index=index, scroll="2m", body={"size": page, "_source": False, "sort": ["_doc"], "query": {"match_all": {}}}
+    )
     scroll_id = resp.get("_scroll_id")
     try:
         while True:
@@ -97,7 +101,9 @@ def recreate(client: OpenSearch, index: str, definition: Mapping[str, Any] | Non
     client.indices.create(index=index, body=body)
 
 
-def remove_documents(client: OpenSearch, index: str, method: Method, definition: Mapping[str, Any] | None = None) -> Method:
+def remove_documents(
+    client: OpenSearch, index: str, method: Method, definition: Mapping[str, Any] | None = None
+) -> Method:
     """Empty one index the stage wrote to; returns the method that actually ran."""
     try:
         if method == "recreate":

@@ -89,8 +89,15 @@ def generation(inputs: BaseModel, snapshot_uuid: str | None = None) -> str:
     return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
 
 
-def build_spec(address: str, inputs: Any, *, workdir: Path, transforms_base_dir: Path | None = None,
-               snapshot: str | None = None, snapshot_uuid: str | None = None) -> JobSpec:
+def build_spec(
+    address: str,
+    inputs: Any,
+    *,
+    workdir: Path,
+    transforms_base_dir: Path | None = None,
+    snapshot: str | None = None,
+    snapshot_uuid: str | None = None,
+) -> JobSpec:
     """The spec for the backfill stage `address` with validated `inputs` (providers.backfill.Inputs)."""
     deadletter = inputs.deadLetter.location if inputs.deadLetter else str(workdir / "deadletter")
     return JobSpec(

@@ -42,8 +42,11 @@ def check_counts(client: OpenSearch, snap: Snapshot, *, deadline_s: float = 600.
         c = u.counters
         total = int(u.body.get("total", 0))
         if c.read != total:
-            check.differences.append(f"{u.body['index']} shard {u.body['shard']}: read {c.read} documents, the snapshot says {total} are live")
+            check.differences.append(
+                f"{u.body['index']} shard {u.body['shard']}: read {c.read} documents, the snapshot says {total} are live"
+            )
     for index, expected in sorted(expected_by_target_index(snap).items()):
+
         def count(index: str = index) -> int:
             try:
                 client.indices.refresh(index=index)

@@ -71,15 +71,23 @@ class WorkerSummary:
 class Worker:
     """The per-process state shared by all units this process works on."""
 
-    def __init__(self, spec: JobSpec, *, holder: str | None = None, on_unit: Callable[[str, Counters], None] | None = None) -> None:
+    def __init__(
+        self, spec: JobSpec, *, holder: str | None = None, on_unit: Callable[[str, Counters], None] | None = None
+    ) -> None:
         self.spec = spec
         self.holder = holder or new_holder_id()
         self.repo = open_snapshot_repository(spec.repository)
         self.store: LeaseStore = lease_store(spec)
         self.target = client_for(spec.target, pool_maxsize=max(4, spec.max_in_flight + 2), timeout=120)
-        self.sender = BulkSender(self.target, limiter=RateLimiter(spec.max_mbps), retry_deadline_s=spec.retry_deadline_s, log=self.log)
-        self.transformer = DocumentTransformer(spec.transforms, base_dir=Path(spec.transforms_base_dir) if spec.transforms_base_dir else None)
-        self.dlq = deadletter.open_sink(deadletter.Location(spec.deadletter, spec.address, spec.deadletter_endpoint), self.holder)
+        self.sender = BulkSender(
+            self.target, limiter=RateLimiter(spec.max_mbps), retry_deadline_s=spec.retry_deadline_s, log=self.log
+        )
+        self.transformer = DocumentTransformer(
+            spec.transforms, base_dir=Path(spec.transforms_base_dir) if spec.transforms_base_dir else None
+        )
+        self.dlq = deadletter.open_sink(
+            deadletter.Location(spec.deadletter, spec.address, spec.deadletter_endpoint), self.holder
+        )
         self.pool = ThreadPoolExecutor(max_workers=max(1, spec.max_in_flight), thread_name_prefix="bulk")
         self.on_unit = on_unit
         self.meta: dict[str, Any] = {}
@@ -145,8 +153,14 @@ class Worker:
                 item = rejection.item
                 self.dlq.add(
                     deadletter.entry(
-                        stage=spec.address, unit=unit.key, index=item.index, doc_id=item.id, routing=item.routing,
-                        source_line=item.line.split(b"\n", 1)[1], original=item.original, status=rejection.status,
+                        stage=spec.address,
+                        unit=unit.key,
+                        index=item.index,
+                        doc_id=item.id,
+                        routing=item.routing,
+                        source_line=item.line.split(b"\n", 1)[1],
+                        original=item.original,
+                        status=rejection.status,
                         reason=rejection.reason,
                     )
                 )
@@ -180,7 +194,16 @@ class Worker:
                     continue
                 if not doc.source:
                     item = Item(action_line(doc.index, doc.id, doc.routing) + b"{}\n", doc.index, doc.id, doc.routing)
-                    batch.local_rejections.append(Rejection(item, 0, {"type": "no_source", "reason": "the snapshot holds no _source for this document (_source disabled?)"}))
+                    batch.local_rejections.append(
+                        Rejection(
+                            item,
+                            0,
+                            {
+                                "type": "no_source",
+                                "reason": "the snapshot holds no _source for this document (_source disabled?)",
+                            },
+                        )
+                    )
                     continue
                 if identity:
                     prefix = prefix_cache.get(doc.index)
@@ -193,8 +216,15 @@ class Worker:
                         head = prefix + orjson.dumps(doc.id) + b',"routing":' + orjson.dumps(routing) + b"}}\n"
                     batch.add(Item(head + source_line(doc.source), doc.index, doc.id, routing))
                 else:
-                    original = {"_index": doc.index, "_id": doc.id, "_routing": doc.routing, "_source": orjson.loads(doc.source)}
-                    out = self.transformer.apply(doc.index, doc.id, doc.routing, dict(original["_source"]), getattr(doc, "type", None))
+                    original = {
+                        "_index": doc.index,
+                        "_id": doc.id,
+                        "_routing": doc.routing,
+                        "_source": orjson.loads(doc.source),
+                    }
+                    out = self.transformer.apply(
+                        doc.index, doc.id, doc.routing, dict(original["_source"]), getattr(doc, "type", None)
+                    )
                     if out is None:
                         counters.dropped += 1
                         continue

@@ -93,7 +93,7 @@ def _pin_bulk(rec: Record) -> Pinned | None:
             return None
         if not isinstance(action, dict) or len(action) != 1:
             return None
-        (op, meta), = action.items()
+        ((op, meta),) = action.items()
         has_source = op in ("index", "create", "update")
         if item_no >= len(items):
             return None

@@ -362,9 +362,7 @@ class _Cursor:
                 continue  # before the seek point
             entry_offset = self.next_offset if corrupt else offset
             key = b"" if corrupt else rest[:klen]
-            out.append(
-                LogEntry(name, entry_offset, key.decode(errors="replace"), rest[klen:], ts, corrupt)
-            )
+            out.append(LogEntry(name, entry_offset, key.decode(errors="replace"), rest[klen:], ts, corrupt))
             self.next_offset = entry_offset + 1
         return out
 

@@ -67,8 +67,9 @@ def init_log(cfg: dict[str, Any]) -> None:
         raise ProviderError(f"kafka {_bootstrap(cfg)}: cannot list topics: {exc}") from None
     if existing:
         return
-    topic = NewTopic(_topic(cfg), num_partitions=wanted, replication_factor=-1,
-                     config={"max.message.bytes": str(_MAX_MESSAGE)})
+    topic = NewTopic(
+        _topic(cfg), num_partitions=wanted, replication_factor=-1, config={"max.message.bytes": str(_MAX_MESSAGE)}
+    )
     fut = admin.create_topics([topic], operation_timeout=_TIMEOUT_S)[_topic(cfg)]
     try:
         fut.result(timeout=_TIMEOUT_S)
@@ -179,8 +180,7 @@ class KafkaLogReader:
 
     def seek(self, offsets: Offsets) -> None:
         assignment = [
-            TopicPartition(self._topic, p, int(offsets.get(str(p), OFFSET_BEGINNING)))
-            for p in self._all_partitions()
+            TopicPartition(self._topic, p, int(offsets.get(str(p), OFFSET_BEGINNING))) for p in self._all_partitions()
         ]
         if not assignment:
             raise ProviderError(f"kafka: topic {self._topic} does not exist")
@@ -217,7 +217,9 @@ class KafkaLogReader:
         tps = [TopicPartition(self._topic, p) for p in self._all_partitions()]
         if not tps:
             return None
-        found = {str(tp.partition): tp.offset for tp in self._consumer.committed(tps, timeout=_TIMEOUT_S) if tp.offset >= 0}
+        found = {
+            str(tp.partition): tp.offset for tp in self._consumer.committed(tps, timeout=_TIMEOUT_S) if tp.offset >= 0
+        }
         return found or None
 
     def end_offsets(self) -> Offsets:
@@ -229,8 +231,7 @@ class KafkaLogReader:
 
 def _watermarks(consumer: Consumer, topic: str, partitions: list[int]) -> Offsets:
     return {
-        str(p): int(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=_TIMEOUT_S)[1])
-        for p in partitions
+        str(p): int(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=_TIMEOUT_S)[1]) for p in partitions
     }
 
 
@@ -239,8 +240,13 @@ def open_reader(cfg: dict[str, Any], group: str) -> KafkaLogReader:
 
 
 def end_offsets(cfg: dict[str, Any]) -> Offsets:
-    consumer = Consumer({"bootstrap.servers": _bootstrap(cfg), "group.id": f"mactl-position-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": _bootstrap(cfg),
+            "group.id": f"mactl-position-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         return _watermarks(consumer, _topic(cfg), _partitions(cfg, consumer))
     finally:

@@ -219,7 +219,9 @@ class CaptureProxy:
                 except MactlError as exc:  # answered 502 per request (and retried) until it resolves
                     self.target.signer_problem = exc.message
                     self.target.signer_retry_at = time.monotonic() + _SIGNER_RETRY_S
-                    print(f"mactl capture-proxy: routed to a sigv4 target, but {exc.message}", file=sys.stderr, flush=True)
+                    print(
+                        f"mactl capture-proxy: routed to a sigv4 target, but {exc.message}", file=sys.stderr, flush=True
+                    )
             self.route = "target"
 
     def _save_state(self) -> None:
@@ -272,7 +274,9 @@ class CaptureProxy:
         except MactlError:
             raise
         except Exception as exc:  # noqa: BLE001 - botocore raises more than BotoCoreError
-            raise SigningError(f"{where}: sigv4 auth could not load AWS credentials: {exc}", hint=CREDENTIALS_HINT) from None
+            raise SigningError(
+                f"{where}: sigv4 auth could not load AWS credentials: {exc}", hint=CREDENTIALS_HINT
+            ) from None
         return signer
 
     def _signer(self, upstream: Upstream) -> RequestSigner:
@@ -298,7 +302,8 @@ class CaptureProxy:
         version = req.head.start_line.rsplit(" ", 1)[1]
         wire = wire_target(req.target)
         headers = [
-            (k, v) for k, v in header_list(req.head.raw)
+            (k, v)
+            for k, v in header_list(req.head.raw)
             if (low := k.lower()) not in _SIGNED_DROP and not low.startswith("x-amz-")
         ]
         body = req.body
@@ -318,8 +323,10 @@ class CaptureProxy:
         try:
             upstream.signer = await loop.run_in_executor(None, self.new_signer, *upstream.sigv4)
         except MactlError as exc:
-            return 400, {"error": f"route to target: {exc.message}",
-                         "hint": f"{exc.hint or CREDENTIALS_HINT}, in the environment the proxy was started with"}
+            return 400, {
+                "error": f"route to target: {exc.message}",
+                "hint": f"{exc.hint or CREDENTIALS_HINT}, in the environment the proxy was started with",
+            }
         self.target = upstream
         self.route = "target"
         self._save_state()
@@ -707,7 +714,7 @@ class _ClientConnection(asyncio.Protocol):
                 ),
                 CONNECT_TIMEOUT_S,
             )
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             reason = str(exc) or f"no connection to {upstream.host}:{upstream.port} within {CONNECT_TIMEOUT_S:g} s"
             self._fail(502, f"upstream unreachable: {reason}")
             return

@@ -55,8 +55,19 @@ from mactl.sigv4 import RequestSigner, SigningError, signer_for, wire_target
 from mactl.transforms import DROP, compile_chain
 
 _DROP_HEADERS = frozenset(
-    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "expect",
-     "authorization", "accept-encoding", "proxy-authorization", "te", "upgrade"}
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "expect",
+        "authorization",
+        "accept-encoding",
+        "proxy-authorization",
+        "te",
+        "upgrade",
+    }
 )
 _RETRY_STATUS = frozenset({429, 503})
 
@@ -328,7 +339,12 @@ def outcomes_match(method: str, path: str, source_status: int, target_status: in
         return True
     if method == "DELETE" and source_status == 200 and target_status == 404:
         return True
-    if method == "PUT" and source_status == 200 and target_status == 400 and b"resource_already_exists_exception" in target_body:
+    if (
+        method == "PUT"
+        and source_status == 200
+        and target_status == 400
+        and b"resource_already_exists_exception" in target_body
+    ):
         return True
     return False
 
@@ -373,7 +389,9 @@ class Replayer:
         self._dead = options.deadletter_path.open("ab") if options.deadletter_path else None
         self._idle = True
         self._mismatch_mark = 0
-        self._queues: list[queue.Queue[_Item | None]] = [queue.Queue(maxsize=2000) for _ in range(max(1, options.workers))]
+        self._queues: list[queue.Queue[_Item | None]] = [
+            queue.Queue(maxsize=2000) for _ in range(max(1, options.workers))
+        ]
         self.first_send: float | None = None
         self.last_send: float | None = None
 
@@ -396,8 +414,13 @@ class Replayer:
     def _dead_letter(self, partition: str, offset: int, reason: str, payload: bytes) -> None:
         self._write_line(
             self._dead,
-            {"partition": partition, "offset": offset, "reason": reason, "time": time.time(),
-             "payload": base64.b64encode(payload).decode()},
+            {
+                "partition": partition,
+                "offset": offset,
+                "reason": reason,
+                "time": time.time(),
+                "payload": base64.b64encode(payload).decode(),
+            },
         )
         with self._lock:
             self.status.dead_lettered += 1
@@ -440,7 +463,9 @@ class Replayer:
             # signed in `_send`, per attempt; the client's own x-amz-* headers were made
             # for another request and would either be unsigned or clash with ours
             headers = [(k, v) for k, v in headers if not k.lower().startswith("x-amz-")]
-            return _Item(partition, offset, captured, method, wire_target(self._prefix + path), headers, body_bytes, 0.0)
+            return _Item(
+                partition, offset, captured, method, wire_target(self._prefix + path), headers, body_bytes, 0.0
+            )
         if self.opts.target_authorization:
             headers.append(("Authorization", self.opts.target_authorization))
         return _Item(partition, offset, captured, method, self._prefix + path, headers, body_bytes, 0.0)
@@ -465,7 +490,13 @@ class Replayer:
             delay = item.due - time.monotonic()
             if delay > 0 and self.stop.wait(delay):
                 return  # stopping: this item stays uncommitted and is replayed on resume
-            size = len(item.method) + len(item.path) + 12 + sum(len(k) + len(v) + 4 for k, v in item.headers) + len(item.body)
+            size = (
+                len(item.method)
+                + len(item.path)
+                + 12
+                + sum(len(k) + len(v) + 4 for k, v in item.headers)
+                + len(item.body)
+            )
             self._causality.wait_before(item.record.request_time, self.stop)
             self._limiter.acquire(size, self.stop)
             if self.stop.is_set():
@@ -581,8 +612,10 @@ class Replayer:
         if begin:  # so a crash before the first periodic commit resumes here, not at offset 0
             reader.commit(begin)
         self.status.committed = dict(begin)
-        threads = [threading.Thread(target=self._worker, args=(q,), daemon=True, name=f"replay-{i}")
-                   for i, q in enumerate(self._queues)]
+        threads = [
+            threading.Thread(target=self._worker, args=(q,), daemon=True, name=f"replay-{i}")
+            for i, q in enumerate(self._queues)
+        ]
         for t in threads:
             t.start()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s

@@ -12,18 +12,22 @@ import sys
 
 from mactl.cli.app import app, run_guarded
 
-# Command modules register themselves on `app` when imported: one import per group.
-from mactl.cli import version_cmd  # noqa: F401,E402
-from mactl.cli import capture_cmd  # noqa: F401,E402
-from mactl.cli import state_cmd  # noqa: F401,E402
-from mactl.cli import metadata_cmd  # noqa: F401,E402
-from mactl.cli import backfill_cmd  # noqa: F401,E402
-from mactl.cli import snapshot_cmd  # noqa: F401,E402
+# Command modules register themselves on `app` when imported: one import per group. The
+# order is the order `mactl --help` lists them in, so it is kept by hand.
+# isort: off
+from mactl.cli import version_cmd  # noqa: F401
+from mactl.cli import capture_cmd  # noqa: F401
+from mactl.cli import state_cmd  # noqa: F401
+from mactl.cli import metadata_cmd  # noqa: F401
+from mactl.cli import backfill_cmd  # noqa: F401
+from mactl.cli import snapshot_cmd  # noqa: F401
+from mactl.cli import config_cmd  # noqa: F401
+from mactl.cli import engine_cmd  # noqa: F401
+from mactl.cli import status_cmd  # noqa: F401
+
+# isort: on
 
 
 def main() -> None:
     """Console-script entry point."""
     sys.exit(run_guarded(app))
-from mactl.cli import config_cmd  # noqa: F401,E402
-from mactl.cli import engine_cmd  # noqa: F401,E402
-from mactl.cli import status_cmd  # noqa: F401,E402

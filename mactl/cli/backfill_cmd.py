@@ -75,7 +75,9 @@ def _load_backfill_stage(
 
 @app.command("worker")
 def worker_command(
-    address: str = typer.Argument(..., help="The backfill stage to help with, e.g. backfill.source.snap1.target_1.m0.b0"),
+    address: str = typer.Argument(
+        ..., help="The backfill stage to help with, e.g. backfill.source.snap1.target_1.m0.b0"
+    ),
     config: ConfigPathOpt = None,
     var: VarOpt = None,
     var_file: VarFileOpt = None,
@@ -93,8 +95,14 @@ def worker_command(
     inputs, checkpoint = found.inputs, found.checkpoint
     workdir = Path(checkpoint.get("workdir") or found.backend.workdir / address)
     snapshot = found.snapshot_name()
-    spec = build_spec(address, inputs, workdir=workdir, transforms_base_dir=found.loaded.base_dir,
-                      snapshot=snapshot, snapshot_uuid=snapshot_uuid(inputs.repository, snapshot))
+    spec = build_spec(
+        address,
+        inputs,
+        workdir=workdir,
+        transforms_base_dir=found.loaded.base_dir,
+        snapshot=snapshot,
+        snapshot_uuid=snapshot_uuid(inputs.repository, snapshot),
+    )
     if checkpoint.get("deadLetter") and not inputs.deadLetter:
         spec = spec.with_deadletter(str(checkpoint["deadLetter"]))
     worker = Worker(spec)
@@ -130,13 +138,19 @@ def worker_command(
         typer.echo(orjson.dumps({"holder": summary.holder, **summary.to_json()}).decode())
     else:
         console.print(table(summarise(store.units()), rates))
-        typer.echo(f"worker {summary.holder}: {len(summary.units_done)} shard(s) done, {summary.docs_written:,} documents written, {summary.docs_failed:,} dead-lettered")
+        typer.echo(
+            f"worker {summary.holder}: {len(summary.units_done)} shard(s) done, {summary.docs_written:,} documents written, {summary.docs_failed:,} dead-lettered"
+        )
 
 
 @backfill_app.command("resend-failed")
 def resend_failed_command(
     address: str = typer.Argument(..., help="The backfill stage whose dead-lettered documents to resend"),
-    transform: str | None = typer.Option(None, "--transform", help="A transform to run on each original document first: a .j2 template file or module:function"),
+    transform: str | None = typer.Option(
+        None,
+        "--transform",
+        help="A transform to run on each original document first: a .j2 template file or module:function",
+    ),
     config: ConfigPathOpt = None,
     var: VarOpt = None,
     var_file: VarFileOpt = None,
@@ -163,7 +177,11 @@ def resend_failed_command(
     if transform is not None:
         if not Path(transform).is_file() and ":" not in transform:
             raise ConfigError(f"--transform {transform}: no such file (give a .j2 template file or module:function)")
-        spec = parse_spec(transform if ":" in transform or transform.endswith((".j2", ".jinja", ".jinja2")) else Path(transform).read_text())
+        spec = parse_spec(
+            transform
+            if ":" in transform or transform.endswith((".j2", ".jinja", ".jinja2"))
+            else Path(transform).read_text()
+        )
         transformer = DocumentTransformer([spec])
     started = time.monotonic()
     result = resend(

@@ -75,16 +75,24 @@ def _parse_listen(listen: str) -> tuple[str, int]:
 def capture_proxy(
     source: str = typer.Option(..., "--source", help="The source cluster URL, e.g. http://127.0.0.1:9200."),
     listen: str = typer.Option("127.0.0.1:19210", "--listen", help="HOST:PORT to accept clients on."),
-    log: str = typer.Option(".mactl/capture", "--log", help="Log folder, kafka://bootstrap/topic, or a JSON log block."),
-    proxy_id: str | None = typer.Option(None, "--id", help="Stable proxy id (the file-log partition); default HOST_PORT."),
+    log: str = typer.Option(
+        ".mactl/capture", "--log", help="Log folder, kafka://bootstrap/topic, or a JSON log block."
+    ),
+    proxy_id: str | None = typer.Option(
+        None, "--id", help="Stable proxy id (the file-log partition); default HOST_PORT."
+    ),
     fsync: str | None = typer.Option(None, "--fsync", help="File log fsync policy: always, interval or never."),
     segment_bytes: int | None = typer.Option(None, "--segment-bytes", help="File log segment size."),
     skip_path: list[str] = typer.Option([], "--skip-path", help="Regex: matching paths are not captured."),
     skip_header: list[str] = typer.Option([], "--skip-header", help="NAME=REGEX: matching requests are not captured."),
-    capture: bool = typer.Option(False, "--capture/--no-capture", help="Start capturing at once (default: wait for the signal)."),
+    capture: bool = typer.Option(
+        False, "--capture/--no-capture", help="Start capturing at once (default: wait for the signal)."
+    ),
     insecure: bool = typer.Option(False, "--insecure", help="Do not verify the source's TLS certificate."),
     pid_file: Path | None = typer.Option(None, "--pid-file", help="Write the PID here; removed on exit."),
-    state_file: Path | None = typer.Option(None, "--state-file", help="Persist capture/route flags here across restarts."),
+    state_file: Path | None = typer.Option(
+        None, "--state-file", help="Persist capture/route flags here across restarts."
+    ),
 ) -> None:
     """Run a capture proxy in the foreground until SIGTERM/SIGINT."""
     from mactl.capture import log as capture_log
@@ -142,7 +150,9 @@ def capture_proxy(
 
 @replay_app.command("run")
 def replay_run(
-    spec_file: Path | None = typer.Option(None, "--spec", help="A replay job spec (JSON), as the replay stage writes it."),
+    spec_file: Path | None = typer.Option(
+        None, "--spec", help="A replay job spec (JSON), as the replay stage writes it."
+    ),
     log: str | None = typer.Option(None, "--log", help="Log folder, kafka://bootstrap/topic, or a JSON log block."),
     target: str | None = typer.Option(None, "--target", help="The target cluster URL."),
     group: str = typer.Option("mactl-replay", "--group", help="Consumer group (where offsets are committed)."),

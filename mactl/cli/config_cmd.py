@@ -35,7 +35,9 @@ VarOpt = Annotated[
 ]
 VarFileOpt = Annotated[
     list[Path] | None,
-    typer.Option("-var-file", "--var-file", help="A YAML/JSON file of NAME: VALUE. Repeatable, in order.", dir_okay=False),
+    typer.Option(
+        "-var-file", "--var-file", help="A YAML/JSON file of NAME: VALUE. Repeatable, in order.", dir_okay=False
+    ),
 ]
 GraphFormatOpt = Annotated[
     str, typer.Option("--format", "-f", help="mermaid (default), dot or json.", case_sensitive=False)
@@ -82,7 +84,9 @@ def lock_state(backend: Any, operation: str, lock_timeout: str) -> AbstractConte
     timeout = parse_duration(lock_timeout)
 
     def say_waiting(holder: Any) -> None:
-        typer.echo(f"Waiting for the state lock held by {holder.who} (pid {holder.pid}) for {holder.operation!r}…", err=True)
+        typer.echo(
+            f"Waiting for the state lock held by {holder.who} (pid {holder.pid}) for {holder.operation!r}…", err=True
+        )
 
     return backend.lock(operation, timeout, on_wait=say_waiting)
 
@@ -129,7 +133,15 @@ def validate_command(
     except ConfigError as err:
         if not as_json:
             raise
-        _print_json({"valid": False, "config": None, "error_count": 1, "errors": [{"path": "", "message": err.message}], "warnings": []})
+        _print_json(
+            {
+                "valid": False,
+                "config": None,
+                "error_count": 1,
+                "errors": [{"path": "", "message": err.message}],
+                "warnings": [],
+            }
+        )
         raise typer.Exit(1) from None
 
     types = [graph.stages[a].type for a in graph.topological()]
@@ -186,7 +198,9 @@ def graph_command(
     ] = False,
     plan: Annotated[
         Path | None,
-        typer.Option("--plan", help="Colour stages by their planned action in PLANFILE (from `mactl plan -out`).", dir_okay=False),
+        typer.Option(
+            "--plan", help="Colour stages by their planned action in PLANFILE (from `mactl plan -out`).", dir_okay=False
+        ),
     ] = None,
 ) -> None:
     """Print the stage graph: mermaid by default, or Graphviz dot, or JSON.

@@ -25,17 +25,65 @@ from mactl.errors import ConfigError, MactlError, PlanError
 if TYPE_CHECKING:
     from mactl.plan.builder import PlanOptions
 
-TargetOpt = Annotated[list[str] | None, typer.Option("-target", "--target", help="Plan only ADDR and what it depends on. Repeatable; `*` wildcards.", metavar="ADDR")]
-ExcludeOpt = Annotated[list[str] | None, typer.Option("-exclude", "--exclude", help="Leave out ADDR and what depends on it. Repeatable.", metavar="ADDR")]
-ReplaceOpt = Annotated[list[str] | None, typer.Option("-replace", "--replace", help="Force ADDR (and its descendants) to be replaced. Repeatable.", metavar="ADDR")]
-KeepOpt = Annotated[list[str] | None, typer.Option("-keep-downstream", "--keep-downstream", help="Change ADDR without invalidating its descendants (you manage their state).", metavar="ADDR")]
-RefreshOpt = Annotated[str, typer.Option("-refresh", "--refresh", help="-refresh=false: don't ask providers for the real state (no network).", metavar="true|false")]
-RefreshOnlyOpt = Annotated[bool, typer.Option("-refresh-only", "--refresh-only", help="Only record what changed outside mactl.")]
-DetailedOpt = Annotated[bool, typer.Option("-detailed-exitcode", "--detailed-exitcode", help="Exit 0 with no changes, 1 on error, 2 with changes.")]
-OutOpt = Annotated[Path | None, typer.Option("-out", "--out", help="Save the plan to FILE for `mactl apply FILE`.", dir_okay=False, metavar="FILE")]
-AutoApproveOpt = Annotated[bool, typer.Option("-auto-approve", "--auto-approve", help="Apply without asking for `yes`.")]
-ParallelismOpt = Annotated[int, typer.Option("-parallelism", "--parallelism", help="How many stages run at once.", min=1)]
-LockTimeoutOpt = Annotated[str, typer.Option("-lock-timeout", "--lock-timeout", help="How long to wait for the state lock (0, 30s, 5m).", metavar="DURATION")]
+TargetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-target", "--target", help="Plan only ADDR and what it depends on. Repeatable; `*` wildcards.", metavar="ADDR"
+    ),
+]
+ExcludeOpt = Annotated[
+    list[str] | None,
+    typer.Option("-exclude", "--exclude", help="Leave out ADDR and what depends on it. Repeatable.", metavar="ADDR"),
+]
+ReplaceOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-replace", "--replace", help="Force ADDR (and its descendants) to be replaced. Repeatable.", metavar="ADDR"
+    ),
+]
+KeepOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-keep-downstream",
+        "--keep-downstream",
+        help="Change ADDR without invalidating its descendants (you manage their state).",
+        metavar="ADDR",
+    ),
+]
+RefreshOpt = Annotated[
+    str,
+    typer.Option(
+        "-refresh",
+        "--refresh",
+        help="-refresh=false: don't ask providers for the real state (no network).",
+        metavar="true|false",
+    ),
+]
+RefreshOnlyOpt = Annotated[
+    bool, typer.Option("-refresh-only", "--refresh-only", help="Only record what changed outside mactl.")
+]
+DetailedOpt = Annotated[
+    bool,
+    typer.Option(
+        "-detailed-exitcode", "--detailed-exitcode", help="Exit 0 with no changes, 1 on error, 2 with changes."
+    ),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("-out", "--out", help="Save the plan to FILE for `mactl apply FILE`.", dir_okay=False, metavar="FILE"),
+]
+AutoApproveOpt = Annotated[
+    bool, typer.Option("-auto-approve", "--auto-approve", help="Apply without asking for `yes`.")
+]
+ParallelismOpt = Annotated[
+    int, typer.Option("-parallelism", "--parallelism", help="How many stages run at once.", min=1)
+]
+LockTimeoutOpt = Annotated[
+    str,
+    typer.Option(
+        "-lock-timeout", "--lock-timeout", help="How long to wait for the state lock (0, 30s, 5m).", metavar="DURATION"
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("-json", "--json", help="Print the plan as JSON (docs/plan-json.md).")]
 MarkdownOpt = Annotated[bool, typer.Option("-markdown", "--markdown", help="Print the plan as a pull-request comment.")]
 
@@ -180,7 +228,8 @@ def plan_command(
     evaluate: Annotated[
         bool,
         typer.Option(
-            "-evaluate", "--evaluate",
+            "-evaluate",
+            "--evaluate",
             help="Also show, per planned metadata stage, the exact JSON each item would be created with.",
         ),
     ] = False,
@@ -238,8 +287,14 @@ def _walk(session: Session, plan: Any, doc: Any, parallelism: int, operation: st
 
     recorder = StateRecorder(session.backend, doc or StateDocument(), current_who(), session.secrets)
     walker = Walker(
-        plan, session.graph, recorder, parallelism=parallelism, display=ApplyDisplay(), workdir=session.backend.workdir,
-        secrets=session.secrets, operation=operation,
+        plan,
+        session.graph,
+        recorder,
+        parallelism=parallelism,
+        display=ApplyDisplay(),
+        workdir=session.backend.workdir,
+        secrets=session.secrets,
+        operation=operation,
     )
     result = walker.run()
     return _report(result, operation)
@@ -267,8 +322,10 @@ def _report(result: Any, operation: str) -> int:
         out(f"\n{done} stage(s) finished and {rolled} rolled back; they are kept in the state.")
         if result.not_started:
             out(f"{len(result.not_started)} stage(s) were not started.")
-        out("To resume: fix the cause and run `mactl apply` again. Failed or interrupted stages are tainted:\n"
-            "the next plan replaces them (or resumes them from their checkpoint), and finished stages are kept.")
+        out(
+            "To resume: fix the cause and run `mactl apply` again. Failed or interrupted stages are tainted:\n"
+            "the next plan replaces them (or resumes them from their checkpoint), and finished stages are kept."
+        )
         return 130 if result.interrupted and not result.failed else 1
     verb = "Destroy" if operation == "destroy" else "Apply"
     typer.secho(f"\n{verb} complete! Stages: {done} applied, {rolled} rolled back.", fg="green")
@@ -280,8 +337,15 @@ def _report(result: Any, operation: str) -> int:
 
 
 def _plan_confirm_walk(
-    session: Session, options: PlanOptions, operation: str, lock_timeout: str, auto_approve: bool, *,
-    as_json: bool = False, no_changes: str, question: str,
+    session: Session,
+    options: PlanOptions,
+    operation: str,
+    lock_timeout: str,
+    auto_approve: bool,
+    *,
+    as_json: bool = False,
+    no_changes: str,
+    question: str,
 ) -> int | None:
     """Plan, show the plan, ask for `yes`, and walk it, all under one hold of the state lock.
 
@@ -303,8 +367,14 @@ def _plan_confirm_walk(
         return _walk(session, plan, doc, options.parallelism, operation)
 
 
-def _apply_saved(planfile: Path, config: Path | None, var: list[str] | None, var_file: list[Path] | None,
-                 parallelism: int, lock_timeout: str) -> int:
+def _apply_saved(
+    planfile: Path,
+    config: Path | None,
+    var: list[str] | None,
+    var_file: list[Path] | None,
+    parallelism: int,
+    lock_timeout: str,
+) -> int:
     from mactl.apply.walker import check_available
     from mactl.plan.builder import config_digest, prepare
     from mactl.plan.planfile import check_fresh, check_sensitive_supplied, load_plan, non_sensitive_variables
@@ -317,7 +387,9 @@ def _apply_saved(planfile: Path, config: Path | None, var: list[str] | None, var
         recorded.write_bytes(orjson.dumps(non_sensitive_variables(plan)))
         session = _open(config or Path(plan.config_path), var, [recorded, *(var_file or [])])
     if session.backend.workspace != plan.workspace:
-        raise PlanError(f"the plan was made for workspace {plan.workspace!r}, but {session.backend.workspace!r} is selected")
+        raise PlanError(
+            f"the plan was made for workspace {plan.workspace!r}, but {session.backend.workspace!r} is selected"
+        )
     digest = config_digest(prepare(session.graph, session.secrets))
     check_available(plan)
     with lock_state(session.backend, "apply", lock_timeout):
@@ -332,7 +404,9 @@ def _apply_saved(planfile: Path, config: Path | None, var: list[str] | None, var
 
 @app.command("apply")
 def apply_command(
-    planfile: Annotated[Path | None, typer.Argument(help="A plan saved with `mactl plan -out FILE`.", dir_okay=False)] = None,
+    planfile: Annotated[
+        Path | None, typer.Argument(help="A plan saved with `mactl plan -out FILE`.", dir_okay=False)
+    ] = None,
     config: ConfigPathOpt = None,
     var: VarOpt = None,
     var_file: VarFileOpt = None,
@@ -349,15 +423,22 @@ def apply_command(
     """Apply the plan: run stages through their providers, saving the state as it goes."""
     if planfile is not None:
         if any([target, exclude, replace, keep_downstream, refresh_only]) or _refresh_flag(refresh) is False:
-            raise ConfigError("planning flags (-target, -exclude, -replace, -refresh…) cannot be used with a saved plan",
-                              hint="they were fixed when the plan was made")
+            raise ConfigError(
+                "planning flags (-target, -exclude, -replace, -refresh…) cannot be used with a saved plan",
+                hint="they were fixed when the plan was made",
+            )
         code = _apply_saved(planfile, config, var, var_file, parallelism, lock_timeout)
         raise typer.Exit(code)
     options = _options(target, exclude, replace, keep_downstream, refresh, refresh_only, parallelism=parallelism)
     session = _open(config, var, var_file)
     code = _plan_confirm_walk(
-        session, options, "apply", lock_timeout, auto_approve,
-        no_changes="\nApply complete! No changes.", question="perform these actions",
+        session,
+        options,
+        "apply",
+        lock_timeout,
+        auto_approve,
+        no_changes="\nApply complete! No changes.",
+        question="perform these actions",
     )
     if code is not None:
         raise typer.Exit(code)
@@ -378,8 +459,14 @@ def destroy_command(
     options = _options(target, None, None, None, "false", False, destroy=True, parallelism=parallelism)
     session = _open(config, var, var_file)
     code = _plan_confirm_walk(
-        session, options, "destroy", lock_timeout, auto_approve,
-        as_json=as_json, no_changes="\nNothing to destroy.", question="destroy these stages",
+        session,
+        options,
+        "destroy",
+        lock_timeout,
+        auto_approve,
+        as_json=as_json,
+        no_changes="\nNothing to destroy.",
+        question="destroy these stages",
     )
     if code is not None:
         raise typer.Exit(code)

@@ -17,10 +17,11 @@ from rich.table import Table
 
 from mactl.cli.app import app
 from mactl.errors import ConfigError
-from mactl.snapshot_reader import Repository, SnapshotReaderError, open_repository
-from mactl.snapshot_reader import smile
+from mactl.snapshot_reader import Repository, SnapshotReaderError, open_repository, smile
 
-snapshot_app = typer.Typer(help="Look into a snapshot repository (fs path or s3://bucket/prefix).", no_args_is_help=True)
+snapshot_app = typer.Typer(
+    help="Look into a snapshot repository (fs path or s3://bucket/prefix).", no_args_is_help=True
+)
 app.add_typer(snapshot_app, name="snapshot")
 
 _REPO_HELP = "The repository: a folder path or s3://bucket/prefix."
@@ -36,7 +37,7 @@ def _open(repo: str, endpoint: str | None, region: str | None) -> Repository:
 def _when(millis: int | None) -> str:
     if not millis:
         return "-"
-    return dt.datetime.fromtimestamp(millis / 1000, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return dt.datetime.fromtimestamp(millis / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 @snapshot_app.command("ls")
@@ -50,9 +51,23 @@ def ls_cmd(
     repository = _open(repo, s3_endpoint, s3_region)
     snaps = repository.snapshots()
     if as_json:
-        typer.echo(json.dumps([
-            {"name": s.name, "uuid": s.uuid, "state": s.state, "start_time": s.start_time, "end_time": s.end_time,
-             "version": s.version, "indices": len(s.indices)} for s in snaps], indent=2))
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "name": s.name,
+                        "uuid": s.uuid,
+                        "state": s.state,
+                        "start_time": s.start_time,
+                        "end_time": s.end_time,
+                        "version": s.version,
+                        "indices": len(s.indices),
+                    }
+                    for s in snaps
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table(box=None)
     for col in ("snapshot", "state", "started", "indices", "version"):
@@ -70,24 +85,40 @@ def _show_data(repository: Repository, name: str) -> dict[str, Any]:
         shards = []
         for shard in range(meta.number_of_shards):
             try:
-                shards.append({"shard": shard, "live_docs": repository.live_doc_count(snap, index, shard),
-                               "size_bytes": repository.shard_size(snap, index, shard)})
+                shards.append(
+                    {
+                        "shard": shard,
+                        "live_docs": repository.live_doc_count(snap, index, shard),
+                        "size_bytes": repository.shard_size(snap, index, shard),
+                    }
+                )
             except SnapshotReaderError as err:
                 if snap.state == "SUCCESS":
                     raise
                 shards.append({"shard": shard, "missing": str(err)})
-        indices.append({
-            "index": index, "shards": meta.number_of_shards, "types": meta.types if meta.types != ["_doc"] else [],
-            "live_docs": sum(s.get("live_docs", 0) for s in shards),
-            "size_bytes": sum(s.get("size_bytes", 0) for s in shards), "shard_details": shards,
-            "aliases": sorted(meta.aliases)})
+        indices.append(
+            {
+                "index": index,
+                "shards": meta.number_of_shards,
+                "types": meta.types if meta.types != ["_doc"] else [],
+                "live_docs": sum(s.get("live_docs", 0) for s in shards),
+                "size_bytes": sum(s.get("size_bytes", 0) for s in shards),
+                "shard_details": shards,
+                "aliases": sorted(meta.aliases),
+            }
+        )
     glob = repository.global_metadata(snap)
     return {
-        "snapshot": snap.name, "uuid": snap.uuid, "state": snap.state, "version": snap.version,
-        "start_time": snap.start_time, "end_time": snap.end_time,
+        "snapshot": snap.name,
+        "uuid": snap.uuid,
+        "state": snap.state,
+        "version": snap.version,
+        "start_time": snap.start_time,
+        "end_time": snap.end_time,
         "missing_shards": repository.missing_shards(snap) if snap.state != "SUCCESS" else [],
         "indices": indices,
-        "templates": sorted(glob.templates), "index_templates": sorted(glob.index_templates),
+        "templates": sorted(glob.templates),
+        "index_templates": sorted(glob.index_templates),
         "component_templates": sorted(glob.component_templates),
     }
 
@@ -106,19 +137,30 @@ def show_cmd(
         typer.echo(json.dumps(data, indent=2))
         return
     console = Console(width=200)
-    console.print(f"snapshot [bold]{data['snapshot']}[/] ({data['state']}, {data['version'] or 'version unknown'}, "
-                  f"started {_when(data['start_time'])})", highlight=False)
+    console.print(
+        f"snapshot [bold]{data['snapshot']}[/] ({data['state']}, {data['version'] or 'version unknown'}, "
+        f"started {_when(data['start_time'])})",
+        highlight=False,
+    )
     for line in data["missing_shards"]:
         console.print(f"  missing shard {line}", style="yellow", highlight=False)
     table = Table(box=None)
     for col in ("index", "shards", "live docs", "size", "aliases"):
         table.add_column(col)
     for ix in data["indices"]:
-        table.add_row(ix["index"], str(ix["shards"]), str(ix["live_docs"]), f"{ix['size_bytes'] / 1e6:.1f} MB",
-                      ", ".join(ix["aliases"]) or "-")
+        table.add_row(
+            ix["index"],
+            str(ix["shards"]),
+            str(ix["live_docs"]),
+            f"{ix['size_bytes'] / 1e6:.1f} MB",
+            ", ".join(ix["aliases"]) or "-",
+        )
     console.print(table)
-    for key, label in (("templates", "legacy templates"), ("index_templates", "index templates"),
-                       ("component_templates", "component templates")):
+    for key, label in (
+        ("templates", "legacy templates"),
+        ("index_templates", "index templates"),
+        ("component_templates", "component templates"),
+    ):
         console.print(f"{label}: {', '.join(data[key]) or '-'}", highlight=False)
 
 
@@ -128,7 +170,9 @@ def _source_json(source: bytes, where: str) -> Any:
     try:
         return orjson.loads(source)
     except orjson.JSONDecodeError:
-        raise SnapshotReaderError(f"{where}: _source is not JSON or SMILE (CBOR/YAML sources are not supported yet)") from None
+        raise SnapshotReaderError(
+            f"{where}: _source is not JSON or SMILE (CBOR/YAML sources are not supported yet)"
+        ) from None
 
 
 @snapshot_app.command("dump")
@@ -146,7 +190,9 @@ def dump_cmd(
     names = index or snap.indices
     for name in names:
         if name not in snap.indices:
-            raise ConfigError(f"--index {name}: snapshot {snap.name!r} has no such index; it has: {', '.join(snap.indices)}")
+            raise ConfigError(
+                f"--index {name}: snapshot {snap.name!r} has no such index; it has: {', '.join(snap.indices)}"
+            )
     out = sys.stdout.buffer
     written = 0
     for name in names:

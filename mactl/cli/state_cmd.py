@@ -102,7 +102,9 @@ def state_list(
     if not stages:
         typer.echo(f"No stages in the state ({backend.describe()}, workspace {backend.workspace}).")
         return
-    table = Table(title=f"{backend.describe()} · workspace {backend.workspace} · serial {doc.serial}", title_justify="left")
+    table = Table(
+        title=f"{backend.describe()} · workspace {backend.workspace} · serial {doc.serial}", title_justify="left"
+    )
     for column in ("address", "type", "status", "attempts", "updated"):
         table.add_column(column)
     for address, record in sorted(stages.items()):
@@ -140,7 +142,9 @@ def state_rm(
         doc = backend.read()
         missing = [a for a in addresses if doc is None or a not in doc.stages]
         if missing:
-            raise StateError(f"no stage {missing[0]!r} in the state ({backend.describe()})", hint="see `mactl state list`")
+            raise StateError(
+                f"no stage {missing[0]!r} in the state ({backend.describe()})", hint="see `mactl state list`"
+            )
         assert doc is not None
         who = current_who()
         for address in addresses:
@@ -405,4 +409,3 @@ def workspace_delete(
     state, base_dir = load_state_config(config, var, var_file)
     delete_workspace(state, name, base_dir, force=force, lock_timeout_s=parse_duration(lock_timeout))
     typer.echo(f"Deleted workspace {name!r}.")
-

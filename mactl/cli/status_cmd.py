@@ -78,26 +78,35 @@ def collect(graph: Any, doc: Any, workdir: Path) -> list[StageStatus]:
         elif rec is not None and rec.approved_by:
             approval = f"approved by {rec.approved_by}"
         progress = _last_progress(workdir, address) if status in ("running", "failed", "complete", "tainted") else None
-        rows.append(StageStatus(
-            address=address,
-            type=stage.type if stage else (rec.type if rec else "?"),
-            status=status,
-            clone_of=stage.clone_of if stage else None,
-            depends_on=list(stage.depends_on if stage else (rec.depends_on if rec else [])),
-            started_at=rec.started_at if rec else None,
-            finished_at=rec.finished_at if rec else None,
-            duration_s=_seconds(rec.started_at, rec.finished_at) if rec else None,
-            attempts=rec.attempts if rec else 0,
-            progress=progress,
-            last_error=rec.last_error if rec else None,
-            approval=approval,
-            in_config=stage is not None,
-        ))
+        rows.append(
+            StageStatus(
+                address=address,
+                type=stage.type if stage else (rec.type if rec else "?"),
+                status=status,
+                clone_of=stage.clone_of if stage else None,
+                depends_on=list(stage.depends_on if stage else (rec.depends_on if rec else [])),
+                started_at=rec.started_at if rec else None,
+                finished_at=rec.finished_at if rec else None,
+                duration_s=_seconds(rec.started_at, rec.finished_at) if rec else None,
+                attempts=rec.attempts if rec else 0,
+                progress=progress,
+                last_error=rec.last_error if rec else None,
+                approval=approval,
+                in_config=stage is not None,
+            )
+        )
     return rows
 
 
-_STYLE = {"complete": "green", "running": "cyan", "failed": "red", "tainted": "yellow",
-          "awaiting_approval": "magenta", "pending": "dim", "left_manual": "yellow"}
+_STYLE = {
+    "complete": "green",
+    "running": "cyan",
+    "failed": "red",
+    "tainted": "yellow",
+    "awaiting_approval": "magenta",
+    "pending": "dim",
+    "left_manual": "yellow",
+}
 
 
 def _progress_text(p: dict[str, Any] | None) -> str:
@@ -119,18 +128,33 @@ def _table(rows: list[StageStatus], where: str) -> Any:
     for col in ("stage", "status", "time", "progress", "approval", "last error"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        name = r.address + (f"  (clone of {r.clone_of})" if r.clone_of else "") + ("" if r.in_config else "  (not in config)")
+        name = (
+            r.address
+            + (f"  (clone of {r.clone_of})" if r.clone_of else "")
+            + ("" if r.in_config else "  (not in config)")
+        )
         took = f"{r.duration_s:.1f}s" if r.duration_s is not None else ""
         error = (r.last_error or "").splitlines()[0][:120] if r.last_error else ""
-        table.add_row(name, f"[{_STYLE.get(r.status, 'white')}]{r.status}[/]", took, _progress_text(r.progress),
-                      r.approval or "", error)
+        table.add_row(
+            name,
+            f"[{_STYLE.get(r.status, 'white')}]{r.status}[/]",
+            took,
+            _progress_text(r.progress),
+            r.approval or "",
+            error,
+        )
     return table
 
 
 def _status_json(rows: list[StageStatus], where: str, workspace: str) -> str:
     pending = [r.address for r in rows if r.approval == "pending"]
-    return json.dumps({"state": where, "workspace": workspace, "pendingApprovals": pending,
-                       "stages": [asdict(r) for r in rows]}, indent=2) + "\n"
+    return (
+        json.dumps(
+            {"state": where, "workspace": workspace, "pendingApprovals": pending, "stages": [asdict(r) for r in rows]},
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def _open(config: Path | None, var: list[str] | None, var_file: list[Path] | None) -> tuple[Any, Any, Any]:
@@ -148,8 +172,12 @@ def status_command(
     config: ConfigPathOpt = None,
     var: VarOpt = None,
     var_file: VarFileOpt = None,
-    watch: Annotated[bool, typer.Option("-watch", "--watch", help="Redraw every INTERVAL seconds until Ctrl-C.")] = False,
-    interval: Annotated[float, typer.Option("-interval", "--interval", help="Seconds between redraws with --watch.", min=0.2)] = 2.0,
+    watch: Annotated[
+        bool, typer.Option("-watch", "--watch", help="Redraw every INTERVAL seconds until Ctrl-C.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("-interval", "--interval", help="Seconds between redraws with --watch.", min=0.2)
+    ] = 2.0,
     as_json: Annotated[bool, typer.Option("-json", "--json", help="Print the map as JSON (for scripts).")] = False,
 ) -> None:
     """Show every stage: status, timing, progress, last error, and pending approvals.
@@ -184,14 +212,26 @@ def status_command(
 
 @app.command("audit")
 def audit_command(
-    address: Annotated[str | None, typer.Argument(help="A validate stage (default: every validate stage).", metavar="[ADDR]")] = None,
+    address: Annotated[
+        str | None, typer.Argument(help="A validate stage (default: every validate stage).", metavar="[ADDR]")
+    ] = None,
     config: ConfigPathOpt = None,
     var: VarOpt = None,
     var_file: VarFileOpt = None,
     as_json: Annotated[bool, typer.Option("-json", "--json", help="Print the full report as JSON.")] = False,
-    markdown: Annotated[bool, typer.Option("-markdown", "--markdown", help="Print the report as markdown (a PR comment).")] = False,
-    html: Annotated[Path | None, typer.Option("-html", "--html", help="Write a self-contained HTML page with plots to FILE.",
-                                              dir_okay=False, metavar="FILE")] = None,
+    markdown: Annotated[
+        bool, typer.Option("-markdown", "--markdown", help="Print the report as markdown (a PR comment).")
+    ] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "-html",
+            "--html",
+            help="Write a self-contained HTML page with plots to FILE.",
+            dir_okay=False,
+            metavar="FILE",
+        ),
+    ] = None,
 ) -> None:
     """Show the validation report the validate stage(s) recorded in the state.
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mactl.config.issues import ConfigErrors, ConfigIssue
-    from mactl.config.loader import LoadedConfig, find_config_file, load_config
-    from mactl.config.model import Config
+    from mactl.config.issues import ConfigErrors, ConfigIssue  # noqa: F401
+    from mactl.config.loader import LoadedConfig, find_config_file, load_config  # noqa: F401
+    from mactl.config.model import Config  # noqa: F401
 
 _LAZY = {
     "load_config": "mactl.config.loader",

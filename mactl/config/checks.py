@@ -84,7 +84,9 @@ def check(config: Config, origins: Origins) -> list[ConfigIssue]:
         _unique([((*sloc, "snapshots", j), s.name) for j, s in enumerate(sm.snapshots)], "snapshot entry", add, origins)
         for j, snap in enumerate(sm.snapshots):
             eloc: Loc = (*sloc, "snapshots", j)
-            _unique([((*eloc, "migrations", k), m.name) for k, m in enumerate(snap.migrations)], "migration", add, origins)
+            _unique(
+                [((*eloc, "migrations", k), m.name) for k, m in enumerate(snap.migrations)], "migration", add, origins
+            )
             ex = snap.existingSnapshot
             if ex is not None and ex.repositoryName and ex.repository is None and sm.source.snapshotRepository is None:
                 add(
@@ -143,8 +145,11 @@ def _unique(named: Iterable[tuple[Loc, str | None]], what: str, add: AddIssue, o
         if name is None:
             continue
         if name in first:
-            add((*loc, "name"), f"{what} name '{name}' is already used at {origins.user_path(first[name])} "
-                                "(names, given or generated, must be unique: stage addresses are built from them)")
+            add(
+                (*loc, "name"),
+                f"{what} name '{name}' is already used at {origins.user_path(first[name])} "
+                "(names, given or generated, must be unique: stage addresses are built from them)",
+            )
         else:
             first[name] = loc
 

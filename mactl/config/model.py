@@ -27,8 +27,8 @@ from pydantic import AfterValidator, Field, PrivateAttr, create_model, model_val
 
 from mactl.config.common import (
     Auth,
-    LifecycleConfig,
     IndexFilter,
+    LifecycleConfig,
     Model,
     SnapshotRepository,
 )
@@ -102,7 +102,9 @@ def _block(
     """
     inputs = get_provider(stage_type).Inputs
     fields: dict[str, Any] = {
-        field_name: (info.annotation, info) for field_name, info in inputs.model_fields.items() if field_name not in derived
+        field_name: (info.annotation, info)
+        for field_name, info in inputs.model_fields.items()
+        if field_name not in derived
     }
     fields.update(extra)
     model = create_model(model_name, __base__=base, __doc__=doc, **fields)

@@ -47,7 +47,11 @@ SNAPSHOT_ENTRY_KEYS = frozenset(
 )
 # What a snapshot entry keeps as is; the rest is rewritten below.
 _SNAPSHOT_OWN_KEYS = SNAPSHOT_ENTRY_KEYS - {
-    "migrations", "metadata", "documentBackfillConfigs", "indices_toIgnore", "existingSnapshot"
+    "migrations",
+    "metadata",
+    "documentBackfillConfigs",
+    "indices_toIgnore",
+    "existingSnapshot",
 }
 MIGRATION_KEYS = frozenset({"name", "metadata", "documentBackfillConfigs"})
 
@@ -114,7 +118,8 @@ class _Normalizer:
                 self.origins.record(("sources",), SOURCE_LIST_KEY)
                 return
             data["sources"] = [
-                self.source_entry(entry, join_path(SOURCE_LIST_KEY, i), ("sources", i)) for i, entry in enumerate(entries)
+                self.source_entry(entry, join_path(SOURCE_LIST_KEY, i), ("sources", i))
+                for i, entry in enumerate(entries)
             ]
             self.origins.record(("sources",), SOURCE_LIST_KEY)
         elif "source" in raw:
@@ -150,7 +155,8 @@ class _Normalizer:
                 canon["snapshots"] = [self.snapshot_entry(snaps, snaps_path, (*loc, "snapshots", 0))]
             elif isinstance(snaps, list):
                 canon["snapshots"] = [
-                    self.snapshot_entry(s, join_path(snaps_path, i), (*loc, "snapshots", i)) for i, s in enumerate(snaps)
+                    self.snapshot_entry(s, join_path(snaps_path, i), (*loc, "snapshots", i))
+                    for i, s in enumerate(snaps)
                 ]
             else:
                 canon["snapshots"] = snaps

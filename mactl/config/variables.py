@@ -79,7 +79,9 @@ def parse_declarations(raw: Any, issues: list[ConfigIssue]) -> dict[str, Variabl
     for name, body in raw.items():
         path = join_path("variables", str(name))
         if not _NAME.match(str(name)):
-            issues.append(ConfigIssue(path, "a variable name must be letters, digits and '_' (not starting with a digit)"))
+            issues.append(
+                ConfigIssue(path, "a variable name must be letters, digits and '_' (not starting with a digit)")
+            )
             continue
         try:
             decl = VariableDecl.model_validate({} if body is None else body)
@@ -118,8 +120,11 @@ def resolve(
         decl = decls.get(name)
         if decl is None:
             issues.append(
-                ConfigIssue(issue_path, f"variable '{name}' is not declared{did_you_mean(name, decls)}; "
-                            f"declare it in the `variables:` block (set by {where})")
+                ConfigIssue(
+                    issue_path,
+                    f"variable '{name}' is not declared{did_you_mean(name, decls)}; "
+                    f"declare it in the `variables:` block (set by {where})",
+                )
             )
             return
         try:
@@ -220,7 +225,9 @@ def render(
         except jinja2.TemplateSyntaxError as exc:
             issues.append(ConfigIssue(path, f"template syntax error: {exc.message}"))
         except jinja2.UndefinedError as exc:
-            issues.append(ConfigIssue(path, f"template error: {exc.message} (variables are written {{{{ var.NAME }}}})"))
+            issues.append(
+                ConfigIssue(path, f"template error: {exc.message} (variables are written {{{{ var.NAME }}}})")
+            )
         except Exception as exc:  # noqa: BLE001 - a user template; report it, don't crash
             issues.append(ConfigIssue(path, f"template error: {type(exc).__name__}: {exc}"))
         skipped.add(path)

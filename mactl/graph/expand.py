@@ -380,7 +380,9 @@ class _Expander:
                 target = targets.get(step.target) if step.target else next(iter(targets.values()))
                 assert source is not None
                 b.put("source", build.cluster_ref(source)).put("target", build.cluster_ref(target) if target else None)
-                description = f"{step.type.replace('_', ' ')} for {source.name}" + (f" → {target.name}" if target else "")
+                description = f"{step.type.replace('_', ' ')} for {source.name}" + (
+                    f" → {target.name}" if target else ""
+                )
             self.add(addresses[i], step.type, b, after, block=step, description=description)
 
 

@@ -160,7 +160,7 @@ def _dot(graph: StageGraph, colors: Mapping[str, str] | None) -> str:
         stage = graph.stages[addr]
         attrs: list[str] = []
         if stage.approval_required:
-            attrs += ["shape=hexagon", f'xlabel={_q("approval required")}']
+            attrs += ["shape=hexagon", f"xlabel={_q('approval required')}"]
         cls = classes.get(addr)
         if cls is not None:
             fill, stroke = styles[cls]
@@ -179,10 +179,14 @@ def _dot(graph: StageGraph, colors: Mapping[str, str] | None) -> str:
         lines.append("    subgraph cluster_legend {")
         lines.append(f"        label={_q('Legend')};")
         for name, (fill, stroke) in styles.items():
-            lines.append(f"        {_q('legend:' + name)} [label={_q(name)}, fillcolor={_q(fill)}, color={_q(stroke)}];")
+            lines.append(
+                f"        {_q('legend:' + name)} [label={_q(name)}, fillcolor={_q(fill)}, color={_q(stroke)}];"
+            )
         if clones:
             fill = "#ffffff" if classes else "#dddddd"
-            lines.append(f"        {_q('legend:clone')} [label={_q(CLONE_LEGEND)}, fillcolor={_q(fill)}, penwidth={CLONE_WIDTH}];")
+            lines.append(
+                f"        {_q('legend:clone')} [label={_q(CLONE_LEGEND)}, fillcolor={_q(fill)}, penwidth={CLONE_WIDTH}];"
+            )
         lines.append("    }")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -6,15 +6,14 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from mactl.cli.app import run_guarded
 from mactl.local import kafka, paths, process
 from mactl.local.clusters import CLUSTERS
-from mactl.local.errors import LocalServiceError
 from mactl.local.distributions import PINNED_VERSIONS, ensure_unpacked, latest_versions, version_for
+from mactl.local.errors import LocalServiceError
 from mactl.local.services import (
     DEFAULT_SERVICES,
     SERVICE_NAMES,
@@ -38,14 +37,14 @@ NAMES_HELP = f"Services: {', '.join(SERVICE_NAMES)}."
 DirOption = typer.Option(None, "--dir", help="Runtime folder (default: MACTL_LOCAL_DIR or a per-user default).")
 
 
-def _runtime(folder: Optional[Path]) -> Path:
+def _runtime(folder: Path | None) -> Path:
     return folder.resolve() if folder else paths.runtime_dir()
 
 
 @cli.command()
 def up(
     names: list[str] = typer.Argument(None, help=NAMES_HELP + " Default: es710 os13 os2."),
-    folder: Optional[Path] = DirOption,
+    folder: Path | None = DirOption,
     timeout: float = typer.Option(240.0, help="Seconds to wait for each service to be healthy."),
 ) -> None:
     """Start services (in parallel) and wait until they are healthy."""
@@ -62,7 +61,7 @@ def up(
 @cli.command()
 def down(
     names: list[str] = typer.Argument(None, help=NAMES_HELP + " Default: all."),
-    folder: Optional[Path] = DirOption,
+    folder: Path | None = DirOption,
 ) -> None:
     """Stop services this harness started: SIGTERM, wait, then SIGKILL."""
     wanted = check_names(names or list(SERVICE_NAMES))
@@ -72,7 +71,7 @@ def down(
 
 @cli.command()
 def status(
-    folder: Optional[Path] = DirOption,
+    folder: Path | None = DirOption,
     as_json: bool = typer.Option(False, "--json", help="One JSON object per service, in a list."),
 ) -> None:
     """One line per service: name, address, version, health."""
@@ -87,7 +86,7 @@ def status(
 
 
 @cli.command()
-def env(folder: Optional[Path] = DirOption) -> None:
+def env(folder: Path | None = DirOption) -> None:
     """Export lines for the services that are up: `eval "$(scripts/clusters env)"`."""
     for line in env_lines(_runtime(folder)):
         typer.echo(line)
@@ -110,7 +109,7 @@ def fetch(names: list[str] = typer.Argument(None, help=NAMES_HELP + " Default: a
 @cli.command("load-sample")
 def load_sample_command(
     name: str = typer.Argument("es710", help="Cluster to load: es710, os13 or os2."),
-    folder: Optional[Path] = DirOption,
+    folder: Path | None = DirOption,
     docs: int = typer.Option(1000, help="Documents per index."),
 ) -> None:
     """(Re)create the demo indices (demo-products, demo-logs-2024.01/02) with deterministic data."""
@@ -126,7 +125,9 @@ def load_sample_command(
 
 
 @cli.command()
-def versions(latest: bool = typer.Option(False, "--latest", help="Also ask Maven Central (via mvn) for newer releases.")) -> None:
+def versions(
+    latest: bool = typer.Option(False, "--latest", help="Also ask Maven Central (via mvn) for newer releases."),
+) -> None:
     """The pinned versions (mactl/local/distributions.py) and, with --latest, the newest released."""
     found = latest_versions() if latest else {}
     for name in CLUSTERS:

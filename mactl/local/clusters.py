@@ -135,8 +135,14 @@ def _failure(spec: ClusterSpec, folder: Path, port: int, why: str) -> LocalServi
     )
 
 
-def wait_healthy(spec: ClusterSpec, url: str, timeout: float, record: process.ProcessRecord | None = None,
-                 folder: Path | None = None, port: int = 0) -> dict:
+def wait_healthy(
+    spec: ClusterSpec,
+    url: str,
+    timeout: float,
+    record: process.ProcessRecord | None = None,
+    folder: Path | None = None,
+    port: int = 0,
+) -> dict:
     """Poll until the cluster answers with green/yellow health; return `GET /`."""
     deadline = time.monotonic() + timeout
     while True:

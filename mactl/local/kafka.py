@@ -97,8 +97,13 @@ def _write_config(folder: Path, port_number: int) -> Path:
 def _java(libs: Path, folder: Path, main: list[str]) -> list[str]:
     java = str(process.java_home() / "bin" / "java")
     return [
-        java, "-Xms256m", "-Xmx512m", f"-Dlog4j.configuration=file:{folder / 'log4j.properties'}",
-        "-cp", f"{libs}/*", *main,
+        java,
+        "-Xms256m",
+        "-Xmx512m",
+        f"-Dlog4j.configuration=file:{folder / 'log4j.properties'}",
+        "-cp",
+        f"{libs}/*",
+        *main,
     ]
 
 
@@ -122,9 +127,16 @@ def start_kafka(runtime: Path, *, port_number: int | None = None, timeout: float
     import subprocess
 
     fmt = subprocess.run(
-        _java(libs, folder, ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config),
-                             "--ignore-formatted"]),
-        env=env, cwd=folder, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+        _java(
+            libs,
+            folder,
+            ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config), "--ignore-formatted"],
+        ),
+        env=env,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
     )
     if fmt.returncode != 0:
         raise LocalServiceError(

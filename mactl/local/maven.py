@@ -21,13 +21,7 @@ def local_repository() -> Path:
 
 
 def artifact_path(group: str, artifact: str, version: str, packaging: str) -> Path:
-    return (
-        local_repository()
-        / group.replace(".", "/")
-        / artifact
-        / version
-        / f"{artifact}-{version}.{packaging}"
-    )
+    return local_repository() / group.replace(".", "/") / artifact / version / f"{artifact}-{version}.{packaging}"
 
 
 def _mvn() -> str:
@@ -48,7 +42,8 @@ def run_mvn(args: list[str], *, coordinates: str, cwd: Path | None = None) -> No
     if proc.returncode != 0:
         boilerplate = ("[Help 1]", "-e switch", "-X switch", "For more information")
         lines = [
-            line.split(" -> [Help")[0] for line in (proc.stdout + proc.stderr).strip().splitlines()
+            line.split(" -> [Help")[0]
+            for line in (proc.stdout + proc.stderr).strip().splitlines()
             if line.strip() not in ("", "[ERROR]") and not any(b in line for b in boilerplate)
         ]
         tail = "\n".join(lines[-10:])

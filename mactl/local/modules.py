@@ -46,24 +46,34 @@ class ModuleSpec:
 # Order matters: a module comes after the modules it extends.
 MODULES: tuple[ModuleSpec, ...] = (
     ModuleSpec(
-        "lang-painless", "lang-painless", "painless.PainlessPlugin",
+        "lang-painless",
+        "lang-painless",
+        "painless.PainlessPlugin",
         "Painless scripting language (assembled by mactl.local from Maven Central jars).",
-        grants={None: (
-            'java.lang.RuntimePermission "createClassLoader"',  # compiles scripts to classes
-            'java.lang.RuntimePermission "getClassLoader"',  # finds allow-listed classes
-        )},
+        grants={
+            None: (
+                'java.lang.RuntimePermission "createClassLoader"',  # compiles scripts to classes
+                'java.lang.RuntimePermission "getClassLoader"',  # finds allow-listed classes
+            )
+        },
     ),
     ModuleSpec(
-        "analysis-common", "analysis-common", "analysis.common.CommonAnalysisPlugin",
+        "analysis-common",
+        "analysis-common",
+        "analysis.common.CommonAnalysisPlugin",
         "Common analyzers, tokenizers and filters (assembled by mactl.local from Maven Central jars).",
         extends=("lang-painless",),
     ),
     ModuleSpec(
-        "mapper-extras", "mapper-extras-client", "index.mapper.MapperExtrasPlugin",
+        "mapper-extras",
+        "mapper-extras-client",
+        "index.mapper.MapperExtrasPlugin",
         "Extra field types: scaled_float, token_count, rank_feature… (assembled by mactl.local).",
     ),
     ModuleSpec(
-        "reindex", "reindex-client", "index.reindex.ReindexPlugin",
+        "reindex",
+        "reindex-client",
+        "index.reindex.ReindexPlugin",
         "_reindex (also from remote), _update_by_query, _delete_by_query (assembled by mactl.local).",
         grants={
             None: ('java.net.SocketPermission "*", "connect"',),  # reindex from remote
@@ -84,7 +94,7 @@ def _base_name(jar: str) -> str:
     return match.group("base") if match else jar.removesuffix(".jar")
 
 
-def _org(dist: "Distribution") -> str:
+def _org(dist: Distribution) -> str:
     return "org.elasticsearch" if dist.product == "elasticsearch" else "org.opensearch"
 
 
@@ -99,8 +109,12 @@ def _template_descriptor(home: Path) -> list[tuple[str, str]]:
 
 def _descriptor(spec: ModuleSpec, classname: str, template: list[tuple[str, str]]) -> str:
     own = {
-        "description": spec.description, "name": spec.name, "classname": classname,
-        "extended.plugins": ",".join(spec.extends), "custom.foldername": "", "has.native.controller": "false",
+        "description": spec.description,
+        "name": spec.name,
+        "classname": classname,
+        "extended.plugins": ",".join(spec.extends),
+        "custom.foldername": "",
+        "has.native.controller": "false",
     }
     lines = [f"{key}={own.get(key, value)}" for key, value in template]
     return "# written by mactl.local.modules\n" + "\n".join(lines) + "\n"
@@ -124,7 +138,7 @@ def _check_class(jar: Path, classname: str) -> None:
             raise LocalServiceError(f"{jar.name} has no {classname}; the module layout of this version differs")
 
 
-def install_extra_modules(dist: "Distribution", home: Path) -> list[str]:
+def install_extra_modules(dist: Distribution, home: Path) -> list[str]:
     """Assemble MODULES into `home/modules` (an unpacked distribution); return their names."""
     org = _org(dist)
     template = _template_descriptor(home)
@@ -141,7 +155,8 @@ def install_extra_modules(dist: "Distribution", home: Path) -> list[str]:
             skipped.append(f"{spec.name} ({org}.plugin:{spec.artifact}:{dist.version} is not on Maven Central)")
             continue
         maven.copy_dependencies(
-            [(f"{org}.plugin", spec.artifact, dist.version)], staging,
+            [(f"{org}.plugin", spec.artifact, dist.version)],
+            staging,
             label=f"{org}.plugin:{spec.artifact}:{dist.version} (module {spec.name}, with dependencies)",
         )
         inherited = set(provided)
@@ -172,12 +187,15 @@ def installed_modules(home: Path) -> set[str]:
     return {p.name for p in modules.iterdir() if p.is_dir()} if modules.is_dir() else set()
 
 
-def extra_settings(dist: "Distribution", home: Path) -> dict[str, str]:
+def extra_settings(dist: Distribution, home: Path) -> dict[str, str]:
     """Node settings the installed extra modules need."""
     settings: dict[str, str] = {}
     if "reindex" in installed_modules(home):
         # Reindex from remote only reaches allow-listed hosts; every local cluster is on loopback.
-        key = "reindex.remote.allowlist" if dist.product == "opensearch" and not dist.version.startswith("1.") \
+        key = (
+            "reindex.remote.allowlist"
+            if dist.product == "opensearch" and not dist.version.startswith("1.")
             else "reindex.remote.whitelist"
+        )
         settings[key] = '["127.0.0.1:*", "localhost:*"]'
     return settings

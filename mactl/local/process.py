@@ -125,7 +125,12 @@ def start_detached(cmd: list[str], *, env: dict[str, str], cwd: Path, log: Path)
     """Start `cmd` in a session of its own (it outlives us), stdout/stderr to `log`."""
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     # Reap it in the background if it dies while we still run, so it never lingers as a zombie.

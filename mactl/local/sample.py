@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from mactl.local.errors import LocalServiceError
 
@@ -49,7 +49,7 @@ def products(count: int, rng: random.Random) -> list[dict]:
 
 
 def log_lines(month: int, count: int, rng: random.Random) -> list[dict]:
-    start = datetime(2024, month, 1, tzinfo=timezone.utc)
+    start = datetime(2024, month, 1, tzinfo=UTC)
     return [
         {
             "@timestamp": (start + timedelta(seconds=rng.randint(0, 27 * 86400))).isoformat(),
@@ -78,23 +78,42 @@ def load_sample(url: str, *, docs_per_index: int = 1000, seed: int = 42) -> dict
     rng = random.Random(seed)
     for index in (PRODUCTS_INDEX, *LOG_INDICES):
         _request(url, "DELETE", f"/{index}?ignore_unavailable=true")
-    _request(url, "PUT", f"/_template/{TEMPLATE}", {
-        "index_patterns": ["demo-logs-*"],
-        "settings": {"number_of_shards": 1, "number_of_replicas": 0},
-        "mappings": {"properties": {
-            "@timestamp": {"type": "date"}, "level": {"type": "keyword"}, "service": {"type": "keyword"},
-            "latency_ms": {"type": "integer"}, "message": {"type": "text"},
-        }},
-        "aliases": {ALIAS: {}},
-    })
-    _request(url, "PUT", f"/{PRODUCTS_INDEX}", {
-        "settings": {"number_of_shards": 2, "number_of_replicas": 0},
-        "mappings": {"properties": {
-            "sku": {"type": "keyword"}, "name": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
-            "price": {"type": "double"},
-            "stock": {"type": "integer"}, "tags": {"type": "keyword"},
-        }},
-    })
+    _request(
+        url,
+        "PUT",
+        f"/_template/{TEMPLATE}",
+        {
+            "index_patterns": ["demo-logs-*"],
+            "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+            "mappings": {
+                "properties": {
+                    "@timestamp": {"type": "date"},
+                    "level": {"type": "keyword"},
+                    "service": {"type": "keyword"},
+                    "latency_ms": {"type": "integer"},
+                    "message": {"type": "text"},
+                }
+            },
+            "aliases": {ALIAS: {}},
+        },
+    )
+    _request(
+        url,
+        "PUT",
+        f"/{PRODUCTS_INDEX}",
+        {
+            "settings": {"number_of_shards": 2, "number_of_replicas": 0},
+            "mappings": {
+                "properties": {
+                    "sku": {"type": "keyword"},
+                    "name": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
+                    "price": {"type": "double"},
+                    "stock": {"type": "integer"},
+                    "tags": {"type": "keyword"},
+                }
+            },
+        },
+    )
     counts = {PRODUCTS_INDEX: docs_per_index}
     _bulk(url, PRODUCTS_INDEX, products(docs_per_index, rng), "sku")
     for month, index in enumerate(LOG_INDICES, start=1):

@@ -27,7 +27,6 @@ ENV_VARS: dict[str, str] = {
 }
 
 
-
 def check_names(names: list[str]) -> list[str]:
     unknown = [n for n in names if n not in SERVICE_NAMES]
     if unknown:

@@ -19,8 +19,8 @@ from opensearchpy import OpenSearch
 from mactl.cluster import client_for, cluster_version, version_tuple
 from mactl.config.common import IndexFilter
 from mactl.errors import ConfigError, MactlError, ProviderError
-from mactl.indexfilter import split_builtin_exclusions
 from mactl.indexfilter import select as select_names
+from mactl.indexfilter import split_builtin_exclusions
 from mactl.metadata.items import KIND_ORDER, Item, SourceMetadata, load_from_snapshot, load_live
 from mactl.metadata.user_transforms import UserTransforms
 from mactl.metadata.version_transforms import ItemFailed, TargetProfile, apply_version_transforms
@@ -116,7 +116,9 @@ def _snapshot_source_version(repository: Any, inputs: Any, snap_out: Mapping[str
         # Snapshots record a bare version number; Elasticsearch 1.x-4.x snapshots are not
         # readable anyway, so a major below 5 means OpenSearch.
         distribution = getattr(snap, "distribution", None) or (
-            "opensearch" if text.lower().startswith("opensearch") or version_tuple(number)[:1] < (5,) else "elasticsearch"
+            "opensearch"
+            if text.lower().startswith("opensearch") or version_tuple(number)[:1] < (5,)
+            else "elasticsearch"
         )
         return str(distribution), number
     try:
@@ -184,7 +186,9 @@ def template_exclusion_reason(item: Item) -> str | None:
     """
     if item.name.startswith("."):
         return "system template (name starts with '.')"
-    patterns = item.body.get("index_patterns") or ([item.body["template"]] if isinstance(item.body.get("template"), str) else [])
+    patterns = item.body.get("index_patterns") or (
+        [item.body["template"]] if isinstance(item.body.get("template"), str) else []
+    )
     if isinstance(patterns, str):
         patterns = [patterns]
     if patterns and all(str(p).startswith(".") for p in patterns):
@@ -218,10 +222,14 @@ def _evaluate_one(original: Item, profile: TargetProfile, user: UserTransforms) 
     try:
         apply_version_transforms(item, profile, fired)
         if user:
-            result, applied = user.run(item, source_version=profile.source_version, target_version=profile.target_version)
+            result, applied = user.run(
+                item, source_version=profile.source_version, target_version=profile.target_version
+            )
             fired.extend(applied)
             if result is None:
-                return EvaluatedItem(item.kind, item.name, original.name, "skip", None, fired, "dropped by a user transform")
+                return EvaluatedItem(
+                    item.kind, item.name, original.name, "skip", None, fired, "dropped by a user transform"
+                )
             item = result
     except ItemFailed as exc:
         return EvaluatedItem(original.kind, original.name, original.name, "fail", None, fired, exc.reason)

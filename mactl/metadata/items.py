@@ -112,7 +112,9 @@ def load_live(client: OpenSearch, distribution: str, version: str) -> SourceMeta
             meta.items.append(Item(kind, entry["name"], body))  # type: ignore[arg-type]
     indices = client.indices.get(index="*", expand_wildcards="open,hidden", flat_settings=True)
     for name, body in sorted(indices.items()):
-        meta.items.append(Item("index", name, index_body(body.get("settings"), body.get("mappings"), body.get("aliases"))))
+        meta.items.append(
+            Item("index", name, index_body(body.get("settings"), body.get("mappings"), body.get("aliases")))
+        )
     return meta
 
 
@@ -162,7 +164,7 @@ def _index_names(snap: Any) -> list[str]:
     names = snap.indices
     if isinstance(names, dict):
         return list(names)
-    return [n if isinstance(n, str) else getattr(n, "name") for n in names]
+    return [n if isinstance(n, str) else n.name for n in names]
 
 
 def _plain(raw: Any) -> dict[str, Any]:

@@ -18,7 +18,13 @@ OUTCOMES = ("created", "existing", "skipped", "failed", "excluded")
 
 
 def entry(
-    kind: str, name: str, outcome: str, *, reason: str = "", transforms: list[str] | None = None, source_name: str | None = None
+    kind: str,
+    name: str,
+    outcome: str,
+    *,
+    reason: str = "",
+    transforms: list[str] | None = None,
+    source_name: str | None = None,
 ) -> dict[str, Any]:
     """One report line as JSON. `outcome` is one of `OUTCOMES` (or "would create" in an evaluation)."""
     row: dict[str, Any] = {"kind": kind, "name": name, "outcome": outcome}
@@ -78,6 +84,8 @@ def render_evaluation(address: str, ev: Evaluation) -> str:
             lines.append(json.dumps(item.body, indent=2, ensure_ascii=False, sort_keys=True))
         lines.append("")
     if ev.excluded:
-        lines.append("# excluded by built-in rules (name one exactly in `indices`, or `templateFilters` for a template, to include it):")
+        lines.append(
+            "# excluded by built-in rules (name one exactly in `indices`, or `templateFilters` for a template, to include it):"
+        )
         lines.extend(f"#   {e.kind.replace('_', ' ')} {e.name}: {e.reason}" for e in ev.excluded)
     return "\n".join(lines).rstrip()

@@ -55,7 +55,11 @@ def fetch(client: OpenSearch, kind: str, name: str) -> dict[str, Any] | None:
         if kind == "index":
             found = client.indices.get(index=name, flat_settings=True)
             body = found.get(name) or next(iter(found.values()))
-            return {"settings": body.get("settings", {}), "mappings": body.get("mappings", {}), "aliases": body.get("aliases", {})}
+            return {
+                "settings": body.get("settings", {}),
+                "mappings": body.get("mappings", {}),
+                "aliases": body.get("aliases", {}),
+            }
         if kind == "legacy_template":
             found = client.indices.get_template(name=name, flat_settings=True)
             raw = found.get(name)
@@ -63,8 +67,14 @@ def fetch(client: OpenSearch, kind: str, name: str) -> dict[str, Any] | None:
                 return None
             raw["settings"] = normalise_settings(raw.get("settings"))
             return raw
-        key, inner = ("component_templates", "component_template") if kind == "component_template" else ("index_templates", "index_template")
-        found = client.transport.perform_request("GET", _PATHS[kind].format(name=name), params={"flat_settings": "true"})
+        key, inner = (
+            ("component_templates", "component_template")
+            if kind == "component_template"
+            else ("index_templates", "index_template")
+        )
+        found = client.transport.perform_request(
+            "GET", _PATHS[kind].format(name=name), params={"flat_settings": "true"}
+        )
         for entry in found.get(key) or []:
             if entry["name"] == name:
                 body = entry[inner]
@@ -102,7 +112,9 @@ def _comparable(kind: str, desired: dict[str, Any], actual: dict[str, Any]) -> t
         right = {k: actual.get(k) for k in desired}
         right["settings"] = as_
         if kind == "index":
-            right["aliases"] = {k: (actual.get("aliases") or {}).get(k, "<missing>") for k in desired.get("aliases") or {}}
+            right["aliases"] = {
+                k: (actual.get("aliases") or {}).get(k, "<missing>") for k in desired.get("aliases") or {}
+            }
         return left, right
     left = dict(desired)
     right = {k: actual.get(k) for k in desired}

@@ -62,7 +62,9 @@ def _as_item(result: Any, current: Item, label: str) -> Item:
     if "body" in result and set(result) <= _ITEM_KEYS:
         kind = result.get("kind", current.kind)
         if kind != current.kind:
-            raise ItemFailed(f"{current.kind} '{current.name}': {label} changed the kind to '{kind}'; that is not allowed")
+            raise ItemFailed(
+                f"{current.kind} '{current.name}': {label} changed the kind to '{kind}'; that is not allowed"
+            )
         name = result.get("name", current.name)
         if not isinstance(name, str) or not name:
             raise ItemFailed(f"{current.kind} '{current.name}': {label} returned an empty or non-string name")

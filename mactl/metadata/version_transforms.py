@@ -65,7 +65,9 @@ class VersionTransform:
     name: str
     why: str
     run: TransformFn
-    kinds: frozenset[str] = field(default_factory=lambda: frozenset({"index", "legacy_template", "component_template", "index_template"}))
+    kinds: frozenset[str] = field(
+        default_factory=lambda: frozenset({"index", "legacy_template", "component_template", "index_template"})
+    )
 
 
 # --- where settings and mappings sit in each kind of body ---------------------------------
@@ -117,8 +119,20 @@ def _field_maps(mapping: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]
 # --- mapping types --------------------------------------------------------------------------
 
 _TYPELESS_KEYS = {
-    "properties", "dynamic", "_source", "_routing", "_meta", "dynamic_templates", "date_detection",
-    "numeric_detection", "dynamic_date_formats", "_field_names", "_all", "enabled", "_size", "runtime",
+    "properties",
+    "dynamic",
+    "_source",
+    "_routing",
+    "_meta",
+    "dynamic_templates",
+    "date_detection",
+    "numeric_detection",
+    "dynamic_date_formats",
+    "_field_names",
+    "_all",
+    "enabled",
+    "_size",
+    "runtime",
 }
 
 
@@ -188,12 +202,29 @@ def remove_mapping_types(item: Item, profile: TargetProfile) -> Notes:
 # Settings the cluster sets itself or that belong to features the target lacks. Creating an
 # index with them fails ("unknown setting", "private setting") or silently does the wrong thing.
 INTERNAL_SETTINGS = (
-    "index.version.*", "index.uuid", "index.creation_date", "index.creation_date_string", "index.provided_name",
-    "index.history.uuid", "index.routing.allocation.initial_recovery.*", "index.routing.allocation.include._tier*",
-    "index.routing.allocation.require._tier*", "index.resize.*", "index.shrink.*", "index.lifecycle.*",
-    "index.xpack.*", "index.frozen", "index.search.throttled", "index.verified_before_close",
-    "index.blocks.read_only_allow_delete", "index.ccr.*", "index.plugins.index_state_management.*",
-    "index.opendistro.index_state_management.*", "index.hidden_by_plugin", "index.data_path", "xpack.*",
+    "index.version.*",
+    "index.uuid",
+    "index.creation_date",
+    "index.creation_date_string",
+    "index.provided_name",
+    "index.history.uuid",
+    "index.routing.allocation.initial_recovery.*",
+    "index.routing.allocation.include._tier*",
+    "index.routing.allocation.require._tier*",
+    "index.resize.*",
+    "index.shrink.*",
+    "index.lifecycle.*",
+    "index.xpack.*",
+    "index.frozen",
+    "index.search.throttled",
+    "index.verified_before_close",
+    "index.blocks.read_only_allow_delete",
+    "index.ccr.*",
+    "index.plugins.index_state_management.*",
+    "index.opendistro.index_state_management.*",
+    "index.hidden_by_plugin",
+    "index.data_path",
+    "xpack.*",
     "index.format",
 )
 
@@ -334,7 +365,11 @@ def classic_similarity_to_bm25(item: Item, profile: TargetProfile) -> Notes:
                 del spec["similarity"]
                 changed.append(path)
     for settings in _settings(item):
-        for key in [k for k, v in settings.items() if k.startswith("index.similarity.") and k.endswith(".type") and v == "classic"]:
+        for key in [
+            k
+            for k, v in settings.items()
+            if k.startswith("index.similarity.") and k.endswith(".type") and v == "classic"
+        ]:
             settings[key] = "BM25"
             changed.append(key)
     return [f"classic similarity → BM25 on {', '.join(changed)}"] if changed else []
@@ -344,10 +379,18 @@ def classic_similarity_to_bm25(item: Item, profile: TargetProfile) -> Notes:
 
 # Field types that live outside the server core: the target needs the component.
 FIELD_TYPE_COMPONENT = {
-    "scaled_float": "mapper-extras", "token_count": "mapper-extras", "rank_feature": "mapper-extras",
-    "rank_features": "mapper-extras", "search_as_you_type": "mapper-extras", "knn_vector": "opensearch-knn",
-    "murmur3": "mapper-murmur3", "annotated_text": "mapper-annotated-text", "join": "parent-join",
-    "percolator": "percolator", "icu_collation_keyword": "analysis-icu", "geo_shape": "geo",
+    "scaled_float": "mapper-extras",
+    "token_count": "mapper-extras",
+    "rank_feature": "mapper-extras",
+    "rank_features": "mapper-extras",
+    "search_as_you_type": "mapper-extras",
+    "knn_vector": "opensearch-knn",
+    "murmur3": "mapper-murmur3",
+    "annotated_text": "mapper-annotated-text",
+    "join": "parent-join",
+    "percolator": "percolator",
+    "icu_collation_keyword": "analysis-icu",
+    "geo_shape": "geo",
 }
 
 
@@ -368,16 +411,30 @@ def check_target_supports(item: Item, profile: TargetProfile) -> Notes:
 
 VERSION_TRANSFORMS: tuple[VersionTransform, ...] = (
     VersionTransform("legacy-template-patterns", "ES 5 `template` → `index_patterns`", legacy_template_patterns),
-    VersionTransform("remove-mapping-types", "one mapping type per index since 7.0; multi-type merge or fail", remove_mapping_types),
-    VersionTransform("drop-internal-settings", "cluster-managed and x-pack settings the target rejects", drop_internal_settings),
+    VersionTransform(
+        "remove-mapping-types", "one mapping type per index since 7.0; multi-type merge or fail", remove_mapping_types
+    ),
+    VersionTransform(
+        "drop-internal-settings", "cluster-managed and x-pack settings the target rejects", drop_internal_settings
+    ),
     VersionTransform("drop-removed-settings", "settings removed in later versions", drop_removed_settings),
-    VersionTransform("drop-soft-deletes-disabled", "OpenSearch 2.x refuses soft_deletes.enabled=false", drop_soft_deletes_disabled),
+    VersionTransform(
+        "drop-soft-deletes-disabled", "OpenSearch 2.x refuses soft_deletes.enabled=false", drop_soft_deletes_disabled
+    ),
     VersionTransform("drop-all-field", "`_all`/`include_in_all` removed in 7.0", drop_all_field),
     VersionTransform("string-to-text-keyword", "ES 5 `string` → `text`+`keyword`", string_to_text_keyword),
     VersionTransform("classic-similarity-to-bm25", "`classic` similarity removed in 7.0", classic_similarity_to_bm25),
-    VersionTransform("flattened-to-flat_object", "Elastic `flattened` → OpenSearch `flat_object`", flattened_to_flat_object),
-    VersionTransform("dense_vector-to-knn_vector", "Elastic `dense_vector` → OpenSearch k-NN `knn_vector`", dense_vector_to_knn_vector),
-    VersionTransform("check-target-supports", "field types whose module/plugin the target lacks", check_target_supports),
+    VersionTransform(
+        "flattened-to-flat_object", "Elastic `flattened` → OpenSearch `flat_object`", flattened_to_flat_object
+    ),
+    VersionTransform(
+        "dense_vector-to-knn_vector",
+        "Elastic `dense_vector` → OpenSearch k-NN `knn_vector`",
+        dense_vector_to_knn_vector,
+    ),
+    VersionTransform(
+        "check-target-supports", "field types whose module/plugin the target lacks", check_target_supports
+    ),
 )
 
 

@@ -82,7 +82,11 @@ def prepare(graph: StageGraph, sensitive_values: Collection[str]) -> dict[str, D
     secrets = [s for s in sensitive_values if s]
     for address, stage in graph.stages.items():
         digest = inputs_digest(stage.inputs)
-        masked = mask_inputs(stage.inputs, stage.sensitive_paths, secrets) if (stage.sensitive_paths or secrets) else stage.inputs
+        masked = (
+            mask_inputs(stage.inputs, stage.sensitive_paths, secrets)
+            if (stage.sensitive_paths or secrets)
+            else stage.inputs
+        )
         masked_digest = digest if masked is stage.inputs else inputs_digest(masked)
         out[address] = Desired(stage, digest, masked, masked_digest)
     return out
@@ -228,30 +232,50 @@ class Planner:
             return Change(action="create", reason="not in the state yet", **common)  # type: ignore[arg-type]
         before = record.inputs or None
         if record.status == "left_manual":
-            return Change(action="create", reason="its last rollback was left to a person; it is created again", **common)  # type: ignore[arg-type]
+            return Change(
+                action="create", reason="its last rollback was left to a person; it is created again", **common
+            )  # type: ignore[arg-type]
         if record.status == "awaiting_approval" and not record.inputs_digest:
             reason = f"approved by {record.approved_by}" if record.approved_by else "waiting for approval"
             return Change(action="create", reason=reason, **common)  # type: ignore[arg-type]
         provider = registry.get_provider(stage.type)
         attrs = self._attributes(d, record, provider.replace_on)
         if stage.address in self.options.replaces:
-            return Change(action="replace", reason="replacement requested with -replace", before=before, attributes=tuple(attrs), **common)  # type: ignore[arg-type]
+            return Change(
+                action="replace",
+                reason="replacement requested with -replace",
+                before=before,
+                attributes=tuple(attrs),
+                **common,
+            )  # type: ignore[arg-type]
         if record.status in TAINTED_STATUSES:
-            why = "interrupted while running" if record.status == "running" else (
-                f"the last run failed: {record.last_error}" if record.status == "failed" and record.last_error else f"status {record.status}"
+            why = (
+                "interrupted while running"
+                if record.status == "running"
+                else (
+                    f"the last run failed: {record.last_error}"
+                    if record.status == "failed" and record.last_error
+                    else f"status {record.status}"
+                )
             )
             if record.checkpoint and record.inputs_digest == d.digest:
                 return Change(
-                    action="update", reason=f"tainted ({why}); resumes from its checkpoint", before=before,
-                    resume=True, **common,  # type: ignore[arg-type]
+                    action="update",
+                    reason=f"tainted ({why}); resumes from its checkpoint",
+                    before=before,
+                    resume=True,
+                    **common,  # type: ignore[arg-type]
                 )
             return Change(action="replace", reason=f"tainted ({why})", before=before, attributes=tuple(attrs), **common)  # type: ignore[arg-type]
         if attrs:
             forcing = [a.path for a in attrs if a.forces_replacement]
             if forcing:
                 return Change(
-                    action="replace", reason=f"inputs changed; {', '.join(forcing)} forces replacement",
-                    before=before, attributes=tuple(attrs), **common,  # type: ignore[arg-type]
+                    action="replace",
+                    reason=f"inputs changed; {', '.join(forcing)} forces replacement",
+                    before=before,
+                    attributes=tuple(attrs),
+                    **common,  # type: ignore[arg-type]
                 )
             return Change(action="update", reason="inputs changed", before=before, attributes=tuple(attrs), **common)  # type: ignore[arg-type]
         if record.status == "awaiting_approval":
@@ -268,7 +292,9 @@ class Planner:
         if not attrs:
             # Only a masked value changed (a rotated password): show its path, masked.
             attrs = [
-                AttributeChange(p, SENSITIVE, SENSITIVE, names.get(p.split(".")[0], p.split(".")[0]) in replace_on, True)
+                AttributeChange(
+                    p, SENSITIVE, SENSITIVE, names.get(p.split(".")[0], p.split(".")[0]) in replace_on, True
+                )
                 for p in sorted(stage.sensitive_paths)
             ] or [AttributeChange("(sensitive)", SENSITIVE, SENSITIVE, False, True)]
         ignore = stage.lifecycle.ignore_changes
@@ -320,12 +346,16 @@ class Planner:
             raise PlanError("-refresh-only cannot be combined with destroy")
         for address in o.replaces:
             if address not in self.graph.stages:
-                raise PlanError(f"-replace {address}: no stage has that address in the config{did_you_mean(address, list(self.graph.stages))}")
+                raise PlanError(
+                    f"-replace {address}: no stage has that address in the config{did_you_mean(address, list(self.graph.stages))}"
+                )
             if address not in self.records:
                 self.warnings.append(f"-replace {address}: the stage is not in the state yet, so it is simply created")
         for address in o.keep_downstream:
             if address not in self.graph.stages:
-                raise PlanError(f"-keep-downstream {address}: no stage has that address{did_you_mean(address, list(self.graph.stages))}")
+                raise PlanError(
+                    f"-keep-downstream {address}: no stage has that address{did_you_mean(address, list(self.graph.stages))}"
+                )
         selected, excluded = self._selection()
 
         if o.destroy:
@@ -355,25 +385,36 @@ class Planner:
             if address in selected:
                 changes[address] = self._change(self.desired[address], self.records.get(address))
         if o.refresh:
-            candidates = [a for a, c in changes.items() if c.action in ("noop", "update") and self.records[a].status == "complete"]
+            candidates = [
+                a for a, c in changes.items() if c.action in ("noop", "update") and self.records[a].status == "complete"
+            ]
             for address, (outputs, drifted) in self._refresh(candidates).items():
                 if not drifted:
                     continue
                 before = self.records[address].outputs
-                drift = tuple(attribute_diff(before, outputs or {}, (), {})) if outputs is not None else (
-                    AttributeChange("(stage)", "exists", None),
+                drift = (
+                    tuple(attribute_diff(before, outputs or {}, (), {}))
+                    if outputs is not None
+                    else (AttributeChange("(stage)", "exists", None),)
                 )
                 c = changes[address]
                 if o.refresh_only:
-                    changes[address] = _replace(c, action="read", reason="changed outside mactl", drift=drift, refreshed_outputs=outputs)
+                    changes[address] = _replace(
+                        c, action="read", reason="changed outside mactl", drift=drift, refreshed_outputs=outputs
+                    )
                 elif outputs is None:
-                    changes[address] = _replace(c, action="create", reason="changed outside mactl: it no longer exists", drift=drift)
+                    changes[address] = _replace(
+                        c, action="create", reason="changed outside mactl: it no longer exists", drift=drift
+                    )
                 elif c.action == "noop":
                     changes[address] = _replace(c, action="update", reason="changed outside mactl", drift=drift)
                 else:
                     changes[address] = _replace(c, reason=c.reason + "; also changed outside mactl", drift=drift)
         if o.refresh_only:
-            return {a: (c if c.action == "read" else _replace(c, action="noop", reason="unchanged (refresh only)")) for a, c in changes.items()}
+            return {
+                a: (c if c.action == "read" else _replace(c, action="noop", reason="unchanged (refresh only)"))
+                for a, c in changes.items()
+            }
 
         # Stages that left the config.
         for address, record in self.records.items():
@@ -382,8 +423,12 @@ class Planner:
             if record.status == "left_manual":
                 continue
             changes[address] = Change(
-                address=address, type=record.type, action="rollback", reason="no longer in the config",
-                before=record.inputs or None, depends_on=tuple(record.depends_on),
+                address=address,
+                type=record.type,
+                action="rollback",
+                reason="no longer in the config",
+                before=record.inputs or None,
+                depends_on=tuple(record.depends_on),
             )
 
         # Invalidation: a replaced stage replaces its descendants in the state.

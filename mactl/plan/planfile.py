@@ -125,7 +125,9 @@ def check_fresh(plan: Plan, doc: StateDocument | None, config_digest: str, where
             hint="this plan belongs to another state (workspace?); run `mactl plan` again",
         )
     if plan.lineage is not None and lineage is None:
-        raise PlanError(f"the plan is stale: it was made for state lineage {plan.lineage}, but {where} has no state now")
+        raise PlanError(
+            f"the plan is stale: it was made for state lineage {plan.lineage}, but {where} has no state now"
+        )
     if serial != plan.serial:
         raise PlanError(
             f"the plan is stale: the state moved from serial {plan.serial} to {serial} since it was made",

@@ -26,7 +26,13 @@ def _change(c: Change) -> dict[str, Any]:
             "before": c.before,
             "after": c.after if c.action != "rollback" else None,
             "attributes": [
-                {"path": a.path, "before": a.before, "after": a.after, "forces_replacement": a.forces_replacement, "sensitive": a.sensitive}
+                {
+                    "path": a.path,
+                    "before": a.before,
+                    "after": a.after,
+                    "forces_replacement": a.forces_replacement,
+                    "sensitive": a.sensitive,
+                }
                 for a in c.attributes
             ],
             "drift": [{"path": a.path, "before": a.before, "after": a.after} for a in c.drift],

@@ -17,13 +17,21 @@ def render_markdown(plan: Plan, *, limit: int = LIMIT) -> str:
     head = [f"### mactl plan: {plan.summary_line()}", ""]
     if plan.has_changes:
         head += ["| action | stages |", "|---|---|"]
-        for action, label in (("rollback", "roll back"), ("replace", "replace"), ("create", "create"), ("update", "update"), ("read", "read")):
+        for action, label in (
+            ("rollback", "roll back"),
+            ("replace", "replace"),
+            ("create", "create"),
+            ("update", "update"),
+            ("read", "read"),
+        ):
             if counts[action]:
                 head.append(f"| {label} | {counts[action]} |")
         head.append("")
         rollbacks = [c.address for c in plan.actionable() if c.rolls_back]
         if rollbacks:
-            head.append(f"> [!WARNING]\n> {len(rollbacks)} stage(s) will be **rolled back**: work already done is undone.")
+            head.append(
+                f"> [!WARNING]\n> {len(rollbacks)} stage(s) will be **rolled back**: work already done is undone."
+            )
             head.append("")
         gates = [c.address for c in plan.actionable() if c.approval_required and c.action != "rollback"]
         if gates:

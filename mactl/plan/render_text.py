@@ -14,7 +14,6 @@ from typing import Any
 import orjson
 
 from mactl.config.bulk import paused_gc
-
 from mactl.plan.definition import Change, Plan
 
 SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "rollback": "-", "read": "<=", "noop": " "}
@@ -50,7 +49,7 @@ def _block(change: Change, out: list[str]) -> None:
         out.append("  # WARNING: -keep-downstream: stages built on this one are NOT invalidated")
     if change.manual_rollback and change.rolls_back:
         out.append("  # rollback is MANUAL: mactl records it as left; you must undo it by hand")
-    out.append(f"  {sym} stage \"{change.address}\" ({change.type}) {{")
+    out.append(f'  {sym} stage "{change.address}" ({change.type}) {{')
     if change.action == "create":
         for key, value in (change.after or {}).items():
             out.append(f"      + {key} = {_value(value)}")

@@ -140,9 +140,9 @@ class S3BlobStore:
             paginator = self._client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
                 for obj in page.get("Contents", []):
-                    names.add(obj["Key"][len(full):])
+                    names.add(obj["Key"][len(full) :])
                 for cp in page.get("CommonPrefixes", []):
-                    names.add(cp["Prefix"][len(full):].rstrip("/"))
+                    names.add(cp["Prefix"][len(full) :].rstrip("/"))
         except Exception as err:
             raise SnapshotReaderError(f"cannot list {self.description}: {err}") from None
         return sorted(names)

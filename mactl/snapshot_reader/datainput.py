@@ -32,7 +32,7 @@ class DataInput:
         end = self.pos + n
         if end > len(self.data):
             raise CorruptFileError(f"{self.name} is corrupt: read past its end")
-        v = int.from_bytes(self.data[self.pos:end], self.order, signed=signed)
+        v = int.from_bytes(self.data[self.pos : end], self.order, signed=signed)
         self.pos = end
         return v
 
@@ -54,12 +54,12 @@ class DataInput:
         return self._fixed(8)
 
     def be_int(self) -> int:
-        v = int.from_bytes(self.data[self.pos:self.pos + 4], "big", signed=True)
+        v = int.from_bytes(self.data[self.pos : self.pos + 4], "big", signed=True)
         self.pos += 4
         return v
 
     def be_long(self) -> int:
-        v = int.from_bytes(self.data[self.pos:self.pos + 8], "big", signed=True)
+        v = int.from_bytes(self.data[self.pos : self.pos + 8], "big", signed=True)
         self.pos += 8
         return v
 
@@ -91,7 +91,7 @@ class DataInput:
         end = self.pos + n
         if end > len(self.data):
             raise CorruptFileError(f"{self.name} is corrupt: read past its end")
-        out = bytes(self.data[self.pos:end])
+        out = bytes(self.data[self.pos : end])
         self.pos = end
         return out
 

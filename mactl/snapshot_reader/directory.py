@@ -96,15 +96,20 @@ class ShardDirectory:
             raise CorruptFileError(f"{label} is corrupt: {len(data)} bytes, the snapshot says {info.length}")
         crc = verify_footer(data, label)
         if info.checksum and _base36(crc) != str(info.checksum).lower():
-            raise CorruptFileError(f"{label} is corrupt: checksum {_base36(crc)} does not match the snapshot's {info.checksum}")
+            raise CorruptFileError(
+                f"{label} is corrupt: checksum {_base36(crc)} does not match the snapshot's {info.checksum}"
+            )
         if keep:
             self._cache[name] = data
         return data
 
     def _mapped(self, info: FileInfo) -> memoryview:
         """Map a big file read-only; multi-part files are first joined into an unlinked temp file."""
-        paths = [self.store.local_path(f"{self.shard_path}/{info.blob}")] if info.num_parts == 1 else [
-            self.store.local_path(f"{self.shard_path}/{info.blob}.part{i}") for i in range(info.num_parts)]
+        paths = (
+            [self.store.local_path(f"{self.shard_path}/{info.blob}")]
+            if info.num_parts == 1
+            else [self.store.local_path(f"{self.shard_path}/{info.blob}.part{i}") for i in range(info.num_parts)]
+        )
         if len(paths) == 1:
             with open(paths[0], "rb") as fh:
                 return memoryview(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))

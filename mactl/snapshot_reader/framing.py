@@ -41,18 +41,18 @@ def read_header(data: bytes | memoryview, name: str) -> tuple[str, int, int]:
     if bytes(data[:4]) != _HEADER_MAGIC_BYTES:
         raise CorruptFileError(f"{name} is corrupt: no Lucene codec header")
     n = data[4]
-    codec = bytes(data[5:5 + n]).decode("ascii", "replace")
-    version = int.from_bytes(data[5 + n:9 + n], "big")
+    codec = bytes(data[5 : 5 + n]).decode("ascii", "replace")
+    version = int.from_bytes(data[5 + n : 9 + n], "big")
     return codec, version, 9 + n
 
 
 def read_index_header(data: bytes | memoryview, name: str) -> tuple[str, int, bytes, str, int]:
     """Parse an IndexHeader: (codec, version, object id, suffix, offset after it)."""
     codec, version, pos = read_header(data, name)
-    object_id = bytes(data[pos:pos + 16])
+    object_id = bytes(data[pos : pos + 16])
     pos += 16
     slen = data[pos]
-    suffix = bytes(data[pos + 1:pos + 1 + slen]).decode("ascii", "replace")
+    suffix = bytes(data[pos + 1 : pos + 1 + slen]).decode("ascii", "replace")
     return codec, version, object_id, suffix, pos + 1 + slen
 
 

@@ -84,8 +84,18 @@ class Document:
 
     __slots__ = ("index", "shard", "id", "type", "routing", "source", "_ordinal", "_doc", "_segment")
 
-    def __init__(self, index: str, shard: int, id: str, type: str | None, routing: str | None,
-                 source: bytes, ordinal: int, doc: int, segment: str) -> None:
+    def __init__(
+        self,
+        index: str,
+        shard: int,
+        id: str,
+        type: str | None,
+        routing: str | None,
+        source: bytes,
+        ordinal: int,
+        doc: int,
+        segment: str,
+    ) -> None:
         self.index = index
         self.shard = shard
         self.id = id
@@ -101,5 +111,7 @@ class Document:
         return Cursor(self._ordinal, self._doc, self._segment)
 
     def __repr__(self) -> str:
-        return (f"Document(index={self.index!r}, shard={self.shard}, id={self.id!r}, type={self.type!r}, "
-                f"routing={self.routing!r}, source=<{len(self.source)} bytes>, cursor={self.cursor})")
+        return (
+            f"Document(index={self.index!r}, shard={self.shard}, id={self.id!r}, type={self.type!r}, "
+            f"routing={self.routing!r}, source=<{len(self.source)} bytes>, cursor={self.cursor})"
+        )

@@ -6,9 +6,9 @@ Everything is read on demand and cached per Repository object; nothing is writte
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator
 
 from mactl.snapshot_reader.blobs import BlobStore, blob_store_for
 from mactl.snapshot_reader.directory import FileInfo, ShardDirectory
@@ -227,7 +227,9 @@ class Repository:
     def live_doc_count(self, snapshot: str | SnapshotInfo, index: str, shard: int) -> int:
         return self._shard(snapshot, index, shard).live_doc_count()
 
-    def documents(self, snapshot: str | SnapshotInfo, index: str, shard: int, *, after: Cursor | None = None) -> Iterator[Document]:
+    def documents(
+        self, snapshot: str | SnapshotInfo, index: str, shard: int, *, after: Cursor | None = None
+    ) -> Iterator[Document]:
         reader = self._shard(snapshot, index, shard)  # eager: a bad name fails at the call
         return _guarded(reader.documents(after), index, shard)
 
@@ -256,7 +258,9 @@ def _created_before_7(meta: IndexMetadata) -> bool:
 
 def _refuse_remote_store(root: dict[str, Any], where: str) -> None:
     if root.get("remote_store_index_shallow_copy") or "remote_store_repository" in root:
-        raise UnsupportedFormatError(f"{where}: OpenSearch remote-store shallow snapshots are not supported (no data in the repository)")
+        raise UnsupportedFormatError(
+            f"{where}: OpenSearch remote-store shallow snapshots are not supported (no data in the repository)"
+        )
 
 
 def _index_mappings(raw: Any, where: str) -> tuple[dict[str, Any], list[str]]:
@@ -303,5 +307,5 @@ def open_repository(
             s3_region = s3_region or getattr(location, "region", None)
             location = f"s3://{location.bucket}/{prefix}"
         else:
-            location = getattr(location, "location")
+            location = location.location
     return Repository(blob_store_for(location, s3_endpoint=s3_endpoint, s3_region=s3_region, cache_dir=cache_dir))

@@ -28,8 +28,7 @@ def base36(n: int) -> str:
 def _end_at_footer(inp: DataInput, what: str) -> None:
     if inp.pos != len(inp.data) - 16:
         raise CorruptFileError(
-            f"{inp.name}: {what} parse ended at byte {inp.pos}, expected {len(inp.data) - 16} "
-            "(unknown format variant?)"
+            f"{inp.name}: {what} parse ended at byte {inp.pos}, expected {len(inp.data) - 16} (unknown format variant?)"
         )
 
 
@@ -104,7 +103,9 @@ def parse_segments(data: bytes, name: str) -> SegmentInfos:
         for _ in range(inp.int()):
             field_no = inp.int()
             updates[field_no] = inp.set_of_strings()
-        segs.append(SegmentCommitInfo(seg_name, seg_id, seg_codec, del_gen, del_count, fi_gen, dv_gen, soft, fi_files, updates))
+        segs.append(
+            SegmentCommitInfo(seg_name, seg_id, seg_codec, del_gen, del_count, fi_gen, dv_gen, soft, fi_files, updates)
+        )
     user = inp.map_of_strings()
     _end_at_footer(inp, "segments_N")
     return SegmentInfos(suffix, version, segs, user)
@@ -119,7 +120,13 @@ class SegmentInfo:
     version: tuple[int, int, int]
 
 
-_SI_CODECS = {"Lucene50SegmentInfo", "Lucene62SegmentInfo", "Lucene70SegmentInfo", "Lucene86SegmentInfo", "Lucene90SegmentInfo"}
+_SI_CODECS = {
+    "Lucene50SegmentInfo",
+    "Lucene62SegmentInfo",
+    "Lucene70SegmentInfo",
+    "Lucene86SegmentInfo",
+    "Lucene90SegmentInfo",
+}
 
 
 def parse_si(data: bytes, name: str, segment_codec: str) -> SegmentInfo:
@@ -217,12 +224,12 @@ def parse_liv(data: bytes, name: str, max_doc: int) -> bytes:
     if codec not in ("Lucene50LiveDocs", "Lucene90LiveDocs"):
         raise UnsupportedFormatError(f"{name}: live docs codec {codec!r} is not supported")
     words = (max_doc + 63) // 64
-    body = data[pos:pos + words * 8]
+    body = data[pos : pos + words * 8]
     if pos + words * 8 != len(data) - 16:
         raise CorruptFileError(f"{name}: live-docs length does not match maxDoc {max_doc}")
     if codec == "Lucene90LiveDocs":
         return bytes(body)  # LE longs: byte k holds docs 8k..8k+7, bit j = doc 8k+j
     out = bytearray(len(body))
     for w in range(words):  # BE longs → reverse each word's bytes to get LE bit order
-        out[w * 8:(w + 1) * 8] = body[w * 8:(w + 1) * 8][::-1]
+        out[w * 8 : (w + 1) * 8] = body[w * 8 : (w + 1) * 8][::-1]
     return bytes(out)

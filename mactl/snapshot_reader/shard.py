@@ -69,7 +69,7 @@ class ShardReader:
             for suffix, (off, length) in entries.items():
                 if off < 0 or off + length > len(cfs) - 16:
                     raise CorruptFileError(f"{where}/{cfs_name} is corrupt: entry {suffix} lies outside the file")
-                files[sci.name + suffix] = view[off:off + length]
+                files[sci.name + suffix] = view[off : off + length]
         else:
             for name in info.files:
                 if name in d:
@@ -101,7 +101,9 @@ class ShardReader:
                         if (byte >> j) & 1 and base + j < max_doc:
                             live[base + j] = 1
             if max_doc - sum(live) != sci.del_count:
-                raise CorruptFileError(f"{where}/{liv_name}: {max_doc - sum(live)} deleted docs, segments_N says {sci.del_count}")
+                raise CorruptFileError(
+                    f"{where}/{liv_name}: {max_doc - sum(live)} deleted docs, segments_N says {sci.del_count}"
+                )
         if sci.soft_del_count > 0:
             soft = self._soft_deleted(seg)
             if live is None:
@@ -120,7 +122,9 @@ class ShardReader:
         fmt = field.attributes.get("PerFieldDocValuesFormat.format")
         suffix = field.attributes.get("PerFieldDocValuesFormat.suffix")
         if fmt is None or suffix is None:
-            raise UnsupportedFormatError(f"{where}: soft-deletes field of segment {sci.name} has no doc-values format attributes")
+            raise UnsupportedFormatError(
+                f"{where}: soft-deletes field of segment {sci.name} has no doc-values format attributes"
+            )
         if field.dv_gen == -1:
             base = f"{sci.name}_{fmt}_{suffix}"
             dvm = seg.files.get(base + ".dvm")
@@ -151,7 +155,7 @@ class ShardReader:
     def live_doc_count(self) -> int:
         """Live Lucene docs per the commit (nested children and tombstones excluded only on a full read)."""
         total = 0
-        for ordinal, sci in enumerate(self.commit.segments):
+        for sci in self.commit.segments:
             info = parse_si(self.dir.read(f"{sci.name}.si"), f"{self.dir.where}/{sci.name}.si", sci.codec)
             total += info.max_doc - sci.del_count - sci.soft_del_count
         return total
@@ -161,7 +165,9 @@ class ShardReader:
         segs = self.commit.segments
         start_ordinal = 0
         if after is not None:
-            if after.segment_ordinal >= len(segs) or (after.segment and segs[after.segment_ordinal].name != after.segment):
+            if after.segment_ordinal >= len(segs) or (
+                after.segment and segs[after.segment_ordinal].name != after.segment
+            ):
                 raise SnapshotReaderError(
                     f"{self.dir.where}: cursor {after.to_json()} does not belong to this shard's snapshot"
                 )
@@ -184,8 +190,13 @@ class ShardReader:
             if fdt is None:
                 raise CorruptFileError(f"{self.dir.where}: segment {sci.name} has no stored fields file")
             fdm = seg.files.get(f"{sci.name}.fdm")
-            sf = StoredFieldsFile(fdt, f"{self.dir.where}/{fdt_name}", bytes(fdm) if fdm is not None else None,
-                                  f"{self.dir.where}/{sci.name}.fdm", max_doc)
+            sf = StoredFieldsFile(
+                fdt,
+                f"{self.dir.where}/{fdt_name}",
+                bytes(fdm) if fdm is not None else None,
+                f"{self.dir.where}/{sci.name}.fdm",
+                max_doc,
+            )
             seg_name = sci.name
             for doc_base, nfields, lengths, buf in sf.chunks():
                 n = len(lengths)
@@ -234,13 +245,13 @@ class ShardReader:
                             code = codes[number] if number < len(codes) else 0
                             if code:
                                 if code == SOURCE:
-                                    source = buf[p:p + ln]
+                                    source = buf[p : p + ln]
                                 elif code == ID:
-                                    id_raw = buf[p:p + ln]
+                                    id_raw = buf[p : p + ln]
                                 elif code == ROUTING:
-                                    routing = buf[p:p + ln].decode("utf-8")
+                                    routing = buf[p : p + ln].decode("utf-8")
                                 else:
-                                    uid = buf[p:p + ln].decode("utf-8")
+                                    uid = buf[p : p + ln].decode("utf-8")
                             p += ln
                         else:
                             p = _skip_numeric(buf, p, typ, sf.lucene9)

@@ -54,13 +54,13 @@ class _Decoder:
         end = self.pos + n
         if end > len(self.data):
             raise SmileError(f"truncated SMILE data at byte {self.pos}")
-        out = self.data[self.pos:end]
+        out = self.data[self.pos : end]
         self.pos = end
         return out
 
     def _until_fc(self) -> bytes:
         end = self.data.index(b"\xfc", self.pos)
-        out = self.data[self.pos:end]
+        out = self.data[self.pos : end]
         self.pos = end + 1
         return out
 

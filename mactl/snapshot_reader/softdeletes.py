@@ -63,8 +63,14 @@ def _termdict(inp: DataInput, fmt: int) -> None:
     inp.pos += 32
 
 
-def find_soft_deletes(dvm: bytes, dvd: bytes, dvm_name: str, field_number: int,
-                      skip_index_fields: set[int], attributes_by_field: dict[int, dict[str, str]]) -> tuple[int, int, int] | str:
+def find_soft_deletes(
+    dvm: bytes,
+    dvd: bytes,
+    dvm_name: str,
+    field_number: int,
+    skip_index_fields: set[int],
+    attributes_by_field: dict[int, dict[str, str]],
+) -> tuple[int, int, int] | str:
     """Locate the soft-deletes field's docs-with-field set: (offset, length) in .dvd, ALL or NONE."""
     codec, version, _id, _s, pos = read_index_header(dvm, dvm_name)
     fmts = {"Lucene70DocValuesMetadata": 70, "Lucene80DocValuesMetadata": 80, "Lucene90DocValuesMetadata": 90}
@@ -150,7 +156,9 @@ def _binary(inp: DataInput, fmt: int, version: int, attrs: dict[str, str]) -> No
     ndocs = inp.int()
     min_len = inp.int()
     max_len = inp.int()
-    compressed = fmt == 80 and (version == 1 or (version >= 2 and attrs.get("Lucene80DocValuesFormat.mode") == "BEST_COMPRESSION"))
+    compressed = fmt == 80 and (
+        version == 1 or (version >= 2 and attrs.get("Lucene80DocValuesFormat.mode") == "BEST_COMPRESSION")
+    )
     if (compressed and ndocs > 0) or min_len < max_len:
         inp.long()
         count = ndocs + 1
@@ -173,7 +181,9 @@ def _sorted(inp: DataInput, fmt: int) -> None:
     _termdict(inp, fmt)
 
 
-def disi_docs(dvd: bytes | memoryview, offset: int, length: int, little_endian: bool, dense_rank_power: int) -> set[int]:
+def disi_docs(
+    dvd: bytes | memoryview, offset: int, length: int, little_endian: bool, dense_rank_power: int
+) -> set[int]:
     """Decode an IndexedDISI doc-id set (SPARSE, DENSE and ALL blocks)."""
     inp = DataInput(dvd, offset, little_endian=little_endian)
     end = offset + length
@@ -189,10 +199,10 @@ def disi_docs(dvd: bytes | memoryview, offset: int, length: int, little_endian: 
         elif card > 4095:
             if 7 <= dense_rank_power <= 15:
                 inp.pos += 2 * (65536 >> dense_rank_power)  # rank table: one short per 2^p docs
-            raw = bytes(dvd[inp.pos:inp.pos + 8192])
+            raw = bytes(dvd[inp.pos : inp.pos + 8192])
             inp.pos += 8192
             if not little_endian:
-                raw = b"".join(raw[i:i + 8][::-1] for i in range(0, 8192, 8))
+                raw = b"".join(raw[i : i + 8][::-1] for i in range(0, 8192, 8))
             bits = int.from_bytes(raw, "little")
             d = 0
             while bits:

@@ -125,7 +125,9 @@ class StoredFieldsFile:
             else:
                 buf, pos = self._decompress(pos, total)
             if len(buf) != total:
-                raise CorruptFileError(f"{self.name} is corrupt: chunk at doc {doc_base} decompressed to {len(buf)} bytes, expected {total}")
+                raise CorruptFileError(
+                    f"{self.name} is corrupt: chunk at doc {doc_base} decompressed to {len(buf)} bytes, expected {total}"
+                )
             yield doc_base, nfields, lengths, buf
             doc_count += chunk_docs
         if pos > end_limit:
@@ -157,7 +159,7 @@ def _packed_ints(data: memoryview, pos: int, n: int) -> tuple[list[int], int]:
     if bpv > 32:
         raise CorruptFileError(f"stored fields: bad bits-per-value {bpv}")
     nbytes = (n * bpv + 7) >> 3
-    big = int.from_bytes(data[pos:pos + nbytes], "big")
+    big = int.from_bytes(data[pos : pos + nbytes], "big")
     pos += nbytes
     total_bits = nbytes * 8
     mask = (1 << bpv) - 1
@@ -180,16 +182,16 @@ def _sf_ints(data: memoryview, pos: int, n: int) -> tuple[list[int], int]:
     per = 64 // bpv
     mask = (1 << bpv) - 1
     while n - k >= 128:
-        block = data[pos:pos + nwords * 8]
+        block = data[pos : pos + nwords * 8]
         pos += nwords * 8
         for i in range(nwords):
-            w = int.from_bytes(block[i * 8:i * 8 + 8], "little")
+            w = int.from_bytes(block[i * 8 : i * 8 + 8], "little")
             for j in range(per):
                 out[k + nwords * j + i] = (w >> (64 - bpv * (j + 1))) & mask
         k += 128
     width = bpv >> 3
     for idx in range(k, n):
-        out[idx] = int.from_bytes(data[pos:pos + width], "little")
+        out[idx] = int.from_bytes(data[pos : pos + width], "little")
         pos += width
     return out, pos
 
@@ -265,13 +267,13 @@ def _lz4_dict(data: memoryview, pos: int, n: int, name: str) -> tuple[bytes, int
     for _ in range(nblocks):
         c, pos = _vint(data, pos)
         clens.append(c)
-    dictionary = _lz4_block(data[pos:pos + cdict], dict_len, name)
+    dictionary = _lz4_block(data[pos : pos + cdict], dict_len, name)
     pos += cdict
     parts = [dictionary]
     remaining = n - dict_len
     for c in clens:
         size = block_len if remaining > block_len else remaining
-        parts.append(_lz4_block(data[pos:pos + c], size, name, dictionary))
+        parts.append(_lz4_block(data[pos : pos + c], size, name, dictionary))
         pos += c
         remaining -= size
     return b"".join(parts) if nblocks else dictionary, pos
@@ -290,14 +292,14 @@ def _deflate_plain(data: memoryview, pos: int, n: int, name: str) -> tuple[bytes
     clen, pos = _vint(data, pos)
     if clen == 0:
         return b"", pos
-    return _inflate(data[pos:pos + clen], name), pos + clen
+    return _inflate(data[pos : pos + clen], name), pos + clen
 
 
 def _deflate_dict(data: memoryview, pos: int, n: int, name: str) -> tuple[bytes, int]:
     dict_len, pos = _vint(data, pos)
     block_len, pos = _vint(data, pos)
     clen, pos = _vint(data, pos)
-    dictionary = _inflate(data[pos:pos + clen], name) if clen else b""
+    dictionary = _inflate(data[pos : pos + clen], name) if clen else b""
     pos += clen
     if len(dictionary) != dict_len:
         raise CorruptFileError(f"{name} is corrupt: deflate dictionary is {len(dictionary)} bytes, expected {dict_len}")
@@ -305,11 +307,10 @@ def _deflate_dict(data: memoryview, pos: int, n: int, name: str) -> tuple[bytes,
     produced = dict_len
     while produced < n:
         clen, pos = _vint(data, pos)
-        block = _inflate(data[pos:pos + clen], name, dictionary) if clen else b""
+        block = _inflate(data[pos : pos + clen], name, dictionary) if clen else b""
         pos += clen
         if not block:
             raise CorruptFileError(f"{name} is corrupt: empty deflate block")
         parts.append(block)
         produced += len(block)
     return b"".join(parts), pos
-

@@ -81,7 +81,7 @@ def _build_source(es: OpenSearch) -> None:
             "n": i * 10 + version,
             "tag": f"t{i % 13}",
             "nested": {"a": f"v{version}", "b": i},
-            "text": "multi\nline \"quoted\" ünïcödé",
+            "text": 'multi\nline "quoted" ünïcödé',
         }
 
     def routing(i: int) -> str | None:
@@ -100,17 +100,26 @@ def _build_source(es: OpenSearch) -> None:
     helpers.bulk(es, index_ops(range(0, N_DOCS, 3), 2), chunk_size=500)
     es.indices.refresh(index=SOURCE_INDEX)
     updates = [
-        {"_op_type": "update", "_index": SOURCE_INDEX, "_id": f"doc-{i}", "doc": {"tag": "updated", "extra": i}, **({"_routing": routing(i)} if routing(i) else {})}
+        {
+            "_op_type": "update",
+            "_index": SOURCE_INDEX,
+            "_id": f"doc-{i}",
+            "doc": {"tag": "updated", "extra": i},
+            **({"_routing": routing(i)} if routing(i) else {}),
+        }
         for i in range(1, N_DOCS, 7)
     ]
     helpers.bulk(es, updates, chunk_size=500)
     es.indices.refresh(index=SOURCE_INDEX)
     deletes = [
-        {"_op_type": "delete", "_index": SOURCE_INDEX, "_id": f"doc-{i}", **({"_routing": routing(i)} if routing(i) else {})}
+        {
+            "_op_type": "delete",
+            "_index": SOURCE_INDEX,
+            "_id": f"doc-{i}",
+            **({"_routing": routing(i)} if routing(i) else {}),
+        }
         for i in range(2, N_DOCS, 11)
     ]
     helpers.bulk(es, deletes, chunk_size=500)
     es.indices.refresh(index=SOURCE_INDEX)
     es.indices.flush(index=SOURCE_INDEX)
-
-

@@ -24,7 +24,12 @@ def source_snapshot(es710: Any, os2: Any) -> Iterator[SourceSnapshot]:
     os.chmod(repo_dir, 0o777)
     _build_source(es)
     es.snapshot.create_repository(repository=REPO_NAME, body={"type": "fs", "settings": {"location": str(repo_dir)}})
-    es.snapshot.create(repository=REPO_NAME, snapshot=SNAPSHOT, body={"indices": SOURCE_INDEX, "include_global_state": False}, wait_for_completion=True)
+    es.snapshot.create(
+        repository=REPO_NAME,
+        snapshot=SNAPSHOT,
+        body={"indices": SOURCE_INDEX, "include_global_state": False},
+        wait_for_completion=True,
+    )
     live = frozenset(scan_docs(es, SOURCE_INDEX))
     try:
         yield SourceSnapshot(es710.url, os2.url, repo_dir, REPO_NAME, SNAPSHOT, SOURCE_INDEX, live)

@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
-from bf_proxy import TcpProxy
 from bf_fixtures import name
+from bf_proxy import TcpProxy
 from opensearchpy import OpenSearch
 
 from mactl.backfill.bulk import Batch, BulkSender, Item, RateLimiter, action_line, source_line
@@ -27,7 +27,9 @@ def _batch(index: str, docs: list[tuple[str, str | None, dict[str, Any]]]) -> Ba
 
 def test_rejected_items_come_back_with_reasons_and_the_rest_is_written_with_routing(target: OpenSearch) -> None:
     index = name(f"bulk-{uuid.uuid4().hex[:4]}")
-    target.indices.create(index=index, body={"settings": {"number_of_shards": 3}, "mappings": {"properties": {"n": {"type": "long"}}}})
+    target.indices.create(
+        index=index, body={"settings": {"number_of_shards": 3}, "mappings": {"properties": {"n": {"type": "long"}}}}
+    )
     docs = [(f"d{i}", f"r{i % 4}" if i % 2 else None, {"n": "not a number" if i % 10 == 0 else i}) for i in range(100)]
     result = BulkSender(target).send(_batch(index, docs))
     assert result.written == 90 and result.written_by_index == {index: 90}
@@ -56,7 +58,9 @@ def test_a_cut_connection_is_retried_until_the_target_is_back(os2: Any, target: 
         proxy.cut()
         threading.Timer(2.0, proxy.restore).start()
         started = time.monotonic()
-        result = BulkSender(client, retry_deadline_s=60).send(_batch(index, [(f"d{i}", None, {"i": i}) for i in range(50)]))
+        result = BulkSender(client, retry_deadline_s=60).send(
+            _batch(index, [(f"d{i}", None, {"i": i}) for i in range(50)])
+        )
         assert time.monotonic() - started >= 1.5 and result.retries >= 1 and result.written == 50
         assert proxy.refused >= 1
     finally:

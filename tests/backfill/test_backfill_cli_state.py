@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from mactl.state import StageRecord, StateDocument, open_backend
 
 from mactl.cli.backfill_cmd import _load_backfill_stage
 from mactl.cli.config_cmd import load_from_options
 from mactl.graph.expand import expand
-from mactl.state import StageRecord, StateDocument, open_backend
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

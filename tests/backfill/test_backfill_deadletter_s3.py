@@ -35,8 +35,19 @@ def test_s3_dead_letters_round_trip(s3_bucket: str, s3_server: Any) -> None:
     location = deadletter.Location(f"s3://{s3_bucket}/dlq", "backfill.a.b.c.d.e", s3_url)
     sink = deadletter.open_sink(location, "host:1:abc")
     for i in range(3):
-        sink.add(deadletter.entry(stage=location.stage, unit="idx/0", index="idx", doc_id=f"d{i}", routing=None,
-                                  source_line=b'{"n":"x"}\n', original=None, status=400, reason={"type": "mapper_parsing_exception"}))
+        sink.add(
+            deadletter.entry(
+                stage=location.stage,
+                unit="idx/0",
+                index="idx",
+                doc_id=f"d{i}",
+                routing=None,
+                source_line=b'{"n":"x"}\n',
+                original=None,
+                status=400,
+                reason={"type": "mapper_parsing_exception"},
+            )
+        )
         if i == 1:
             sink.flush()
     sink.flush()

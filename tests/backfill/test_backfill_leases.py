@@ -8,11 +8,10 @@ import uuid
 from typing import Any
 
 import pytest
+from bf_fixtures import name
 from opensearchpy import OpenSearch
 
 from mactl.backfill.leases import Counters, LeaseLost, LeaseStore
-from bf_fixtures import name
-
 from mactl.backfill.units import WorkUnit
 
 pytestmark = pytest.mark.cluster
@@ -50,7 +49,9 @@ def test_racing_workers_claim_each_unit_exactly_once(os2: Any, target: OpenSearc
     assert {r.body["claims"][0]["holder"] for r in records} == {h[0] for h in claimed.values()}
 
 
-def test_expired_lease_is_taken_over_from_its_checkpoint_and_the_old_holder_is_fenced(os2: Any, target: OpenSearch) -> None:
+def test_expired_lease_is_taken_over_from_its_checkpoint_and_the_old_holder_is_fenced(
+    os2: Any, target: OpenSearch
+) -> None:
     index, gen = name(f"leases-{uuid.uuid4().hex[:4]}"), "g1"
     a, b = _store(os2.url, index, gen, lease_s=0.5), _store(os2.url, index, gen, lease_s=0.5)
     a.ensure_index()

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bf_proxy import TcpProxy
 from bf_fixtures import RUN, SourceSnapshot, name, scan_docs, stage_address
+from bf_proxy import TcpProxy
+from mactl.providers.backfill import Inputs
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import TransportError
 
@@ -28,7 +29,6 @@ from mactl.backfill.prepare import lease_store
 from mactl.backfill.sampling import Sampler, id_hash, percent_threshold
 from mactl.backfill.source import snapshot_uuid
 from mactl.backfill.spec import build_spec
-from mactl.providers.backfill import Inputs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -53,7 +53,11 @@ def _start(tmp: Path, inputs: dict[str, Any], address: str, op: str = "apply") -
     env = dict(os.environ, MACTL_BACKFILL_CHECKPOINT_S="0.3")
     return subprocess.Popen(
         [sys.executable, str(DRIVER), op, str(path), str(tmp / "work"), address],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
     )
 
 
@@ -98,7 +102,12 @@ def _config(tmp: Path, src: SourceSnapshot, target_url: str, backfill: dict[str,
                     {
                         "name": "s1",
                         "existingSnapshot": {"name": src.snapshot},
-                        "migrations": [{"name": f"m{RUN}{uuid.uuid4().hex[:4]}", "documentBackfillConfigs": [{"name": "b0", **backfill}]}],
+                        "migrations": [
+                            {
+                                "name": f"m{RUN}{uuid.uuid4().hex[:4]}",
+                                "documentBackfillConfigs": [{"name": "b0", **backfill}],
+                            }
+                        ],
                     }
                 ],
                 "validation": {"enabled": False},
@@ -112,13 +121,25 @@ def _config(tmp: Path, src: SourceSnapshot, target_url: str, backfill: dict[str,
 
 
 def _mactl(tmp: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "mactl", *args], cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mactl", *args], cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
-def test_apply_workers_and_a_joining_mactl_worker_copy_every_live_document_each_shard_once(source_snapshot: SourceSnapshot, target: OpenSearch, tmp_path: Path) -> None:
+def test_apply_workers_and_a_joining_mactl_worker_copy_every_live_document_each_shard_once(
+    source_snapshot: SourceSnapshot, target: OpenSearch, tmp_path: Path
+) -> None:
     address, inputs = _config(
-        tmp_path, source_snapshot, source_snapshot.os_url,
-        {"indices": {"names": source_snapshot.index}, "workers": 2, "maxBatchDocs": 100, "maxMbps": 0.1, "leaseSeconds": 3},
+        tmp_path,
+        source_snapshot,
+        source_snapshot.os_url,
+        {
+            "indices": {"names": source_snapshot.index},
+            "workers": 2,
+            "maxBatchDocs": 100,
+            "maxMbps": 0.1,
+            "leaseSeconds": 3,
+        },
     )
     joiner = _mactl(tmp_path, "worker", address, "--json")  # a third worker, "from another host"
     time.sleep(1.0)
@@ -141,10 +162,14 @@ def test_apply_workers_and_a_joining_mactl_worker_copy_every_live_document_each_
     _run(tmp_path, inputs, address, op="rollback", timeout=60)
     target.indices.refresh(index=source_snapshot.index)
     assert target.count(index=source_snapshot.index)["count"] == 0
-    assert not target.indices.exists(index=build_spec(address, Inputs.model_validate(inputs), workdir=tmp_path).state_index)
+    assert not target.indices.exists(
+        index=build_spec(address, Inputs.model_validate(inputs), workdir=tmp_path).state_index
+    )
 
 
-def _wait_for_more_docs(target: OpenSearch, index: str, than: int, proc: subprocess.Popen[str], timeout: float = 60) -> int:
+def _wait_for_more_docs(
+    target: OpenSearch, index: str, than: int, proc: subprocess.Popen[str], timeout: float = 60
+) -> int:
     """Block until the target holds more than `than` documents of `index` (the run is writing)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -160,7 +185,9 @@ def _wait_for_more_docs(target: OpenSearch, index: str, than: int, proc: subproc
     raise AssertionError(f"no new documents in {index} within {timeout}s")
 
 
-def test_kill_9_five_times_then_rerun_is_exact(source_snapshot: SourceSnapshot, target: OpenSearch, tmp_path: Path) -> None:
+def test_kill_9_five_times_then_rerun_is_exact(
+    source_snapshot: SourceSnapshot, target: OpenSearch, tmp_path: Path
+) -> None:
     address = _address()
     inputs = _inputs(source_snapshot, source_snapshot.os_url, workers=2, maxBatchDocs=50, maxMbps=0.05)
     rnd = random.Random()
@@ -180,7 +207,9 @@ def test_kill_9_five_times_then_rerun_is_exact(source_snapshot: SourceSnapshot, 
     assert any(c.get("from_cursor") for cl in claims.values() for c in cl), "no unit ever resumed from a checkpoint"
 
 
-def test_sampling_1_then_10_percent_only_adds_documents(source_snapshot: SourceSnapshot, target: OpenSearch, tmp_path: Path) -> None:
+def test_sampling_1_then_10_percent_only_adds_documents(
+    source_snapshot: SourceSnapshot, target: OpenSearch, tmp_path: Path
+) -> None:
     address = _address()
     live = _source_docs(source_snapshot)
     one = _run(tmp_path, _inputs(source_snapshot, source_snapshot.os_url, workers=2, sample={"percent": 1}), address)
@@ -199,13 +228,21 @@ def test_sampling_1_then_10_percent_only_adds_documents(source_snapshot: SourceS
 RENAMED = name("renamed")
 RENAME_AND_DROP = (
     "{% if _source.nested.b % 5 == 0 %}{{ DROP }}{% else %}{% set s = dict(_source) %}"
-    '{% do s.update({"headline": s.pop("title")}) %}{"_index": "' + RENAMED + '", "_source": {{ s | tojson }}}{% endif %}'
+    '{% do s.update({"headline": s.pop("title")}) %}{"_index": "'
+    + RENAMED
+    + '", "_source": {{ s | tojson }}}{% endif %}'
 )
 
 
-def test_transform_renames_a_field_and_drops_documents(source_snapshot: SourceSnapshot, target: OpenSearch, tmp_path: Path) -> None:
+def test_transform_renames_a_field_and_drops_documents(
+    source_snapshot: SourceSnapshot, target: OpenSearch, tmp_path: Path
+) -> None:
     inputs = _inputs(
-        source_snapshot, source_snapshot.os_url, workers=2, transforms=[{"kind": "jinja", "template": RENAME_AND_DROP}], rollbackMode="recreate"
+        source_snapshot,
+        source_snapshot.os_url,
+        workers=2,
+        transforms=[{"kind": "jinja", "template": RENAME_AND_DROP}],
+        rollbackMode="recreate",
     )
     address = _address()
     outputs = _run(tmp_path, inputs, address)
@@ -217,7 +254,11 @@ def test_transform_renames_a_field_and_drops_documents(source_snapshot: SourceSn
             expected[doc_id] = (routing, s)
     assert scan_docs(target, RENAMED) == expected
     stats = outputs["indices"][source_snapshot.index]
-    assert stats["dropped"] > 0 and stats["written"] == len(expected) and stats["dropped"] + stats["written"] == stats["live"]
+    assert (
+        stats["dropped"] > 0
+        and stats["written"] == len(expected)
+        and stats["dropped"] + stats["written"] == stats["live"]
+    )
     assert outputs["targetIndices"] == {RENAMED: {"expected": len(expected), "actual": len(expected)}}
     # rollback by drop-and-recreate: the index the transform wrote to is back, empty, same mapping
     mapping = target.indices.get_mapping(index=RENAMED)[RENAMED]
@@ -239,12 +280,19 @@ def _record_in_state(tmp: Path, address: str, outputs: dict[str, Any]) -> None:
     backend.write(doc)
 
 
-def test_mapping_conflict_fills_the_dead_letter_queue_and_resend_failed_with_a_fixing_transform(source_snapshot: SourceSnapshot, target: OpenSearch, tmp_path: Path) -> None:
+def test_mapping_conflict_fills_the_dead_letter_queue_and_resend_failed_with_a_fixing_transform(
+    source_snapshot: SourceSnapshot, target: OpenSearch, tmp_path: Path
+) -> None:
     index = source_snapshot.index
-    target.indices.create(index=index, body={"settings": {"number_of_shards": 2}, "mappings": {"properties": {"extra": {"type": "boolean"}}}})
+    target.indices.create(
+        index=index,
+        body={"settings": {"number_of_shards": 2}, "mappings": {"properties": {"extra": {"type": "boolean"}}}},
+    )
     dlq = tmp_path / "dlq"
     address, inputs = _config(
-        tmp_path, source_snapshot, source_snapshot.os_url,
+        tmp_path,
+        source_snapshot,
+        source_snapshot.os_url,
         {"indices": {"names": index}, "workers": 2, "deadLetter": {"location": str(dlq)}},
     )
     outputs = _run(tmp_path, inputs, address)
@@ -282,7 +330,9 @@ def test_mapping_conflict_fills_the_dead_letter_queue_and_resend_failed_with_a_f
     assert list_files(location) == []  # nothing left to resend
 
 
-def test_target_cut_for_a_while_mid_run_then_the_stage_still_completes_exactly(source_snapshot: SourceSnapshot, target: OpenSearch, tmp_path: Path, os2: Any) -> None:
+def test_target_cut_for_a_while_mid_run_then_the_stage_still_completes_exactly(
+    source_snapshot: SourceSnapshot, target: OpenSearch, tmp_path: Path, os2: Any
+) -> None:
     host, port = os2.url.rsplit("//", 1)[1].split(":")
     proxy = TcpProxy(host, int(port))
     proc: subprocess.Popen[str] | None = None
@@ -296,7 +346,9 @@ def test_target_cut_for_a_while_mid_run_then_the_stage_still_completes_exactly(s
         proxy.restore()
         restored = time.monotonic()
         out, err = proc.communicate(timeout=300)
-        print(f"target cut for {OUTAGE_S:.0f}s ({during} connections refused); the stage finished {time.monotonic() - restored:.1f}s after it came back")
+        print(
+            f"target cut for {OUTAGE_S:.0f}s ({during} connections refused); the stage finished {time.monotonic() - restored:.1f}s after it came back"
+        )
         logs = "\n".join(p.read_text() for p in sorted((tmp_path / "work" / "workers").glob("*.log")))
         assert proc.returncode == 0, err[-3000:] + logs[-3000:]
         outputs = json.loads(out.strip().splitlines()[-1])
@@ -311,8 +363,14 @@ def test_target_cut_for_a_while_mid_run_then_the_stage_still_completes_exactly(s
         proxy.close()
 
 
-def test_max_docs_per_index_takes_the_n_smallest_id_hashes(source_snapshot: SourceSnapshot, target: OpenSearch, tmp_path: Path) -> None:
-    outputs = _run(tmp_path, _inputs(source_snapshot, source_snapshot.os_url, workers=2, sample={"maxDocsPerIndex": 100}), _address())
+def test_max_docs_per_index_takes_the_n_smallest_id_hashes(
+    source_snapshot: SourceSnapshot, target: OpenSearch, tmp_path: Path
+) -> None:
+    outputs = _run(
+        tmp_path,
+        _inputs(source_snapshot, source_snapshot.os_url, workers=2, sample={"maxDocsPerIndex": 100}),
+        _address(),
+    )
     live = _source_docs(source_snapshot)
     smallest = set(sorted(live, key=id_hash)[:100])
     got = scan_docs(target, source_snapshot.index)
@@ -331,9 +389,13 @@ def test_a_snapshot_taken_again_under_the_same_name_is_copied_again(
     repo_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(repo_dir, 0o777)
     es.snapshot.create_repository(repository=repo_name, body={"type": "fs", "settings": {"location": str(repo_dir)}})
-    inputs = {"target": {"name": "target", "endpoint": os2.url},
-              "repository": {"type": "fs", "location": str(repo_dir)}, "snapshotName": "same-name",
-              "indices": [{"names": [index]}], "leaseSeconds": 3}
+    inputs = {
+        "target": {"name": "target", "endpoint": os2.url},
+        "repository": {"type": "fs", "location": str(repo_dir)},
+        "snapshotName": "same-name",
+        "indices": [{"names": [index]}],
+        "leaseSeconds": 3,
+    }
     address = _address()
     try:
         for generation, count in ((1, 5), (2, 9)):
@@ -342,7 +404,9 @@ def test_a_snapshot_taken_again_under_the_same_name_is_copied_again(
             for i in range(count):
                 es.index(index=index, id=f"d{i}", body={"take": generation, "i": i})
             es.indices.refresh(index=index)
-            es.snapshot.create(repository=repo_name, snapshot="same-name", body={"indices": index}, wait_for_completion=True)
+            es.snapshot.create(
+                repository=repo_name, snapshot="same-name", body={"indices": index}, wait_for_completion=True
+            )
             target.indices.delete(index=index, ignore=[404])  # as a rollback of the metadata stage leaves it
             (work := tmp_path / f"take-{generation}").mkdir()
             _run(work, inputs, address)

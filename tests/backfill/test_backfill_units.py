@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from mactl.providers.backfill import Inputs
+
 from mactl.backfill.doc_transforms import DocumentTransformer
 from mactl.backfill.sampling import Sampler, id_hash, percent_threshold, smallest_hashes_threshold
 from mactl.backfill.spec import JobSpec, build_spec
 from mactl.config.common import TransformSpec
-from mactl.providers.backfill import Inputs
 
 IDS = [f"doc-{i}" for i in range(20000)]
 
@@ -30,7 +33,7 @@ def test_max_docs_keeps_exactly_the_n_smallest_hashes_and_grows_monotonically() 
 
 
 def test_hash_is_stable_across_runs() -> None:
-    assert id_hash("doc-1") == 0x56f47a285f34f541  # pinned: changing the hash would break 1% ⊂ 10% across versions
+    assert id_hash("doc-1") == 0x56F47A285F34F541  # pinned: changing the hash would break 1% ⊂ 10% across versions
     assert id_hash("doc-1") == id_hash("doc-1") != id_hash("doc-2")
 
 
@@ -53,7 +56,11 @@ def test_transform_renames_a_field_drops_documents_and_can_move_index() -> None:
 def test_spec_round_trips_with_secrets_for_the_child_process_only() -> None:
     inputs = Inputs.model_validate(
         {
-            "target": {"name": "t", "endpoint": "http://h:9200", "auth": {"type": "basic", "username": "u", "password": "s3cret"}},
+            "target": {
+                "name": "t",
+                "endpoint": "http://h:9200",
+                "auth": {"type": "basic", "username": "u", "password": "s3cret"},
+            },
             "repository": {"type": "fs", "location": "/r"},
             "snapshotName": "snap",
             "sample": {"percent": 10},
@@ -65,15 +72,26 @@ def test_spec_round_trips_with_secrets_for_the_child_process_only() -> None:
     assert back.gen == spec.gen and back.sample_percent == 10
     assert "s3cret" not in repr(spec.target)
     # growing the sample changes the generation (redo every unit); batch sizes do not
-    bigger = build_spec("backfill.a.b.c.d.e", inputs.model_copy(update={"sample": None}), workdir=__import__("pathlib").Path("/tmp/w"))
-    same = build_spec("backfill.a.b.c.d.e", inputs.model_copy(update={"maxBatchDocs": 7}), workdir=__import__("pathlib").Path("/tmp/w"))
+    bigger = build_spec(
+        "backfill.a.b.c.d.e", inputs.model_copy(update={"sample": None}), workdir=__import__("pathlib").Path("/tmp/w")
+    )
+    same = build_spec(
+        "backfill.a.b.c.d.e",
+        inputs.model_copy(update={"maxBatchDocs": 7}),
+        workdir=__import__("pathlib").Path("/tmp/w"),
+    )
     assert bigger.gen != spec.gen and same.gen == spec.gen
     # a snapshot taken again under the same name is other data: its own generation
     w = __import__("pathlib").Path("/tmp/w")
     first = build_spec("backfill.a.b.c.d.e", inputs, workdir=w, snapshot="snap", snapshot_uuid="uuid-1")
     again = build_spec("backfill.a.b.c.d.e", inputs, workdir=w, snapshot="snap", snapshot_uuid="uuid-2")
-    joining = build_spec("backfill.a.b.c.d.e", inputs.model_copy(update={"maxBatchDocs": 7}), workdir=w,
-                         snapshot="snap", snapshot_uuid="uuid-1")
+    joining = build_spec(
+        "backfill.a.b.c.d.e",
+        inputs.model_copy(update={"maxBatchDocs": 7}),
+        workdir=w,
+        snapshot="snap",
+        snapshot_uuid="uuid-1",
+    )
     assert len({first.gen, again.gen, spec.gen}) == 3 and joining.gen == first.gen
 
 
@@ -90,10 +108,24 @@ def test_the_snapshot_name_is_the_one_the_snapshot_stage_recorded(tmp_path: Any)
     repository = {"type": "fs", "name": "r", "location": "/r"}
     snap_inputs = SnapshotInputs.model_validate({"source": source, "repository": repository, "snapshotName": "snap"})
     info = {"snapshot": "snap-2026.11.25", "uuid": "u-1", "state": "SUCCESS", "indices": ["a"], "shards": {"total": 1}}
-    recorded = _outputs(info, inputs=snap_inputs, repo_name="r", created=True, source_version=("elasticsearch", "7.10.2"),
-                        capture_position=None)
-    inputs = BackfillInputs.model_validate({"target": {"name": "t", "endpoint": "http://t:9200"},
-                                            "repository": repository, "snapshotName": "snap"})
-    ctx = StageContext(address="backfill.src.snap.t.m.b", type="backfill", inputs=inputs, prior_outputs=None,
-                       upstream={"snapshot.src.snap": recorded}, checkpoint_data=None, workdir=tmp_path)
+    recorded = _outputs(
+        info,
+        inputs=snap_inputs,
+        repo_name="r",
+        created=True,
+        source_version=("elasticsearch", "7.10.2"),
+        capture_position=None,
+    )
+    inputs = BackfillInputs.model_validate(
+        {"target": {"name": "t", "endpoint": "http://t:9200"}, "repository": repository, "snapshotName": "snap"}
+    )
+    ctx = StageContext(
+        address="backfill.src.snap.t.m.b",
+        type="backfill",
+        inputs=inputs,
+        prior_outputs=None,
+        upstream={"snapshot.src.snap": recorded},
+        checkpoint_data=None,
+        workdir=tmp_path,
+    )
     assert _upstream_snapshot_name(ctx) == "snap-2026.11.25"

@@ -53,14 +53,27 @@ class RunningProxy:
             self.proxy.writer.close()
 
 
-def start_proxy(source_url: str, log_cfg: dict[str, Any], *, filters: Filters | None = None,
-                proxy_id: str = "cap-test", capturing: bool = False, state_file: Path | None = None) -> RunningProxy:
+def start_proxy(
+    source_url: str,
+    log_cfg: dict[str, Any],
+    *,
+    filters: Filters | None = None,
+    proxy_id: str = "cap-test",
+    capturing: bool = False,
+    state_file: Path | None = None,
+) -> RunningProxy:
     port = free_port()
     capture_log.init_log(log_cfg)
     writer = capture_log.open_writer(log_cfg, proxy_id)
-    proxy = CaptureProxy(Upstream.parse(source_url), writer, proxy_id=proxy_id, filters=filters,
-                         log_description=capture_log.describe(log_cfg), capturing=capturing,
-                         state_file=state_file)
+    proxy = CaptureProxy(
+        Upstream.parse(source_url),
+        writer,
+        proxy_id=proxy_id,
+        filters=filters,
+        log_description=capture_log.describe(log_cfg),
+        capturing=capturing,
+        state_file=state_file,
+    )
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     holder: dict[str, Any] = {}
@@ -87,15 +100,28 @@ def start_proxy(source_url: str, log_cfg: dict[str, Any], *, filters: Filters | 
     return RunningProxy(proxy, f"http://127.0.0.1:{port}", log_cfg, loop, thread, holder["task"])
 
 
-def stage_context(address: str, type_: str, inputs: Any, workdir: Path, *, upstream: dict[str, Any] | None = None,
-                  prior: dict[str, Any] | None = None, checkpoint: dict[str, Any] | None = None,
-                  messages: list[str] | None = None) -> StageContext:
+def stage_context(
+    address: str,
+    type_: str,
+    inputs: Any,
+    workdir: Path,
+    *,
+    upstream: dict[str, Any] | None = None,
+    prior: dict[str, Any] | None = None,
+    checkpoint: dict[str, Any] | None = None,
+    messages: list[str] | None = None,
+) -> StageContext:
     """A real StageContext as the apply walker builds it, for calling providers directly."""
     sink = messages if messages is not None else []
     saved: dict[str, Any] = {}
     ctx = StageContext(
-        address=address, type=type_, inputs=inputs, prior_outputs=prior, upstream=upstream or {},
-        checkpoint_data=checkpoint, workdir=workdir,
+        address=address,
+        type=type_,
+        inputs=inputs,
+        prior_outputs=prior,
+        upstream=upstream or {},
+        checkpoint_data=checkpoint,
+        workdir=workdir,
         progress=lambda p: sink.append(f"progress: {p.message}"),
         checkpoint=lambda d: saved.update(d),
         log=sink.append,

@@ -86,8 +86,9 @@ class Keys:
     service: str = "es"
 
 
-def verify(method: str, target: str, headers: Message, body: bytes, keys: Keys,
-           now: datetime | None = None) -> tuple[str | None, str]:
+def verify(
+    method: str, target: str, headers: Message, body: bytes, keys: Keys, now: datetime | None = None
+) -> tuple[str | None, str]:
     """(None, canonical request) when the signature is right, else (why not, what was rebuilt)."""
     auths = headers.get_all("Authorization") or []
     if len(auths) != 1:
@@ -163,9 +164,17 @@ class SigV4Target:
     received: list[Received] = field(default_factory=list)
 
 
-AWS_ENV_NAMES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+AWS_ENV_NAMES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
 
 
 def isolate_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, credentials: bool = True) -> None:

@@ -29,8 +29,15 @@ def _docs(client: OpenSearch, index: str) -> dict[str, Any]:
 def _replay(file_log: dict[str, Any], group: str, tmp_path: Path, os2: Any) -> Any:
     work = tmp_path / group
     work.mkdir()
-    options = ReplayOptions(target_url=os2.url, tuples_path=work / "tuples.ndjson", deadletter_path=work / "dead.ndjson",
-                            status_path=work / "status.json", max_speedup=1000, max_lag_s=30, lag_window_s=0.3)
+    options = ReplayOptions(
+        target_url=os2.url,
+        tuples_path=work / "tuples.ndjson",
+        deadletter_path=work / "dead.ndjson",
+        status_path=work / "status.json",
+        max_speedup=1000,
+        max_lag_s=30,
+        lag_window_s=0.3,
+    )
     return Replayer(file_log, group, options).run({}, until_in_sync=True, timeout_s=120)
 
 
@@ -41,15 +48,21 @@ def test_auto_id_writes_replay_with_the_source_ids_and_twice_is_harmless(
     try:
         base = proxy.url
         _call(f"{base}/{index_name}", "PUT", b'{"settings":{"number_of_shards":2,"number_of_replicas":0}}')
-        single_ids = [_call(f"{base}/{index_name}/_doc", "POST", b'{"kind":"single","n":%d}' % i)["_id"] for i in range(10)]
+        single_ids = [
+            _call(f"{base}/{index_name}/_doc", "POST", b'{"kind":"single","n":%d}' % i)["_id"] for i in range(10)
+        ]
         lines = []
         for i in range(30):
             action = "create" if i % 3 == 0 else "index"
             meta = {"_id": f"explicit-{i}"} if i % 10 == 9 else {}
             lines += [json.dumps({action: meta}), json.dumps({"kind": "bulk", "n": i, "text": "é\u2603"})]
         lines += [json.dumps({"delete": {"_id": single_ids[0]}})]
-        bulk = _call(f"{base}/{index_name}/_bulk?refresh=true", "POST", ("\n".join(lines) + "\n").encode(),
-                     "application/x-ndjson")
+        bulk = _call(
+            f"{base}/{index_name}/_bulk?refresh=true",
+            "POST",
+            ("\n".join(lines) + "\n").encode(),
+            "application/x-ndjson",
+        )
         assert bulk["errors"] is False and len(bulk["items"]) == 31
         # an answer that hides the id cannot be pinned: that one write is replayed as captured
         _call(f"{base}/{index_name}/_doc?filter_path=result", "POST", b'{"kind":"hidden"}')

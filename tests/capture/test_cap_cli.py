@@ -18,9 +18,13 @@ def _mactl(*args: str) -> subprocess.CompletedProcess[str]:
 def test_capture_proxy_rejects_bad_arguments(tmp_path: Path) -> None:
     bad_source = _mactl("capture-proxy", "--source", "ftp://x", "--log", str(tmp_path))
     assert bad_source.returncode != 0 and "--source" in bad_source.stderr and "Traceback" not in bad_source.stderr
-    bad_listen = _mactl("capture-proxy", "--source", "http://127.0.0.1:1", "--listen", "nowhere", "--log", str(tmp_path))
+    bad_listen = _mactl(
+        "capture-proxy", "--source", "http://127.0.0.1:1", "--listen", "nowhere", "--log", str(tmp_path)
+    )
     assert bad_listen.returncode != 0 and "--listen" in bad_listen.stderr and "Traceback" not in bad_listen.stderr
-    bad_fsync = _mactl("capture-proxy", "--source", "http://127.0.0.1:1", "--fsync", "sometimes", "--log", str(tmp_path))
+    bad_fsync = _mactl(
+        "capture-proxy", "--source", "http://127.0.0.1:1", "--fsync", "sometimes", "--log", str(tmp_path)
+    )
     assert bad_fsync.returncode != 0 and "--fsync" in bad_fsync.stderr and "Traceback" not in bad_fsync.stderr
 
 
@@ -35,15 +39,23 @@ def test_replay_run_rejects_bad_arguments(tmp_path: Path) -> None:
 
 def test_stage_inputs_are_validated_without_network() -> None:
     src = ClusterRef(name="s", endpoint="http://127.0.0.1:1")
-    problems = capture.CaptureProvider().validate(capture.Inputs(
-        source=src, proxies=[capture.ProxySpec(listen="a:1"), capture.ProxySpec(listen="a:1"),
-                             capture.ProxySpec(listen="nope")],
-        filters=capture.CaptureFilters(skipPaths=["("])))
+    problems = capture.CaptureProvider().validate(
+        capture.Inputs(
+            source=src,
+            proxies=[
+                capture.ProxySpec(listen="a:1"),
+                capture.ProxySpec(listen="a:1"),
+                capture.ProxySpec(listen="nope"),
+            ],
+            filters=capture.CaptureFilters(skipPaths=["("]),
+        )
+    )
     assert any("same address" in p for p in problems)
     assert any("proxies[2].listen" in p for p in problems)
     assert any("bad regex" in p for p in problems)
-    rp = replay.ReplayProvider().validate(replay.Inputs(source=src, target=src, maxSpeedupFactor=0,
-                                                        maxThroughputMbps=-1))
+    rp = replay.ReplayProvider().validate(
+        replay.Inputs(source=src, target=src, maxSpeedupFactor=0, maxThroughputMbps=-1)
+    )
     assert any(p.startswith("maxSpeedupFactor") for p in rp) and any(p.startswith("maxThroughputMbps") for p in rp)
     assert switchover.SwitchoverProvider().validate(switchover.Inputs(source=src)) == [
         "target: switchover needs the target the proxies should send traffic to"
@@ -57,13 +69,26 @@ def test_replay_start_point_from_the_snapshot_stage(tmp_path: Path) -> None:
     inputs = replay.Inputs(source=src, target=src)
     shapes = [
         ({"capture_position": {"kind": "file", "offsets": {"p": 3}, "time": 1.0}}, {"p": 3}),
-        ({"capturePosition": {"kind": "capture", "time": "2026-01-01T00:00:00+00:00",
-                              "position": {"kind": "kafka", "offsets": {"0": 7, "1": 2}}}}, {"0": 7, "1": 2}),
+        (
+            {
+                "capturePosition": {
+                    "kind": "capture",
+                    "time": "2026-01-01T00:00:00+00:00",
+                    "position": {"kind": "kafka", "offsets": {"0": 7, "1": 2}},
+                }
+            },
+            {"0": 7, "1": 2},
+        ),
     ]
     for outputs, offsets in shapes:
         ctx = stage_context("replay.s.t", "replay", inputs, tmp_path, upstream={"snapshot.s.snap": outputs})
         assert replay.find_start_position(ctx)["offsets"] == offsets
-    timed = stage_context("replay.s.t", "replay", inputs, tmp_path,
-                          upstream={"snapshot.s.snap": {"capturePosition": {"kind": "time", "time": "2026-01-01T00:00:00+00:00"}}})
+    timed = stage_context(
+        "replay.s.t",
+        "replay",
+        inputs,
+        tmp_path,
+        upstream={"snapshot.s.snap": {"capturePosition": {"kind": "time", "time": "2026-01-01T00:00:00+00:00"}}},
+    )
     assert replay._start_time(replay.find_start_position(timed)) == 1767225600.0
     assert replay.find_start_position(stage_context("replay.s.t", "replay", inputs, tmp_path)) is None

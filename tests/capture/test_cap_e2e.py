@@ -61,9 +61,12 @@ class Writer(threading.Thread):
                 if i % 5 == 0:
                     self.client.delete(index=self.index, id=f"d{(i * 7) % self.initial}", ignore=[404])
                 if i % 20 == 0:
-                    self.client.bulk(body="".join(
-                        f'{{"index":{{"_index":"{self.index}","_id":"b{i}-{k}"}}}}\n{{"bulk":{k}}}\n' for k in range(5)
-                    ))
+                    self.client.bulk(
+                        body="".join(
+                            f'{{"index":{{"_index":"{self.index}","_id":"b{i}-{k}"}}}}\n{{"bulk":{k}}}\n'
+                            for k in range(5)
+                        )
+                    )
                 i += 1
                 self.ops = i
                 time.sleep(0.01)
@@ -71,18 +74,37 @@ class Writer(threading.Thread):
             self.error = exc
 
 
-def _backfill(target_ref: ClusterRef, repository: SnapshotRepository, uid: str, index: str, state: Path) -> dict[str, Any]:
+def _backfill(
+    target_ref: ClusterRef, repository: SnapshotRepository, uid: str, index: str, state: Path
+) -> dict[str, Any]:
     """The backfill provider (RFS worker processes reading the snapshot files) loads the snapshot."""
-    inputs = backfill.Inputs(target=target_ref, repository=repository, snapshotName=f"cap-snap-{uid}",
-                             indices=[IndexFilter(names=[index])], workers=1, verifyCounts=False)
-    ctx = stage_context("backfill.cap.s1.t.m0.b0", "backfill", inputs, state / "backfill.cap.s1.t.m0.b0",
-                        upstream={"snapshot.cap.s1": {"snapshotName": f"cap-snap-{uid}"}})
+    inputs = backfill.Inputs(
+        target=target_ref,
+        repository=repository,
+        snapshotName=f"cap-snap-{uid}",
+        indices=[IndexFilter(names=[index])],
+        workers=1,
+        verifyCounts=False,
+    )
+    ctx = stage_context(
+        "backfill.cap.s1.t.m0.b0",
+        "backfill",
+        inputs,
+        state / "backfill.cap.s1.t.m0.b0",
+        upstream={"snapshot.cap.s1": {"snapshotName": f"cap-snap-{uid}"}},
+    )
     return backfill.BackfillProvider().apply(ctx)
 
 
 @pytest.mark.parametrize("backend", ["file", "kafka"])
 def test_capture_snapshot_backfill_replay_converges(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path, es710: Any, os2: Any, es: OpenSearch, target: OpenSearch
+    backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    es710: Any,
+    os2: Any,
+    es: OpenSearch,
+    target: OpenSearch,
 ) -> None:
     uid = uuid.uuid4().hex[:8]
     index = f"cap-e2e-{uid}"
@@ -105,8 +127,11 @@ def test_capture_snapshot_backfill_replay_converges(
     writer = None
     try:
         es.indices.create(index=index, body={"settings": {"number_of_shards": 2, "number_of_replicas": 0}})
-        helpers.bulk(es, ({"_index": index, "_id": f"d{i}", "_source": {"n": i, "kind": "initial"}} for i in range(300)),
-                     refresh=True)
+        helpers.bulk(
+            es,
+            ({"_index": index, "_id": f"d{i}", "_source": {"n": i, "kind": "initial"}} for i in range(300)),
+            refresh=True,
+        )
 
         # 1. capture: the seed's inner workflow, each step visible
         cap_ctx = stage_context("capture.cap", "capture", cap_inputs, state / "capture.cap", messages=messages)
@@ -115,8 +140,9 @@ def test_capture_snapshot_backfill_replay_converges(
         assert any("all_capturing" in m for m in messages if m.startswith("progress"))
         proxy_url = cap_out["proxies"][0]["url"]
         assert fleet.health(proxy_url)["capturing"] is True
-        again = capture.CaptureProvider().apply(stage_context("capture.cap", "capture", cap_inputs, state / "capture.cap",
-                                                              prior=cap_out))
+        again = capture.CaptureProvider().apply(
+            stage_context("capture.cap", "capture", cap_inputs, state / "capture.cap", prior=cap_out)
+        )
         assert again["proxies"][0]["reused"] and again["proxies"][0]["pid"] == cap_out["proxies"][0]["pid"]
 
         # 2. clients write through the proxy while the snapshot and the backfill run
@@ -125,10 +151,16 @@ def test_capture_snapshot_backfill_replay_converges(
         time.sleep(1.0)
         # the snapshot is taken with the REST API; its start position is what the snapshot
         # stage records (`capture_position`, from `mactl.capture.log.current_position`)
-        es.snapshot.create_repository(repository=f"cap-repo-{uid}", body={"type": "fs", "settings": {"location": str(repo_dir)}})
+        es.snapshot.create_repository(
+            repository=f"cap-repo-{uid}", body={"type": "fs", "settings": {"location": str(repo_dir)}}
+        )
         position = capture_log.current_position(cap_out["log"])
-        es.snapshot.create(repository=f"cap-repo-{uid}", snapshot=f"cap-snap-{uid}", wait_for_completion=True,
-                           body={"indices": index, "include_global_state": False})
+        es.snapshot.create(
+            repository=f"cap-repo-{uid}",
+            snapshot=f"cap-snap-{uid}",
+            wait_for_completion=True,
+            body={"indices": index, "include_global_state": False},
+        )
         snap_out = {"snapshotName": f"cap-snap-{uid}", "capture_position": position}
         bf_out = _backfill(target_ref, repository, uid, index, state)
         time.sleep(0.5)
@@ -140,10 +172,24 @@ def test_capture_snapshot_backfill_replay_converges(
 
         # 3. replay from the position the snapshot stage recorded
         follow = backend == "kafka"
-        rp_inputs = replay.Inputs(source=source, target=target_ref, log=log, maxSpeedupFactor=20.0, maxLagSeconds=2.0,
-                                  lagWindowSeconds=1.0, timeoutSeconds=120, follow=follow)
-        rp_ctx = stage_context("replay.cap.t", "replay", rp_inputs, state / "replay.cap.t", messages=messages,
-                               upstream={"backfill.cap.s1.t.m0.b0": bf_out, "snapshot.cap.s1": snap_out})
+        rp_inputs = replay.Inputs(
+            source=source,
+            target=target_ref,
+            log=log,
+            maxSpeedupFactor=20.0,
+            maxLagSeconds=2.0,
+            lagWindowSeconds=1.0,
+            timeoutSeconds=120,
+            follow=follow,
+        )
+        rp_ctx = stage_context(
+            "replay.cap.t",
+            "replay",
+            rp_inputs,
+            state / "replay.cap.t",
+            messages=messages,
+            upstream={"backfill.cap.s1.t.m0.b0": bf_out, "snapshot.cap.s1": snap_out},
+        )
         rp_out = replay.ReplayProvider().apply(rp_ctx)
         assert rp_out["inSync"] and rp_out["startPosition"] is not None
         assert not any("warning" in m for m in messages)
@@ -177,8 +223,14 @@ def test_capture_snapshot_backfill_replay_converges(
         with urllib.request.urlopen(proxy_url) as resp:
             assert json.load(resp)["version"]["number"] == "7.10.2"
         disable_capture.DisableCaptureProvider().apply(
-            stage_context("disable_capture.cap", "disable_capture", disable_capture.Inputs(source=source),
-                          state / "disable_capture.cap", upstream={"capture.cap": cap_out}))
+            stage_context(
+                "disable_capture.cap",
+                "disable_capture",
+                disable_capture.Inputs(source=source),
+                state / "disable_capture.cap",
+                upstream={"capture.cap": cap_out},
+            )
+        )
         assert fleet.health(proxy_url)["capturing"] is False
     finally:
         if writer is not None:
@@ -189,9 +241,14 @@ def test_capture_snapshot_backfill_replay_converges(
         # the backfill's working-state index, plus one of this test's own (other areas' fixtures may
         # clean up `mactl-backfill-*` indices on the shared target concurrently)
         target.indices.create(index=f"cap-work-{uid}", body={"settings": {"index": {"hidden": True}}}, ignore=[400])
-        td_inputs = teardown.Inputs(source=source, target=target_ref,
-                                    workingIndexPatterns=[state_index_name("backfill.cap.s1.t.m0.b0"), f"cap-work-{uid}*"])
-        td_out = teardown.TeardownProvider().apply(stage_context("teardown.cap", "teardown", td_inputs, state / "teardown.cap"))
+        td_inputs = teardown.Inputs(
+            source=source,
+            target=target_ref,
+            workingIndexPatterns=[state_index_name("backfill.cap.s1.t.m0.b0"), f"cap-work-{uid}*"],
+        )
+        td_out = teardown.TeardownProvider().apply(
+            stage_context("teardown.cap", "teardown", td_inputs, state / "teardown.cap")
+        )
         es.snapshot.delete(repository=f"cap-repo-{uid}", snapshot=f"cap-snap-{uid}", ignore=[404])
         es.snapshot.delete_repository(repository=f"cap-repo-{uid}", ignore=[404])
         shutil.rmtree(repo_dir, ignore_errors=True)

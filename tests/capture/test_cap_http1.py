@@ -200,7 +200,9 @@ def test_until_eof_only_for_answers_without_framing() -> None:
     framer.feed(b"a", 0)
     with pytest.raises(ProtocolError):  # the peer closed one byte short
         framer.finish_at_eof()
-    chunked = BodyFramer(parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), until_eof=True, collect=True)
+    chunked = BodyFramer(
+        parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), until_eof=True, collect=True
+    )
     chunked.feed(b"5\r\nab", 0)
     with pytest.raises(ProtocolError):
         chunked.finish_at_eof()
@@ -257,8 +259,13 @@ def test_header_names_in_odd_case_and_values_in_odd_case() -> None:
 
 
 def test_headers_that_only_contain_a_framing_name_do_not_count() -> None:
-    head = _head("X-Content-Length: 5", "Content-Length-Foo: 9", "Proxy-Connection: close",
-                 "X-Transfer-Encoding: chunked", "X-Expect: 100-continue")
+    head = _head(
+        "X-Content-Length: 5",
+        "Content-Length-Foo: 9",
+        "Proxy-Connection: close",
+        "X-Transfer-Encoding: chunked",
+        "X-Expect: 100-continue",
+    )
     assert head.content_length is None and not head.chunked
     assert head.connection == "" and not head.expect_continue
 
@@ -278,11 +285,18 @@ def test_expect_continue() -> None:
 
 
 def test_header_list_and_serialize_round_trip() -> None:
-    raw = (b"PUT /i/_doc/1 HTTP/1.1\r\nHost: es:9200\r\ncontent-type:application/json\r\n"
-           b"X-Dup: a\r\nX-Dup: b\r\nX-Empty:\r\n\r\n")
+    raw = (
+        b"PUT /i/_doc/1 HTTP/1.1\r\nHost: es:9200\r\ncontent-type:application/json\r\n"
+        b"X-Dup: a\r\nX-Dup: b\r\nX-Empty:\r\n\r\n"
+    )
     headers = header_list(raw)
-    assert headers == [("Host", "es:9200"), ("content-type", "application/json"),
-                       ("X-Dup", "a"), ("X-Dup", "b"), ("X-Empty", "")]
+    assert headers == [
+        ("Host", "es:9200"),
+        ("content-type", "application/json"),
+        ("X-Dup", "a"),
+        ("X-Dup", "b"),
+        ("X-Empty", ""),
+    ]
     again = serialize_head("PUT /i/_doc/1 HTTP/1.1", headers)
     assert header_list(again) == headers and again.endswith(b"\r\n\r\n")
     with pytest.raises(ProtocolError):

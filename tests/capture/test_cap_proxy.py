@@ -13,15 +13,17 @@ from mactl.capture import log as capture_log
 from mactl.capture.proxy import Filters, is_capturable
 
 
-def _http(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=body, method=method, headers={"content-type": "application/json", **(headers or {})})
+def _http(
+    url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    req = urllib.request.Request(
+        url, data=body, method=method, headers={"content-type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
-
-
 
 
 def test_read_endpoints_are_not_captured() -> None:
@@ -31,7 +33,9 @@ def test_read_endpoints_are_not_captured() -> None:
     assert not is_capturable("DELETE", "/_search/scroll")
 
 
-def test_records_writes_before_answering_and_only_when_signalled(es710: Any, file_log: dict[str, Any], index_name: str) -> None:
+def test_records_writes_before_answering_and_only_when_signalled(
+    es710: Any, file_log: dict[str, Any], index_name: str
+) -> None:
     proxy = start_proxy(es710.url, file_log)
     try:
         base = proxy.url
@@ -100,14 +104,17 @@ def test_pipelined_chunked_and_expect_continue(es710: Any, file_log: dict[str, A
     try:
         port = int(proxy.url.rsplit(":", 1)[1])
         bulk = b"".join(b'{"index":{"_id":"b%d"}}\n{"n":%d}\n' % (i, i) for i in range(20))
-        chunked = b"".join(b"%x\r\n%s\r\n" % (len(bulk[i:i + 100]), bulk[i:i + 100]) for i in range(0, len(bulk), 100))
+        chunked = b"".join(
+            b"%x\r\n%s\r\n" % (len(bulk[i : i + 100]), bulk[i : i + 100]) for i in range(0, len(bulk), 100)
+        )
         pipelined = (
             f"PUT /{index_name}/_doc/p1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n".encode()
             + b'{"n":1}'
             + f"GET /{index_name}/_doc/p1 HTTP/1.1\r\nHost: x\r\n\r\n".encode()
             + f"POST /{index_name}/_bulk?refresh=true HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
-              "Transfer-Encoding: chunked\r\n\r\n".encode()
-            + chunked + b"0\r\n\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+            + chunked
+            + b"0\r\n\r\n"
         )
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
             sock.sendall(pipelined)  # three requests in one write: answers must come back in order
@@ -130,11 +137,15 @@ def test_pipelined_chunked_and_expect_continue(es710: Any, file_log: dict[str, A
         proxy.stop()
 
 
-def test_route_switches_traffic_to_target_and_back(es710: Any, os2: Any, file_log: dict[str, Any], index_name: str) -> None:
+def test_route_switches_traffic_to_target_and_back(
+    es710: Any, os2: Any, file_log: dict[str, Any], index_name: str
+) -> None:
     proxy = start_proxy(es710.url, file_log, capturing=True)
     try:
         assert json.loads(_http(f"{proxy.url}/")[1])["version"]["number"] == "7.10.2"
-        doc = json.loads(_http(f"{proxy.url}/__mactl/route?to=target", "POST", json.dumps({"url": os2.url}).encode())[1])
+        doc = json.loads(
+            _http(f"{proxy.url}/__mactl/route?to=target", "POST", json.dumps({"url": os2.url}).encode())[1]
+        )
         assert doc["route"] == "target" and doc["recording"] is False
         assert json.loads(_http(f"{proxy.url}/")[1])["version"]["number"] == os2.version
         assert _http(f"{proxy.url}/{index_name}/_doc/t", "PUT", b"{}")[0] == 201  # lands on the target

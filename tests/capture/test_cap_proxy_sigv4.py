@@ -61,20 +61,33 @@ def _chunked(body: bytes, size: int) -> bytes:
 
 # (method, raw request as the client sends it, the target the server must see, the body it must read)
 REQUESTS = [
-    ("GET",
-     b"GET /cap-sig/_search?filter_path=hits.total,took&q=title:caf%C3%A9+x&pretty HTTP/1.1\r\nHost: proxy\r\n"
-     b"X-Cap-Id: 0\r\nContent-Type: application/json\r\n" + CLIENT_AUTH
-     + b"Content-Length: %d\r\n\r\n" % len(SEARCH_BODY) + SEARCH_BODY,
-     "/cap-sig/_search?filter_path=hits.total%2Ctook&q=title%3Acaf%C3%A9%20x&pretty", SEARCH_BODY),
-    ("PUT",
-     b"PUT /cap-sig/_doc/1?refresh=true HTTP/1.1\r\nHost: proxy\r\nX-Cap-Id: 1\r\n"
-     b"Content-Type: application/json\r\n" + CLIENT_AUTH + b"Content-Length: %d\r\n\r\n" % len(DOC) + DOC,
-     "/cap-sig/_doc/1?refresh=true", DOC),
-    ("POST",
-     b"POST /_bulk?filter_path=items.*.error HTTP/1.1\r\nHost: proxy\r\nX-Cap-Id: 2\r\n"
-     b"Content-Type: application/x-ndjson\r\n" + CLIENT_AUTH + b"Transfer-Encoding: chunked\r\n\r\n"
-     + _chunked(BULK, 23),
-     "/_bulk?filter_path=items.%2A.error", BULK),
+    (
+        "GET",
+        b"GET /cap-sig/_search?filter_path=hits.total,took&q=title:caf%C3%A9+x&pretty HTTP/1.1\r\nHost: proxy\r\n"
+        b"X-Cap-Id: 0\r\nContent-Type: application/json\r\n"
+        + CLIENT_AUTH
+        + b"Content-Length: %d\r\n\r\n" % len(SEARCH_BODY)
+        + SEARCH_BODY,
+        "/cap-sig/_search?filter_path=hits.total%2Ctook&q=title%3Acaf%C3%A9%20x&pretty",
+        SEARCH_BODY,
+    ),
+    (
+        "PUT",
+        b"PUT /cap-sig/_doc/1?refresh=true HTTP/1.1\r\nHost: proxy\r\nX-Cap-Id: 1\r\n"
+        b"Content-Type: application/json\r\n" + CLIENT_AUTH + b"Content-Length: %d\r\n\r\n" % len(DOC) + DOC,
+        "/cap-sig/_doc/1?refresh=true",
+        DOC,
+    ),
+    (
+        "POST",
+        b"POST /_bulk?filter_path=items.*.error HTTP/1.1\r\nHost: proxy\r\nX-Cap-Id: 2\r\n"
+        b"Content-Type: application/x-ndjson\r\n"
+        + CLIENT_AUTH
+        + b"Transfer-Encoding: chunked\r\n\r\n"
+        + _chunked(BULK, 23),
+        "/_bulk?filter_path=items.%2A.error",
+        BULK,
+    ),
     ("HEAD", b"HEAD /cap-sig HTTP/1.1\r\nHost: proxy\r\nX-Cap-Id: 3\r\n" + CLIENT_AUTH + b"\r\n", "/cap-sig", b""),
 ]
 
@@ -132,10 +145,6 @@ def _assert_no_secret(text: str, where: str) -> None:
         assert secret not in text, f"{secret[:12]}… in {where}"
 
 
-
-
-
-
 @pytest.fixture
 def proxy(es710: Any, file_log: dict[str, Any], tmp_path: Path) -> Iterator[RunningProxy]:
     running = start_proxy(es710.url, file_log, capturing=True, state_file=tmp_path / "proxy.state.json")
@@ -151,8 +160,13 @@ def sig_index(es: OpenSearch) -> Iterator[str]:
 
 
 def test_every_request_to_a_sigv4_target_is_signed_and_sent_as_signed(
-    aws_env: None, aws_target: SigV4Target, proxy: RunningProxy, es710: Any, file_log: dict[str, Any],
-    sig_index: str, tmp_path: Path,
+    aws_env: None,
+    aws_target: SigV4Target,
+    proxy: RunningProxy,
+    es710: Any,
+    file_log: dict[str, Any],
+    sig_index: str,
+    tmp_path: Path,
 ) -> None:
     # on the source: ES answers, and a write is recorded
     assert json.loads(_http(f"{proxy.url}/")[1])["version"]["number"] == "7.10.2"
@@ -216,7 +230,8 @@ def test_every_request_to_a_sigv4_target_is_signed_and_sent_as_signed(
 
 
 def test_a_wrong_secret_on_the_server_gives_the_client_401(
-    aws_env: None, proxy: RunningProxy,
+    aws_env: None,
+    proxy: RunningProxy,
 ) -> None:
     for target in serve(Keys({ACCESS_KEY: ("not-" + SECRET_KEY, SESSION_TOKEN)})):
         assert _route(proxy, {"url": target.url, "sigv4": {"region": REGION}})[0] == 200
@@ -226,7 +241,10 @@ def test_a_wrong_secret_on_the_server_gives_the_client_401(
 
 
 def test_no_credentials_at_route_time_is_a_400_and_the_route_stays(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws_target: SigV4Target, proxy: RunningProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    aws_target: SigV4Target,
+    proxy: RunningProxy,
 ) -> None:
     isolate_aws_env(monkeypatch, tmp_path, credentials=False)
     status, doc = _route(proxy, {"url": aws_target.url, "sigv4": {"region": REGION, "service": "aoss"}})
@@ -261,7 +279,9 @@ def test_route_body_problems_are_400s(aws_env: None, aws_target: SigV4Target, pr
 
 
 def test_credentials_failing_later_answer_502_and_the_proxy_carries_on(
-    aws_env: None, aws_target: SigV4Target, proxy: RunningProxy,
+    aws_env: None,
+    aws_target: SigV4Target,
+    proxy: RunningProxy,
 ) -> None:
     from botocore.exceptions import CredentialRetrievalError
 
@@ -313,19 +333,29 @@ def test_switchover_validate_needs_a_region_for_a_sigv4_target() -> None:
     from providers import switchover
 
     provider = switchover.SwitchoverProvider()
-    assert provider.validate(_switchover_inputs("http://s:9200", "http://p:1", "https://search-x.es.amazonaws.com")) == []
+    assert (
+        provider.validate(_switchover_inputs("http://s:9200", "http://p:1", "https://search-x.es.amazonaws.com")) == []
+    )
     problems = provider.validate(_switchover_inputs("http://s:9200", "http://p:1", "https://x", region=None))
     assert problems == ["target.auth.region: sigv4 auth needs the AWS region of the domain (e.g. us-east-1)"]
 
 
 def test_switchover_routes_the_proxies_to_a_sigv4_target_and_back(
-    aws_env: None, aws_target: SigV4Target, proxy: RunningProxy, es710: Any, tmp_path: Path,
+    aws_env: None,
+    aws_target: SigV4Target,
+    proxy: RunningProxy,
+    es710: Any,
+    tmp_path: Path,
 ) -> None:
     from providers import switchover
 
     provider = switchover.SwitchoverProvider()
-    ctx = stage_context("switchover.sig", "switchover", _switchover_inputs(es710.url, proxy.url, aws_target.url),
-                        tmp_path / "work" / "switchover.sig")
+    ctx = stage_context(
+        "switchover.sig",
+        "switchover",
+        _switchover_inputs(es710.url, proxy.url, aws_target.url),
+        tmp_path / "work" / "switchover.sig",
+    )
     out = provider.apply(ctx)
     assert out["route"] == "target" and [p["route"] for p in out["proxies"]] == ["target"]
     health = _health(proxy)[1]
@@ -337,7 +367,11 @@ def test_switchover_routes_the_proxies_to_a_sigv4_target_and_back(
 
 
 def test_switchover_fails_clearly_without_credentials(
-    monkeypatch: pytest.MonkeyPatch, aws_env: None, aws_target: SigV4Target, proxy: RunningProxy, es710: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    aws_env: None,
+    aws_target: SigV4Target,
+    proxy: RunningProxy,
+    es710: Any,
     tmp_path: Path,
 ) -> None:
     from providers import switchover
@@ -351,8 +385,11 @@ def test_switchover_fails_clearly_without_credentials(
         raise ConfigError(f"{where}: sigv4 auth found no AWS credentials", hint=CREDENTIALS_HINT)
 
     monkeypatch.setattr(proxy_module, "aws_credentials", none_found)
-    with pytest.raises(ProviderError, match=r"route refused: route to target: capture proxy cap-test "
-                                            r"\(pid \d+\): sigv4 auth found no AWS credentials") as info:
+    with pytest.raises(
+        ProviderError,
+        match=r"route refused: route to target: capture proxy cap-test "
+        r"\(pid \d+\): sigv4 auth found no AWS credentials",
+    ) as info:
         provider.apply(ctx)
     assert "AWS_ACCESS_KEY_ID" in (info.value.hint or "")
     assert _health(proxy)[1]["route"] == "source"
@@ -362,22 +399,37 @@ def test_switchover_fails_clearly_without_credentials(
     with pytest.raises(ConfigError, match=r"^target\.auth: sigv4 auth found no AWS credentials"):
         provider.apply(ctx)
     with pytest.raises(ConfigError, match=r"^target\.auth\.region: sigv4 auth needs the AWS region"):
-        provider.apply(stage_context("switchover.sig", "switchover",
-                                     _switchover_inputs(es710.url, proxy.url, aws_target.url, region=None),
-                                     tmp_path / "work" / "switchover.sig"))
+        provider.apply(
+            stage_context(
+                "switchover.sig",
+                "switchover",
+                _switchover_inputs(es710.url, proxy.url, aws_target.url, region=None),
+                tmp_path / "work" / "switchover.sig",
+            )
+        )
     assert _health(proxy)[1]["route"] == "source" and aws_target.received == []
 
 
 def test_a_proxy_restarted_without_credentials_keeps_the_route_and_signs_once_it_has_them(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     from mactl.capture.proxy import CaptureProxy, Upstream
     from mactl.sigv4 import SigningError
 
     state = tmp_path / "proxy.state.json"
-    state.write_text(json.dumps({"capturing": True, "route": "target", "target": "https://search-x.es.amazonaws.com",
-                                 "targetInsecure": False, "targetAuthorization": None,
-                                 "targetSigv4": {"region": REGION, "service": "aoss"}}))
+    state.write_text(
+        json.dumps(
+            {
+                "capturing": True,
+                "route": "target",
+                "target": "https://search-x.es.amazonaws.com",
+                "targetInsecure": False,
+                "targetAuthorization": None,
+                "targetSigv4": {"region": REGION, "service": "aoss"},
+            }
+        )
+    )
     isolate_aws_env(monkeypatch, tmp_path, credentials=False)
     restarted = CaptureProxy(Upstream.parse("http://127.0.0.1:9"), None, proxy_id="cap-sig", state_file=state)
     target = restarted.target

@@ -30,8 +30,6 @@ from mactl.capture import proxy as proxy_mod
 # --------------------------------------------------------------------------- helpers
 
 
-
-
 def _port(url: str) -> int:
     return int(url.rstrip("/").rsplit(":", 1)[1])
 
@@ -187,9 +185,12 @@ def _request(method: str, path: str, body: bytes = b"", headers: dict[str, str] 
     if body and "Transfer-Encoding" not in hdrs:
         hdrs.setdefault("Content-Length", str(len(body)))
         hdrs.setdefault("Content-Type", "application/json")
-    return f"{method} {path} HTTP/1.1\r\n".encode() + b"".join(
-        f"{k}: {v}\r\n".encode() for k, v in hdrs.items()
-    ) + b"\r\n" + body
+    return (
+        f"{method} {path} HTTP/1.1\r\n".encode()
+        + b"".join(f"{k}: {v}\r\n".encode() for k, v in hdrs.items())
+        + b"\r\n"
+        + body
+    )
 
 
 def _chunk(data: bytes, sizes: list[int], ext_every: int = 3) -> tuple[bytes, list[int]]:
@@ -310,8 +311,12 @@ class RawUpstream:
 
 
 def _ok(body: bytes, *extra: str) -> bytes:
-    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
-            + b"".join(e.encode() + b"\r\n" for e in extra) + b"\r\n" + body)
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+        + b"".join(e.encode() + b"\r\n" for e in extra)
+        + b"\r\n"
+        + body
+    )
 
 
 @pytest.fixture
@@ -343,8 +348,15 @@ def big_index(es710: Any) -> Iterator[str]:
         lines.append(json.dumps({"index": {"_id": str(i)}}))
         # random hex: compresses to about half, so the gzip answer is MBs too
         lines.append(json.dumps({"n": i, "pad": random.Random(i).randbytes(BIG_PAD // 2).hex()}))
-    _es(es710.url, "PUT", f"/{name}", json.dumps({"settings": {"number_of_shards": 1, "number_of_replicas": 0}}).encode())
-    result = _es(es710.url, "POST", f"/{name}/_bulk?refresh=true", ("\n".join(lines) + "\n").encode(), "application/x-ndjson")
+    _es(
+        es710.url,
+        "PUT",
+        f"/{name}",
+        json.dumps({"settings": {"number_of_shards": 1, "number_of_replicas": 0}}).encode(),
+    )
+    result = _es(
+        es710.url, "POST", f"/{name}/_bulk?refresh=true", ("\n".join(lines) + "\n").encode(), "application/x-ndjson"
+    )
     assert result["errors"] is False
     yield name
     urllib.request.urlopen(urllib.request.Request(f"{es710.url}/{name}", method="DELETE"), timeout=60).read()
@@ -402,8 +414,12 @@ def test_chunked_bulk_split_inside_chunk_size_lines_is_forwarded_and_recorded_de
     docs = 2000
     bulk = b"".join(b'{"index":{"_id":"c%d"}}\n{"n":%d,"s":"%s"}\n' % (i, i, b"x" * (i % 97)) for i in range(docs))
     chunked, size_lines = _chunk(bulk, [1, 7, 4093, 65537, 300, 2, 100_003, 16])
-    head = _request("POST", f"/{index_name}/_bulk?refresh=true", b"",
-                    {"Content-Type": "application/x-ndjson", "Transfer-Encoding": "chunked"})
+    head = _request(
+        "POST",
+        f"/{index_name}/_bulk?refresh=true",
+        b"",
+        {"Content-Type": "application/x-ndjson", "Transfer-Encoding": "chunked"},
+    )
     wire = head + chunked
     # cut inside every chunk-size line (after its first digit), between its CR and LF,
     # and right after the head's blank line's first CRLF
@@ -568,7 +584,7 @@ def test_204_and_304_without_body_then_keep_alive(file_log: dict[str, Any], upst
             if path == "/204":
                 conn.sendall(b"HTTP/1.1 204 No Content\r\nX-Seen: 1\r\n\r\n")
             elif path == "/304":
-                conn.sendall(b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 1234\r\n\r\n")
+                conn.sendall(b'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\nContent-Length: 1234\r\n\r\n')
             elif path == "/head":
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n")
             else:
@@ -621,8 +637,12 @@ def test_upstream_closing_a_kept_alive_connection_is_retried_on_a_fresh_one(
             assert r.status == 200 and r.json() == {"conn": 1, "line": "PUT /cap-x/_doc/1 HTTP/1.1"}
             c.send(_request("GET", "/third"))
             assert c.response().json()["conn"] == 1
-        assert server.requests == [(0, "GET /first HTTP/1.1"), (0, "PUT /cap-x/_doc/1 HTTP/1.1"),
-                                   (1, "PUT /cap-x/_doc/1 HTTP/1.1"), (1, "GET /third HTTP/1.1")]
+        assert server.requests == [
+            (0, "GET /first HTTP/1.1"),
+            (0, "PUT /cap-x/_doc/1 HTTP/1.1"),
+            (1, "PUT /cap-x/_doc/1 HTTP/1.1"),
+            (1, "GET /third HTTP/1.1"),
+        ]
         assert server.bodies[1] == server.bodies[2] == b'{"n":1}'  # resent whole
         records = read_records(file_log)
         assert len(records) == 1 and records[0].body == b'{"n":1}' and json.loads(records[0].response_body)["conn"] == 1
@@ -785,7 +805,10 @@ def test_upstream_that_never_accepts_gives_502_after_the_connect_timeout(
             c.send(_request("GET", "/"))
             r = c.response()
             assert r.status == 502
-            assert r.json()["error"] == f"mactl proxy: upstream unreachable: no connection to 127.0.0.1:{listener.getsockname()[1]} within 0.5 s"
+            assert (
+                r.json()["error"]
+                == f"mactl proxy: upstream unreachable: no connection to 127.0.0.1:{listener.getsockname()[1]} within 0.5 s"
+            )
             assert time.monotonic() - started < 5
     finally:
         proxy.stop()
@@ -794,12 +817,15 @@ def test_upstream_that_never_accepts_gives_502_after_the_connect_timeout(
         listener.close()
 
 
-@pytest.mark.parametrize("garbage,close", [
-    (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", False),  # a head that is not HTTP
-    (b"HTTP/1.1 2xx OK\r\nContent-Length: 0\r\n\r\n", False),  # a status that is no number
-    (b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n", False),
-    (b"\x00\x01\x02 binary junk", True),  # no head at all, then the close
-])
+@pytest.mark.parametrize(
+    "garbage,close",
+    [
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", False),  # a head that is not HTTP
+        (b"HTTP/1.1 2xx OK\r\nContent-Length: 0\r\n\r\n", False),  # a status that is no number
+        (b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n", False),
+        (b"\x00\x01\x02 binary junk", True),  # no head at all, then the close
+    ],
+)
 def test_garbage_from_upstream_gives_502(file_log: dict[str, Any], upstream: Any, garbage: bytes, close: bool) -> None:
     def handler(server: RawUpstream, conn: socket.socket, number: int) -> None:
         if server.read_request(conn, number, bytearray()) is None:
@@ -825,15 +851,18 @@ def test_garbage_from_upstream_gives_502(file_log: dict[str, Any], upstream: Any
 # =========================================================================== 6. malformed requests
 
 
-@pytest.mark.parametrize("bad", [
-    b"PUT /cap-x/_doc/1 HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
-    b"PUT /cap-x/_doc/1 HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
-    b"GET /\r\nHost: x\r\n\r\n",
-    b"GET / SPDY/3\r\nHost: x\r\n\r\n",
-    b"POST /cap-x/_bulk HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nnot-hex\r\n",
-    # a negative chunk size used to hang the proxy's event loop (see test_cap_http1)
-    b"POST /cap-x/_bulk HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n-6\r\n\r\n",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"PUT /cap-x/_doc/1 HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
+        b"PUT /cap-x/_doc/1 HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        b"GET /\r\nHost: x\r\n\r\n",
+        b"GET / SPDY/3\r\nHost: x\r\n\r\n",
+        b"POST /cap-x/_bulk HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nnot-hex\r\n",
+        # a negative chunk size used to hang the proxy's event loop (see test_cap_http1)
+        b"POST /cap-x/_bulk HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n-6\r\n\r\n",
+    ],
+)
 def test_malformed_request_gets_400_and_the_connection_closes(
     file_log: dict[str, Any], upstream: Any, bad: bytes
 ) -> None:
@@ -898,9 +927,7 @@ def test_pipelined_requests_sent_byte_by_byte(
         proxy.stop()
 
 
-def test_pipelined_requests_split_at_awkward_boundaries(
-    es710: Any, file_log: dict[str, Any], index_name: str
-) -> None:
+def test_pipelined_requests_split_at_awkward_boundaries(es710: Any, file_log: dict[str, Any], index_name: str) -> None:
     wire = _pipelined(index_name)
     # cut inside each CRLFCRLF, right before each body, and right after each body
     cuts = []
@@ -937,7 +964,9 @@ def test_client_that_half_closes_gets_its_answers_then_the_close(es710: Any, fil
         proxy.stop()
 
 
-def test_connection_close_and_http10_clients_are_closed_after_their_answer(es710: Any, file_log: dict[str, Any]) -> None:
+def test_connection_close_and_http10_clients_are_closed_after_their_answer(
+    es710: Any, file_log: dict[str, Any]
+) -> None:
     proxy = start_proxy(es710.url, file_log)
     try:
         for wire in (
@@ -967,8 +996,9 @@ def test_malformed_request_pipelined_behind_a_write_does_not_lose_the_write(
     proxy = start_proxy(es710.url, file_log, capturing=True)
     try:
         with Client(_port(proxy.url), timeout=5) as c:
-            c.send(_request("PUT", f"/{index_name}/_doc/w1", b'{"n":1}')
-                   + b"GET / HTTP/1.1\r\nContent-Length: abc\r\n\r\n")
+            c.send(
+                _request("PUT", f"/{index_name}/_doc/w1", b'{"n":1}') + b"GET / HTTP/1.1\r\nContent-Length: abc\r\n\r\n"
+            )
             first = c.response()
             assert first.status == 201, first.body
             second = c.response()
@@ -1005,8 +1035,13 @@ def test_100_continue_for_a_pipelined_request_waits_for_the_answer_before_it(
             c.send(_request("GET", "/slow"))
             while len(c.buf) < 1000:  # the slow answer has started
                 c._fill()
-            c.send(_request("PUT", "/cap-x/_doc/1", headers={"Content-Length": "7", "Expect": "100-continue",
-                                                            "Content-Type": "application/json"}))
+            c.send(
+                _request(
+                    "PUT",
+                    "/cap-x/_doc/1",
+                    headers={"Content-Length": "7", "Expect": "100-continue", "Content-Type": "application/json"},
+                )
+            )
             slow = c.response()
             assert slow.status == 200 and slow.body == b"a" * half + b"b" * half, "100 Continue inside a body"
             cont = c.response(interim=True)

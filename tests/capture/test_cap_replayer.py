@@ -22,14 +22,32 @@ from mactl.config.common import TransformSpec
 
 
 def _put(index: str, doc_id: str, body: bytes, *, t: float, conn: str = "c1", seq: int = 0, status: int = 201) -> bytes:
-    return encode(Record(conn, seq, t, t + 0.001, "PUT", f"/{index}/_doc/{doc_id}",
-                         [("Content-Type", "application/json"), ("Authorization", "Basic c291cmNlOnNlY3JldA==")],
-                         body, status, [], b"{}", "p"))
+    return encode(
+        Record(
+            conn,
+            seq,
+            t,
+            t + 0.001,
+            "PUT",
+            f"/{index}/_doc/{doc_id}",
+            [("Content-Type", "application/json"), ("Authorization", "Basic c291cmNlOnNlY3JldA==")],
+            body,
+            status,
+            [],
+            b"{}",
+            "p",
+        )
+    )
 
 
 def _options(tmp_path: Path, os2: Any, **kw: Any) -> ReplayOptions:
-    return ReplayOptions(target_url=os2.url, tuples_path=tmp_path / "tuples.ndjson",
-                         deadletter_path=tmp_path / "dead.ndjson", status_path=tmp_path / "status.json", **kw)
+    return ReplayOptions(
+        target_url=os2.url,
+        tuples_path=tmp_path / "tuples.ndjson",
+        deadletter_path=tmp_path / "dead.ndjson",
+        status_path=tmp_path / "status.json",
+        **kw,
+    )
 
 
 def _ids(client: OpenSearch, index: str) -> set[str]:
@@ -49,19 +67,28 @@ def test_poison_records_go_to_dead_letters_and_the_stream_moves_on(
     for i in range(2, 12):
         writer.append("c1", _put(index_name, str(i), b'{"n":%d}' % i, t=now + 0.01 * i, seq=i))
     writer.close()
-    rename = TransformSpec(kind="jinja", template=(
-        "{% if request.path.endswith('/poison') %}{{ no_such_variable }}{% endif %}"
-        '{"path": {{ request.path | replace("/' + index_name + '/", "/' + index_name + '-renamed/") | tojson }},'
-        ' "body": {"n": {{ request.body.n }}, "replayed": true}}'
-    ))
-    replayer = Replayer(file_log, "cap-poison", _options(tmp_path, os2, transforms=[rename], max_lag_s=5,
-                                                           lag_window_s=0.5, max_speedup=100))
+    rename = TransformSpec(
+        kind="jinja",
+        template=(
+            "{% if request.path.endswith('/poison') %}{{ no_such_variable }}{% endif %}"
+            '{"path": {{ request.path | replace("/' + index_name + '/", "/' + index_name + '-renamed/") | tojson }},'
+            ' "body": {"n": {{ request.body.n }}, "replayed": true}}'
+        ),
+    )
+    replayer = Replayer(
+        file_log,
+        "cap-poison",
+        _options(tmp_path, os2, transforms=[rename], max_lag_s=5, lag_window_s=0.5, max_speedup=100),
+    )
     status = replayer.run({}, until_in_sync=True, timeout_s=60)
     assert status.in_sync and status.replayed == 11 and status.dead_lettered == 2 and status.mismatches == 0
     assert _ids(target, f"{index_name}-renamed") == {"1", *map(str, range(2, 12))}
     assert target.get(index=f"{index_name}-renamed", id="7")["_source"] == {"n": 7, "replayed": True}
     dead = [json.loads(line) for line in (tmp_path / "dead.ndjson").read_text().splitlines()]
-    assert [(d["offset"], d["reason"].split(":")[0]) for d in dead] == [(1, "undecodable record"), (2, "transform failed")]
+    assert [(d["offset"], d["reason"].split(":")[0]) for d in dead] == [
+        (1, "undecodable record"),
+        (2, "transform failed"),
+    ]
     assert "no_such_variable" in dead[1]["reason"]
     assert capture_log.open_reader(file_log, "cap-poison").committed() == {"p": 13}
 
@@ -110,11 +137,22 @@ def test_killed_replayer_resumes_without_loss(
     writer = capture_log.open_writer(file_log, "p")
     t0 = time.time() - 60
     for i in range(n):  # 6 s of source traffic on 3 connections: replayed at 1x it takes 6 s
-        writer.append(f"c{i % 3}", _put(index_name, str(i), b'{"n":%d}' % i, t=t0 + i * 0.02, conn=f"c{i % 3}", seq=i // 3))
+        writer.append(
+            f"c{i % 3}", _put(index_name, str(i), b'{"n":%d}' % i, t=t0 + i * 0.02, conn=f"c{i % 3}", seq=i // 3)
+        )
     writer.close()
     workdir = tmp_path / "replay"
-    spec = {"log": file_log, "group": "cap-kill", "start": {}, "resume": True, "target": {"endpoint": os2.url},
-            "maxSpeedupFactor": 1.0, "maxLagSeconds": 2, "lagWindowSeconds": 0.5, "workdir": str(workdir)}
+    spec = {
+        "log": file_log,
+        "group": "cap-kill",
+        "start": {},
+        "resume": True,
+        "target": {"endpoint": os2.url},
+        "maxSpeedupFactor": 1.0,
+        "maxLagSeconds": 2,
+        "lagWindowSeconds": 0.5,
+        "workdir": str(workdir),
+    }
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(spec))
     cmd = [sys.executable, "-m", "mactl", "replay", "run", "--spec", str(spec_file), "--json", "--timeout", "60"]

@@ -14,8 +14,20 @@ from mactl.capture.record import Record, RecordDecodeError, decode, encode
 
 def _rec(i: int, conn: str = "c1") -> Record:
     body = b'{"index":{"_id":"%d"}}\n{"n":%d}\n' % (i, i)
-    return Record(conn, i, time.time(), time.time(), "POST", "/cap-x/_bulk", [("Content-Type", "application/x-ndjson")],
-                  body, 200, [("content-type", "application/json")], b'{"errors":false}', "p")
+    return Record(
+        conn,
+        i,
+        time.time(),
+        time.time(),
+        "POST",
+        "/cap-x/_bulk",
+        [("Content-Type", "application/x-ndjson")],
+        body,
+        200,
+        [("content-type", "application/json")],
+        b'{"errors":false}',
+        "p",
+    )
 
 
 def _read_all(cfg: dict[str, Any], start: dict[str, int] | None = None, group: str = "g") -> list[Any]:

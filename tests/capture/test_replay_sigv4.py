@@ -57,13 +57,23 @@ CLIENT_AUTH = [
 ]
 
 
-def _record(i: int, method: str, path: str, body: bytes, *, status: int, t0: float, conn: str = "c1",
-            content_type: str | None = "application/json") -> bytes:
+def _record(
+    i: int,
+    method: str,
+    path: str,
+    body: bytes,
+    *,
+    status: int,
+    t0: float,
+    conn: str = "c1",
+    content_type: str | None = "application/json",
+) -> bytes:
     headers = [("X-Cap-Id", str(i)), *CLIENT_AUTH]
     if content_type:
         headers.insert(0, ("Content-Type", content_type))
-    return encode(Record(conn, i, t0 + 0.01 * i, t0 + 0.01 * i + 0.001, method, path, headers, body, status,
-                         [], b"{}", "p"))
+    return encode(
+        Record(conn, i, t0 + 0.01 * i, t0 + 0.01 * i + 0.001, method, path, headers, body, status, [], b"{}", "p")
+    )
 
 
 def _write_log(file_log: dict[str, Any], records: list[bytes], *, poison: bool = False) -> None:
@@ -77,8 +87,10 @@ def _write_log(file_log: dict[str, Any], records: list[bytes], *, poison: bool =
 
 def _spec(url: str, *, service: str = "es", transforms: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
-        "target": {"endpoint": url, "auth": {"type": "sigv4", "region": REGION, "service": service,
-                                             "username": None, "password": None}},
+        "target": {
+            "endpoint": url,
+            "auth": {"type": "sigv4", "region": REGION, "service": service, "username": None, "password": None},
+        },
         "maxSpeedupFactor": 1000.0,
         "transforms": transforms or [],
         "workers": 2,
@@ -108,11 +120,21 @@ T0 = time.time() - 3600
 BULK = b'{"index":{"_index":"cap-sig","_id":"2"}}\n{"title":"two"}\n{"delete":{"_index":"cap-sig","_id":"9"}}\n'
 CASES = [
     # (method, captured path, body, source status, what the wire path must be)
-    ("PUT", "/cap-sig/_doc/1?refresh=true", '{ "title": "café",  "tags": ["a", "b"] }\n'.encode(), 201,
-     "/cap-sig/_doc/1?refresh=true"),
+    (
+        "PUT",
+        "/cap-sig/_doc/1?refresh=true",
+        '{ "title": "café",  "tags": ["a", "b"] }\n'.encode(),
+        201,
+        "/cap-sig/_doc/1?refresh=true",
+    ),
     ("POST", "/_bulk", BULK, 200, "/_bulk"),
-    ("GET", "/cap-sig/_search?filter_path=hits.total,took&q=title:caf%C3%A9+x&pretty", b'{"query":{"match_all":{}}}',
-     200, "/cap-sig/_search?filter_path=hits.total%2Ctook&q=title%3Acaf%C3%A9%20x&pretty"),
+    (
+        "GET",
+        "/cap-sig/_search?filter_path=hits.total,took&q=title:caf%C3%A9+x&pretty",
+        b'{"query":{"match_all":{}}}',
+        200,
+        "/cap-sig/_search?filter_path=hits.total%2Ctook&q=title%3Acaf%C3%A9%20x&pretty",
+    ),
     ("GET", "/cap-sig,cap-other/_count", b"", 200, "/cap-sig,cap-other/_count"),
     ("DELETE", "/cap-sig/_doc/%E2%82%AC", b"", 200, "/cap-sig/_doc/%E2%82%AC"),
     ("HEAD", "/cap-sig", b"", 200, "/cap-sig"),
@@ -121,22 +143,28 @@ CASES = [
 
 
 # ----------------------------------------------------------------------------- tests
-@pytest.mark.parametrize(("target", "signature"), [
-    # from AWS's published SigV4 test suite: get-vanilla, get-vanilla-query-order-key-case,
-    # normalize-path/get-relative-relative (same signature as get-vanilla: the path is "/")
-    ("/", "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
-    ("/?Param2=value2&Param1=value1", "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"),
-    ("/example1/example2/../..", "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
-])
+@pytest.mark.parametrize(
+    ("target", "signature"),
+    [
+        # from AWS's published SigV4 test suite: get-vanilla, get-vanilla-query-order-key-case,
+        # normalize-path/get-relative-relative (same signature as get-vanilla: the path is "/")
+        ("/", "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
+        ("/?Param2=value2&Param1=value1", "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"),
+        ("/example1/example2/../..", "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
+    ],
+)
 def test_the_verifier_agrees_with_the_aws_test_suite(target: str, signature: str) -> None:
     """The server's check is right by itself: AWS's own vectors pass, a changed byte fails."""
-    keys = Keys({"AKIDEXAMPLE": ("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None)}, region="us-east-1",
-                service="service")
+    keys = Keys(
+        {"AKIDEXAMPLE": ("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None)}, region="us-east-1", service="service"
+    )
     headers = Message()
     headers["Host"] = "example.amazonaws.com"
     headers["X-Amz-Date"] = "20150830T123600Z"
-    headers["Authorization"] = ("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, "
-                                f"SignedHeaders=host;x-amz-date, Signature={signature}")
+    headers["Authorization"] = (
+        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, "
+        f"SignedHeaders=host;x-amz-date, Signature={signature}"
+    )
     when = datetime(2015, 8, 30, 12, 36, tzinfo=UTC)
     assert verify("GET", target, headers, b"", keys, now=when)[0] is None
     assert verify("GET", target + ("&" if "?" in target else "?") + "x=1", headers, b"", keys, now=when)[0] is not None
@@ -147,8 +175,10 @@ def test_the_verifier_agrees_with_the_aws_test_suite(target: str, signature: str
 def test_every_replayed_request_carries_a_valid_signature(
     aws_env: None, aws_target: SigV4Target, file_log: dict[str, Any], tmp_path: Path
 ) -> None:
-    records = [_record(i, m, p, b, status=s, t0=T0, content_type=None if m in ("HEAD", "DELETE") else "application/json")
-               for i, (m, p, b, s, _) in enumerate(CASES)]
+    records = [
+        _record(i, m, p, b, status=s, t0=T0, content_type=None if m in ("HEAD", "DELETE") else "application/json")
+        for i, (m, p, b, s, _) in enumerate(CASES)
+    ]
     _write_log(file_log, records, poison=True)
     workdir = tmp_path / "work"
     workdir.mkdir()
@@ -182,14 +212,20 @@ def test_every_replayed_request_carries_a_valid_signature(
 def test_the_transformed_request_is_what_gets_signed(
     aws_env: None, aws_target: SigV4Target, file_log: dict[str, Any], tmp_path: Path
 ) -> None:
-    _write_log(file_log, [
-        _record(0, "PUT", "/cap-src/_doc/1", b'{"n":1}', status=201, t0=T0),
-        _record(1, "POST", "/cap-src/_doc/2?refresh=true", b'{"n":2}', status=201, t0=T0),
-    ])
-    rename = TransformSpec(kind="jinja", template=(
-        '{"path": {{ request.path | replace("/cap-src/", "/cap-dst/") | tojson }},'
-        ' "body": {"n": {{ request.body.n }}, "replayed": true}}'
-    ))
+    _write_log(
+        file_log,
+        [
+            _record(0, "PUT", "/cap-src/_doc/1", b'{"n":1}', status=201, t0=T0),
+            _record(1, "POST", "/cap-src/_doc/2?refresh=true", b'{"n":2}', status=201, t0=T0),
+        ],
+    )
+    rename = TransformSpec(
+        kind="jinja",
+        template=(
+            '{"path": {{ request.path | replace("/cap-src/", "/cap-dst/") | tojson }},'
+            ' "body": {"n": {{ request.body.n }}, "replayed": true}}'
+        ),
+    )
     workdir = tmp_path / "work"
     workdir.mkdir()
     spec = _spec(aws_target.url, transforms=[rename.model_dump()])
@@ -210,7 +246,9 @@ def test_the_transformed_request_is_what_gets_signed(
 def test_a_wrong_secret_on_the_server_shows_as_401_in_the_tuples(
     aws_env: None, file_log: dict[str, Any], tmp_path: Path
 ) -> None:
-    _write_log(file_log, [_record(i, "PUT", f"/cap-sig/_doc/{i}", b'{"n":%d}' % i, status=201, t0=T0) for i in range(4)])
+    _write_log(
+        file_log, [_record(i, "PUT", f"/cap-sig/_doc/{i}", b'{"n":%d}' % i, status=201, t0=T0) for i in range(4)]
+    )
     workdir = tmp_path / "work"
     workdir.mkdir()
     for target in serve(Keys({ACCESS_KEY: ("not-" + SECRET_KEY, SESSION_TOKEN)})):
@@ -226,8 +264,13 @@ def test_aoss_signs_for_the_aoss_service_with_the_content_hash(
     aws_env: None, file_log: dict[str, Any], tmp_path: Path
 ) -> None:
     body = b'{"title":"serverless"}'
-    _write_log(file_log, [_record(0, "PUT", "/cap-aoss/_doc/1", body, status=201, t0=T0),
-                          _record(1, "DELETE", "/cap-aoss/_doc/2", b"", status=200, t0=T0, content_type=None)])
+    _write_log(
+        file_log,
+        [
+            _record(0, "PUT", "/cap-aoss/_doc/1", body, status=201, t0=T0),
+            _record(1, "DELETE", "/cap-aoss/_doc/2", b"", status=200, t0=T0, content_type=None),
+        ],
+    )
     workdir = tmp_path / "work"
     workdir.mkdir()
     for target in serve(Keys({ACCESS_KEY: (SECRET_KEY, SESSION_TOKEN)}, service="aoss")):
@@ -253,16 +296,28 @@ def test_refreshable_credentials_are_renewed_while_replaying(file_log: dict[str,
         key = f"AKIDCAPROTATED{len(issued):06d}"
         issued.append(key)
         expiry = datetime.now(UTC) + timedelta(seconds=60)  # inside the refresh window: renewed each time
-        return {"access_key": key, "secret_key": f"{SECRET_KEY}-{key}", "token": f"{SESSION_TOKEN}-{key}",
-                "expiry_time": expiry.isoformat()}
+        return {
+            "access_key": key,
+            "secret_key": f"{SECRET_KEY}-{key}",
+            "token": f"{SESSION_TOKEN}-{key}",
+            "expiry_time": expiry.isoformat(),
+        }
 
     credentials = RefreshableCredentials.create_from_metadata(refresh(), refresh, "cap-test")
-    _write_log(file_log, [_record(i, "PUT", f"/cap-sig/_doc/{i}", b'{"n":%d}' % i, status=201, t0=T0) for i in range(3)])
-    secrets = {f"AKIDCAPROTATED{n:06d}": (f"{SECRET_KEY}-AKIDCAPROTATED{n:06d}", f"{SESSION_TOKEN}-AKIDCAPROTATED{n:06d}")
-               for n in range(50)}
+    _write_log(
+        file_log, [_record(i, "PUT", f"/cap-sig/_doc/{i}", b'{"n":%d}' % i, status=201, t0=T0) for i in range(3)]
+    )
+    secrets = {
+        f"AKIDCAPROTATED{n:06d}": (f"{SECRET_KEY}-AKIDCAPROTATED{n:06d}", f"{SESSION_TOKEN}-AKIDCAPROTATED{n:06d}")
+        for n in range(50)
+    }
     for target in serve(Keys(secrets)):
-        options = ReplayOptions(target_url=target.url, target_signer=RequestSigner(credentials, REGION, "es"),
-                                max_speedup=1000, tuples_path=tmp_path / "tuples.ndjson")
+        options = ReplayOptions(
+            target_url=target.url,
+            target_signer=RequestSigner(credentials, REGION, "es"),
+            max_speedup=1000,
+            tuples_path=tmp_path / "tuples.ndjson",
+        )
         status = _replay(file_log, options, "cap-sigv4-refresh")
         used = [AUTH.match(r.header("Authorization")[0])["key"] for r in target.received]  # type: ignore[index]
         assert all(r.problem is None for r in target.received)
@@ -284,9 +339,15 @@ def test_missing_region_and_missing_credentials_are_config_errors(
 
     # the same through `mactl replay run`: one clear line, no traceback
     spec_file = tmp_path / "spec.json"
-    spec_file.write_text(json.dumps({**_spec("https://search-cap.us-west-2.es.amazonaws.com"),
-                                     "log": {"type": "file", "path": str(tmp_path / "log")},
-                                     "workdir": str(tmp_path / "work")}))
+    spec_file.write_text(
+        json.dumps(
+            {
+                **_spec("https://search-cap.us-west-2.es.amazonaws.com"),
+                "log": {"type": "file", "path": str(tmp_path / "log")},
+                "workdir": str(tmp_path / "work"),
+            }
+        )
+    )
     code = run_guarded(app, ["replay", "run", "--spec", str(spec_file)])
     out = capsys.readouterr()
     assert code != 0 and "Traceback" not in out.err + out.out

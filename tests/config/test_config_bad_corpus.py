@@ -48,7 +48,9 @@ def test_bad_config_gives_a_clear_error(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
-def test_bad_config_through_the_cli(path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_config_through_the_cli(
+    path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     for key in [k for k in __import__("os").environ if k.startswith("MACTL_VAR_")]:
         monkeypatch.delenv(key)
     code = run_guarded(app, ["validate", "-c", str(path)])
@@ -73,7 +75,11 @@ def test_bad_config_through_the_cli(path: Path, capsys: pytest.CaptureFixture[st
 def test_a_switchover_to_a_sigv4_target_with_a_region_is_valid(tmp_path: Path) -> None:
     """The proxies sign for a sigv4 target themselves: only the region is required
     (`bad/switchover-sigv4-no-region.yaml` is the same config without it)."""
-    text = (BAD / "switchover-sigv4-no-region.yaml").read_text().replace("{type: sigv4}", "{type: sigv4, region: us-east-1}")
+    text = (
+        (BAD / "switchover-sigv4-no-region.yaml")
+        .read_text()
+        .replace("{type: sigv4}", "{type: sigv4, region: us-east-1}")
+    )
     path = tmp_path / "mactl.yaml"
     path.write_text(text)
     graph = expand(load_config(path, env={}).config)

@@ -40,7 +40,9 @@ def test_validate_success_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_guarded(app, ["validate", "--json", "--config", str(SEED / "sample-single-target.json")]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["valid"] is True and report["errors"] == [] and report["stage_count"] == 6
-    assert report["stages_by_type"] == {t: 1 for t in ("backfill", "capture", "metadata", "replay", "snapshot", "validate")}
+    assert report["stages_by_type"] == {
+        t: 1 for t in ("backfill", "capture", "metadata", "replay", "snapshot", "validate")
+    }
     assert any("indices_toIgnore" in w for w in report["warnings"])
 
 
@@ -51,11 +53,16 @@ def test_validate_reports_every_error_at_once(tmp_path: Path, capsys: pytest.Cap
     report = json.loads(capsys.readouterr().out)
     assert report["valid"] is False
     assert [(e["path"], e["message"]) for e in report["errors"]] == [
-        ("variables.speed", "variable 'speed' is required but has no value: give it a default, or set it with "
-                            "-var speed=…, a -var-file, or MACTL_VAR_speed"),
+        (
+            "variables.speed",
+            "variable 'speed' is required but has no value: give it a default, or set it with "
+            "-var speed=…, a -var-file, or MACTL_VAR_speed",
+        ),
         ("targets[0].auth.usernme", "unknown key 'usernme' (did you mean 'username'?)"),
-        ("source-migration-configurations[0].snapshot-and-migration-configs[1].indices.mode",
-         "input should be 'include' or 'exclude' (got 'inclde')"),
+        (
+            "source-migration-configurations[0].snapshot-and-migration-configs[1].indices.mode",
+            "input should be 'include' or 'exclude' (got 'inclde')",
+        ),
     ]
     assert run_guarded(app, ["validate", "-c", str(path), "-var", "speed=2"]) == 1
     err = capsys.readouterr().err
@@ -75,7 +82,9 @@ def test_terraform_and_double_dash_spellings(tmp_path: Path, capsys: pytest.Capt
     capsys.readouterr()
 
 
-def test_no_config_file_in_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_config_file_in_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert run_guarded(app, ["validate"]) == 1
     err = capsys.readouterr().err

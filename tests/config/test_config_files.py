@@ -37,8 +37,10 @@ def test_json_errors_point_at_the_users_line() -> None:
 
 def test_a_yaml_file_holding_commented_json_is_read(tmp_path: Path) -> None:
     path = tmp_path / "mactl.yaml"
-    path.write_text('// seed style\n{"target": {"endpoint": "http://t:9200"}, "source": {"endpoint": "http://s:9200"},'
-                    ' "static-migration-configs": [{"metadata": {}}]}\n')
+    path.write_text(
+        '// seed style\n{"target": {"endpoint": "http://t:9200"}, "source": {"endpoint": "http://s:9200"},'
+        ' "static-migration-configs": [{"metadata": {}}]}\n'
+    )
     assert load_config(path, env={}).config.targets[0].endpoint == "http://t:9200"
 
 
@@ -65,7 +67,9 @@ def test_missing_file_names_it(tmp_path: Path) -> None:
 
 def test_load_ignores_the_process_environment_only_when_told(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("variables:\n  host: {default: t1}\n" + MINIMAL_YAML.replace("http://t1:9200", "http://{{ var.host }}:9200"))
+    path.write_text(
+        "variables:\n  host: {default: t1}\n" + MINIMAL_YAML.replace("http://t1:9200", "http://{{ var.host }}:9200")
+    )
     monkeypatch.setenv("MACTL_VAR_host", "from-env")
     assert load_config(path).config.targets[0].endpoint == "http://from-env:9200"
     assert load_config(path, env={}).config.targets[0].endpoint == "http://t1:9200"

@@ -41,8 +41,25 @@ workflow:
   - {type: switchover, name: swing}
   - {type: manual, name: clients, instructions: do it, after: [switchover.swing]}
 """
-JUNK: list[Any] = [None, 0, -1, 1.5, "x", "", "{{ var.nope }}", "{{", [], {}, True, [1, "a"], {"a": 1},
-                   {"names": 3}, "re:(", "http://ok:9200", "required"]
+JUNK: list[Any] = [
+    None,
+    0,
+    -1,
+    1.5,
+    "x",
+    "",
+    "{{ var.nope }}",
+    "{{",
+    [],
+    {},
+    True,
+    [1, "a"],
+    {"a": 1},
+    {"names": 3},
+    "re:(",
+    "http://ok:9200",
+    "required",
+]
 STRAY_KEYS: list[Any] = ["junk", "name", "approval", "lifecycle", "indices", 7, "transforms", "after"]
 
 

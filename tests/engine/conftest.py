@@ -14,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import engine_standins  # noqa: E402
 from engine_helpers import Project  # noqa: E402
-
 from mactl.providers import registry  # noqa: E402
 
 

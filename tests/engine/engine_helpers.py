@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+
 @dataclass
 class Result:
     code: int
@@ -54,9 +55,6 @@ class Project:
 
     def state(self) -> dict[str, Any]:
         return json.loads((self.root / ".mactl" / "state.json").read_text())
-
-
-
 
 
 def pipeline_config(

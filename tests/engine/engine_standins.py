@@ -25,9 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mactl.errors import ProviderError
 from mactl.providers import registry
 from mactl.providers.base import BaseProvider, Progress, StageContext
+
+from mactl.errors import ProviderError
 
 _write_lock = threading.Lock()
 
@@ -71,7 +72,11 @@ class StandinProvider(BaseProvider):
         if ctx.address in c.get("fail", {}):
             raise ProviderError(c["fail"][ctx.address])
         _record("applied", ctx)
-        return {"applied": ctx.address, "upstream": sorted(ctx.upstream), "resumed_from": (ctx.checkpoint_data or {}).get("done")}
+        return {
+            "applied": ctx.address,
+            "upstream": sorted(ctx.upstream),
+            "resumed_from": (ctx.checkpoint_data or {}).get("done"),
+        }
 
     def rollback(self, ctx: StageContext) -> None:
         c = control()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from engine_helpers import Project, pipeline_config
 
 
@@ -74,10 +73,12 @@ def test_checkpointed_stage_resumes_from_its_checkpoint(project: Project) -> Non
 
 
 def test_approval_gate_stops_the_walk_until_approved(project: Project) -> None:
-    project.write(pipeline_config(indices=1, replayer=False).replace(
-        "            metadata: {indices: {names: idx0}}",
-        "            metadata: {indices: {names: idx0}, approval: required}",
-    ))
+    project.write(
+        pipeline_config(indices=1, replayer=False).replace(
+            "            metadata: {indices: {names: idx0}}",
+            "            metadata: {indices: {names: idx0}, approval: required}",
+        )
+    )
     gate = "metadata.src.snap1.t1.i0"
     r = project.run("plan")
     assert f"APPROVAL GATE: the walk stops here until `mactl approve {gate}`" in r.out
@@ -101,9 +102,13 @@ def test_approval_gate_stops_the_walk_until_approved(project: Project) -> None:
 
 
 def test_manual_stage_completes_only_once_approved(project: Project) -> None:
-    project.write(pipeline_config(indices=1, replayer=False, workflow=(
-        "  - {type: manual, name: upgrade_clients, instructions: Point every client at the target}\n"
-    )))
+    project.write(
+        pipeline_config(
+            indices=1,
+            replayer=False,
+            workflow=("  - {type: manual, name: upgrade_clients, instructions: Point every client at the target}\n"),
+        )
+    )
     assert project.run("apply", "-auto-approve").code == 0
     assert statuses(project)["manual.upgrade_clients"] == "awaiting_approval"
     r = project.run("approve", "manual.upgrade_clients")
@@ -129,9 +134,8 @@ def test_destroy_rolls_back_in_reverse_order(project: Project) -> None:
 
 
 def test_apply_refuses_before_starting_when_a_stage_type_is_not_available(project: Project, monkeypatch) -> None:
-    from mactl.providers import registry
-
     import engine_standins
+    from mactl.providers import registry
 
     monkeypatch.setattr(engine_standins.STANDINS["validate"], "available", False)
     registry.get_provider.cache_clear()
@@ -154,7 +158,13 @@ def test_apply_without_a_terminal_needs_auto_approve(project: Project) -> None:
 def test_lifecycle_manual_rollback_is_recorded_as_left(project: Project) -> None:
     project.write(pipeline_config(indices=2, replayer=False, metadata_extra=", lifecycle: {rollback: manual}"))
     assert project.run("apply", "-auto-approve").code == 0
-    project.write(pipeline_config(indices=2, replayer=False, metadata_extra=", lifecycle: {rollback: manual}, onItemFailure: continue, multiTypeMode: fail"))
+    project.write(
+        pipeline_config(
+            indices=2,
+            replayer=False,
+            metadata_extra=", lifecycle: {rollback: manual}, onItemFailure: continue, multiTypeMode: fail",
+        )
+    )
     r = project.run("plan")
     assert "rollback is MANUAL" in r.out and "Left to you (lifecycle.rollback: manual)" in r.out
     project.reset_calls()
@@ -188,10 +198,10 @@ def test_progress_display_reports_rate_and_eta() -> None:
     import io
     import time
 
+    from mactl.providers.base import Progress
     from rich.console import Console
 
     from mactl.apply.display import ApplyDisplay
-    from mactl.providers.base import Progress
 
     buffer = io.StringIO()
     display = ApplyDisplay(Console(file=buffer, width=120), live=False)
@@ -237,9 +247,13 @@ def test_a_gated_stage_is_not_rolled_back_for_a_replace_before_its_approval(proj
 
 
 def test_removing_a_stage_that_only_waited_at_its_gate_calls_no_rollback(project: Project) -> None:
-    project.write(pipeline_config(indices=1, replayer=False, workflow=(
-        "  - {type: manual, name: upgrade_clients, instructions: Point every client at the target}\n"
-    )))
+    project.write(
+        pipeline_config(
+            indices=1,
+            replayer=False,
+            workflow=("  - {type: manual, name: upgrade_clients, instructions: Point every client at the target}\n"),
+        )
+    )
     assert project.run("apply", "-auto-approve").code == 0
     project.write(pipeline_config(indices=1, replayer=False))
     project.reset_calls()

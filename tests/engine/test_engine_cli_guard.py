@@ -24,7 +24,12 @@ import pytest
 )
 def test_usage_errors_print_a_message_not_a_traceback(argv: list[str], message: str, tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "mactl", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        [sys.executable, "-m", "mactl", *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
@@ -41,7 +46,11 @@ def test_state_commands_take_terraform_style_var(tmp_path: Path) -> None:
     )
     done = subprocess.run(
         [sys.executable, "-m", "mactl", "state", "list", "-var", "tgt=http://127.0.0.1:2"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr
     assert "No stages in the state" in done.stdout

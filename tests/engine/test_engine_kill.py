@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 from engine_helpers import Project, pipeline_config
-
 from mactl.state.document import decode_document
 
 MAIN = Path(__file__).resolve().parent / "standin_main.py"

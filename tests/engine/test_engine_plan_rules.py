@@ -14,7 +14,11 @@ def plan_json(project: Project, *args: str) -> dict:
 
 
 def actions(doc: dict) -> dict[str, str]:
-    return {c["address"]: "/".join(c["change"]["actions"]) for c in doc["resource_changes"] if c["change"]["actions"] != ["no-op"]}
+    return {
+        c["address"]: "/".join(c["change"]["actions"])
+        for c in doc["resource_changes"]
+        if c["change"]["actions"] != ["no-op"]
+    }
 
 
 def reasons(doc: dict) -> dict[str, str]:
@@ -30,7 +34,9 @@ def applied(project: Project, text: str) -> None:
 def test_replacing_field_invalidates_every_descendant_in_order(project: Project) -> None:
     applied(project, pipeline_config(targets=2, indices=2))
     # `indices` forces replacement of metadata; the block is stamped out for both targets
-    project.write(pipeline_config(targets=2, indices=2).replace("{indices: {names: idx0}}", "{indices: {names: idx0-new}}"))
+    project.write(
+        pipeline_config(targets=2, indices=2).replace("{indices: {names: idx0}}", "{indices: {names: idx0-new}}")
+    )
     doc = plan_json(project)
     got = actions(doc)
     assert got == {
@@ -49,7 +55,7 @@ def test_replacing_field_invalidates_every_descendant_in_order(project: Project)
     assert why["replay.src.t1"] == "upstream metadata.src.snap1.t1.i0 replaced"
     text = project.run("plan").out
     assert "!! 8 stage(s) will be ROLLED BACK" in text
-    assert "~ indices.0.names.0 = \"idx0\" -> \"idx0-new\"  # forces replacement" in text
+    assert '~ indices.0.names.0 = "idx0" -> "idx0-new"  # forces replacement' in text
     assert "Plan: 0 to create, 0 to update, 8 to replace, 0 to roll back." in text
     # the walk rolls back dependents first, then redoes in dependency order
     project.reset_calls()
@@ -64,8 +70,12 @@ def test_in_place_update_does_not_invalidate(project: Project) -> None:
     project.write(pipeline_config(indices=1, backfill_extra=", maxBatchDocs: 50"))
     doc = plan_json(project)
     assert actions(doc) == {"backfill.src.snap1.t1.i0.b0": "update"}
-    attrs = doc["resource_changes"][[c["address"] for c in doc["resource_changes"]].index("backfill.src.snap1.t1.i0.b0")]["change"]["attributes"]
-    assert attrs == [{"path": "maxBatchDocs", "before": 1000, "after": 50, "forces_replacement": False, "sensitive": False}]
+    attrs = doc["resource_changes"][
+        [c["address"] for c in doc["resource_changes"]].index("backfill.src.snap1.t1.i0.b0")
+    ]["change"]["attributes"]
+    assert attrs == [
+        {"path": "maxBatchDocs", "before": 1000, "after": 50, "forces_replacement": False, "sensitive": False}
+    ]
 
 
 def test_removed_stage_is_rolled_back_before_anything_else(project: Project) -> None:
@@ -82,9 +92,16 @@ def test_target_exclude_replace_keep_downstream(project: Project) -> None:
     config = pipeline_config(targets=2, indices=2)
     project.write(config)
     doc = plan_json(project, "-target", "backfill.src.snap1.t2.i1.b0")
-    assert set(actions(doc)) == {"capture.src", "snapshot.src.snap1", "metadata.src.snap1.t2.i1", "backfill.src.snap1.t2.i1.b0"}
+    assert set(actions(doc)) == {
+        "capture.src",
+        "snapshot.src.snap1",
+        "metadata.src.snap1.t2.i1",
+        "backfill.src.snap1.t2.i1.b0",
+    }
     doc = plan_json(project, "--exclude", "metadata.src.snap1.t1.i0")
-    assert not {"metadata.src.snap1.t1.i0", "backfill.src.snap1.t1.i0.b0", "replay.src.t1", "validate.src.t1"} & set(actions(doc))
+    assert not {"metadata.src.snap1.t1.i0", "backfill.src.snap1.t1.i0.b0", "replay.src.t1", "validate.src.t1"} & set(
+        actions(doc)
+    )
     assert "replay.src.t2" in actions(doc)
     r = project.run("plan", "-target", "backfil.src.snap1.t2.i1.b0")
     assert r.code == 1 and "no stage has that address" in r.err and "did you mean" in r.err
@@ -99,7 +116,9 @@ def test_target_exclude_replace_keep_downstream(project: Project) -> None:
     doc = plan_json(project, "-replace", "metadata.src.snap1.t1.i0", "-keep-downstream", "metadata.src.snap1.t1.i0")
     assert actions(doc) == {"metadata.src.snap1.t1.i0": "delete/create"}
     assert any("-keep-downstream metadata.src.snap1.t1.i0" in w and "NOT invalidated" in w for w in doc["warnings"])
-    text = project.run("plan", "-replace", "metadata.src.snap1.t1.i0", "--keep-downstream", "metadata.src.snap1.t1.i0").out
+    text = project.run(
+        "plan", "-replace", "metadata.src.snap1.t1.i0", "--keep-downstream", "metadata.src.snap1.t1.i0"
+    ).out
     assert "WARNING: -keep-downstream" in text
 
     r = project.run("plan", "-replace", "snapshot.src.snap1", "-exclude", "replay.src.t1")
@@ -108,7 +127,12 @@ def test_target_exclude_replace_keep_downstream(project: Project) -> None:
 
 def test_prevent_rollback_fails_the_plan_naming_the_stage(project: Project) -> None:
     applied(project, pipeline_config(indices=1, backfill_extra=", lifecycle: {preventRollback: true}"))
-    project.write(pipeline_config(indices=1, backfill_extra=", lifecycle: {preventRollback: true}, rollbackMode: recreate, indices: {names: other}"))
+    project.write(
+        pipeline_config(
+            indices=1,
+            backfill_extra=", lifecycle: {preventRollback: true}, rollbackMode: recreate, indices: {names: other}",
+        )
+    )
     r = project.run("plan")
     assert r.code == 1
     assert "lifecycle.preventRollback" in r.err and "backfill.src.snap1.t1.i0.b0" in r.err
@@ -117,7 +141,9 @@ def test_prevent_rollback_fails_the_plan_naming_the_stage(project: Project) -> N
 
 def test_ignore_changes_leaves_a_field_out_of_the_diff(project: Project) -> None:
     applied(project, pipeline_config(indices=1, backfill_extra=", lifecycle: {ignoreChanges: [maxBatchDocs]}"))
-    project.write(pipeline_config(indices=1, backfill_extra=", maxBatchDocs: 7, lifecycle: {ignoreChanges: [maxBatchDocs]}"))
+    project.write(
+        pipeline_config(indices=1, backfill_extra=", maxBatchDocs: 7, lifecycle: {ignoreChanges: [maxBatchDocs]}")
+    )
     assert actions(plan_json(project)) == {}
 
 
@@ -145,8 +171,14 @@ def test_adding_a_target_adds_exactly_its_stages(project: Project) -> None:
     got = actions(plan_json(project))
     assert set(got.values()) == {"create"}
     assert sorted(got) == sorted(
-        ["metadata.src.snap1.t2.i0", "metadata.src.snap1.t2.i1", "backfill.src.snap1.t2.i0.b0",
-         "backfill.src.snap1.t2.i1.b0", "replay.src.t2", "validate.src.t2"]
+        [
+            "metadata.src.snap1.t2.i0",
+            "metadata.src.snap1.t2.i1",
+            "backfill.src.snap1.t2.i0.b0",
+            "backfill.src.snap1.t2.i1.b0",
+            "replay.src.t2",
+            "validate.src.t2",
+        ]
     )
 
 

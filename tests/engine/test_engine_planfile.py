@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from engine_helpers import Project, pipeline_config
 
 SECRET = "s3cr3t-Hunter2-do-not-leak"
@@ -24,7 +23,11 @@ def test_saved_plan_applies_exactly_that_plan(project: Project) -> None:
     r = project.run("show", "p.plan")
     assert r.code == 0 and "Plan: 3 to create" in r.out
     shown = json.loads(project.run("show", "p.plan", "--json").out)
-    assert [c["address"] for c in shown["resource_changes"]] == ["capture.src", "snapshot.src.snap1", "metadata.src.snap1.t2.i0"]
+    assert [c["address"] for c in shown["resource_changes"]] == [
+        "capture.src",
+        "snapshot.src.snap1",
+        "metadata.src.snap1.t2.i0",
+    ]
     r = project.run("apply", "p.plan")
     assert r.code == 0, r.err
     assert sorted(project.state()["stages"]) == ["capture.src", "metadata.src.snap1.t2.i0", "snapshot.src.snap1"]
@@ -92,7 +95,10 @@ def test_secrets_never_reach_plans_plan_files_state_or_logs(project: Project, mo
         if path.is_file():
             assert SECRET not in path.read_text(errors="replace"), path
     assert any(p.name == "stage.log" for p in project.root.joinpath(".mactl").rglob("*"))
-    assert project.state()["stages"]["backfill.src.snap1.t1.i0.b0"]["inputs"]["target"]["auth"]["password"] == "(sensitive)"
+    assert (
+        project.state()["stages"]["backfill.src.snap1.t1.i0.b0"]["inputs"]["target"]["auth"]["password"]
+        == "(sensitive)"
+    )
 
     # a rotated secret is still a change, shown masked
     monkeypatch.setenv("MACTL_VAR_target_password", SECRET + "-rotated")
@@ -100,7 +106,15 @@ def test_secrets_never_reach_plans_plan_files_state_or_logs(project: Project, mo
     changed = {c["address"]: c for c in doc["resource_changes"] if c["change"]["actions"] != ["no-op"]}
     assert "backfill.src.snap1.t1.i0.b0" in changed
     attrs = changed["backfill.src.snap1.t1.i0.b0"]["change"]["attributes"]
-    assert attrs == [{"path": "target.auth.password", "before": "(sensitive)", "after": "(sensitive)", "forces_replacement": True, "sensitive": True}]
+    assert attrs == [
+        {
+            "path": "target.auth.password",
+            "before": "(sensitive)",
+            "after": "(sensitive)",
+            "forces_replacement": True,
+            "sensitive": True,
+        }
+    ]
     assert SECRET not in json.dumps(doc)
 
 
@@ -131,7 +145,9 @@ def test_variables_precedence_end_to_end(project: Project, monkeypatch: pytest.M
     assert doc["variables"] == {"target_password": "(sensitive)", "batch": 7}
 
 
-def test_a_removed_stage_is_rolled_back_with_its_real_credentials(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_removed_stage_is_rolled_back_with_its_real_credentials(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MACTL_VAR_target_password", SECRET)
     two = SECRET_CONFIG.replace(
         "            documentBackfillConfigs: [{name: b0, maxBatchDocs: '{{ var.batch }}'}]",

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mactl.providers.registry import get_provider
 
 from mactl.config import load_config
 from mactl.graph.expand import StageGraph, expand
-from mactl.providers.registry import get_provider
 
 SEED = Path(__file__).parents[1] / "data" / "seed"
 
@@ -103,8 +103,10 @@ def test_seed_stage_inputs() -> None:
 
 
 def test_all_three_shapes_give_identical_stages() -> None:
-    graphs = [expand(load_config(SEED / n, env={}).config) for n in
-              ("sample-single-target.json", "sample-single.json", "top-level-filled.jsonc")]
+    graphs = [
+        expand(load_config(SEED / n, env={}).config)
+        for n in ("sample-single-target.json", "sample-single.json", "top-level-filled.jsonc")
+    ]
     assert graphs[0].stages == graphs[1].stages == graphs[2].stages
 
 
@@ -120,8 +122,13 @@ def test_multi_source_multi_target_addresses_and_edges(tmp_path: Path) -> None:
         "metadata.source.snap1.{t}.m0",
     ]
     expected = {
-        "capture.es", "snapshot.es.daily", "snapshot.es.snap2", "snapshot.source.snap1",
-        "switchover.swing_proxy", "manual.upgrade_clients", "teardown.tools",
+        "capture.es",
+        "snapshot.es.daily",
+        "snapshot.es.snap2",
+        "snapshot.source.snap1",
+        "switchover.swing_proxy",
+        "manual.upgrade_clients",
+        "teardown.tools",
         *(a.format(t=t) for a in per_target for t in ("target_1", "perf")),
     }
     assert set(graph.stages) == expected
@@ -129,8 +136,12 @@ def test_multi_source_multi_target_addresses_and_edges(tmp_path: Path) -> None:
     assert deps["snapshot.es.daily"] == {"capture.es"}
     assert deps["backfill.es.daily.perf.m1.b0"] == {"snapshot.es.daily"}, "no metadata: straight after the snapshot"
     assert deps["replay.es.perf"] == {
-        "capture.es", "backfill.es.daily.perf.m0.b0", "backfill.es.daily.perf.m0.rest",
-        "backfill.es.daily.perf.m1.b0", "snapshot.es.snap2", "snapshot.es.daily",
+        "capture.es",
+        "backfill.es.daily.perf.m0.b0",
+        "backfill.es.daily.perf.m0.rest",
+        "backfill.es.daily.perf.m1.b0",
+        "snapshot.es.snap2",
+        "snapshot.es.daily",
     }, "replay also waits on every snapshot of its source, to start from their capture positions"
     assert deps["validate.es.perf"] == deps["replay.es.perf"] - {"capture.es", "snapshot.es.daily"} | {"replay.es.perf"}
     assert deps["metadata.source.snap1.perf.m0"] == {"snapshot.source.snap1"}
@@ -138,7 +149,9 @@ def test_multi_source_multi_target_addresses_and_edges(tmp_path: Path) -> None:
     assert deps["manual.upgrade_clients"] == {"switchover.swing_proxy"}
     assert deps["teardown.tools"] == {"manual.upgrade_clients"}
     assert graph.ancestors("backfill.es.daily.perf.m0.b0") == {
-        "capture.es", "snapshot.es.daily", "metadata.es.daily.perf.m0"
+        "capture.es",
+        "snapshot.es.daily",
+        "metadata.es.daily.perf.m0",
     }
     assert "teardown.tools" in graph.descendants("capture.es")
     order = graph.topological()
@@ -160,8 +173,14 @@ def test_stage_options_inputs_and_secrets(tmp_path: Path) -> None:
     snap = graph.stages["snapshot.es.daily"]
     assert snap.approval_required
     assert snap.inputs["repository"] == {
-        "type": "s3", "name": None, "location": None, "bucket": "snaps", "basePath": None,
-        "region": "us-east-1", "endpoint": None, "compress": False,
+        "type": "s3",
+        "name": None,
+        "location": None,
+        "bucket": "snaps",
+        "basePath": None,
+        "region": "us-east-1",
+        "endpoint": None,
+        "compress": False,
     }
     assert snap.sensitive_paths == {"source.auth.password"}
     assert snap.inputs["source"]["auth"]["password"] == "src-secret"
@@ -180,7 +199,10 @@ def test_stage_options_inputs_and_secrets(tmp_path: Path) -> None:
     assert meta.sensitive_paths == {"source.auth.password", "target.auth.password"}
 
     b0 = graph.stages["backfill.es.daily.perf.m0.b0"].inputs
-    assert b0["indices"] == [{"names": ["logs-*"], "mode": "include"}, {"names": ["re:logs-2024-0[1-6]"], "mode": "include"}]
+    assert b0["indices"] == [
+        {"names": ["logs-*"], "mode": "include"},
+        {"names": ["re:logs-2024-0[1-6]"], "mode": "include"},
+    ]
     assert b0["sample"] == {"percent": 10.0, "maxDocsPerIndex": None}
     assert graph.stages["backfill.es.daily.target_1.m1.b0"].inputs["transforms"] == [
         {"kind": "python", "template": None, "file": None, "callable": "mypkg.transforms:fix_doc"}
@@ -240,7 +262,9 @@ source-migration-configurations:
 """
     graph = _graph(tmp_path, text)
     assert {a for a in graph.stages if a.startswith(("snapshot.", "backfill."))} == {
-        "snapshot.source_1.snap1", "snapshot.source_1.snap2", "snapshot.source_2.snap1",
+        "snapshot.source_1.snap1",
+        "snapshot.source_1.snap2",
+        "snapshot.source_2.snap1",
         *(f"backfill.source_1.snap2.{t}.m0.{b}" for t in ("target_1", "b", "target_3") for b in ("b0", "b1")),
     }
     assert graph.stages["metadata.source_2.snap1.target_3.m0"].clone_of == "metadata.source_2.snap1.target_1.m0"

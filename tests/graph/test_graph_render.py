@@ -50,7 +50,10 @@ def test_two_targets_draw_clones(two_target_graph: StageGraph, fmt: str, snapsho
     assert text == snapshot
     if fmt == "mermaid":
         assert "classDef clone fill:#ddd,stroke:#333,stroke-width:4px" in text
-        assert "class metadata_source_snap1_perf_m0,backfill_source_snap1_perf_m0_b0,replay_source_perf,validate_source_perf clone" in text
+        assert (
+            "class metadata_source_snap1_perf_m0,backfill_source_snap1_perf_m0_b0,replay_source_perf,validate_source_perf clone"
+            in text
+        )
 
 
 @pytest.mark.parametrize("fmt", ["mermaid", "dot", "json"])
@@ -74,13 +77,18 @@ def test_colored_by_planned_action(two_target_graph: StageGraph, fmt: str, snaps
     if fmt == "json":
         doc = json.loads(text)
         assert set(doc["legend"]) == {"noop", "replace", "create", "update", "rollback", "awaiting_approval"}
-        assert {n["address"]: n["class"] for n in doc["nodes"]} == {k: v for k, v in colors.items() if k != "not.in.graph"}
+        assert {n["address"]: n["class"] for n in doc["nodes"]} == {
+            k: v for k, v in colors.items() if k != "not.in.graph"
+        }
 
 
 def test_unknown_class_names_get_palette_colours_in_name_order(seed_graph: StageGraph) -> None:
     colors = {a: ("zeta" if a.startswith("capture") else "alpha") for a in seed_graph.stages}
     doc = json.loads(render_graph(seed_graph, "json", colors))
-    assert doc["legend"] == {"alpha": {"fill": "#e0f7fa", "stroke": "#00838f"}, "zeta": {"fill": "#f3e5f5", "stroke": "#6a1b9a"}}
+    assert doc["legend"] == {
+        "alpha": {"fill": "#e0f7fa", "stroke": "#00838f"},
+        "zeta": {"fill": "#f3e5f5", "stroke": "#6a1b9a"},
+    }
 
 
 def test_unknown_format_is_refused(seed_graph: StageGraph) -> None:

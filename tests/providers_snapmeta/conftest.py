@@ -18,9 +18,10 @@ from opensearchpy import OpenSearch
 from snapmeta_helpers import Names
 
 
-
 def _purge(client: OpenSearch, prefix: str) -> None:
-    client.indices.delete(index=f"{prefix}*,.{prefix}*", expand_wildcards="all", ignore_unavailable=True, params={"ignore": 404})
+    client.indices.delete(
+        index=f"{prefix}*,.{prefix}*", expand_wildcards="all", ignore_unavailable=True, params={"ignore": 404}
+    )
     for name in client.indices.get_template(name=f"{prefix}*", params={"ignore": 404}) or {}:
         if name.startswith(prefix):
             client.indices.delete_template(name=name)

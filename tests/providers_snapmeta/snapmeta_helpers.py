@@ -33,12 +33,25 @@ class Recorder:
 
 
 def make_ctx(
-    address: str, stage_type: str, inputs: Any, *, prior: dict[str, Any] | None = None,
-    upstream: dict[str, dict[str, Any]] | None = None, recorder: Recorder | None = None, workdir: Path | None = None,
+    address: str,
+    stage_type: str,
+    inputs: Any,
+    *,
+    prior: dict[str, Any] | None = None,
+    upstream: dict[str, dict[str, Any]] | None = None,
+    recorder: Recorder | None = None,
+    workdir: Path | None = None,
 ) -> StageContext:
     rec = recorder or Recorder()
     return StageContext(
-        address=address, type=stage_type, inputs=inputs, prior_outputs=prior, upstream=upstream or {},
+        address=address,
+        type=stage_type,
+        inputs=inputs,
+        prior_outputs=prior,
+        upstream=upstream or {},
         checkpoint_data=rec.checkpoints[-1] if rec.checkpoints and prior is None else None,
-        workdir=workdir or Path("/tmp"), progress=rec.progress.append, checkpoint=rec.checkpoints.append, log=rec.logs.append,
+        workdir=workdir or Path("/tmp"),
+        progress=rec.progress.append,
+        checkpoint=rec.checkpoints.append,
+        log=rec.logs.append,
     )

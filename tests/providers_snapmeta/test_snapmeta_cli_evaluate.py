@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from opensearchpy import OpenSearch
-
 from snapmeta_helpers import Names
 
 pytestmark = pytest.mark.cluster
@@ -43,10 +42,17 @@ def _mactl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mactl", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-def test_evaluate_prints_final_json_and_writes_nothing(es: OpenSearch, target: OpenSearch, names: Names, es710, os2, tmp_path: Path) -> None:  # noqa: ANN001
+def test_evaluate_prints_final_json_and_writes_nothing(
+    es: OpenSearch, target: OpenSearch, names: Names, es710, os2, tmp_path: Path
+) -> None:  # noqa: ANN001
     n = names
-    es.indices.create(index=n("one"), body={"settings": {"number_of_shards": 2, "number_of_replicas": 1},
-                                            "mappings": {"properties": {"a": {"type": "keyword"}}}})
+    es.indices.create(
+        index=n("one"),
+        body={
+            "settings": {"number_of_shards": 2, "number_of_replicas": 1},
+            "mappings": {"properties": {"a": {"type": "keyword"}}},
+        },
+    )
     es.indices.create(index=f".{n('sys')}", body={"settings": {"number_of_shards": 1, "number_of_replicas": 0}})
     (tmp_path / "mactl.yaml").write_text(CONFIG.format(os2=os2.url, es710=es710.url, p=n.prefix, repo=n.repo_dir))
     address = "metadata.es710.snap1.os2.m0"
@@ -57,8 +63,11 @@ def test_evaluate_prints_final_json_and_writes_nothing(es: OpenSearch, target: O
     assert ev["source"]["version"] == "7.10.2" and ev["target"]["distribution"] == "opensearch"
     [item] = ev["items"]
     assert item["name"] == n("one-new") and item["source_name"] == n("one") and item["action"] == "create"
-    assert item["body"] == {"settings": {"index.number_of_shards": "2", "index.number_of_replicas": "0"},
-                            "mappings": {"properties": {"a": {"type": "keyword"}}}, "aliases": {}}
+    assert item["body"] == {
+        "settings": {"index.number_of_shards": "2", "index.number_of_replicas": "0"},
+        "mappings": {"properties": {"a": {"type": "keyword"}}},
+        "aliases": {},
+    }
     assert any(t.startswith("drop-internal-settings") for t in item["transforms"])
 
     text = _mactl("metadata", "evaluate", address, cwd=tmp_path)
@@ -66,7 +75,9 @@ def test_evaluate_prints_final_json_and_writes_nothing(es: OpenSearch, target: O
     assert f"# would create index {n('one-new')} (from {n('one')})" in text.stdout
     assert '"index.number_of_replicas": "0"' in text.stdout
     # The selected `.`-prefixed index is left out by the built-in rule, and listed as such.
-    assert ev["excluded"] == [{"kind": "index", "name": f".{n('sys')}", "reason": "system or hidden index (name starts with '.')"}]
+    assert ev["excluded"] == [
+        {"kind": "index", "name": f".{n('sys')}", "reason": "system or hidden index (name starts with '.')"}
+    ]
     assert f"index .{n('sys')}: system or hidden index" in text.stdout
     assert not target.indices.exists(index=n("one-new")) and not target.indices.exists(index=n("one"))
 
@@ -78,13 +89,23 @@ def test_evaluate_prints_final_json_and_writes_nothing(es: OpenSearch, target: O
 
 
 def test_plan_evaluate_shows_the_bodies_before_the_snapshot_exists(
-    es: OpenSearch, target: OpenSearch, names: Names, es710, os2, tmp_path: Path  # noqa: ANN001
+    es: OpenSearch,
+    target: OpenSearch,
+    names: Names,
+    es710,
+    os2,
+    tmp_path: Path,  # noqa: ANN001
 ) -> None:
     """`plan --evaluate` on a fresh state: the snapshot is only planned, so the bodies come
     from the live source (said in a note); nothing is written anywhere."""
     n = names
-    es.indices.create(index=n("two"), body={"settings": {"number_of_shards": 1, "number_of_replicas": 0},
-                                            "mappings": {"properties": {"b": {"type": "long"}}}})
+    es.indices.create(
+        index=n("two"),
+        body={
+            "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+            "mappings": {"properties": {"b": {"type": "long"}}},
+        },
+    )
     snapshot_config = CONFIG.replace("              from: live\n", "")
     (tmp_path / "mactl.yaml").write_text(
         snapshot_config.format(os2=os2.url, es710=es710.url, p=n.prefix, repo=n.repo_dir)

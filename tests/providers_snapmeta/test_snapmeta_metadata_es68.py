@@ -11,10 +11,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from opensearchpy import OpenSearch
-
 from mactl.providers.metadata import Inputs, MetadataProvider
-
+from opensearchpy import OpenSearch
 from snapmeta_helpers import Names, make_ctx
 
 pytestmark = pytest.mark.cluster
@@ -38,18 +36,23 @@ def test_es68_fixture_through_the_reader(target: OpenSearch, names: Names, os2, 
     n = names
     repo = tmp_path / "ES_6_8_Single"
     shutil.copytree(FIXTURE, repo)
-    inputs = Inputs.model_validate({
-        "source": {"name": "es68", "endpoint": "http://127.0.0.1:9"},  # gone: nothing listens there
-        "target": {"name": "os2", "endpoint": os2.url},
-        "repository": {"type": "fs", "location": str(repo)},
-        "snapshotName": "global_state_snapshot",
-        "transforms": [{"kind": "jinja", "template": PREFIX_TRANSFORM.replace("PREFIX", n.prefix)}],
-    })
+    inputs = Inputs.model_validate(
+        {
+            "source": {"name": "es68", "endpoint": "http://127.0.0.1:9"},  # gone: nothing listens there
+            "target": {"name": "os2", "endpoint": os2.url},
+            "repository": {"type": "fs", "location": str(repo)},
+            "snapshotName": "global_state_snapshot",
+            "transforms": [{"kind": "jinja", "template": PREFIX_TRANSFORM.replace("PREFIX", n.prefix)}],
+        }
+    )
     provider = MetadataProvider()
     out = provider.apply(make_ctx("metadata.es68.snap.os2.m0", "metadata", inputs))
     assert out["sourceVersion"] == "6.8.24" and out["sourceDistribution"] == "elasticsearch"
     assert {(r["kind"], r["name"]) for r in out["created"]} == {
-        ("legacy_template", n("posts_index_template")), ("index", n("posts_2023_02_25")), ("index", n("posts_2024_01_01"))}
+        ("legacy_template", n("posts_index_template")),
+        ("index", n("posts_2023_02_25")),
+        ("index", n("posts_2024_01_01")),
+    }
 
     # x-pack's templates are listed as excluded, with the reason: none is silently dropped.
     excluded = {e["name"]: e["reason"] for e in out["excluded"]}
@@ -60,15 +63,26 @@ def test_es68_fixture_through_the_reader(target: OpenSearch, names: Names, os2, 
 
     # Typed 6.x mappings became typeless; the transforms that fired are named.
     rows = {r["name"]: r for r in out["report"]["items"]}
-    assert "remove-mapping-types: mapping type '_doc' removed (typeless mappings)" in rows[n("posts_index_template")]["transforms"]
+    assert (
+        "remove-mapping-types: mapping type '_doc' removed (typeless mappings)"
+        in rows[n("posts_index_template")]["transforms"]
+    )
     template = target.indices.get_template(name=n("posts_index_template"))[n("posts_index_template")]
-    assert template["mappings"] == {"properties": {"contents": {"type": "text"}, "author": {"type": "keyword"}, "tags": {"type": "keyword"}}}
+    assert template["mappings"] == {
+        "properties": {"contents": {"type": "text"}, "author": {"type": "keyword"}, "tags": {"type": "keyword"}}
+    }
     assert template["index_patterns"] == [n("posts_*")]
     idx_fired = " ".join(rows[n("posts_2023_02_25")]["transforms"])
     assert "drop-internal-settings" in idx_fired and "index.version.created" in idx_fired
     index = target.indices.get(index=n("posts_2023_02_25"))[n("posts_2023_02_25")]
-    assert index["mappings"] == {"properties": {"author": {"type": "keyword"}, "contents": {"type": "text"}, "tags": {"type": "keyword"}}}
-    assert index["aliases"][n("alias2")] == {"filter": {"term": {"user": "kimchy"}}, "index_routing": "kimchy", "search_routing": "kimchy"}
+    assert index["mappings"] == {
+        "properties": {"author": {"type": "keyword"}, "contents": {"type": "text"}, "tags": {"type": "keyword"}}
+    }
+    assert index["aliases"][n("alias2")] == {
+        "filter": {"term": {"user": "kimchy"}},
+        "index_routing": "kimchy",
+        "search_routing": "kimchy",
+    }
     assert set(index["aliases"]) == {n("posts_2023_02_25-alias"), n("alias1"), n("alias2")}
 
     # The migrated template shapes new indices on the target, alias placeholder included.

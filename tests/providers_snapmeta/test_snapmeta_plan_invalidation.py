@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mactl.state.document import StageRecord, StateDocument
+
 from mactl.config.loader import load_config
 from mactl.graph.expand import expand
 from mactl.plan.builder import PlanOptions, build_plan, prepare
-from mactl.state.document import StageRecord, StateDocument
 
 CONFIG = """
 targets:
@@ -41,8 +42,14 @@ def _applied_state(graph) -> StateDocument:  # noqa: ANN001
     """The state after every stage of `graph` was applied."""
     doc = StateDocument()
     for address, d in prepare(graph, ()).items():
-        doc.stages[address] = StageRecord(type=d.stage.type, inputs=d.masked, inputs_digest=d.digest, status="complete",
-                                          outputs={"created": []}, depends_on=list(d.stage.depends_on))
+        doc.stages[address] = StageRecord(
+            type=d.stage.type,
+            inputs=d.masked,
+            inputs_digest=d.digest,
+            status="complete",
+            outputs={"created": []},
+            depends_on=list(d.stage.depends_on),
+        )
     return doc
 
 

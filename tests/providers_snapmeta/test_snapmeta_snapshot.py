@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import pytest
+from mactl.providers.snapshot import Inputs, SnapshotProvider
 from opensearchpy import OpenSearch
+from snapmeta_helpers import Names, Recorder, make_ctx
 
 from mactl.capture import log as capture_log
 from mactl.errors import ProviderError
-from mactl.providers.snapshot import Inputs, SnapshotProvider
-
-from snapmeta_helpers import Names, Recorder, make_ctx
 
 pytestmark = pytest.mark.cluster
 
 
 def _inputs(n: Names, cluster, **extra) -> Inputs:  # noqa: ANN001
-    return Inputs.model_validate({
-        "source": {"name": cluster.name, "endpoint": cluster.url},
-        "repository": {"type": "fs", "name": n("repo"), "location": str(n.repo_dir)},
-        "snapshotName": n("snap"),
-        **extra,
-    })
+    return Inputs.model_validate(
+        {
+            "source": {"name": cluster.name, "endpoint": cluster.url},
+            "repository": {"type": "fs", "name": n("repo"), "location": str(n.repo_dir)},
+            "snapshotName": n("snap"),
+            **extra,
+        }
+    )
 
 
 def _seed(client: OpenSearch, n: Names) -> None:
@@ -39,8 +40,12 @@ def test_create_read_drift_and_rollback(es: OpenSearch, names: Names, es710, tmp
     writer.append("k1", b"PUT /x/_doc/1")
     writer.append("k2", b"PUT /x/_doc/2")
     provider = SnapshotProvider()
-    inputs = _inputs(n, es710, indices=[{"names": [f"{n.prefix}*"]}, {"names": [n("c")], "mode": "exclude"}],
-                     maxSnapshotRateMbPerNode=20)
+    inputs = _inputs(
+        n,
+        es710,
+        indices=[{"names": [f"{n.prefix}*"]}, {"names": [n("c")], "mode": "exclude"}],
+        maxSnapshotRateMbPerNode=20,
+    )
     rec = Recorder()
     upstream = {"capture.es710": {"log": log, "position": {"kind": "file", "offsets": {"proxy-1": 0}}}}
     out = provider.apply(make_ctx("snapshot.es710.s1", "snapshot", inputs, recorder=rec, upstream=upstream))
@@ -55,7 +60,12 @@ def test_create_read_drift_and_rollback(es: OpenSearch, names: Names, es710, tmp
     assert out["capturePosition"]["position"]["offsets"] == {"proxy-1": 2}
     assert out["startTime"] and out["endTime"] and out["uuid"]
     # Progress counted shards up to all of them; the repository really holds the snapshot files.
-    assert rec.progress and rec.progress[-1].done == 3 and rec.progress[-1].total == 3 and rec.progress[-1].unit == "shards"
+    assert (
+        rec.progress
+        and rec.progress[-1].done == 3
+        and rec.progress[-1].total == 3
+        and rec.progress[-1].unit == "shards"
+    )
     assert any(p.name.startswith("snap-") for p in n.repo_dir.iterdir())
     repo = es.snapshot.get_repository(repository=n("repo"))[n("repo")]
     assert repo["settings"]["max_snapshot_bytes_per_sec"] == f"{20 * 1024 * 1024}b"
@@ -97,14 +107,30 @@ def test_repository_errors_are_clear(es: OpenSearch, names: Names, es710) -> Non
     n = names
     _seed(es, n)
     provider = SnapshotProvider()
-    outside = _inputs(n, es710).model_copy(update={"repository": Inputs.model_fields["repository"].annotation(
-        type="fs", name=n("repo"), location="/var/tmp/not-path-repo")})
+    outside = _inputs(n, es710).model_copy(
+        update={
+            "repository": Inputs.model_fields["repository"].annotation(
+                type="fs", name=n("repo"), location="/var/tmp/not-path-repo"
+            )
+        }
+    )
     with pytest.raises(ProviderError) as err:
         provider.apply(make_ctx("snapshot.es710.s1", "snapshot", outside))
-    assert "is not under the source's path.repo" in err.value.message and str(n.repo_dir.parent.parent) in str(err.value)
+    assert "is not under the source's path.repo" in err.value.message and str(n.repo_dir.parent.parent) in str(
+        err.value
+    )
 
-    s3 = _inputs(n, es710).model_copy(update={"repository": Inputs.model_fields["repository"].annotation(
-        type="s3", name=n("repo"), bucket="snapmeta-bucket", endpoint="http://127.0.0.1:19500", region="us-east-1")})
+    s3 = _inputs(n, es710).model_copy(
+        update={
+            "repository": Inputs.model_fields["repository"].annotation(
+                type="s3",
+                name=n("repo"),
+                bucket="snapmeta-bucket",
+                endpoint="http://127.0.0.1:19500",
+                region="us-east-1",
+            )
+        }
+    )
     with pytest.raises(ProviderError, match="no repository-s3 plugin"):
         provider.apply(make_ctx("snapshot.es710.s1", "snapshot", s3))
 
@@ -117,9 +143,19 @@ def test_repository_errors_are_clear(es: OpenSearch, names: Names, es710) -> Non
 def test_unsnapshottable_index_fails_naming_it(es: OpenSearch, names: Names, es710) -> None:  # noqa: ANN001
     """An index whose primary is unassigned cannot be snapshotted (partial: false): the error names it."""
     n = names
-    es.indices.create(index=n("stuck"), body={"settings": {
-        "number_of_shards": 1, "number_of_replicas": 0, "index.routing.allocation.require._name": "no-such-node"}},
-        params={"wait_for_active_shards": "0"})
+    es.indices.create(
+        index=n("stuck"),
+        body={
+            "settings": {
+                "number_of_shards": 1,
+                "number_of_replicas": 0,
+                "index.routing.allocation.require._name": "no-such-node",
+            }
+        },
+        params={"wait_for_active_shards": "0"},
+    )
     with pytest.raises(ProviderError) as err:
-        SnapshotProvider().apply(make_ctx("snapshot.es710.s1", "snapshot", _inputs(n, es710, indices=[{"names": [n("stuck")]}])))
+        SnapshotProvider().apply(
+            make_ctx("snapshot.es710.s1", "snapshot", _inputs(n, es710, indices=[{"names": [n("stuck")]}]))
+        )
     assert f"snapshot '{n('snap')}' could not start" in err.value.message and n("stuck") in err.value.message

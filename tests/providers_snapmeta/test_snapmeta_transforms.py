@@ -3,49 +3,87 @@
 from __future__ import annotations
 
 import pytest
+from mactl.providers.metadata import Inputs, MetadataProvider
 from opensearchpy import OpenSearch
+from snapmeta_helpers import Names, make_ctx
 
 from mactl.errors import ProviderError
 from mactl.metadata import target as tgt
 from mactl.metadata.evaluate import evaluate
 from mactl.metadata.items import Item, SourceMetadata, index_body
-from mactl.providers.metadata import Inputs, MetadataProvider
-
-from snapmeta_helpers import Names, make_ctx
 
 pytestmark = pytest.mark.cluster
 
 
 def _inputs(n: Names, source, os2, **extra) -> Inputs:  # noqa: ANN001
-    return Inputs.model_validate({
-        "source": {"name": source.name, "endpoint": source.url},
-        "target": {"name": "os2", "endpoint": os2.url},
-        "repository": {"type": "fs", "name": n("repo"), "location": str(n.repo_dir)},
-        "snapshotName": n("snap"),
-        "from": "live",
-        "templateFilters": [{"names": [f"{n.prefix}*"]}],
-        **extra,
-    })
+    return Inputs.model_validate(
+        {
+            "source": {"name": source.name, "endpoint": source.url},
+            "target": {"name": "os2", "endpoint": os2.url},
+            "repository": {"type": "fs", "name": n("repo"), "location": str(n.repo_dir)},
+            "snapshotName": n("snap"),
+            "from": "live",
+            "templateFilters": [{"names": [f"{n.prefix}*"]}],
+            **extra,
+        }
+    )
 
 
 def test_old_field_types_become_target_types(target: OpenSearch, names: Names, es710, os2) -> None:  # noqa: ANN001
     """ES 5 `string`, Elastic `flattened`/`dense_vector`: evaluated, then really created on OS 2.x."""
     n = names
-    legacy = SourceMetadata("elasticsearch", "5.6.16", items=[
-        Item("index", n("old"), index_body(
-            {"index": {"number_of_shards": "1", "number_of_replicas": "0", "mapper": {"dynamic": "true"},
-                       "version": {"created": "5061699"}, "uuid": "u", "creation_date": "1"}},
-            {"doc": {"_all": {"enabled": True}, "properties": {
-                "title": {"type": "string", "include_in_all": True},
-                "code": {"type": "string", "index": "not_analyzed"},
-                "labels": {"type": "flattened", "depth_limit": 5},
-                "body": {"type": "text", "similarity": "classic"}}}},
-            {})),
-        Item("legacy_template", n("tmpl"), {"template": f"{n.prefix}old-*", "order": 0, "settings": {},
-                                            "mappings": {"doc": {"properties": {"s": {"type": "string"}}}}, "aliases": {}}),
-        Item("index", n("vectors"), index_body({"index": {"number_of_shards": "1"}},
-                                               {"properties": {"v": {"type": "dense_vector", "dims": 3}}}, {})),
-    ])
+    legacy = SourceMetadata(
+        "elasticsearch",
+        "5.6.16",
+        items=[
+            Item(
+                "index",
+                n("old"),
+                index_body(
+                    {
+                        "index": {
+                            "number_of_shards": "1",
+                            "number_of_replicas": "0",
+                            "mapper": {"dynamic": "true"},
+                            "version": {"created": "5061699"},
+                            "uuid": "u",
+                            "creation_date": "1",
+                        }
+                    },
+                    {
+                        "doc": {
+                            "_all": {"enabled": True},
+                            "properties": {
+                                "title": {"type": "string", "include_in_all": True},
+                                "code": {"type": "string", "index": "not_analyzed"},
+                                "labels": {"type": "flattened", "depth_limit": 5},
+                                "body": {"type": "text", "similarity": "classic"},
+                            },
+                        }
+                    },
+                    {},
+                ),
+            ),
+            Item(
+                "legacy_template",
+                n("tmpl"),
+                {
+                    "template": f"{n.prefix}old-*",
+                    "order": 0,
+                    "settings": {},
+                    "mappings": {"doc": {"properties": {"s": {"type": "string"}}}},
+                    "aliases": {},
+                },
+            ),
+            Item(
+                "index",
+                n("vectors"),
+                index_body(
+                    {"index": {"number_of_shards": "1"}}, {"properties": {"v": {"type": "dense_vector", "dims": 3}}}, {}
+                ),
+            ),
+        ],
+    )
     ev = evaluate(_inputs(n, es710, os2, indices=[{"names": [f"{n.prefix}*"]}]), source=legacy)
     by_name = {i.name: i for i in ev.items}
     old = by_name[n("old")]
@@ -58,8 +96,15 @@ def test_old_field_types_become_target_types(target: OpenSearch, names: Names, e
     assert "_all" not in old.body["mappings"]
     assert old.body["settings"] == {"index.number_of_shards": "1", "index.number_of_replicas": "0"}
     names_fired = {t.split(":")[0] for t in old.transforms}
-    assert {"remove-mapping-types", "drop-internal-settings", "drop-removed-settings", "drop-all-field",
-            "string-to-text-keyword", "flattened-to-flat_object", "classic-similarity-to-bm25"} <= names_fired
+    assert {
+        "remove-mapping-types",
+        "drop-internal-settings",
+        "drop-removed-settings",
+        "drop-all-field",
+        "string-to-text-keyword",
+        "flattened-to-flat_object",
+        "classic-similarity-to-bm25",
+    } <= names_fired
     tmpl = by_name[n("tmpl")]
     assert tmpl.body["index_patterns"] == [f"{n.prefix}old-*"] and "template" not in tmpl.body
     # dense_vector becomes knn_vector, and the target (no k-NN plugin) makes that a per-item failure.
@@ -78,26 +123,45 @@ def test_old_field_types_become_target_types(target: OpenSearch, names: Names, e
 
 def test_rejected_settings_are_dropped_by_trying(target: OpenSearch, names: Names) -> None:
     n = names
-    body = {"settings": {"index.number_of_shards": "1", "index.some_plugin.unknown": "1",
-                         "index.optimize_auto_generated_id": "true"}, "mappings": {}, "aliases": {}}
+    body = {
+        "settings": {
+            "index.number_of_shards": "1",
+            "index.some_plugin.unknown": "1",
+            "index.optimize_auto_generated_id": "true",
+        },
+        "mappings": {},
+        "aliases": {},
+    }
     notes = tgt.create(target, "index", n("rejected"), body)
     assert notes and "index.some_plugin.unknown" in notes[0] and "index.optimize_auto_generated_id" in notes[0]
     assert target.indices.exists(index=n("rejected"))
 
 
-def test_user_transforms_rename_drop_and_callables(es: OpenSearch, target: OpenSearch, names: Names, es710, os2) -> None:  # noqa: ANN001
+def test_user_transforms_rename_drop_and_callables(
+    es: OpenSearch, target: OpenSearch, names: Names, es710, os2
+) -> None:  # noqa: ANN001
     n = names
     for suffix in ("keep", "scratch"):
-        es.indices.create(index=n(suffix), body={"settings": {"number_of_shards": 1, "number_of_replicas": 0},
-                                                 "mappings": {"properties": {"f": {"type": "keyword"}}}})
-    rename = (
-        '{"name": "{{ item.name }}-v2", "body": {{ item.body | tojson }}}'
+        es.indices.create(
+            index=n(suffix),
+            body={
+                "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+                "mappings": {"properties": {"f": {"type": "keyword"}}},
+            },
+        )
+    rename = '{"name": "{{ item.name }}-v2", "body": {{ item.body | tojson }}}'
+    inputs = _inputs(
+        n,
+        es710,
+        os2,
+        indices=[{"names": [n("keep"), n("scratch")]}],
+        templates=False,
+        transforms=[
+            {"kind": "python", "callable": "snapmeta_user_transforms:drop_scratch"},
+            {"kind": "python", "callable": "snapmeta_user_transforms:add_owner_meta"},
+            {"kind": "jinja", "template": rename},
+        ],
     )
-    inputs = _inputs(n, es710, os2, indices=[{"names": [n("keep"), n("scratch")]}], templates=False, transforms=[
-        {"kind": "python", "callable": "snapmeta_user_transforms:drop_scratch"},
-        {"kind": "python", "callable": "snapmeta_user_transforms:add_owner_meta"},
-        {"kind": "jinja", "template": rename},
-    ])
     provider = MetadataProvider()
     out = provider.apply(make_ctx("metadata.es710.s.os2.m0", "metadata", inputs))
     assert out["created"] == [{"kind": "index", "name": n("keep-v2")}]
@@ -115,16 +179,29 @@ def test_transform_errors_name_the_item_and_line(es: OpenSearch, target: OpenSea
     n = names
     es.indices.create(index=n("bad"), body={"settings": {"number_of_shards": 1, "number_of_replicas": 0}})
     template = '{\n  "settings": {{ item.body.settings | tojson }},\n  "mappings": {{ item.body.mapping | tojson }}\n}'
-    inputs = _inputs(n, es710, os2, indices=[{"names": [n("bad")]}], templates=False,
-                     transforms=[{"kind": "jinja", "template": template}])
+    inputs = _inputs(
+        n,
+        es710,
+        os2,
+        indices=[{"names": [n("bad")]}],
+        templates=False,
+        transforms=[{"kind": "jinja", "template": template}],
+    )
     with pytest.raises(ProviderError) as err:
         MetadataProvider().apply(make_ctx("metadata.es710.s.os2.m0", "metadata", inputs))
     message = str(err.value)
     assert f"index '{n('bad')}'" in message and "line 3" in message and "mapping" in message
     assert "nothing was written" in message and not target.indices.exists(index=n("bad"))
 
-    boom = _inputs(n, es710, os2, indices=[{"names": [n("bad")]}], templates=False,
-                   transforms=[{"kind": "python", "callable": "snapmeta_user_transforms:explode"}], onItemFailure="continue")
+    boom = _inputs(
+        n,
+        es710,
+        os2,
+        indices=[{"names": [n("bad")]}],
+        templates=False,
+        transforms=[{"kind": "python", "callable": "snapmeta_user_transforms:explode"}],
+        onItemFailure="continue",
+    )
     out = MetadataProvider().apply(make_ctx("metadata.es710.s.os2.m0", "metadata", boom))
     row = out["report"]["items"][0]
     assert row["outcome"] == "failed" and "snapmeta_user_transforms:explode failed: KeyError" in row["reason"]
@@ -138,24 +215,50 @@ def test_multi_type_mappings_merge_or_fail(target: OpenSearch, names: Names, es7
         "post": {"properties": {"title": {"type": "text"}, "at": {"type": "date"}}},
         "comment": {"_routing": {"required": True}, "properties": {"body": {"type": "text"}, "at": {"type": "date"}}},
     }
-    legacy = SourceMetadata("elasticsearch", "6.8.24", items=[
-        Item("index", n("multi"), index_body({"index": {"number_of_shards": "1", "number_of_replicas": "0",
-                                                        "mapping": {"single_type": "false"}}}, mappings, {}))])
+    legacy = SourceMetadata(
+        "elasticsearch",
+        "6.8.24",
+        items=[
+            Item(
+                "index",
+                n("multi"),
+                index_body(
+                    {
+                        "index": {
+                            "number_of_shards": "1",
+                            "number_of_replicas": "0",
+                            "mapping": {"single_type": "false"},
+                        }
+                    },
+                    mappings,
+                    {},
+                ),
+            )
+        ],
+    )
     inputs = _inputs(n, es710, os2, indices=[{"names": [n("multi")]}])
     [merged] = evaluate(inputs, source=legacy).items
     assert merged.action == "create"
-    assert merged.body["mappings"] == {"_routing": {"required": True}, "properties": {
-        "title": {"type": "text"}, "at": {"type": "date"}, "body": {"type": "text"}}}
+    assert merged.body["mappings"] == {
+        "_routing": {"required": True},
+        "properties": {"title": {"type": "text"}, "at": {"type": "date"}, "body": {"type": "text"}},
+    }
     assert "remove-mapping-types: merged mapping types post, comment into one" in merged.transforms
     tgt.create(target, "index", merged.name, merged.body)
     props = target.indices.get_mapping(index=n("multi"))[n("multi")]["mappings"]["properties"]
     assert set(props) == {"title", "at", "body"}
 
     [refused] = evaluate(inputs.model_copy(update={"multiTypeMode": "fail"}), source=legacy).items
-    assert refused.action == "fail" and "2 mapping types (post, comment)" in refused.reason and "multiTypeMode: union" in refused.reason
+    assert (
+        refused.action == "fail"
+        and "2 mapping types (post, comment)" in refused.reason
+        and "multiTypeMode: union" in refused.reason
+    )
 
     mappings["comment"]["properties"]["at"] = {"type": "keyword"}
-    clashing = SourceMetadata("elasticsearch", "6.8.24", items=[Item("index", n("multi"), index_body({}, mappings, {}))])
+    clashing = SourceMetadata(
+        "elasticsearch", "6.8.24", items=[Item("index", n("multi"), index_body({}, mappings, {}))]
+    )
     [clash] = evaluate(inputs, source=clashing).items
     assert clash.action == "fail" and "mapping types disagree on field 'at'" in clash.reason
 
@@ -166,12 +269,16 @@ def test_target_refusal_is_a_per_item_failure(es: OpenSearch, target: OpenSearch
     for suffix in ("ok", "icu"):
         es.indices.create(index=n(suffix), body={"settings": {"number_of_shards": 1, "number_of_replicas": 0}})
     add_icu = (
-        '{% set b = item.body %}'
+        "{% set b = item.body %}"
         '{% if item.name.endswith("icu") %}'
         '{% do b.settings.update({"index.analysis.analyzer.folded.type": "custom", "index.analysis.analyzer.folded.tokenizer": "icu_tokenizer"}) %}'
-        '{% endif %}{{ b | tojson }}'
+        "{% endif %}{{ b | tojson }}"
     )
-    base = {"indices": [{"names": [n("ok"), n("icu")]}], "templates": False, "transforms": [{"kind": "jinja", "template": add_icu}]}
+    base = {
+        "indices": [{"names": [n("ok"), n("icu")]}],
+        "templates": False,
+        "transforms": [{"kind": "jinja", "template": add_icu}],
+    }
     provider = MetadataProvider()
     with pytest.raises(ProviderError) as err:
         provider.apply(make_ctx("metadata.es710.s.os2.m0", "metadata", _inputs(n, es710, os2, **base)))
@@ -179,7 +286,9 @@ def test_target_refusal_is_a_per_item_failure(es: OpenSearch, target: OpenSearch
     assert "1 created, recorded for rollback" in str(err.value)
 
     target.indices.delete(index=n("ok"))
-    out = provider.apply(make_ctx("metadata.es710.s.os2.m0", "metadata", _inputs(n, es710, os2, onItemFailure="continue", **base)))
+    out = provider.apply(
+        make_ctx("metadata.es710.s.os2.m0", "metadata", _inputs(n, es710, os2, onItemFailure="continue", **base))
+    )
     assert out["created"] == [{"kind": "index", "name": n("ok")}]
     failed = [r for r in out["report"]["items"] if r["outcome"] == "failed"]
     assert [r["name"] for r in failed] == [n("icu")] and "icu_tokenizer" in failed[0]["reason"]

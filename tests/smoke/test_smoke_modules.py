@@ -24,8 +24,9 @@ def test_target_reindexes_from_remote_source_then_deletes_and_scripts(es710, os2
         for doc_id, body in docs.items():
             source.index(index=index, id=doc_id, body=body)
         source.indices.refresh(index=index)
-        removed = source.delete_by_query(index=index, body={"query": {"range": {"n": {"gte": 20}}}},
-                                         params={"refresh": "true"})
+        removed = source.delete_by_query(
+            index=index, body={"query": {"range": {"n": {"gte": 20}}}}, params={"refresh": "true"}
+        )
         assert removed["deleted"] == 10
 
         # The source is reached by its loopback address, which the target allow-lists.
@@ -37,10 +38,15 @@ def test_target_reindexes_from_remote_source_then_deletes_and_scripts(es710, os2
         for doc_id in ("0", "19"):
             assert target.get(index=index, id=doc_id)["_source"] == docs[doc_id]
 
-        assert target.delete_by_query(index=index, body={"query": {"range": {"n": {"lt": 5}}}},
-                                      params={"refresh": "true"})["deleted"] == 5
+        assert (
+            target.delete_by_query(
+                index=index, body={"query": {"range": {"n": {"lt": 5}}}}, params={"refresh": "true"}
+            )["deleted"]
+            == 5
+        )
         updated = target.update_by_query(
-            index=index, body={"script": {"lang": "painless", "source": "ctx._source.double = ctx._source.n * 2"}},
+            index=index,
+            body={"script": {"lang": "painless", "source": "ctx._source.double = ctx._source.n * 2"}},
             params={"refresh": "true"},
         )
         assert updated["updated"] == 15
@@ -52,9 +58,13 @@ def test_target_reindexes_from_remote_source_then_deletes_and_scripts(es710, os2
 
 def test_target_has_the_common_analyzers(os2) -> None:
     target = _client(os2.url)
-    tokens = target.indices.analyze(body={
-        "tokenizer": "standard", "filter": ["lowercase", "asciifolding", "stop"], "text": "The Café au Lait",
-    })["tokens"]
+    tokens = target.indices.analyze(
+        body={
+            "tokenizer": "standard",
+            "filter": ["lowercase", "asciifolding", "stop"],
+            "text": "The Café au Lait",
+        }
+    )["tokens"]
     assert [t["token"] for t in tokens] == ["cafe", "au", "lait"]
     pattern = target.indices.analyze(body={"analyzer": "pattern", "text": "one-Two_three"})["tokens"]
     assert [t["token"] for t in pattern] == ["one", "two_three"]

@@ -12,8 +12,11 @@ pytestmark = pytest.mark.s3
 
 def test_put_and_get_object(s3_server) -> None:
     s3 = boto3.client(
-        "s3", endpoint_url=s3_server.url, region_name="us-east-1",
-        aws_access_key_id="mactl", aws_secret_access_key="mactl-secret",
+        "s3",
+        endpoint_url=s3_server.url,
+        region_name="us-east-1",
+        aws_access_key_id="mactl",
+        aws_secret_access_key="mactl-secret",
     )
     bucket = f"smoke-{uuid.uuid4().hex[:12]}"
     body = bytes(range(256)) * 16

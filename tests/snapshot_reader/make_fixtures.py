@@ -106,14 +106,17 @@ def _doc(rnd: random.Random, i: int) -> dict[str, Any]:
 def _encode(doc: dict[str, Any], i: int) -> bytes:
     # vary the byte form so the test can prove `_source` comes back byte for byte
     if i % 5 == 0:
-        return json.dumps(doc, ensure_ascii=False, indent=1).replace("\n", "\r\n").encode()  # pretty → one bulk line below
+        return (
+            json.dumps(doc, ensure_ascii=False, indent=1).replace("\n", "\r\n").encode()
+        )  # pretty → one bulk line below
     if i % 5 == 1:
         return json.dumps(doc, ensure_ascii=True).encode()
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _fill(client: OpenSearch, fx: Fixture, index: str, *, batches: int, per_batch: int, rnd: random.Random,
-          big_doc: bool) -> None:
+def _fill(
+    client: OpenSearch, fx: Fixture, index: str, *, batches: int, per_batch: int, rnd: random.Random, big_doc: bool
+) -> None:
     next_id = 0
     ids: list[str] = []
     for b in range(batches):
@@ -121,7 +124,9 @@ def _fill(client: OpenSearch, fx: Fixture, index: str, *, batches: int, per_batc
         for _ in range(per_batch):
             i = next_id
             next_id += 1
-            doc_id = str(i) if i % 4 == 0 else (f"id-{i}-ü" if i % 4 == 1 else uuid.UUID(int=rnd.getrandbits(128)).hex[:20])
+            doc_id = (
+                str(i) if i % 4 == 0 else (f"id-{i}-ü" if i % 4 == 1 else uuid.UUID(int=rnd.getrandbits(128)).hex[:20])
+            )
             meta: dict[str, Any] = {"_index": index, "_id": doc_id}
             if i % 6 == 0:
                 meta["routing"] = f"user{i % 13}"
@@ -140,14 +145,14 @@ def _fill(client: OpenSearch, fx: Fixture, index: str, *, batches: int, per_batc
             if fx.routing.get((index, doc_id)):
                 meta["routing"] = fx.routing[(index, doc_id)]
             if rnd.random() < 0.5:
-                src = json.dumps({"updated": True, "batch": b, "txt": "ünïcode \"q\""}, ensure_ascii=False).encode()
+                src = json.dumps({"updated": True, "batch": b, "txt": 'ünïcode "q"'}, ensure_ascii=False).encode()
                 lines += [json.dumps({"index": meta}).encode(), src]
                 fx.sent_sources[(index, doc_id)] = src
             else:
                 lines += [json.dumps({"delete": meta}).encode()]
                 del fx.sent_sources[(index, doc_id)]
         if big_doc and b == batches // 2:
-            blob = "".join(rnd.choice("abcdefghij \"\\é") for _ in range(1_500_000))
+            blob = "".join(rnd.choice('abcdefghij "\\é') for _ in range(1_500_000))
             src = json.dumps({"big": blob, "n": -1}, ensure_ascii=False).encode()
             lines += [json.dumps({"index": {"_index": index, "_id": "big-doc"}}).encode(), src]
             fx.sent_sources[(index, "big-doc")] = src
@@ -173,11 +178,17 @@ def build_fixture(url: str, repo_dir: Path, *, prefix: str | None = None, seed: 
     _fill(client, fx, fx.indices[0], batches=24, per_batch=40, rnd=rnd, big_doc=True)
     _create_index(client, fx.indices[1], 2, {"codec": "best_compression"})
     _fill(client, fx, fx.indices[1], batches=8, per_batch=60, rnd=rnd, big_doc=True)
-    client.snapshot.create_repository(repository=fx.repo_name, body={
-        "type": "fs", "settings": {"location": str(repo_dir), "compress": True, "chunk_size": "64kb"}})
-    resp = client.snapshot.create(repository=fx.repo_name, snapshot=fx.snapshot,
-                                  body={"indices": ",".join(fx.indices), "include_global_state": False},
-                                  wait_for_completion=True, request_timeout=600)
+    client.snapshot.create_repository(
+        repository=fx.repo_name,
+        body={"type": "fs", "settings": {"location": str(repo_dir), "compress": True, "chunk_size": "64kb"}},
+    )
+    resp = client.snapshot.create(
+        repository=fx.repo_name,
+        snapshot=fx.snapshot,
+        body={"indices": ",".join(fx.indices), "include_global_state": False},
+        wait_for_completion=True,
+        request_timeout=600,
+    )
     if resp["snapshot"]["state"] != "SUCCESS":
         raise RuntimeError(f"snapshot failed: {resp}")
     return fx
@@ -198,9 +209,16 @@ def build_dense_soft_deletes(url: str, repo_dir: Path, prefix: str, docs: int = 
             fx.sent_sources[(index, str(i))] = src
         _bulk(client, lines, refresh=True)
         client.indices.flush(index=index, request_timeout=120)
-    client.snapshot.create_repository(repository=fx.repo_name, body={"type": "fs", "settings": {"location": str(repo_dir)}})
-    client.snapshot.create(repository=fx.repo_name, snapshot=fx.snapshot, wait_for_completion=True,
-                           body={"indices": index, "include_global_state": False}, request_timeout=300)
+    client.snapshot.create_repository(
+        repository=fx.repo_name, body={"type": "fs", "settings": {"location": str(repo_dir)}}
+    )
+    client.snapshot.create(
+        repository=fx.repo_name,
+        snapshot=fx.snapshot,
+        wait_for_completion=True,
+        body={"indices": index, "include_global_state": False},
+        request_timeout=300,
+    )
     return fx
 
 
@@ -211,13 +229,27 @@ def build_partial(url: str, repo_dir: Path, prefix: str) -> Fixture:
     fx = Fixture(url, repo_dir, prefix, f"{prefix}-snap", [f"{prefix}-ok", f"{prefix}-red"])
     client.indices.create(index=fx.indices[0], body={"settings": {"number_of_shards": 1, "number_of_replicas": 0}})
     client.index(index=fx.indices[0], id="1", body={"ok": True}, refresh="true")
-    client.indices.create(index=fx.indices[1], params={"wait_for_active_shards": "0"}, body={"settings": {
-        "number_of_shards": 2, "number_of_replicas": 0,
-        "routing.allocation.require._name": "no-such-node-anywhere"}})
-    client.snapshot.create_repository(repository=fx.repo_name, body={"type": "fs", "settings": {"location": str(repo_dir)}})
-    resp = client.snapshot.create(repository=fx.repo_name, snapshot=fx.snapshot, wait_for_completion=True,
-                                  body={"indices": ",".join(fx.indices), "include_global_state": False, "partial": True},
-                                  request_timeout=300)
+    client.indices.create(
+        index=fx.indices[1],
+        params={"wait_for_active_shards": "0"},
+        body={
+            "settings": {
+                "number_of_shards": 2,
+                "number_of_replicas": 0,
+                "routing.allocation.require._name": "no-such-node-anywhere",
+            }
+        },
+    )
+    client.snapshot.create_repository(
+        repository=fx.repo_name, body={"type": "fs", "settings": {"location": str(repo_dir)}}
+    )
+    resp = client.snapshot.create(
+        repository=fx.repo_name,
+        snapshot=fx.snapshot,
+        wait_for_completion=True,
+        body={"indices": ",".join(fx.indices), "include_global_state": False, "partial": True},
+        request_timeout=300,
+    )
     if resp["snapshot"]["state"] != "PARTIAL":
         raise RuntimeError(f"expected a PARTIAL snapshot, got {resp['snapshot']['state']}")
     return fx
@@ -227,8 +259,14 @@ def cluster_view(fx: Fixture, index: str) -> dict[str, tuple[str | None, Any]]:
     """Every live doc as the cluster sees it: id -> (routing, parsed _source)."""
     client = _client(fx.url)
     out: dict[str, tuple[str | None, Any]] = {}
-    resp = client.search(index=index, scroll="2m", size=500, body={"sort": ["_doc"]},
-                         params={"stored_fields": "_routing,_source"}, request_timeout=120)
+    resp = client.search(
+        index=index,
+        scroll="2m",
+        size=500,
+        body={"sort": ["_doc"]},
+        params={"stored_fields": "_routing,_source"},
+        request_timeout=120,
+    )
     sid = resp["_scroll_id"]
     while resp["hits"]["hits"]:
         for h in resp["hits"]["hits"]:
@@ -241,9 +279,11 @@ def cluster_view(fx: Fixture, index: str) -> dict[str, tuple[str | None, Any]]:
 
 def cleanup_fixture(fx: Fixture) -> None:
     client = _client(fx.url)
-    for call in (lambda: client.snapshot.delete(repository=fx.repo_name, snapshot=fx.snapshot, request_timeout=300),
-                 lambda: client.snapshot.delete_repository(repository=fx.repo_name),
-                 lambda: client.indices.delete(index=",".join(fx.indices), request_timeout=120)):
+    for call in (
+        lambda: client.snapshot.delete(repository=fx.repo_name, snapshot=fx.snapshot, request_timeout=300),
+        lambda: client.snapshot.delete_repository(repository=fx.repo_name),
+        lambda: client.indices.delete(index=",".join(fx.indices), request_timeout=120),
+    ):
         try:
             call()
         except Exception:
@@ -256,5 +296,13 @@ if __name__ == "__main__":
         print(__doc__)
         raise SystemExit(2)
     made = build_fixture(sys.argv[1], Path(sys.argv[2]))
-    print(json.dumps({"repo": str(made.repo_dir), "snapshot": made.snapshot, "indices": made.indices,
-                      "soft_deletes_off": made.soft_deletes_off}))
+    print(
+        json.dumps(
+            {
+                "repo": str(made.repo_dir),
+                "snapshot": made.snapshot,
+                "indices": made.indices,
+                "soft_deletes_off": made.soft_deletes_off,
+            }
+        )
+    )

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 
-
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mactl", *args], capture_output=True, text=True, timeout=60)
 
@@ -31,8 +30,15 @@ def test_ls_table(shared_repos):
 
 
 def test_show_json(shared_repos):
-    res = _run("snapshot", "show", "--repo", str(shared_repos / "ES_7_10_Updates_Deletes_w_Soft"),
-               "--snapshot", "rfs_snapshot", "--json")
+    res = _run(
+        "snapshot",
+        "show",
+        "--repo",
+        str(shared_repos / "ES_7_10_Updates_Deletes_w_Soft"),
+        "--snapshot",
+        "rfs_snapshot",
+        "--json",
+    )
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     (ix,) = data["indices"]
@@ -41,28 +47,47 @@ def test_show_json(shared_repos):
 
 
 def test_show_lists_templates(shared_repos):
-    res = _run("snapshot", "show", "--repo", str(shared_repos / "ES_7_10_Single"), "--snapshot", "global_state_snapshot")
+    res = _run(
+        "snapshot", "show", "--repo", str(shared_repos / "ES_7_10_Single"), "--snapshot", "global_state_snapshot"
+    )
     assert res.returncode == 0
     assert "posts_index_template" in res.stdout and "posts_template" in res.stdout
     assert "posts_2024_01_01" in res.stdout
 
 
 def test_dump_ndjson(shared_repos):
-    res = _run("snapshot", "dump", "--repo", str(shared_repos / "ES_6_8_Single"), "--snapshot", "global_state_snapshot",
-               "--index", "posts_2024_01_01", "--limit", "2")
+    res = _run(
+        "snapshot",
+        "dump",
+        "--repo",
+        str(shared_repos / "ES_6_8_Single"),
+        "--snapshot",
+        "global_state_snapshot",
+        "--index",
+        "posts_2024_01_01",
+        "--limit",
+        "2",
+    )
     assert res.returncode == 0, res.stderr
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     assert len(lines) == 2
     assert lines[0] == {
-        "_index": "posts_2024_01_01", "_id": "AU0_Zo4B7T-RS_C5JW5A", "_type": "_doc", "_routing": "user123",
-        "_source": {"contents": "How Elasticsearch helped my patients", "author": "Tobias Funke",
-                    "tags": ["Elasticsearch", "Tutorial"]},
+        "_index": "posts_2024_01_01",
+        "_id": "AU0_Zo4B7T-RS_C5JW5A",
+        "_type": "_doc",
+        "_routing": "user123",
+        "_source": {
+            "contents": "How Elasticsearch helped my patients",
+            "author": "Tobias Funke",
+            "tags": ["Elasticsearch", "Tutorial"],
+        },
     }
 
 
 def test_dump_typeless_has_no_type_and_no_empty_routing(shared_repos):
-    res = _run("snapshot", "dump", "--repo", str(shared_repos / "ES_7_10_Updates_Deletes_w_Soft"),
-               "--snapshot", "rfs_snapshot")
+    res = _run(
+        "snapshot", "dump", "--repo", str(shared_repos / "ES_7_10_Updates_Deletes_w_Soft"), "--snapshot", "rfs_snapshot"
+    )
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     assert [x["_id"] for x in lines] == ["complexdoc", "updateddoc", "unchangeddoc"]
     assert all(set(x) == {"_index", "_id", "_source"} for x in lines)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 
 import boto3
+import make_fixtures
 import pytest
 
-import make_fixtures
 from mactl.snapshot_reader import open_repository
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -84,7 +84,7 @@ def test_resume_in_the_middle_of_a_shard(built_repos):
     docs = list(repo.documents(fx.snapshot, index, 1))
     for cut in (0, 1, len(docs) // 2, len(docs) - 2):
         rest = [d.id for d in repo.documents(fx.snapshot, index, 1, after=docs[cut].cursor)]
-        assert rest == [d.id for d in docs[cut + 1:]]
+        assert rest == [d.id for d in docs[cut + 1 :]]
 
 
 @pytest.mark.s3
@@ -92,8 +92,13 @@ def test_same_repository_read_from_s3(built_repos, s3_server, tmp_path, monkeypa
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")  # moto takes any credentials
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     fx = built_repos["es710"]
-    s3 = boto3.client("s3", endpoint_url=s3_server.url, region_name="us-east-1",
-                      aws_access_key_id="test", aws_secret_access_key="test")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_server.url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
     bucket = "snaprd-" + fx.repo_name.split("-")[-1]
     s3.create_bucket(Bucket=bucket)
     try:
@@ -131,21 +136,40 @@ def test_partial_snapshot_names_the_missing_shards(es710):
     from mactl.snapshot_reader import SnapshotReaderError
 
     run = uuid.uuid4().hex[:6]
-    fx = make_fixtures.build_partial(es710.url, Path(es710.repo_dir) / "snapshot_reader" / f"partial-{run}",
-                                     f"snaprd-partial-{run}")
+    fx = make_fixtures.build_partial(
+        es710.url, Path(es710.repo_dir) / "snapshot_reader" / f"partial-{run}", f"snaprd-partial-{run}"
+    )
     try:
         repo = open_repository(fx.repo_dir)
         snap = repo.snapshot(fx.snapshot)
         assert snap.state == "PARTIAL"
         ok, red = fx.indices
         assert [d.id for d in repo.documents(snap, ok, 0)] == ["1"]
-        with pytest.raises(SnapshotReaderError, match=rf"PARTIAL: shard {red}\[1\] was not snapshotted \(missing shards: .*{red}\[0\].*{red}\[1\]"):
+        with pytest.raises(
+            SnapshotReaderError,
+            match=rf"PARTIAL: shard {red}\[1\] was not snapshotted \(missing shards: .*{red}\[0\].*{red}\[1\]",
+        ):
             list(repo.documents(snap, red, 1))
         import subprocess
         import sys
 
-        res = subprocess.run([sys.executable, "-m", "mactl", "snapshot", "show", "--repo", str(fx.repo_dir),
-                              "--snapshot", fx.snapshot, "--json"], capture_output=True, text=True, timeout=60)
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mactl",
+                "snapshot",
+                "show",
+                "--repo",
+                str(fx.repo_dir),
+                "--snapshot",
+                fx.snapshot,
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert res.returncode == 0, res.stderr
         shown = json.loads(res.stdout)
         assert shown["state"] == "PARTIAL" and len(shown["missing_shards"]) == 2
@@ -161,11 +185,11 @@ def test_dense_soft_deletes_block(cluster, request):
     import uuid
     from pathlib import Path
 
-
     server = request.getfixturevalue(cluster)
     run = uuid.uuid4().hex[:6]
-    fx = make_fixtures.build_dense_soft_deletes(server.url, Path(server.repo_dir) / "snapshot_reader" / f"dense-{run}",
-                                                f"snaprd-dense-{cluster}-{run}")
+    fx = make_fixtures.build_dense_soft_deletes(
+        server.url, Path(server.repo_dir) / "snapshot_reader" / f"dense-{run}", f"snaprd-dense-{cluster}-{run}"
+    )
     try:
         repo = open_repository(fx.repo_dir)
         (index,) = fx.indices

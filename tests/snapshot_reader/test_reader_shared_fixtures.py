@@ -47,7 +47,9 @@ def test_es710_first_snapshot(shared_repos, folder):
     glob = repo.global_metadata("global_state_snapshot")
     # the bytes hold these as composable index template / component template
     assert glob.index_templates["posts_index_template"]["index_patterns"]
-    assert glob.component_templates["posts_template"]["template"]["mappings"]["properties"]["tags"] == {"type": "keyword"}
+    assert glob.component_templates["posts_template"]["template"]["mappings"]["properties"]["tags"] == {
+        "type": "keyword"
+    }
     assert repo.index_metadata("global_state_snapshot", "posts_2023_02_25").aliases == {"current_posts": {}}
 
 
@@ -56,7 +58,10 @@ def test_es710_double_second_snapshot(shared_repos):
     assert [s.name for s in repo.snapshots()] == ["global_state_snapshot", "global_state_snapshot_2"]
     assert repo.snapshot("global_state_snapshot_2").indices == ["posts_2024_01_01"]
     assert [d[1] for d in _all_docs(repo, "global_state_snapshot_2")] == [
-        "d0O8Zo4B5P7rRiUe4VRD", "eEO-Zo4B5P7rRiUeCFSo", "eUO-Zo4B5P7rRiUeCFTz"]
+        "d0O8Zo4B5P7rRiUe4VRD",
+        "eEO-Zo4B5P7rRiUeCFSo",
+        "eUO-Zo4B5P7rRiUeCFTz",
+    ]
 
 
 def test_soft_deletes_leave_exactly_three_live_docs(shared_repos):
@@ -78,7 +83,7 @@ def test_cursor_resumes_right_after(shared_repos):
     for i, d in enumerate(docs):
         again = Cursor.from_json(json.loads(json.dumps(d.cursor.to_json())))
         rest = [x.id for x in repo.documents("rfs_snapshot", "test_updates_deletes", 0, after=again)]
-        assert rest == [x.id for x in docs[i + 1:]]
+        assert rest == [x.id for x in docs[i + 1 :]]
 
 
 def test_unknown_snapshot_lists_the_real_ones(shared_repos):

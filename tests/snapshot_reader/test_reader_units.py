@@ -41,10 +41,20 @@ def _footer(body: bytes) -> bytes:
 
 # --- SMILE ---------------------------------------------------------------------------------
 
+
 def test_smile_values_and_shared_names():
     # {"a": 5, "bb": [true, null, -3, "x"], "a": "ü"} with the second "a" a back-reference
-    doc = (b":)\n\x05" + b"\xfa" + b"\x80a" + b"\xca" + b"\x81bb" + b"\xf8\x23\x21\xc5\x40x\xf9"
-           + b"\x40" + b"\x80\xc3\xbc" + b"\xfb")
+    doc = (
+        b":)\n\x05"
+        + b"\xfa"
+        + b"\x80a"
+        + b"\xca"
+        + b"\x81bb"
+        + b"\xf8\x23\x21\xc5\x40x\xf9"
+        + b"\x40"
+        + b"\x80\xc3\xbc"
+        + b"\xfb"
+    )
     assert smile.decode(doc) == {"a": "ü", "bb": [True, None, -3, "x"]}
 
 
@@ -76,8 +86,26 @@ def test_smile_shared_name_table_wraps_at_1024():
 
 # --- _id -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("id_", ["1", "0012", "12345", "AE0-Zo4B7T-RS_C5iG5e", "complexdoc", "unchangeddoc",
-                                 "héllo wörld", "a", "ab", "abcd", "_-_-", "///", "doc#1", "😀"])
+
+@pytest.mark.parametrize(
+    "id_",
+    [
+        "1",
+        "0012",
+        "12345",
+        "AE0-Zo4B7T-RS_C5iG5e",
+        "complexdoc",
+        "unchangeddoc",
+        "héllo wörld",
+        "a",
+        "ab",
+        "abcd",
+        "_-_-",
+        "///",
+        "doc#1",
+        "😀",
+    ],
+)
 def test_id_round_trip(id_):
     assert decode_id(encode_id(id_)) == id_
 
@@ -90,6 +118,7 @@ def test_id_known_encodings():
 
 
 # --- int arrays ------------------------------------------------------------------------------
+
 
 def test_packed_ints_msb_first():
     values = [5, 0, 7, 3, 1, 6, 2]
@@ -121,14 +150,24 @@ def test_stored_fields_ints_blocks(bpv):
 
 # --- compression framing ----------------------------------------------------------------------
 
+
 def test_lz4_with_preset_dict_framing():
     raw = (b"the quick brown fox jumps over the lazy dog " * 40)[:1500]
     dict_len = len(raw) // 160
     block_len = -(-(len(raw) - dict_len) // 10)
     d = lz4.block.compress(raw[:dict_len], store_size=False)
-    blocks = [lz4.block.compress(raw[s:s + block_len], store_size=False, dict=raw[:dict_len])
-              for s in range(dict_len, len(raw), block_len)]
-    data = _vint(dict_len) + _vint(block_len) + _vint(len(d)) + b"".join(_vint(len(b)) for b in blocks) + d + b"".join(blocks)
+    blocks = [
+        lz4.block.compress(raw[s : s + block_len], store_size=False, dict=raw[:dict_len])
+        for s in range(dict_len, len(raw), block_len)
+    ]
+    data = (
+        _vint(dict_len)
+        + _vint(block_len)
+        + _vint(len(d))
+        + b"".join(_vint(len(b)) for b in blocks)
+        + d
+        + b"".join(blocks)
+    )
     assert _lz4_dict(memoryview(data + b"tail"), 0, len(raw), "x") == (raw, len(data))
     assert _lz4_dict(memoryview(b"\x00\x00\x01\x00"), 0, 0, "x") == (b"", 4)  # zero-length chunk
 
@@ -136,11 +175,13 @@ def test_lz4_with_preset_dict_framing():
 def test_deflate_with_preset_dict_framing():
     raw = bytes(range(256)) * 10
     dict_len, block_len = len(raw) // 60, -(-(len(raw) - len(raw) // 60) // 10)
+
     def deflate(chunk, zdict=None):
         c = zlib.compressobj(6, zlib.DEFLATED, -15, zdict=zdict) if zdict else zlib.compressobj(6, zlib.DEFLATED, -15)
         return c.compress(chunk) + c.flush()
+
     parts = [deflate(raw[:dict_len])]
-    parts += [deflate(raw[s:s + block_len], raw[:dict_len]) for s in range(dict_len, len(raw), block_len)]
+    parts += [deflate(raw[s : s + block_len], raw[:dict_len]) for s in range(dict_len, len(raw), block_len)]
     data = _vint(dict_len) + _vint(block_len) + b"".join(_vint(len(p)) + p for p in parts)
     assert _deflate_dict(memoryview(data), 0, len(raw), "x") == (raw, len(data))
 
@@ -152,6 +193,7 @@ def test_unsupported_stored_fields_codec_is_named():
 
 
 # --- metadata blobs ----------------------------------------------------------------------------
+
 
 def test_metadata_blob_deflated_and_checked():
     payload = b":)\n\x05\xfa\x80a\xc2\xfb"

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-
 from mactl.state import LocalStateConfig, S3StateConfig
 
 

@@ -10,11 +10,11 @@ import json
 import sys
 import time
 
+from mactl.state import StageRecord, StateConflict, open_backend
+from mactl.state.config import StateConfig
 from pydantic import TypeAdapter
 
 from mactl.errors import LockError
-from mactl.state import StageRecord, StateConflict, open_backend
-from mactl.state.config import StateConfig
 
 
 def _config(text: str):  # type: ignore[no-untyped-def]

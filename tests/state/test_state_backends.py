@@ -8,8 +8,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-
-from mactl.errors import StateError
 from mactl.state import (
     LocalStateConfig,
     S3StateConfig,
@@ -23,6 +21,8 @@ from mactl.state import (
     open_backend,
     select_workspace,
 )
+
+from mactl.errors import StateError
 
 AnyState = LocalStateConfig | S3StateConfig
 
@@ -96,7 +96,10 @@ def test_secrets_are_never_stored_in_plain_text(any_state: AnyState, tmp_path: P
     doc.stages["backfill.source.snap1.target_1.m0.b0"] = StageRecord(
         type="backfill",
         inputs={
-            "target": {"endpoint": "https://t:9200", "auth": {"type": "basic", "username": "admin", "password": "pw-PLAIN-1"}},
+            "target": {
+                "endpoint": "https://t:9200",
+                "auth": {"type": "basic", "username": "admin", "password": "pw-PLAIN-1"},
+            },
             "s3": {"accessKey": "AKIA-PLAIN-2", "secret_key": "sk-PLAIN-3"},
             "headers": {"Authorization": "Bearer PLAIN-4"},
             "settings": {"analysis": {"tokenizer": "standard"}},
@@ -254,7 +257,9 @@ def test_a_write_replaced_by_a_simultaneous_one_is_a_conflict(
         response = real_call(operation, key, **kwargs)
         if operation == "put_object" and key == backend.key:
             real_call(
-                "put_object", key, Body=encode_document(rival_stored),
+                "put_object",
+                key,
+                Body=encode_document(rival_stored),
                 Metadata={"serial": "2", "lineage": rival_stored.lineage, "history-len": "1"},
             )
         return response

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from mactl.state import LocalStateConfig, StageRecord, StateDocument, open_backend
+from state_helpers import start_worker
 
 from mactl.cli import app
 from mactl.cli.app import run_guarded
-from mactl.state import LocalStateConfig, StageRecord, StateDocument, open_backend
-from state_helpers import start_worker
 
 
 @pytest.fixture
@@ -30,7 +30,9 @@ def _seed(project: Path) -> StateDocument:
     backend = open_backend(None, base_dir=project)
     doc = StateDocument()
     for name in ("snapshot.source.snap1", "metadata.source.snap1.target_1.m0"):
-        doc.stages[name] = StageRecord(type=name.split(".")[0], status="complete", inputs={"auth": {"password": "(sensitive)"}})
+        doc.stages[name] = StageRecord(
+            type=name.split(".")[0], status="complete", inputs={"auth": {"password": "(sensitive)"}}
+        )
         doc.record(who="ann@h", operation="apply", address=name, result="ok")
     return backend.write(doc)
 
@@ -152,7 +154,10 @@ def test_workspace_commands(project: Path, capsys: pytest.CaptureFixture[str]) -
     assert mactl(capsys, "workspace", "show")[1] == "prod\n"
     code, out, _ = mactl(capsys, "workspace", "list")
     assert out == "  default\n* prod\n"
-    assert json.loads(mactl(capsys, "workspace", "list", "--json")[1]) == {"selected": "prod", "workspaces": ["default", "prod"]}
+    assert json.loads(mactl(capsys, "workspace", "list", "--json")[1]) == {
+        "selected": "prod",
+        "workspaces": ["default", "prod"],
+    }
     code, out, _ = mactl(capsys, "history", "--json")
     assert json.loads(out)[0]["operation"] == "workspace new"  # commands act on the selected workspace
     code, _, err = mactl(capsys, "workspace", "delete", "prod")

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from mactl.state import LocalStateConfig, S3StateConfig, StageRecord, StateDocument, open_backend
 from state_helpers import start_together, start_worker
 
@@ -64,8 +63,11 @@ def _seed_big_state(config: LocalStateConfig, tmp_path: Path, stages: int) -> St
     doc = StateDocument()
     for i in range(stages):
         doc.stages[f"backfill.source.snap1.target_1.m{i % 40}.b{i}"] = StageRecord(
-            type="backfill", status="complete", inputs={"index": f"logs-{i}", "batch": 1000, "pad": "p" * 200},
-            outputs={"docs": i}, inputs_digest=f"sha256:{i:064x}",
+            type="backfill",
+            status="complete",
+            inputs={"index": f"logs-{i}", "batch": 1000, "pad": "p" * 200},
+            outputs={"docs": i},
+            inputs_digest=f"sha256:{i:064x}",
         )
     doc.record(who="seed", operation="apply", result="ok")
     return open_backend(config, base_dir=tmp_path).write(doc)

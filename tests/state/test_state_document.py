@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import pytest
-
-from mactl.errors import ConfigError, StateError
 from mactl.state import SENSITIVE_MASK, StageRecord, StateDocument, is_secret_key, parse_duration
 from mactl.state.document import decode_document, encode_document, mask_document
+
+from mactl.errors import ConfigError, StateError
 
 
 def test_round_trip_keeps_every_field() -> None:
     doc = StateDocument()
     doc.stages["snapshot.source.snap1"] = StageRecord(
-        type="snapshot", inputs={"repo": "r"}, inputs_digest="sha256:ab", outputs={"uuid": "u1"},
-        status="complete", attempts=2, checkpoint={"shard": 3}, depends_on=["capture.source"],
+        type="snapshot",
+        inputs={"repo": "r"},
+        inputs_digest="sha256:ab",
+        outputs={"uuid": "u1"},
+        status="complete",
+        attempts=2,
+        checkpoint={"shard": 3},
+        depends_on=["capture.source"],
     )
     doc.record(who="ann@host", operation="apply", address="snapshot.source.snap1", result="ok")
     again = decode_document(encode_document(doc), "mem")
@@ -42,8 +48,26 @@ def test_newer_format_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["password", "Password", "secret", "clientSecret", "token", "sessionToken", "access_key", "accessKey",
-            "secret_key", "secretAccessKey", "api_key", "apiKey", "x-api-key", "Authorization", "private_key", "tokens", "credentials"],
+    "key",
+    [
+        "password",
+        "Password",
+        "secret",
+        "clientSecret",
+        "token",
+        "sessionToken",
+        "access_key",
+        "accessKey",
+        "secret_key",
+        "secretAccessKey",
+        "api_key",
+        "apiKey",
+        "x-api-key",
+        "Authorization",
+        "private_key",
+        "tokens",
+        "credentials",
+    ],
 )
 def test_secret_keys_are_recognised(key: str) -> None:
     assert is_secret_key(key)
@@ -87,7 +111,16 @@ def test_masking_nothing_returns_the_same_document() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("0", 0.0), ("30", 30.0), ("30s", 30.0), ("5m", 300.0), ("1h30m", 5400.0), ("250ms", 0.25), ("1.5s", 1.5), (" 2M ", 120.0)],
+    [
+        ("0", 0.0),
+        ("30", 30.0),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("250ms", 0.25),
+        ("1.5s", 1.5),
+        (" 2M ", 120.0),
+    ],
 )
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -111,7 +144,8 @@ def test_passwords_inside_urls_are_masked_everywhere() -> None:
     text = encode_document(masked)
     assert count == 3 and b"hunter2" not in text
     assert masked.stages["snapshot.source.s1"].inputs == {
-        "endpoint": "https://admin:(sensitive)@source:9200", "contact": "ops@example.com"
+        "endpoint": "https://admin:(sensitive)@source:9200",
+        "contact": "ops@example.com",
     }
     assert masked.history[0].detail == "GET https://admin:(sensitive)@source:9200 failed"
     assert doc.history[0].detail is not None and "hunter2" in doc.history[0].detail  # caller's copy untouched

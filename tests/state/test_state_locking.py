@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from state_helpers import start_together, start_worker
-from mactl.errors import LockError
 from mactl.state import LocalStateConfig, S3StateConfig, StateDocument, open_backend
 from mactl.state.locking import lock_to_json
+from state_helpers import start_together, start_worker
+
+from mactl.errors import LockError
 
 AnyState = LocalStateConfig | S3StateConfig
 
@@ -74,7 +74,10 @@ def _plant_stale_lock(config: AnyState, tmp_path: Path) -> str:
     backend = open_backend(config, base_dir=tmp_path)
     with backend.lock("apply") as info:
         stale = dataclasses.replace(
-            info, pid=999999, who="gone@elsewhere", created_at="2026-01-01T00:00:00.000+00:00",
+            info,
+            pid=999999,
+            who="gone@elsewhere",
+            created_at="2026-01-01T00:00:00.000+00:00",
             heartbeat_at="2026-01-01T00:00:30.000+00:00",
         )
         if isinstance(config, LocalStateConfig):

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from wf_helpers import EXAMPLES, Quickstart, free_port, mactl  # type: ignore[import-not-found]
 
 
@@ -32,9 +31,13 @@ def quickstart(tmp_path: Path, es710: Any, os2: Any) -> Iterator[Quickstart]:
         p.chmod(0o777)
     port = free_port()
     env = {
-        "MACTL_VAR_source_url": es710.url, "MACTL_VAR_target_url": os2.url, "MACTL_VAR_repo_dir": str(repo_dir),
-        "MACTL_VAR_products_index": f"{prefix}-products", "MACTL_VAR_logs_index": f"{prefix}-logs-2024.01",
-        "MACTL_VAR_templates": f"{prefix}-*", "MACTL_VAR_proxy_port": str(port),
+        "MACTL_VAR_source_url": es710.url,
+        "MACTL_VAR_target_url": os2.url,
+        "MACTL_VAR_repo_dir": str(repo_dir),
+        "MACTL_VAR_products_index": f"{prefix}-products",
+        "MACTL_VAR_logs_index": f"{prefix}-logs-2024.01",
+        "MACTL_VAR_templates": f"{prefix}-*",
+        "MACTL_VAR_proxy_port": str(port),
     }
     wf_data.load(es710.url, prefix)
     qs = Quickstart(tmp_path, config, prefix, source_name, repo_dir, port, env)

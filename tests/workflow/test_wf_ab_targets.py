@@ -21,12 +21,18 @@ from wf_helpers import EXAMPLES, mactl  # type: ignore[import-not-found]
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-def test_ab_targets_apply_fills_both_targets_with_cloned_stages(tmp_path: Path, es710: Any, os13: Any, os2: Any) -> None:
+def test_ab_targets_apply_fills_both_targets_with_cloned_stages(
+    tmp_path: Path, es710: Any, os13: Any, os2: Any
+) -> None:
     uid = uuid.uuid4().hex[:6]
     prefix = f"wfab{uid}"
     products, logs = f"{prefix}-products", f"{prefix}-logs-2024.01"
     text = (EXAMPLES / "ab-targets.yaml").read_text()
-    for old, new in (("demo-products", products), ("demo-logs-2024.01", logs), ("name: mactl-ab,", f"name: wfab-{uid},")):
+    for old, new in (
+        ("demo-products", products),
+        ("demo-logs-2024.01", logs),
+        ("name: mactl-ab,", f"name: wfab-{uid},"),
+    ):
         assert old in text, old
         text = text.replace(old, new)
     config = tmp_path / "ab-targets.yaml"
@@ -35,8 +41,18 @@ def test_ab_targets_apply_fills_both_targets_with_cloned_stages(tmp_path: Path, 
     repo_dir.mkdir(parents=True, exist_ok=True)
     for sub in (repo_dir.parent, repo_dir):
         sub.chmod(0o777)
-    args = ["-c", str(config), "-var", f"source_url={es710.url}", "-var", f"target_a_url={os2.url}",
-            "-var", f"target_b_url={os13.url}", "-var", f"repo_dir={repo_dir}"]
+    args = [
+        "-c",
+        str(config),
+        "-var",
+        f"source_url={es710.url}",
+        "-var",
+        f"target_a_url={os2.url}",
+        "-var",
+        f"target_b_url={os13.url}",
+        "-var",
+        f"repo_dir={repo_dir}",
+    ]
     try:
         wf_data.load(es710.url, prefix, docs=120)
         expected = {products: wf_data.docs_of(es710.url, products), logs: wf_data.docs_of(es710.url, logs)}
@@ -70,7 +86,10 @@ def test_ab_targets_apply_fills_both_targets_with_cloned_stages(tmp_path: Path, 
 
         destroyed = mactl(tmp_path, "destroy", "-auto-approve", *args, timeout=240)
         assert destroyed.code == 0, destroyed.out[-3000:] + destroyed.err[-3000:]
-        assert wf_data.index_names(os2.url, f"{prefix}-*") == set() and wf_data.index_names(os13.url, f"{prefix}-*") == set()
+        assert (
+            wf_data.index_names(os2.url, f"{prefix}-*") == set()
+            and wf_data.index_names(os13.url, f"{prefix}-*") == set()
+        )
     finally:
         mactl(tmp_path, "destroy", "-auto-approve", *args, timeout=240)
         for url in (es710.url, os2.url, os13.url):

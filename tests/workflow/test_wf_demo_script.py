@@ -35,7 +35,6 @@ DEMO_PROXY_PORT = 19210
 DEMO_REPOSITORY = "mactl-quickstart"
 
 
-
 def _demo_indices(url: str) -> set[str]:
     return {row["index"] for row in request(url, "GET", "/_cat/indices/demo-*?format=json&expand_wildcards=all")}
 
@@ -61,8 +60,10 @@ def test_demo_script_runs_passes_and_its_destroy_line_undoes_it(tmp_path: Path, 
         try:
             s.bind(("127.0.0.1", DEMO_PROXY_PORT))
         except OSError as exc:
-            pytest.fail(f"127.0.0.1:{DEMO_PROXY_PORT}, the demo's capture proxy port, is taken ({exc.strerror}): "
-                        "a demo left running? `mactl destroy` in its .mactl-demo folder stops it")
+            pytest.fail(
+                f"127.0.0.1:{DEMO_PROXY_PORT}, the demo's capture proxy port, is taken ({exc.strerror}): "
+                "a demo left running? `mactl destroy` in its .mactl-demo folder stops it"
+            )
     repo_base = Path(es710.repo_dir) / "workflow" / f"demo-{uuid.uuid4().hex[:6]}"
     repo_base.mkdir(parents=True, exist_ok=True)
     for sub in (repo_base.parent, repo_base):
@@ -70,14 +71,27 @@ def test_demo_script_runs_passes_and_its_destroy_line_undoes_it(tmp_path: Path, 
     registered_before = _repository(es710.url)
     demo_dir = tmp_path / "demo"
     env = {
-        **os.environ, "COLUMNS": "200", "PYTHON": sys.executable,
-        "MACTL_DEMO_SKIP_INSTALL": "1", "MACTL_DEMO_USE_RUNNING": "1", "MACTL_DEMO_DIR": str(demo_dir),
-        "MACTL_TEST_ES710_URL": es710.url, "MACTL_TEST_OS2_URL": os2.url, "MACTL_TEST_REPO_DIR": str(repo_base),
+        **os.environ,
+        "COLUMNS": "200",
+        "PYTHON": sys.executable,
+        "MACTL_DEMO_SKIP_INSTALL": "1",
+        "MACTL_DEMO_USE_RUNNING": "1",
+        "MACTL_DEMO_DIR": str(demo_dir),
+        "MACTL_TEST_ES710_URL": es710.url,
+        "MACTL_TEST_OS2_URL": os2.url,
+        "MACTL_TEST_REPO_DIR": str(repo_base),
     }
     destroy_line: list[str] = []
     try:
-        demo = subprocess.run([str(REPO / "scripts" / "demo")], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=240, check=False)
+        demo = subprocess.run(
+            [str(REPO / "scripts" / "demo")],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
         out = demo.stdout
         assert demo.returncode == 0, out[-3000:] + demo.stderr[-3000:]
         assert "validate.es.os2: PASSED" in out
@@ -95,14 +109,37 @@ def test_demo_script_runs_passes_and_its_destroy_line_undoes_it(tmp_path: Path, 
         (line,) = [ln for ln in out.splitlines() if re.match(r"\s*mactl destroy ", ln)]
         destroy_line = shlex.split(line.split("#")[0])
         assert destroy_line[:3] == ["mactl", "destroy", "-auto-approve"]
-        undo = subprocess.run([sys.executable, "-m", *destroy_line], cwd=demo_dir, env=env, capture_output=True,
-                              text=True, timeout=240, check=False)
+        undo = subprocess.run(
+            [sys.executable, "-m", *destroy_line],
+            cwd=demo_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
         assert undo.returncode == 0, undo.stdout[-3000:] + undo.stderr[-3000:]
         assert _demo_indices(os2.url) == set()
     finally:
         if destroy_line == [] and (demo_dir / ".mactl").exists():
-            subprocess.run([sys.executable, "-m", "mactl", "destroy", "-auto-approve", "-c", "quickstart.yaml",
-                            "-var-file", "demo.vars.yaml"], cwd=demo_dir, env=env, capture_output=True, timeout=240, check=False)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "mactl",
+                    "destroy",
+                    "-auto-approve",
+                    "-c",
+                    "quickstart.yaml",
+                    "-var-file",
+                    "demo.vars.yaml",
+                ],
+                cwd=demo_dir,
+                env=env,
+                capture_output=True,
+                timeout=240,
+                check=False,
+            )
         _drop_demo(es710.url)
         _drop_demo(os2.url)
         if registered_before is None:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from wf_helpers import EXAMPLES, mactl  # type: ignore[import-not-found]
 
 CASES: dict[str, tuple[str, list[str]]] = {
@@ -48,11 +47,24 @@ def test_example_validates_and_plans(case: str, examples: Path, snapshot: Any) -
 def test_regions_keep_one_state_per_region_and_target(examples: Path) -> None:
     """`-var target=prod` picks the prod endpoint and its own state file (nothing shared with staging)."""
     for target in ("staging", "prod"):
-        out = mactl(examples, "plan", "-refresh=false", "-c", "regions/mactl.yaml", "-var-file", "regions/us-east.yaml",
-                    "-var", f"target={target}", "-out", f"{target}.plan")
+        out = mactl(
+            examples,
+            "plan",
+            "-refresh=false",
+            "-c",
+            "regions/mactl.yaml",
+            "-var-file",
+            "regions/us-east.yaml",
+            "-var",
+            f"target={target}",
+            "-out",
+            f"{target}.plan",
+        )
         assert out.code == 0, out.err
         assert f'"name":"{target}"' in out.out
-    graph = mactl(examples, "graph", "-c", "regions/mactl.yaml", "-var-file", "regions/us-east.yaml", "-var", "target=prod")
+    graph = mactl(
+        examples, "graph", "-c", "regions/mactl.yaml", "-var-file", "regions/us-east.yaml", "-var", "target=prod"
+    )
     assert "backfill.us_east.snap.prod.m0.b0" in graph.out
 
 
@@ -67,12 +79,25 @@ def test_team_s3_state_plans_against_s3_and_locks(examples: Path, s3_server: Any
     import boto3
 
     bucket = f"wf-team-{uuid.uuid4().hex[:8]}"
-    s3 = boto3.client("s3", endpoint_url=s3_server.url, region_name="us-east-1",
-                      aws_access_key_id="test", aws_secret_access_key="test")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_server.url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
     s3.create_bucket(Bucket=bucket)
     env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
-    args = ["-c", "team-s3-state.yaml", "-var", f"s3_endpoint={s3_server.url}", "-var", f"state_bucket={bucket}",
-            "-var", "repo_dir=/snapshots/team"]
+    args = [
+        "-c",
+        "team-s3-state.yaml",
+        "-var",
+        f"s3_endpoint={s3_server.url}",
+        "-var",
+        f"state_bucket={bucket}",
+        "-var",
+        "repo_dir=/snapshots/team",
+    ]
     try:
         valid = mactl(examples, "validate", *args, env=env)
         assert valid.code == 0, valid.err

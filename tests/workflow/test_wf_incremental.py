@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from wf_data import docs_of  # type: ignore[import-not-found]
 from wf_helpers import EXAMPLES, mactl  # type: ignore[import-not-found]
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
-
 
 
 def test_incremental_sampling_grows_in_place_and_a_new_transform_replaces(tmp_path: Path, es710: Any, os2: Any) -> None:
@@ -29,14 +27,22 @@ def test_incremental_sampling_grows_in_place_and_a_new_transform_replaces(tmp_pa
     uid = uuid.uuid4().hex[:6]
     prefix, index = f"wi{uid}", f"wi{uid}-products"
     config = tmp_path / "incremental.yaml"
-    config.write_text((EXAMPLES / "incremental.yaml").read_text().replace("      name: es\n", f"      name: {prefix}\n")
-                      .replace("name: mactl-incremental,", f"name: wi-{uid},"))
+    config.write_text(
+        (EXAMPLES / "incremental.yaml")
+        .read_text()
+        .replace("      name: es\n", f"      name: {prefix}\n")
+        .replace("name: mactl-incremental,", f"name: wi-{uid},")
+    )
     repo_dir = Path(es710.repo_dir) / "workflow" / f"inc-{uid}"
     repo_dir.mkdir(parents=True, exist_ok=True)
     for p in (repo_dir.parent, repo_dir):
         p.chmod(0o777)
-    env = {"MACTL_VAR_source_url": es710.url, "MACTL_VAR_target_url": os2.url, "MACTL_VAR_repo_dir": str(repo_dir),
-           "MACTL_VAR_index": index}
+    env = {
+        "MACTL_VAR_source_url": es710.url,
+        "MACTL_VAR_target_url": os2.url,
+        "MACTL_VAR_repo_dir": str(repo_dir),
+        "MACTL_VAR_index": index,
+    }
 
     def run(*args: str) -> Any:
         return mactl(tmp_path, *args, "-c", str(config), env=env)
@@ -57,7 +63,9 @@ def test_incremental_sampling_grows_in_place_and_a_new_transform_replaces(tmp_pa
         at_10 = docs_of(os2.url, index)
         assert len(at_10) > len(at_1) and set(at_1) <= set(at_10)  # a superset: nothing written before is undone
 
-        config.write_text(config.read_text().replace("{{ _source | tojson }}", "{{ dict(_source, migrated=true) | tojson }}"))
+        config.write_text(
+            config.read_text().replace("{{ _source | tojson }}", "{{ dict(_source, migrated=true) | tojson }}")
+        )
         plan = run("plan", "-var", "sample_percent=10")
         assert plan.code == 0, plan.err
         assert f"# backfill.{prefix}.snap.os2.m0.b0 must be REPLACED" in plan.out

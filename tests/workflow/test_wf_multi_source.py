@@ -29,7 +29,9 @@ def _load(url: str, index: str, docs: list[dict[str, Any]], shards: int) -> None
     assert not request(url, "POST", "/_bulk?refresh=true", ndjson="\n".join(lines) + "\n")["errors"]
 
 
-def test_multi_source_apply_copies_both_sources_into_one_target(tmp_path: Path, es710: Any, os13: Any, os2: Any) -> None:
+def test_multi_source_apply_copies_both_sources_into_one_target(
+    tmp_path: Path, es710: Any, os13: Any, os2: Any
+) -> None:
     uid = uuid.uuid4().hex[:6]
     prefix = f"wfms{uid}"
     es_names = [f"{prefix}-es-a", f"{prefix}-es-b"]
@@ -43,12 +45,30 @@ def test_multi_source_apply_copies_both_sources_into_one_target(tmp_path: Path, 
         (repo_dir / name).chmod(0o777)
     config = tmp_path / "multi-source.yaml"  # its state folder is relative to the config: keep it out of the checkout
     shutil.copy(EXAMPLES / "multi-source.yaml", config)
-    args = ["-c", str(config),
-            "-var", f"es_url={es710.url}", "-var", f"os13_url={os13.url}", "-var", f"target_url={os2.url}",
-            "-var", f"repo_dir={repo_dir}", "-var", f"es_indices={prefix}-es-*", "-var", f"os13_indices={prefix}-os-*"]
+    args = [
+        "-c",
+        str(config),
+        "-var",
+        f"es_url={es710.url}",
+        "-var",
+        f"os13_url={os13.url}",
+        "-var",
+        f"target_url={os2.url}",
+        "-var",
+        f"repo_dir={repo_dir}",
+        "-var",
+        f"es_indices={prefix}-es-*",
+        "-var",
+        f"os13_indices={prefix}-os-*",
+    ]
     try:
         _load(es710.url, es_names[0], [{"n": i, "name": f"ärger {i}", "tags": ["x", str(i % 3)]} for i in range(30)], 2)
-        _load(es710.url, es_names[1], [{"n": i, "obj": {"deep": {"v": i * 1.5}}, "flag": i % 2 == 0} for i in range(17)], 1)
+        _load(
+            es710.url,
+            es_names[1],
+            [{"n": i, "obj": {"deep": {"v": i * 1.5}}, "flag": i % 2 == 0} for i in range(17)],
+            1,
+        )
         _load(os13.url, os_names[0], [{"n": i, "msg": f"from os13 #{i}", "nil": None} for i in range(23)], 1)
         expected = {n: docs_of(es710.url, n) for n in es_names} | {n: docs_of(os13.url, n) for n in os_names}
         assert [len(d) for d in expected.values()] == [30, 17, 23]

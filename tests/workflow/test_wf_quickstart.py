@@ -16,22 +16,33 @@ from typing import Any
 
 import pytest
 from opensearchpy import OpenSearch
-
 from wf_data import docs_of  # type: ignore[import-not-found]
 from wf_helpers import EXAMPLES, Quickstart  # type: ignore[import-not-found]
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-
-def test_quickstart_runs_end_to_end_and_validation_names_what_breaks(quickstart: Quickstart, es710: Any, os2: Any,
-                                                                     tmp_path: Any) -> None:
+def test_quickstart_runs_end_to_end_and_validation_names_what_breaks(
+    quickstart: Quickstart, es710: Any, os2: Any, tmp_path: Any
+) -> None:
     qs = quickstart
     products, logs = f"{qs.prefix}-products", f"{qs.prefix}-logs-2024.01"
     client = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "quickstart_client.py"), "--proxy", f"http://127.0.0.1:{qs.proxy_port}",
-         "--index", products, "--seconds", "4", "--wait", "240"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(EXAMPLES / "quickstart_client.py"),
+            "--proxy",
+            f"http://127.0.0.1:{qs.proxy_port}",
+            "--index",
+            products,
+            "--seconds",
+            "4",
+            "--wait",
+            "240",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         plan = qs.run("plan")

@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 import orjson
-
 from wf_helpers import mactl  # type: ignore[import-not-found]
+
 from mactl.audit.checks import check_replay
 
 CONFIG = """
@@ -35,8 +35,15 @@ def test_status_lists_every_stage_pending_with_the_approval_it_waits_for(tmp_pat
     assert run.code == 0, run.err
     data = json.loads(run.out)
     stages = {s["address"]: s for s in data["stages"]}
-    assert set(stages) == {"snapshot.es.snap", "metadata.es.snap.a.m0", "metadata.es.snap.b.m0", "backfill.es.snap.a.m0.b0",
-                           "backfill.es.snap.b.m0.b0", "validate.es.a", "validate.es.b"}
+    assert set(stages) == {
+        "snapshot.es.snap",
+        "metadata.es.snap.a.m0",
+        "metadata.es.snap.b.m0",
+        "backfill.es.snap.a.m0.b0",
+        "backfill.es.snap.b.m0.b0",
+        "validate.es.a",
+        "validate.es.b",
+    }
     assert list(stages)[0] == "snapshot.es.snap" and list(stages)[-1].startswith("validate.")  # dependency order
     assert {s["status"] for s in stages.values()} == {"pending"}
     assert data["pendingApprovals"] == ["snapshot.es.snap"]
@@ -73,8 +80,19 @@ def test_audit_names_a_stage_that_is_not_a_validate_stage(tmp_path: Path) -> Non
 def _tuples(path: Path, rows: list[tuple[int, int, bool]]) -> Path:
     with path.open("wb") as fh:
         for i, (src, tgt, match) in enumerate(rows):
-            fh.write(orjson.dumps({"method": "PUT", "sourceTime": 100.0 + i, "replayedAt": 100.5 + i, "match": match,
-                                   "source": {"status": src, "latencyMs": 10.0}, "target": {"status": tgt, "latencyMs": 25.0}}) + b"\n")
+            fh.write(
+                orjson.dumps(
+                    {
+                        "method": "PUT",
+                        "sourceTime": 100.0 + i,
+                        "replayedAt": 100.5 + i,
+                        "match": match,
+                        "source": {"status": src, "latencyMs": 10.0},
+                        "target": {"status": tgt, "latencyMs": 25.0},
+                    }
+                )
+                + b"\n"
+            )
     return path
 
 
@@ -86,7 +104,11 @@ def test_replay_check_uses_the_threshold_and_reports_ratio_and_lag(tmp_path: Pat
     assert ok["latencyRatio"] == 2.5 and ok["mismatchedStatuses"] == {"PUT 200→500": 3}
     assert ok["lag"][0] == [100.5, 0.5]
     strict = check_replay("replay.es.a", {"tuples": str(path)}, 0.99, 2.0)
-    assert not strict["passed"] and "status match 97.00% < 99.00%" in strict["detail"] and "latency ratio 2.50 > 2.00" in strict["detail"]
+    assert (
+        not strict["passed"]
+        and "status match 97.00% < 99.00%" in strict["detail"]
+        and "latency ratio 2.50 > 2.00" in strict["detail"]
+    )
     missing = check_replay("replay.es.a", {"tuples": str(tmp_path / "nope.ndjson")}, 0.99, None)
     assert not missing["passed"] and "missing" in missing["detail"]
 
@@ -98,8 +120,13 @@ def test_status_watch_redraws_until_interrupted(tmp_path: Path) -> None:
     import time
 
     folder = _folder(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "mactl", "status", "--watch", "--interval", "0.2"], cwd=folder,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mactl", "status", "--watch", "--interval", "0.2"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(3.0)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)

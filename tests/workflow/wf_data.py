@@ -16,14 +16,24 @@ from opensearchpy import OpenSearch, helpers
 
 from mactl.local.sample import log_lines, products
 
-PRODUCTS_MAPPING = {"properties": {
-    "sku": {"type": "keyword"}, "name": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
-    "price": {"type": "double"}, "stock": {"type": "integer"}, "tags": {"type": "keyword"},
-}}
-LOGS_MAPPING = {"properties": {
-    "@timestamp": {"type": "date"}, "level": {"type": "keyword"}, "service": {"type": "keyword"},
-    "latency_ms": {"type": "integer"}, "message": {"type": "text"},
-}}
+PRODUCTS_MAPPING = {
+    "properties": {
+        "sku": {"type": "keyword"},
+        "name": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
+        "price": {"type": "double"},
+        "stock": {"type": "integer"},
+        "tags": {"type": "keyword"},
+    }
+}
+LOGS_MAPPING = {
+    "properties": {
+        "@timestamp": {"type": "date"},
+        "level": {"type": "keyword"},
+        "service": {"type": "keyword"},
+        "latency_ms": {"type": "integer"},
+        "message": {"type": "text"},
+    }
+}
 
 
 def request(url: str, method: str, path: str, body: Any = None, ndjson: str | None = None) -> Any:
@@ -60,10 +70,18 @@ def load(url: str, prefix: str, docs: int = 400) -> dict[str, int]:
         (f"{prefix}-logs-2024.01", LOGS_MAPPING, 1, log_lines(1, docs, rng), None),
     ):
         request(url, "DELETE", f"/{name}")
-        request(url, "PUT", f"/{name}", {"settings": {"number_of_shards": shards, "number_of_replicas": 0}, "mappings": mapping})
+        request(
+            url,
+            "PUT",
+            f"/{name}",
+            {"settings": {"number_of_shards": shards, "number_of_replicas": 0}, "mappings": mapping},
+        )
         lines = []
         for i, doc in enumerate(rows):
-            lines += [json.dumps({"index": {"_index": name, "_id": doc[id_field] if id_field else str(i)}}), json.dumps(doc)]
+            lines += [
+                json.dumps({"index": {"_index": name, "_id": doc[id_field] if id_field else str(i)}}),
+                json.dumps(doc),
+            ]
         result = request(url, "POST", "/_bulk?refresh=true", ndjson="\n".join(lines) + "\n")
         assert not result["errors"]
         out[name] = docs

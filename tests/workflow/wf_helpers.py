@@ -26,8 +26,14 @@ class Run:
 
 def mactl(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Run:
     """`python -m mactl ARGS` in `cwd`, as a user would run it."""
-    proc = subprocess.run([sys.executable, "-m", "mactl", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "200", **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, "-m", "mactl", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
