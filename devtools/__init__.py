@@ -4,8 +4,8 @@ What lives here runs from a checkout only (`scripts/clusters`, `scripts/demo`, t
 fixtures in `tests/conftest.py`); it is not part of the mactl distribution:
 
 - It is never installed: `pyproject.toml` lists only `mactl.*` packages, so the wheel has no
-  `devtools`. Scripts put the repository root on PYTHONPATH; pytest does through
-  `pythonpath` in `[tool.pytest.ini_options]`.
+  `devtools`. The scripts put the repository root on PYTHONPATH; `tests/conftest.py`
+  appends it to `sys.path`.
 - mactl never imports it, and it imports nothing from mactl: it has its own error type and
   command-line runner, so the migration tool and its test harness can change independently.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+#: The checkout's root, for `devtools` (the local services), a top-level package of the
+#: repository that is never installed. Appended, not prepended (as pytest's `pythonpath`
+#: would): the root's `mactl/` folder alone lacks `mactl.providers` and `mactl.state`, so
+#: an installed mactl, editable or not, must stay first.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.append(str(REPO_ROOT))
 
 CLUSTER_NAMES = ("es710", "os13", "os2")
 
