@@ -2,7 +2,7 @@
 
 Each fixture reuses a running service when its MACTL_TEST_*_URL variable points at one
 (`scripts/clusters env` prints them), and otherwise starts its own for the session on free
-ports (through `mactl.local`), stopping it when the session ends. One source/target set per
+ports (through `devtools.local`), stopping it when the session ends. One source/target set per
 session, shared by every test: the first cluster fixture a session asks for starts all three
 clusters at once, in parallel, because JVM start-up is mostly waiting.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+#: The checkout's root, for `devtools` (the local services), a top-level package of the
+#: repository that is never installed. Appended, not prepended (as pytest's `pythonpath`
+#: would): the root's `mactl/` folder alone lacks `mactl.providers` and `mactl.state`, so
+#: an installed mactl, editable or not, must stay first.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.append(str(REPO_ROOT))
 
 CLUSTER_NAMES = ("es710", "os13", "os2")
 
@@ -67,7 +76,7 @@ class _SessionServices:
         return {name: self._instances[name] for name in names}
 
     def runtime(self) -> Path:
-        from mactl.local.paths import make_reachable, sessions_dir
+        from devtools.local.paths import make_reachable, sessions_dir
 
         if self._runtime is None:
             parent = sessions_dir()
@@ -78,8 +87,8 @@ class _SessionServices:
 
     def start(self, names: list[str]) -> None:
         """Start those of `names` not tried yet, in parallel, on free ports; keep each outcome."""
-        from mactl.local.process import free_port
-        from mactl.local.services import start_one
+        from devtools.local.process import free_port
+        from devtools.local.services import start_one
 
         with self._lock:
             todo = [n for n in names if n not in self._instances and n not in self._errors]
@@ -97,7 +106,7 @@ class _SessionServices:
                     self._started.append(name)
 
     def stop_all(self) -> None:
-        from mactl.local import stop_services
+        from devtools.local import stop_services
 
         with self._lock:
             if self._started:
@@ -168,7 +177,7 @@ def _local_clusters() -> dict[str, RunningCluster]:
             pytest.fail(f"MACTL_TEST_{name.upper()}_URL is set but MACTL_TEST_REPO_DIR (its path.repo) is not")
         found[name] = RunningCluster(name, url.rstrip("/"), _version_at(url), Path(repo))
     if missing:
-        from mactl.local.clusters import repo_dir
+        from devtools.local.clusters import repo_dir
 
         for name, inst in _services.instances(missing).items():
             found[name] = RunningCluster(name, inst.address, inst.version, repo_dir(_services.runtime()))

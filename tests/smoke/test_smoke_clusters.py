@@ -9,7 +9,7 @@ import uuid
 import pytest
 from opensearchpy import OpenSearch
 
-from mactl.local.distributions import version_for
+from devtools.local.distributions import version_for
 
 pytestmark = pytest.mark.cluster
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mactl.local import LocalServiceError, process
-from mactl.local.clusters import CLUSTERS, start_cluster
-from mactl.local.services import check_names
+from devtools.local import LocalServiceError, process
+from devtools.local.clusters import CLUSTERS, start_cluster
+from devtools.local.services import check_names
 
 
 def test_stop_escalates_to_sigkill_when_sigterm_is_ignored(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Smoke tests for the modules mactl.local adds to the integ-test zips (see modules.py):
+"""Smoke tests for the modules devtools.local adds to the integ-test zips (see modules.py):
 reindex from remote, _delete_by_query, painless and the common analyzers on the 2.x target,
 and reindex/_delete_by_query on the ES 7.10.2 source."""
 

@@ -1,7 +1,7 @@
 """Test data for the workflow tests: the demo's sample indices under a unique prefix.
 
 The shared clusters already hold other areas' `demo-*` indices, so these tests load the
-same generated documents (`mactl.local.sample`) as `<prefix>-products` and
+same generated documents (`devtools.local.sample`) as `<prefix>-products` and
 `<prefix>-logs-2024.01`, with the sample loader's mappings, and clean them up.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from opensearchpy import OpenSearch, helpers
 
-from mactl.local.sample import log_lines, products
+from devtools.local.sample import log_lines, products
 
 PRODUCTS_MAPPING = {
     "properties": {

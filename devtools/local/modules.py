@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mactl.local import maven
-from mactl.local.errors import LocalServiceError
+from devtools.local import maven
+from devtools.local.errors import LocalServiceError
 
 if TYPE_CHECKING:
-    from mactl.local.distributions import Distribution
+    from devtools.local.distributions import Distribution
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ MODULES: tuple[ModuleSpec, ...] = (
         "lang-painless",
         "lang-painless",
         "painless.PainlessPlugin",
-        "Painless scripting language (assembled by mactl.local from Maven Central jars).",
+        "Painless scripting language (assembled by devtools.local from Maven Central jars).",
         grants={
             None: (
                 'java.lang.RuntimePermission "createClassLoader"',  # compiles scripts to classes
@@ -61,20 +61,20 @@ MODULES: tuple[ModuleSpec, ...] = (
         "analysis-common",
         "analysis-common",
         "analysis.common.CommonAnalysisPlugin",
-        "Common analyzers, tokenizers and filters (assembled by mactl.local from Maven Central jars).",
+        "Common analyzers, tokenizers and filters (assembled by devtools.local from Maven Central jars).",
         extends=("lang-painless",),
     ),
     ModuleSpec(
         "mapper-extras",
         "mapper-extras-client",
         "index.mapper.MapperExtrasPlugin",
-        "Extra field types: scaled_float, token_count, rank_feature… (assembled by mactl.local).",
+        "Extra field types: scaled_float, token_count, rank_feature… (assembled by devtools.local).",
     ),
     ModuleSpec(
         "reindex",
         "reindex-client",
         "index.reindex.ReindexPlugin",
-        "_reindex (also from remote), _update_by_query, _delete_by_query (assembled by mactl.local).",
+        "_reindex (also from remote), _update_by_query, _delete_by_query (assembled by devtools.local).",
         grants={
             None: ('java.net.SocketPermission "*", "connect"',),  # reindex from remote
             # the REST client asks for the default proxy selector
@@ -117,7 +117,7 @@ def _descriptor(spec: ModuleSpec, classname: str, template: list[tuple[str, str]
         "has.native.controller": "false",
     }
     lines = [f"{key}={own.get(key, value)}" for key, value in template]
-    return "# written by mactl.local.modules\n" + "\n".join(lines) + "\n"
+    return "# written by devtools.local.modules\n" + "\n".join(lines) + "\n"
 
 
 def _policy(spec: ModuleSpec, jars: list[str]) -> str | None:
@@ -128,7 +128,7 @@ def _policy(spec: ModuleSpec, jars: list[str]) -> str | None:
             continue
         head = "grant {" if codebase is None else f'grant codeBase "${{codebase.{codebase}}}" {{'
         blocks.append(head + "\n" + "".join(f"  permission {p};\n" for p in permissions) + "};\n")
-    return "// written by mactl.local.modules\n" + "\n".join(blocks) if blocks else None
+    return "// written by devtools.local.modules\n" + "\n".join(blocks) if blocks else None
 
 
 def _check_class(jar: Path, classname: str) -> None:

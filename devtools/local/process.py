@@ -19,8 +19,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from mactl.local.errors import LocalServiceError
-from mactl.local.paths import SERVICE_USER, running_as_root
+from devtools.local.errors import LocalServiceError
+from devtools.local.paths import SERVICE_USER, running_as_root
 
 #: Java majors the pinned ES/OpenSearch versions run on. ES 7.10.2 needs the SecurityManager,
 #: which Java 24 removed, so newer JDKs are skipped.

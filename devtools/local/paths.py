@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from devtools import REPO_ROOT
+
 #: The unprivileged account the JVMs run as when the harness runs as root.
 SERVICE_USER = "mactl"
 
@@ -29,7 +31,8 @@ def cache_dir() -> Path:
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    """The checkout devtools runs from (the default runtime folder is inside it)."""
+    return REPO_ROOT
 
 
 def runtime_dir() -> Path:

@@ -13,10 +13,10 @@ import time
 import uuid
 from pathlib import Path
 
-from mactl.local import maven, process
-from mactl.local.errors import LocalServiceError
-from mactl.local.instance import Instance, Status, load_record, stop_in
-from mactl.local.paths import cache_dir
+from devtools.local import maven, process
+from devtools.local.errors import LocalServiceError
+from devtools.local.instance import Instance, Status, load_record, stop_in
+from devtools.local.paths import cache_dir
 
 #: Pinned like the cluster versions; bump here (or MACTL_KAFKA_VERSION for one run).
 KAFKA_VERSION = "3.9.1"

@@ -13,9 +13,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mactl.local import maven
-from mactl.local.errors import LocalServiceError
-from mactl.local.paths import cache_dir
+from devtools.local import maven
+from devtools.local.errors import LocalServiceError
+from devtools.local.paths import cache_dir
 
 #: The one place versions are chosen. ES 7.10.2 runs on OpenJDK 17; 1.3.20 is the last 1.3
 #: release; 2.19.6 is the newest 2.x release on Maven Central when this was written.
@@ -25,7 +25,7 @@ PINNED_VERSIONS: dict[str, str] = {"es710": "7.10.2", "os13": "1.3.20", "os2": "
 VERSION_LINES: dict[str, str] = {"es710": "7.10.", "os13": "1.3.", "os2": "2."}
 
 #: Bumped when the unpacked layout changes (e.g. extra modules), so caches are rebuilt.
-LAYOUT_VERSION = "2"  # 2: extra modules (mactl.local.modules)
+LAYOUT_VERSION = "2"  # 2: extra modules (devtools.local.modules)
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def ensure_unpacked(dist: Distribution) -> Path:
     try:
         _extract(zip_path, work)
         (top,) = [p for p in work.iterdir() if p.is_dir()]
-        from mactl.local.modules import install_extra_modules  # late: optional second step
+        from devtools.local.modules import install_extra_modules  # late: optional second step
 
         install_extra_modules(dist, top)
         (top / ".mactl-layout").write_text(LAYOUT_VERSION + "\n")

@@ -11,7 +11,7 @@ import random
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
-from mactl.local.errors import LocalServiceError
+from devtools.local.errors import LocalServiceError
 
 PRODUCTS_INDEX = "demo-products"
 LOG_INDICES = ("demo-logs-2024.01", "demo-logs-2024.02")

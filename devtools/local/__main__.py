@@ -1,4 +1,4 @@
-"""`python -m mactl.local` (what `scripts/clusters` runs): up, down, status, env, fetch, versions."""
+"""`python -m devtools.local` (what `scripts/clusters` runs): up, down, status, env, fetch, versions, load-sample."""
 
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ from pathlib import Path
 
 import typer
 
-from mactl.cli.app import run_guarded
-from mactl.local import kafka, paths, process
-from mactl.local.clusters import CLUSTERS
-from mactl.local.distributions import PINNED_VERSIONS, ensure_unpacked, latest_versions, version_for
-from mactl.local.errors import LocalServiceError
-from mactl.local.services import (
+try:  # typer >= 0.2x bundles its own click: usage errors are that copy's exceptions
+    from typer._click.exceptions import ClickException
+except ImportError:  # older typer runs on the click package
+    from click import ClickException  # type: ignore[assignment]
+
+from devtools.local import kafka, paths, process
+from devtools.local.clusters import CLUSTERS
+from devtools.local.distributions import PINNED_VERSIONS, ensure_unpacked, latest_versions, version_for
+from devtools.local.errors import LocalServiceError
+from devtools.local.services import (
     DEFAULT_SERVICES,
     SERVICE_NAMES,
     check_names,
@@ -113,7 +117,7 @@ def load_sample_command(
     docs: int = typer.Option(1000, help="Documents per index."),
 ) -> None:
     """(Re)create the demo indices (demo-products, demo-logs-2024.01/02) with deterministic data."""
-    from mactl.local.sample import load_sample
+    from devtools.local.sample import load_sample
 
     if name not in CLUSTERS:
         raise LocalServiceError(f"load-sample: unknown cluster {name!r}", hint="choose es710, os13 or os2")
@@ -128,7 +132,7 @@ def load_sample_command(
 def versions(
     latest: bool = typer.Option(False, "--latest", help="Also ask Maven Central (via mvn) for newer releases."),
 ) -> None:
-    """The pinned versions (mactl/local/distributions.py) and, with --latest, the newest released."""
+    """The pinned versions (devtools/local/distributions.py) and, with --latest, the newest released."""
     found = latest_versions() if latest else {}
     for name in CLUSTERS:
         line = f"{name:<6} pinned {PINNED_VERSIONS[name]:<8} in use {version_for(name)}"
@@ -138,7 +142,31 @@ def versions(
         typer.echo(line)
     typer.echo(f"kafka  pinned {kafka.KAFKA_VERSION:<8} in use {kafka.version()}")
     if latest:
-        typer.echo("To bump: edit PINNED_VERSIONS in mactl/local/distributions.py and run the tests.")
+        typer.echo("To bump: edit PINNED_VERSIONS in devtools/local/distributions.py and run the tests.")
+
+
+def run_guarded(application: typer.Typer, argv: list[str] | None = None) -> int:
+    """Run the CLI, turning `LocalServiceError` into a message (and hint) and an exit code, no traceback."""
+    try:
+        # Without standalone mode click returns the code of a `typer.Exit(n)` instead of raising.
+        result = application(args=argv, prog_name="scripts/clusters", standalone_mode=False)
+    except LocalServiceError as err:
+        typer.secho(f"Error: {err.message}", fg="red", err=True)
+        if err.hint:
+            typer.echo(f"  hint: {err.hint}", err=True)
+        return err.exit_code
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        return 130
+    except typer.Exit as ex:
+        return ex.exit_code
+    except ClickException as ex:
+        ex.show()
+        return ex.exit_code
+    except KeyboardInterrupt:
+        typer.echo("Interrupted.", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mactl.local import process
+from devtools.local import process
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mactl.local import kafka, s3
-from mactl.local.clusters import CLUSTERS, cluster_status, repo_dir, start_cluster, stop_cluster
-from mactl.local.errors import LocalServiceError
-from mactl.local.instance import Instance, Status
+from devtools.local import kafka, s3
+from devtools.local.clusters import CLUSTERS, cluster_status, repo_dir, start_cluster, stop_cluster
+from devtools.local.errors import LocalServiceError
+from devtools.local.instance import Instance, Status
 
 SERVICE_NAMES: tuple[str, ...] = ("es710", "os13", "os2", "s3", "kafka")
 DEFAULT_SERVICES: tuple[str, ...] = ("es710", "os13", "os2")

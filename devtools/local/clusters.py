@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mactl.local import process
-from mactl.local.distributions import Distribution, ensure_unpacked, version_for
-from mactl.local.errors import LocalServiceError
-from mactl.local.instance import Instance, Status, load_record, stop_in
-from mactl.local.modules import extra_settings
+from devtools.local import process
+from devtools.local.distributions import Distribution, ensure_unpacked, version_for
+from devtools.local.errors import LocalServiceError
+from devtools.local.instance import Instance, Status, load_record, stop_in
+from devtools.local.modules import extra_settings
 
 HEAP = "512m"
 
@@ -95,7 +95,7 @@ def _prepare_folder(spec: ClusterSpec, dist: Distribution, folder: Path, runtime
         jvm_options = jvm_options.replace(f"-XX:{relative}", f"-XX:{absolute}")
     (config / "jvm.options").write_text(jvm_options)
     yml = "".join(f"{key}: {value}\n" for key, value in _settings(spec, dist, folder, runtime, port).items())
-    (config / f"{spec.product}.yml").write_text("# written by mactl.local for this instance\n" + yml)
+    (config / f"{spec.product}.yml").write_text("# written by devtools.local for this instance\n" + yml)
     repo = repo_dir(runtime)
     repo.mkdir(parents=True, exist_ok=True)
     repo.chmod(0o777)

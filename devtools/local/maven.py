@@ -12,7 +12,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from mactl.local.errors import LocalServiceError
+from devtools.local.errors import LocalServiceError
 
 
 def local_repository() -> Path:

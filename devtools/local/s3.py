@@ -12,9 +12,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from mactl.local import process
-from mactl.local.errors import LocalServiceError
-from mactl.local.instance import Instance, Status, load_record, stop_in
+from devtools.local import process
+from devtools.local.errors import LocalServiceError
+from devtools.local.instance import Instance, Status, load_record, stop_in
 
 DEFAULT_PORT = 19500
 PORT_ENV = "MACTL_S3_PORT"
