@@ -2,8 +2,8 @@
 `mactl destroy` line it prints.
 
 The demo has fixed names: the sample indices `demo-*` (and template `demo-logs`) on the
-source, the capture proxy on 127.0.0.1:19210 and the snapshot repository
-`mactl-quickstart`. test_wf_quickstart uses none of them (its own prefix, a free port,
+source and the snapshot repository `mactl-quickstart`; its capture proxy port (19210) is
+moved to a free one here, so a demo a user left running does not get in the way. test_wf_quickstart uses none of them (its own prefix, a free port,
 `wf-<uid>`), so the two never collide. The repository folder is a fresh one of this test
 (the demo puts it under `$MACTL_TEST_REPO_DIR/quickstart`), a repository registration
 that existed before is put back, and every `demo-*` index and template is removed from
@@ -31,7 +31,6 @@ from wf_helpers import REPO  # type: ignore[import-not-found]
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 DEMO_INDICES = ("demo-products", "demo-logs-2024.01", "demo-logs-2024.02")
-DEMO_PROXY_PORT = 19210
 DEMO_REPOSITORY = "mactl-quickstart"
 
 
@@ -55,15 +54,9 @@ def _drop_demo(url: str) -> None:
 
 
 def test_demo_script_runs_passes_and_its_destroy_line_undoes_it(tmp_path: Path, es710: Any, os2: Any) -> None:
-    with socket.socket() as s:  # the demo's proxy port is fixed: say so plainly when it is taken
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", DEMO_PROXY_PORT))
-        except OSError as exc:
-            pytest.fail(
-                f"127.0.0.1:{DEMO_PROXY_PORT}, the demo's capture proxy port, is taken ({exc.strerror}): "
-                "a demo left running? `mactl destroy` in its .mactl-demo folder stops it"
-            )
+    with socket.socket() as s:  # a free port for the capture proxy: a demo left running keeps 19210
+        s.bind(("127.0.0.1", 0))
+        proxy_port = s.getsockname()[1]
     repo_base = Path(es710.repo_dir) / "workflow" / f"demo-{uuid.uuid4().hex[:6]}"
     repo_base.mkdir(parents=True, exist_ok=True)
     for sub in (repo_base.parent, repo_base):
@@ -77,6 +70,7 @@ def test_demo_script_runs_passes_and_its_destroy_line_undoes_it(tmp_path: Path, 
         "MACTL_DEMO_SKIP_INSTALL": "1",
         "MACTL_DEMO_USE_RUNNING": "1",
         "MACTL_DEMO_DIR": str(demo_dir),
+        "MACTL_DEMO_PROXY_PORT": str(proxy_port),
         "MACTL_TEST_ES710_URL": es710.url,
         "MACTL_TEST_OS2_URL": os2.url,
         "MACTL_TEST_REPO_DIR": str(repo_base),
