@@ -86,6 +86,7 @@ def _secret(key: str) -> bool:
 def _mask_dict(value: dict[str, Any]) -> tuple[dict[str, Any], int]:
     changed: dict[str, Any] | None = None
     count = 0
+    new: object  # the masked item: a string, or a masked copy of a dict or list
     for key, item in value.items():
         kind = type(item)
         if kind is str:

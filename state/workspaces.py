@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mactl.state.backend import Backend
 from mactl.state.config import LocalStateConfig, S3StateConfig
 from mactl.state.document import StateDocument
 from mactl.state.identity import current_who
@@ -92,7 +91,7 @@ def open_backend(
     return backend
 
 
-def workspace_exists(backend: Backend) -> bool:
+def workspace_exists(backend: LocalBackend | S3Backend) -> bool:
     if backend.workspace == DEFAULT_WORKSPACE:
         return True
     if isinstance(backend, LocalBackend):

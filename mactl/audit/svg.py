@@ -95,8 +95,8 @@ def lines(title: str, series: Sequence[tuple[str, Sequence[Sequence[float]]]], y
             f"<title>{escape(name)}</title></polyline>"
         )
         for xy in coords.split():  # points too: a short run may have only one or two
-            x, y = xy.split(",")
-            out.append(f'<circle cx="{x}" cy="{y}" r="2.5" fill="{color}"/>')
+            cx, cy = xy.split(",")
+            out.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{color}"/>')
     out += _legend([name for name, _ in series])
     out.append("</svg>")
     return "\n".join(out)

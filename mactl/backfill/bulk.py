@@ -132,6 +132,8 @@ class BulkSender:
         while pending:
             body = b"".join(item.line for item in pending)
             self._limiter.acquire(len(body))
+            status: int | None
+            response: dict[str, Any] | None
             try:
                 status, response = self._post(body)
             except (OSConnectionError, TransportError) as exc:

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConflictError, NotFoundError
 
 from mactl.backfill.retry import with_retry
 from mactl.backfill.units import WorkUnit
+
+T = TypeVar("T")
 
 STATE_INDEX_SETTINGS: dict[str, Any] = {
     "settings": {"index": {"number_of_shards": 1, "auto_expand_replicas": "0-1", "hidden": True}},
@@ -115,7 +117,7 @@ class UnitRecord:
         return Counters.from_json(self.body.get("counters"))
 
     @property
-    def cursor(self) -> Any:
+    def cursor(self) -> dict[str, Any] | None:
         return self.body.get("cursor")
 
 
@@ -131,14 +133,14 @@ class Lease:
     def unit(self) -> WorkUnit:
         return self.record.unit
 
-    def checkpoint(self, cursor: Any, counters: Counters) -> None:
+    def checkpoint(self, cursor: dict[str, Any] | None, counters: Counters) -> None:
         """Store the cursor (everything before it is acknowledged) and renew the lease."""
         self._write({"cursor": cursor, "counters": counters.to_json()})
 
     def renew(self) -> None:
         self._write({})
 
-    def complete(self, cursor: Any, counters: Counters) -> None:
+    def complete(self, cursor: dict[str, Any] | None, counters: Counters) -> None:
         self._write(
             {"cursor": cursor, "counters": counters.to_json(), "status": "done", "expires_at": 0, "done_at": now_ms()}
         )
@@ -211,9 +213,9 @@ class LeaseStore:
     def read_meta(self) -> dict[str, Any] | None:
         """This generation's meta document; None when it (or the whole index) does not exist yet."""
         try:
-            return self._retry(lambda: self.client.get(index=self.index, id=f"meta:{self.gen}"), "read the stage meta")[
-                "_source"
-            ]
+            got = self._retry(lambda: self.client.get(index=self.index, id=f"meta:{self.gen}"), "read the stage meta")
+            # opensearch-py is untyped: a GET _doc response holds the document under `_source`
+            return cast(dict[str, Any], got["_source"])
         except NotFoundError:
             return None
 
@@ -279,12 +281,16 @@ class LeaseStore:
 
     def _conditional_put(self, record: UnitRecord, body: dict[str, Any]) -> UnitRecord:
         def put() -> dict[str, Any]:
-            return self.client.index(
-                index=self.index,
-                id=record.doc_id,
-                body=body,
-                if_seq_no=record.seq_no,
-                if_primary_term=record.primary_term,
+            # opensearch-py is untyped: the index API answers with a JSON object
+            return cast(
+                dict[str, Any],
+                self.client.index(
+                    index=self.index,
+                    id=record.doc_id,
+                    body=body,
+                    if_seq_no=record.seq_no,
+                    if_primary_term=record.primary_term,
+                ),
             )
 
         try:
@@ -323,5 +329,5 @@ class LeaseStore:
 
         return self._retry(run, "read the work units")
 
-    def _retry(self, call: Any, what: str) -> Any:
+    def _retry(self, call: Callable[[], T], what: str) -> T:
         return with_retry(call, deadline_s=self.retry_deadline_s, what=what)

@@ -79,8 +79,27 @@ class LogReader(Protocol):
     def close(self) -> None: ...
 
 
-def log_config(log_inputs: Any) -> dict[str, Any]:
+class _Backend(Protocol):
+    """What a log backend module (`log_file`, `log_kafka`) provides: the modules satisfy it."""
+
+    def init_log(self, cfg: dict[str, Any]) -> None: ...
+
+    def delete_log(self, cfg: dict[str, Any]) -> bool: ...
+
+    def describe(self, cfg: dict[str, Any]) -> dict[str, Any]: ...
+
+    def open_writer(self, cfg: dict[str, Any], producer_id: str) -> LogWriter: ...
+
+    def open_reader(self, cfg: dict[str, Any], group: str) -> LogReader: ...
+
+    def end_offsets(self, cfg: dict[str, Any]) -> Offsets: ...
+
+    def delete_group(self, cfg: dict[str, Any], group: str) -> None: ...
+
+
+def log_config(log_inputs: object) -> dict[str, Any]:
     """The log block as a plain dict (accepts the pydantic model or a dict)."""
+    data: dict[str, Any]
     if hasattr(log_inputs, "model_dump"):
         data = log_inputs.model_dump()
     elif isinstance(log_inputs, dict):
@@ -93,7 +112,7 @@ def log_config(log_inputs: Any) -> dict[str, Any]:
     return data
 
 
-def _backend(log_inputs: Any) -> Any:
+def _backend(log_inputs: object) -> tuple[_Backend, dict[str, Any]]:
     cfg = log_config(log_inputs)
     if cfg["type"] == "file":
         from mactl.capture import log_file
@@ -104,47 +123,47 @@ def _backend(log_inputs: Any) -> Any:
     return log_kafka, cfg
 
 
-def init_log(log_inputs: Any) -> dict[str, Any]:
+def init_log(log_inputs: object) -> dict[str, Any]:
     """Create the log (folder or topic) if missing; returns `describe(...)`."""
     mod, cfg = _backend(log_inputs)
     mod.init_log(cfg)
     return describe(cfg)
 
 
-def delete_log(log_inputs: Any) -> bool:
+def delete_log(log_inputs: object) -> bool:
     """Delete the whole log (folder or topic). True if something was deleted."""
     mod, cfg = _backend(log_inputs)
     return bool(mod.delete_log(cfg))
 
 
-def describe(log_inputs: Any) -> dict[str, Any]:
+def describe(log_inputs: object) -> dict[str, Any]:
     """A JSON-able description for stage outputs (no secrets: logs hold none)."""
     mod, cfg = _backend(log_inputs)
     return mod.describe(cfg)
 
 
-def open_writer(log_inputs: Any, producer_id: str) -> LogWriter:
+def open_writer(log_inputs: object, producer_id: str) -> LogWriter:
     mod, cfg = _backend(log_inputs)
     return mod.open_writer(cfg, producer_id)
 
 
-def open_reader(log_inputs: Any, group: str) -> LogReader:
+def open_reader(log_inputs: object, group: str) -> LogReader:
     mod, cfg = _backend(log_inputs)
     return mod.open_reader(cfg, group)
 
 
-def end_offsets(log_inputs: Any) -> Offsets:
+def end_offsets(log_inputs: object) -> Offsets:
     mod, cfg = _backend(log_inputs)
     return mod.end_offsets(cfg)
 
 
-def delete_group(log_inputs: Any, group: str) -> None:
+def delete_group(log_inputs: object, group: str) -> None:
     """Forget a consumer group's committed offsets (a rolled-back replay starts over)."""
     mod, cfg = _backend(log_inputs)
     mod.delete_group(cfg, group)
 
 
-def current_position(log_inputs: Any) -> dict[str, Any]:
+def current_position(log_inputs: object) -> dict[str, Any]:
     """Where the log ends right now, as JSON-able data the snapshot stage stores.
 
     `{"kind": "file"|"kafka", "offsets": {partition: next_offset}, "time": epoch_s,
@@ -162,7 +181,7 @@ def current_position(log_inputs: Any) -> dict[str, Any]:
     }
 
 
-def position_offsets(position: Any) -> Offsets:
+def position_offsets(position: object) -> Offsets:
     """The offsets inside a stored position (accepts a bare offsets dict too)."""
     if not isinstance(position, dict):
         raise ConfigError("capture position: expected a mapping with `offsets`")

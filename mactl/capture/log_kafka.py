@@ -21,10 +21,14 @@ from confluent_kafka import (
     Consumer,
     KafkaError,
     KafkaException,
+    Message,
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+
+# NewTopic is documented under confluent_kafka.admin, but that package imports it from
+# cimpl without re-exporting it (no `__all__` entry, no `as NewTopic`): a typing bug there.
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from mactl.capture.log import LogEntry, Offsets
 from mactl.errors import ConfigError, ProviderError
@@ -48,7 +52,7 @@ def _admin(cfg: dict[str, Any]) -> AdminClient:
     return AdminClient({"bootstrap.servers": _bootstrap(cfg)})
 
 
-def _partitions(cfg: dict[str, Any], client: Any) -> list[int]:
+def _partitions(cfg: dict[str, Any], client: AdminClient | Consumer) -> list[int]:
     # all topics, not `list_topics(topic)`: naming the topic can auto-create it on brokers
     # with auto.create.topics.enable, with the broker's default partition count
     md = client.list_topics(timeout=_TIMEOUT_S)
@@ -130,11 +134,13 @@ class KafkaLogWriter:
     def submit(self, key: str, payload: bytes) -> Future[tuple[str, int]]:
         fut: Future[tuple[str, int]] = Future()
 
-        def delivered(err: Any, msg: Any) -> None:
+        def delivered(err: KafkaError | None, msg: Message) -> None:
             if err is not None:
                 fut.set_exception(ProviderError(f"kafka delivery failed: {err}"))
+            elif (offset := msg.offset()) is None:  # a delivered record always has one
+                fut.set_exception(ProviderError("kafka delivery report without an offset"))
             else:
-                fut.set_result((str(msg.partition()), int(msg.offset())))
+                fut.set_result((str(msg.partition()), offset))
 
         try:
             self._producer.produce(self._topic, value=payload, key=key.encode(), on_delivery=delivered)
@@ -189,15 +195,19 @@ class KafkaLogReader:
     def poll(self, max_records: int = 500, timeout: float = 0.5) -> list[LogEntry]:
         out: list[LogEntry] = []
         for msg in self._consumer.consume(num_messages=max_records, timeout=timeout):
-            if msg.error() is not None:
-                if msg.error().code() == KafkaError._PARTITION_EOF:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
                     continue
-                raise ProviderError(f"kafka consume failed: {msg.error()}")
+                raise ProviderError(f"kafka consume failed: {err}")
+            offset = msg.offset()
+            if offset is None:  # a consumed record always has one
+                raise ProviderError(f"kafka consume returned a record without an offset (partition {msg.partition()})")
             key = msg.key() or b""
             out.append(
                 LogEntry(
                     str(msg.partition()),
-                    int(msg.offset()),
+                    offset,
                     key.decode(errors="replace"),
                     msg.value() or b"",
                     msg.timestamp()[1] / 1000.0,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import orjson
 import typer
@@ -77,12 +77,21 @@ def ls_cmd(
     Console(width=200).print(table)
 
 
+class _ShardRow(TypedDict):
+    """One shard in `snapshot show`: its counts, or why it is missing (partial snapshots)."""
+
+    shard: int
+    live_docs: NotRequired[int]
+    size_bytes: NotRequired[int]
+    missing: NotRequired[str]
+
+
 def _show_data(repository: Repository, name: str) -> dict[str, Any]:
     snap = repository.snapshot(name)
     indices = []
     for index in snap.indices:
         meta = repository.index_metadata(snap, index)
-        shards = []
+        shards: list[_ShardRow] = []
         for shard in range(meta.number_of_shards):
             try:
                 shards.append(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from deepdiff import DeepDiff
 from opensearchpy import OpenSearch
@@ -62,7 +62,8 @@ def fetch(client: OpenSearch, kind: str, name: str) -> dict[str, Any] | None:
             }
         if kind == "legacy_template":
             found = client.indices.get_template(name=name, flat_settings=True)
-            raw = found.get(name)
+            # opensearch-py is untyped: GET _template maps each template name to its body
+            raw = cast("dict[str, Any] | None", found.get(name))
             if raw is None:
                 return None
             raw["settings"] = normalise_settings(raw.get("settings"))
@@ -77,7 +78,8 @@ def fetch(client: OpenSearch, kind: str, name: str) -> dict[str, Any] | None:
         )
         for entry in found.get(key) or []:
             if entry["name"] == name:
-                body = entry[inner]
+                # untyped response: each entry is {"name": ..., "<kind>": {template body}}
+                body = cast(dict[str, Any], entry[inner])
                 tmpl = body.get("template")
                 if isinstance(tmpl, dict) and "settings" in tmpl:
                     tmpl["settings"] = normalise_settings(tmpl["settings"])

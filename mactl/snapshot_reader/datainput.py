@@ -6,6 +6,9 @@ headers and footers are always big-endian and are parsed in `framing`.
 
 from __future__ import annotations
 
+import builtins
+from typing import Literal
+
 from mactl.snapshot_reader.errors import CorruptFileError
 
 
@@ -18,14 +21,18 @@ def codec_is_little_endian(codec: str) -> bool:
 
 
 class DataInput:
-    """A cursor over bytes; `name` is only for error messages."""
+    """A cursor over bytes; `name` is only for error messages.
+
+    The methods `int` and `bytes` shadow the builtins inside this class body, so the
+    annotations after them spell out `builtins.int` / `builtins.bytes`.
+    """
 
     __slots__ = ("data", "pos", "order", "name")
 
     def __init__(self, data: bytes | memoryview, pos: int = 0, *, little_endian: bool = False, name: str = "") -> None:
         self.data = data
         self.pos = pos
-        self.order = "little" if little_endian else "big"
+        self.order: Literal["little", "big"] = "little" if little_endian else "big"
         self.name = name
 
     def _fixed(self, n: int, signed: bool = True) -> int:
@@ -50,20 +57,20 @@ class DataInput:
     def int(self) -> int:
         return self._fixed(4)
 
-    def long(self) -> int:
+    def long(self) -> builtins.int:
         return self._fixed(8)
 
-    def be_int(self) -> int:
+    def be_int(self) -> builtins.int:
         v = int.from_bytes(self.data[self.pos : self.pos + 4], "big", signed=True)
         self.pos += 4
         return v
 
-    def be_long(self) -> int:
+    def be_long(self) -> builtins.int:
         v = int.from_bytes(self.data[self.pos : self.pos + 8], "big", signed=True)
         self.pos += 8
         return v
 
-    def vint(self) -> int:
+    def vint(self) -> builtins.int:
         data, pos = self.data, self.pos
         b = data[pos]
         pos += 1
@@ -83,11 +90,11 @@ class DataInput:
 
     vlong = vint  # same wire form; vLongs are never negative in the files we read
 
-    def zlong(self) -> int:
+    def zlong(self) -> builtins.int:
         v = self.vint()
         return (v >> 1) ^ -(v & 1)
 
-    def bytes(self, n: int) -> bytes:
+    def bytes(self, n: builtins.int) -> builtins.bytes:
         end = self.pos + n
         if end > len(self.data):
             raise CorruptFileError(f"{self.name} is corrupt: read past its end")

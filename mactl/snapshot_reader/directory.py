@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from typing import Any
 
 from mactl.snapshot_reader.blobs import BlobStore
 from mactl.snapshot_reader.errors import CorruptFileError, SnapshotReaderError
@@ -37,7 +38,7 @@ class FileInfo:
         return max(1, -(-self.length // self.part_size))
 
     @classmethod
-    def from_snapshot(cls, raw: dict) -> FileInfo:
+    def from_snapshot(cls, raw: dict[str, Any]) -> FileInfo:
         meta_hash = raw.get("meta_hash")
         return cls(
             blob=str(raw["name"]),
@@ -67,7 +68,7 @@ class ShardDirectory:
         self.shard_path = shard_path
         self.files = {f.physical_name: f for f in files}
         self.where = where
-        self._cache: dict[str, bytes] = {}
+        self._cache: dict[str, bytes | memoryview] = {}
 
     def names(self) -> list[str]:
         return sorted(self.files)
@@ -82,6 +83,7 @@ class ShardDirectory:
         if info is None:
             raise SnapshotReaderError(f"{self.where}: Lucene file {name} is not in the snapshot's file list")
         label = f"{self.where}/{name} (blob {info.blob})"
+        data: bytes | memoryview
         if info.blob.startswith("v__"):
             if info.meta_hash is None:
                 raise CorruptFileError(f"{label} is corrupt: virtual file without inline content (meta_hash)")

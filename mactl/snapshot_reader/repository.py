@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mactl.snapshot_reader.blobs import BlobStore, blob_store_for
 from mactl.snapshot_reader.directory import FileInfo, ShardDirectory
@@ -16,6 +16,9 @@ from mactl.snapshot_reader.errors import SnapshotReaderError, UnsupportedFormatE
 from mactl.snapshot_reader.framing import decode_metadata_blob, inflate_compressed_xcontent
 from mactl.snapshot_reader.model import Cursor, Document, GlobalMetadata, IndexMetadata, SnapshotInfo
 from mactl.snapshot_reader.shard import ShardReader
+
+if TYPE_CHECKING:  # the reader does not load the config models (pydantic) at run time
+    from mactl.config.common import SnapshotRepository
 
 # index-N stores SnapshotState as a byte. Real ES 7.10 bytes say PARTIAL is 3 (the format map
 # said 4); ES's enum: IN_PROGRESS 0, SUCCESS 1, FAILED 2, PARTIAL 3, INCOMPATIBLE 4.
@@ -145,7 +148,8 @@ class Repository:
         return GlobalMetadata(templates, index_templates, components, raw=meta)
 
     def _index_entry(self, index: str) -> dict[str, Any]:
-        entry = self.repository_data().get("indices", {}).get(index)
+        # index-N (JSON): "indices" maps each index name to {"id": ..., "snapshots": [...], ...}
+        entry: dict[str, Any] | None = self.repository_data().get("indices", {}).get(index)
         if entry is None:
             raise SnapshotReaderError(f"no index named {index!r} in repository {self.store.description}")
         return entry
@@ -250,6 +254,8 @@ def _guarded(docs: Iterator[Document], index: str, shard: int) -> Iterator[Docum
 
 def _created_before_7(meta: IndexMetadata) -> bool:
     created = (meta.raw.get("settings") or {}).get("index.version.created")
+    if created is None:
+        return False
     try:
         return int(created) < 7000099
     except (TypeError, ValueError):
@@ -292,20 +298,21 @@ def _template_mappings(raw: Any, where: str) -> dict[str, Any]:
 
 
 def open_repository(
-    location: Any,
+    location: str | Path | SnapshotRepository,
     *,
     s3_endpoint: str | None = None,
     s3_region: str | None = None,
     cache_dir: str | Path | None = None,
 ) -> Repository:
     """Open a repository: a folder path, `s3://bucket/prefix`, or a config `SnapshotRepository`."""
-    if not isinstance(location, (str, Path)):  # the config model (type/location/bucket/basePath/...)
-        kind = getattr(location, "type", "fs")
-        if kind == "s3":
-            prefix = (getattr(location, "basePath", None) or "").strip("/")
-            s3_endpoint = s3_endpoint or getattr(location, "endpoint", None)
-            s3_region = s3_region or getattr(location, "region", None)
-            location = f"s3://{location.bucket}/{prefix}"
-        else:
-            location = location.location
-    return Repository(blob_store_for(location, s3_endpoint=s3_endpoint, s3_region=s3_region, cache_dir=cache_dir))
+    where: str | Path
+    if isinstance(location, (str, Path)):
+        where = location
+    elif location.type == "s3":
+        prefix = (location.basePath or "").strip("/")
+        s3_endpoint = s3_endpoint or location.endpoint
+        s3_region = s3_region or location.region
+        where = f"s3://{location.bucket}/{prefix}"
+    else:
+        where = str(location.location)  # the config model requires `location` for an fs repository
+    return Repository(blob_store_for(where, s3_endpoint=s3_endpoint, s3_region=s3_region, cache_dir=cache_dir))

@@ -54,7 +54,7 @@ class SegmentInfos:
     user_data: dict[str, str]
 
 
-def parse_segments(data: bytes, name: str) -> SegmentInfos:
+def parse_segments(data: bytes | memoryview, name: str) -> SegmentInfos:
     codec, fmt, _id, suffix, pos = read_index_header(data, name)
     if codec != "segments":
         raise UnsupportedFormatError(f"{name}: expected a segments_N commit, found codec {codec!r}")
@@ -129,7 +129,7 @@ _SI_CODECS = {
 }
 
 
-def parse_si(data: bytes, name: str, segment_codec: str) -> SegmentInfo:
+def parse_si(data: bytes | memoryview, name: str, segment_codec: str) -> SegmentInfo:
     codec, version, _id, _suffix, pos = read_index_header(data, name)
     if codec not in _SI_CODECS:
         raise UnsupportedFormatError(f"{name}: segment info codec {codec!r} is not supported")
@@ -158,7 +158,7 @@ def _has_blocks_flag(segment_codec: str) -> bool:
     return True  # Lucene912, Lucene100, ...
 
 
-def parse_cfe(data: bytes, name: str) -> tuple[dict[str, tuple[int, int]], bool]:
+def parse_cfe(data: bytes | memoryview, name: str) -> tuple[dict[str, tuple[int, int]], bool]:
     codec, _v, _id, _s, pos = read_index_header(data, name)
     if codec not in ("Lucene50CompoundEntries", "Lucene90CompoundEntries"):
         raise UnsupportedFormatError(f"{name}: compound entries codec {codec!r} is not supported")
@@ -184,7 +184,7 @@ class FieldInfo:
     skip_index: bool = False
 
 
-def parse_fnm(data: bytes, name: str) -> dict[int, FieldInfo]:
+def parse_fnm(data: bytes | memoryview, name: str) -> dict[int, FieldInfo]:
     codec, version, _id, _s, pos = read_index_header(data, name)
     if codec not in ("Lucene60FieldInfos", "Lucene90FieldInfos", "Lucene94FieldInfos"):
         raise UnsupportedFormatError(f"{name}: field infos codec {codec!r} is not supported")
@@ -218,7 +218,7 @@ def parse_fnm(data: bytes, name: str) -> dict[int, FieldInfo]:
     return out
 
 
-def parse_liv(data: bytes, name: str, max_doc: int) -> bytes:
+def parse_liv(data: bytes | memoryview, name: str, max_doc: int) -> bytes:
     """Return a bitmap (bytes, little-endian bit order per byte) of LIVE docs."""
     codec, _v, _id, _s, pos = read_index_header(data, name)
     if codec not in ("Lucene50LiveDocs", "Lucene90LiveDocs"):

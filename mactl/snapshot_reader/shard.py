@@ -142,10 +142,8 @@ class ShardReader:
         skip_fields = {n for n, f in seg.fields.items() if f.skip_index}
         attrs = {n: f.attributes for n, f in seg.fields.items()}
         found = softdeletes.find_soft_deletes(dvm, dvd, f"{where}/{base}.dvm", field.number, skip_fields, attrs)
-        if found == softdeletes.NONE:
-            return set()
-        if found == softdeletes.ALL:
-            return range(seg.info.max_doc)
+        if isinstance(found, str):
+            return range(seg.info.max_doc) if found == softdeletes.ALL else set()
         off, length, drp = found
         codec = read_index_header(dvd, f"{where}/{base}.dvd")[0]
         docs = softdeletes.disi_docs(dvd, off, length, codec_is_little_endian(codec), drp)

@@ -7,12 +7,16 @@ decoded. It must not try to read doc-values *values*.
 
 from __future__ import annotations
 
+from typing import Final, Literal
+
 from mactl.snapshot_reader.datainput import DataInput, codec_is_little_endian
 from mactl.snapshot_reader.errors import CorruptFileError, UnsupportedFormatError
 from mactl.snapshot_reader.framing import read_index_header
 
-ALL = "all"
-NONE = "none"
+ALL: Final = "all"
+NONE: Final = "none"
+#: what `find_soft_deletes` found: the docs-with-field set's (offset, length, dense rank power) in the .dvd, ALL or NONE
+SoftDeletes = tuple[int, int, int] | Literal["all", "none"]
 
 
 def _dm(inp: DataInput, count: int, shift: int) -> None:
@@ -64,13 +68,13 @@ def _termdict(inp: DataInput, fmt: int) -> None:
 
 
 def find_soft_deletes(
-    dvm: bytes,
-    dvd: bytes,
+    dvm: bytes | memoryview,
+    dvd: bytes | memoryview,
     dvm_name: str,
     field_number: int,
     skip_index_fields: set[int],
     attributes_by_field: dict[int, dict[str, str]],
-) -> tuple[int, int, int] | str:
+) -> SoftDeletes:
     """Locate the soft-deletes field's docs-with-field set: (offset, length) in .dvd, ALL or NONE."""
     codec, version, _id, _s, pos = read_index_header(dvm, dvm_name)
     fmts = {"Lucene70DocValuesMetadata": 70, "Lucene80DocValuesMetadata": 80, "Lucene90DocValuesMetadata": 90}
@@ -124,7 +128,7 @@ def find_soft_deletes(
     return NONE
 
 
-def _docs_with_field(off: int, length: int, drp: int) -> tuple[int, int, int] | str:
+def _docs_with_field(off: int, length: int, drp: int) -> SoftDeletes:
     if off == -2:
         return NONE
     if off == -1:

@@ -44,7 +44,7 @@ def describe_unsupported_fdt(codec: str) -> str:
 class StoredFieldsFile:
     """One segment's .fdt (+ .fdm) with its framing understood."""
 
-    def __init__(self, fdt: bytes, fdt_name: str, fdm: bytes | None, fdm_name: str, max_doc: int) -> None:
+    def __init__(self, fdt: bytes | memoryview, fdt_name: str, fdm: bytes | None, fdm_name: str, max_doc: int) -> None:
         codec, version, _id, _suffix, pos = read_index_header(fdt, fdt_name)
         if codec not in _FDT_FORMATS:
             raise UnsupportedFormatError(f"{fdt_name}: {describe_unsupported_fdt(codec)}")
@@ -239,6 +239,7 @@ def _lz4_block(src: memoryview, n: int, name: str, dictionary: bytes | None = No
         return b""
     # Lucene lets a last match start closer to the block end than the LZ4 reference format
     # does (MFLIMIT); liblz4's safe decoder accepts that only with some spare output room.
+    out: bytes  # lz4 is untyped; `lz4.block.decompress` returns bytes
     try:
         if dictionary:
             out = lz4.block.decompress(src, uncompressed_size=n + _SPARE, dict=dictionary)
