@@ -24,6 +24,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError, TransportError
 
 from mactl.errors import MactlError, ProviderError
+from mactl.state.workdir import Workdir
 
 MAX_MISMATCHES_SHOWN = 5
 MAX_PLOT_POINTS = 300
@@ -423,7 +424,7 @@ def check_replay(address: str, outputs: Mapping[str, Any], min_rate: float, max_
 # --------------------------------------------------------------------------- timelines
 def backfill_timeline(workdir: Path, address: str) -> list[list[float]]:
     """docs/s over time from the walker's progress lines of one backfill stage."""
-    path = workdir / address / "progress.ndjson"
+    path = Workdir(workdir).stage(address).progress
     if not path.is_file():
         return []
     rows = []
@@ -527,7 +528,7 @@ def run_validation(ctx: Any, inputs: Any, queries: Sequence[Any]) -> dict[str, A
         replay_rows.append(res)
         if not res["passed"]:
             failures.append(f"{address}: replay: {res['detail']}")
-    workroot = Path(ctx.workdir).parent
+    workroot = Workdir.of_stage(Path(ctx.workdir)).root
     timelines = {
         a: backfill_timeline(workroot, a) for a in sorted({b for f in facts.values() for b in f.get("backfills", [])})
     }

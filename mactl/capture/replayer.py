@@ -52,6 +52,7 @@ from mactl.capture.record import Record, RecordDecodeError, decode
 from mactl.config.common import TransformSpec
 from mactl.errors import ConfigError, MactlError
 from mactl.sigv4 import RequestSigner, SigningError, signer_for, wire_target
+from mactl.state.workdir import StageFiles
 from mactl.transforms import DROP, compile_chain
 
 _DROP_HEADERS = frozenset(
@@ -136,6 +137,7 @@ def options_from_spec(spec: dict[str, Any], workdir: Path) -> ReplayOptions:
         raise ConfigError("replay: target.endpoint is required")
     auth = target.get("auth")
     sigv4 = _auth_type(auth) == "sigv4"
+    files = StageFiles(workdir)
     return ReplayOptions(
         target_url=str(target["endpoint"]),
         target_authorization=None if sigv4 else authorization_for(auth),
@@ -147,9 +149,9 @@ def options_from_spec(spec: dict[str, Any], workdir: Path) -> ReplayOptions:
         max_lag_s=float(spec.get("maxLagSeconds", 5.0)),
         lag_window_s=float(spec.get("lagWindowSeconds", 10.0)),
         workers=int(spec.get("workers") or 4),
-        tuples_path=workdir / "tuples.ndjson",
-        deadletter_path=workdir / "deadletter.ndjson",
-        status_path=workdir / "status.json",
+        tuples_path=files.replay_tuples,
+        deadletter_path=files.replay_dead_letters,
+        status_path=files.replayer_status,
         start_time=spec.get("startTime"),
     )
 

@@ -37,6 +37,7 @@ from mactl.plan.definition import AttributeChange, Change, Plan
 from mactl.providers import registry
 from mactl.providers.base import StageContext
 from mactl.state.document import StageRecord, StateDocument
+from mactl.state.workdir import Workdir
 
 TAINTED_STATUSES = frozenset({"failed", "tainted", "running"})
 
@@ -321,7 +322,7 @@ class Planner:
                 prior_outputs=record.outputs,
                 upstream={dep: self.records[dep].outputs for dep in stage.depends_on if dep in self.records},
                 checkpoint_data=record.checkpoint,
-                workdir=self.workdir / address,
+                workdir=Workdir(self.workdir).stage_dir(address),
             )
             found = provider.read(ctx)
             if found is None:
