@@ -282,7 +282,8 @@ def _confirm(what: str, auto_approve: bool) -> None:
 
 def _walk(session: Session, plan: Any, doc: Any, parallelism: int, operation: str) -> int:
     from mactl.apply.display import ApplyDisplay
-    from mactl.apply.walker import StateRecorder, Walker
+    from mactl.apply.recorder import StateRecorder
+    from mactl.apply.walker import Walker
     from mactl.state import StateDocument, current_who
 
     recorder = StateRecorder(session.backend, doc or StateDocument(), current_who(), session.secrets)
@@ -291,7 +292,7 @@ def _walk(session: Session, plan: Any, doc: Any, parallelism: int, operation: st
         session.graph,
         recorder,
         parallelism=parallelism,
-        display=ApplyDisplay(),
+        hooks=[ApplyDisplay()],
         workdir=session.backend.workdir,
         secrets=session.secrets,
         operation=operation,

@@ -33,7 +33,7 @@ from mactl.errors import PlanError
 from mactl.graph.expand import StageGraph
 from mactl.graph.stage import Stage
 from mactl.masking import SENSITIVE, inputs_digest, mask_inputs, mask_values, path_is_sensitive
-from mactl.plan.definition import AttributeChange, Change, Plan
+from mactl.plan.definition import GATED_ACTIONS, AttributeChange, Change, Plan
 from mactl.providers import registry
 from mactl.providers.base import StageContext
 from mactl.state.document import StageRecord, StateDocument
@@ -365,7 +365,7 @@ class Planner:
             changes = self._normal(selected, excluded)
         self._check_prevent_rollback(changes)
         self._check_validate(changes)
-        ordered = self._order(changes)
+        ordered = self._order({a: walk_decisions(c, self.records.get(a)) for a, c in changes.items()})
         return Plan(
             changes=ordered,
             lineage=self.doc.lineage if self.doc.serial or self.doc.stages else None,
@@ -518,6 +518,24 @@ class Planner:
         sub = dag.subgraph(rollbacks)
         back = list(reversed(list(nx.lexicographical_topological_sort(sub))))
         return [changes[a] for a in back] + rest
+
+
+def walk_decisions(change: Change, record: StageRecord | None) -> Change:
+    """`change` with the decisions the walker takes from the plan (see `Change`), from the
+    stage's record in the state the plan is made from."""
+    waiting = record is not None and record.status == "awaiting_approval"
+    gated = (
+        change.approval_required
+        and change.action in GATED_ACTIONS
+        and not (waiting and record is not None and record.approved_by)
+    )
+    from_checkpoint = (
+        record is not None and change.action in GATED_ACTIONS and not change.rolls_back and (change.resume or waiting)
+    )
+    forget_only = change.rolls_back and waiting and record is not None and not record.inputs_digest
+    if not (gated or from_checkpoint or forget_only):
+        return change
+    return _replace(change, gated=gated, from_checkpoint=from_checkpoint, forget_only=forget_only)
 
 
 def registry_base_validate() -> Callable[..., Any]:
