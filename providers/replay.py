@@ -152,6 +152,7 @@ def _spec(ctx: StageContext, start: dict[str, int], resume: bool) -> dict[str, A
         "lagWindowSeconds": inputs.lagWindowSeconds,
         "workers": inputs.workers,
         "workdir": str(ctx.workdir),
+        "transformsBaseDir": str(ctx.config_dir),
         "startTime": _start_time(find_start_position(ctx)),
     }
 

@@ -3,8 +3,10 @@
 Inputs come from the config (the graph), or, for a stage that left the config, from its
 record with secrets put back (`mactl.apply.secrets`); upstream outputs, prior outputs and
 the checkpoint come from the state, as the plan decided (`Change.from_checkpoint`). The
-context carries the stage's own folder (`Workdir.stage_dir`, made here). Its `progress`,
-`checkpoint` and `log` callbacks go to the walk's hooks and to the state recorder.
+context carries the stage's own folder (`Workdir.stage_dir`, made here) and the config's
+folder, where a relative path in the inputs (a transform's `file:`) starts, the same rule
+as `plan --evaluate` and `mactl worker`. Its `progress`, `checkpoint` and `log` callbacks
+go to the walk's hooks and to the state recorder.
 
 It decides nothing (whether or when the stage runs) and writes nothing to the state but
 through `ctx.checkpoint`.
@@ -13,6 +15,7 @@ through `ctx.checkpoint`.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -46,12 +49,14 @@ class ContextBuilder:
         hooks: Hook,
         *,
         workdir: Workdir,
+        config_dir: Path,
         secrets: Collection[str] = (),
     ) -> None:
         self.graph = graph
         self.recorder = recorder
         self.hooks = hooks
         self.workdir = workdir
+        self.config_dir = config_dir.absolute()  # worker processes may start elsewhere
         self.restorer = SecretRestorer(graph, secrets)
 
     def build(self, change: Change, phase: Phase) -> StageContext:
@@ -81,6 +86,7 @@ class ContextBuilder:
             upstream=upstream,
             checkpoint_data=(record.checkpoint if resume and record is not None else None),
             workdir=stage_dir,
+            config_dir=self.config_dir,
         )
         hooks, recorder = self.hooks, self.recorder
 

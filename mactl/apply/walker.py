@@ -88,6 +88,7 @@ class Walker:
         parallelism: int = 4,
         hooks: Sequence[Hook] = (),
         workdir: Path,
+        config_dir: Path,
         secrets: Collection[str] = (),
         operation: str = "apply",
     ) -> None:
@@ -100,7 +101,9 @@ class Walker:
         self.operation = operation
         files = Workdir(workdir)
         self.hooks = Hooks([*hooks, StageFilesHook(files, self.secrets)])
-        self.contexts = ContextBuilder(graph, recorder, self.hooks, workdir=files, secrets=self.secrets)
+        self.contexts = ContextBuilder(
+            graph, recorder, self.hooks, workdir=files, config_dir=config_dir, secrets=self.secrets
+        )
         self.scheduler: Scheduler[str] = Scheduler(parallelism)
         self.result = WalkResult()
         self._live: dict[str, tuple[Change, StageContext]] = {}  # started, not yet recorded as ended

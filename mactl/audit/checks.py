@@ -189,12 +189,14 @@ def check_sample(
     seed: bytes,
     limit: int,
     min_match: float,
+    transforms_base_dir: Path | None = None,
 ) -> dict[str, Any]:
     """N random snapshot documents, transformed as the backfill did, against the target's `_source`.
 
     With replay upstream a document the source changed after the snapshot may differ from
     the snapshot's; it still matches when the target equals the source's current document
-    put through the same transforms (or both no longer have it).
+    put through the same transforms (or both no longer have it). A transform's relative
+    `file:` starts at `transforms_base_dir` (the config's folder).
     """
     from mactl.backfill.doc_transforms import DocumentTransformer
     from mactl.config.common import TransformSpec
@@ -214,7 +216,9 @@ def check_sample(
             "detail": "skipped: no snapshot document maps to this index by name",
         }
     try:
-        transformer = DocumentTransformer([TransformSpec.model_validate(t) for t in fact.get("transforms") or []])
+        transformer = DocumentTransformer(
+            [TransformSpec.model_validate(t) for t in fact.get("transforms") or []], base_dir=transforms_base_dir
+        )
         picked = pick_documents(repo, snapshot, source_index, size, fact.get("sample"), seed, limit)
         expected: list[tuple[Any, Any]] = []
         for doc in picked:
@@ -495,6 +499,7 @@ def run_validation(ctx: Any, inputs: Any, queries: Sequence[Any]) -> dict[str, A
                     seed,
                     inputs.maxScanDocsPerIndex,
                     th.minSampleMatch,
+                    transforms_base_dir=getattr(ctx, "config_dir", None),
                 )
             if inputs.checkMappings:
                 row["checks"]["mappings"] = check_definition(fact, target)

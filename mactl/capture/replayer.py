@@ -84,6 +84,7 @@ class ReplayOptions:
     max_speedup: float = 1.0
     max_throughput_mbps: float | None = None
     transforms: Sequence[TransformSpec] = ()
+    transforms_base_dir: Path | None = None  # where a transform's relative `file:` starts: the config's folder
     max_lag_s: float = 5.0
     lag_window_s: float = 10.0
     workers: int = 4
@@ -146,6 +147,7 @@ def options_from_spec(spec: dict[str, Any], workdir: Path) -> ReplayOptions:
         max_speedup=float(spec.get("maxSpeedupFactor") or 1.0),
         max_throughput_mbps=spec.get("maxThroughputMbps"),
         transforms=[parse_spec(t) if not isinstance(t, TransformSpec) else t for t in spec.get("transforms") or []],
+        transforms_base_dir=Path(spec["transformsBaseDir"]) if spec.get("transformsBaseDir") else None,
         max_lag_s=float(spec.get("maxLagSeconds", 5.0)),
         lag_window_s=float(spec.get("lagWindowSeconds", 10.0)),
         workers=int(spec.get("workers") or 4),
@@ -379,7 +381,11 @@ class Replayer:
         self._host_header = host if self._port == (443 if parts.scheme == "https" else 80) else f"{host}:{self._port}"
         self._signer = options.target_signer
         self._prefix = parts.path.rstrip("/")
-        self._chain = compile_chain(list(options.transforms)) if options.transforms else None
+        self._chain = (
+            compile_chain(list(options.transforms), base_dir=options.transforms_base_dir)
+            if options.transforms
+            else None
+        )
         self.status = Status()
         self.stop = threading.Event()
         self._tracker = _OffsetTracker()

@@ -159,6 +159,7 @@ class Planner:
         *,
         sensitive_values: Collection[str] = (),
         workdir: Path | None = None,
+        config_dir: Path | None = None,
         desired: dict[str, Desired] | None = None,
     ) -> None:
         self.graph = graph
@@ -167,6 +168,7 @@ class Planner:
         self.options = options
         self.secrets = [s for s in sensitive_values if s]
         self.workdir = workdir or Path(".mactl/work")
+        self.config_dir = (config_dir or Path.cwd()).absolute()
         self.desired = desired if desired is not None else prepare(graph, self.secrets)
         self.changes: dict[str, Change] = {}
         self.warnings: list[str] = []
@@ -323,6 +325,7 @@ class Planner:
                 upstream={dep: self.records[dep].outputs for dep in stage.depends_on if dep in self.records},
                 checkpoint_data=record.checkpoint,
                 workdir=Workdir(self.workdir).stage_dir(address),
+                config_dir=self.config_dir,
             )
             found = provider.read(ctx)
             if found is None:
@@ -557,6 +560,9 @@ def build_plan(
     *,
     sensitive_values: Collection[str] = (),
     workdir: Path | None = None,
+    config_dir: Path | None = None,
 ) -> Plan:
     """The plan that brings `doc` to `graph` under `options`. See the module docstring."""
-    return Planner(graph, doc, options or PlanOptions(), sensitive_values=sensitive_values, workdir=workdir).build()
+    return Planner(
+        graph, doc, options or PlanOptions(), sensitive_values=sensitive_values, workdir=workdir, config_dir=config_dir
+    ).build()
