@@ -96,6 +96,7 @@ class BackfillProvider(BaseProvider):
             ctx.address,
             inputs,
             workdir=ctx.workdir,
+            transforms_base_dir=ctx.config_dir,
             snapshot=snapshot,
             snapshot_uuid=snapshot_uuid(inputs.repository, snapshot),
         )

@@ -46,6 +46,8 @@ class StageContext:
     `upstream` maps each dependency's address to its recorded outputs (the snapshot
     stage's name and uuid reach the metadata stage this way). `workdir` is a folder of
     this stage's own under the state's working directory, for logs and dead letters.
+    `config_dir` is the config file's folder: a relative path in the inputs (a
+    transform's `file:`) starts there, wherever mactl runs from.
     """
 
     address: str
@@ -55,6 +57,7 @@ class StageContext:
     upstream: Mapping[str, Mapping[str, Any]]
     checkpoint_data: Mapping[str, Any] | None
     workdir: Path
+    config_dir: Path = field(default_factory=Path.cwd)
     progress: ProgressFn = lambda _p: None
     checkpoint: CheckpointFn = lambda _d: None
     log: LogFn = lambda _m: None

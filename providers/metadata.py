@@ -79,7 +79,7 @@ class MetadataProvider(BaseProvider):
     def apply(self, ctx: StageContext) -> dict[str, Any]:
         inputs: Inputs = ctx.inputs  # type: ignore[assignment]
         client = client_for(inputs.target, pool_maxsize=INDEX_WORKERS + 2)
-        ev = evaluate(inputs, upstream=ctx.upstream, target_client=client)
+        ev = evaluate(inputs, upstream=ctx.upstream, target_client=client, base_dir=ctx.config_dir)
         ours = self._already_ours(ctx)
         rows: dict[str, dict[str, Any]] = {}
         failed_eval = [i for i in ev.items if i.action == "fail"]

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 from mactl.providers.base import BaseProvider, Progress, StageContext
 from mactl.providers.capture import FileLog, KafkaLog, resolved_log
+from mactl.state.workdir import StageFiles
 from pydantic import Field
 
 from mactl.config.common import ClusterRef, Model, TransformSpec
@@ -151,6 +152,7 @@ def _spec(ctx: StageContext, start: dict[str, int], resume: bool) -> dict[str, A
         "lagWindowSeconds": inputs.lagWindowSeconds,
         "workers": inputs.workers,
         "workdir": str(ctx.workdir),
+        "transformsBaseDir": str(ctx.config_dir),
         "startTime": _start_time(find_start_position(ctx)),
     }
 
@@ -199,24 +201,28 @@ class ReplayProvider(BaseProvider):
             )
         ctx.checkpoint({"group": group_name(ctx.address), "start": start})
         spec = _spec(ctx, start, resume)
+        files = StageFiles(ctx.workdir)
         common = {
             "group": spec["group"],
             "startPosition": position,
-            "tuples": str(ctx.workdir / "tuples.ndjson"),
-            "deadLetters": str(ctx.workdir / "deadletter.ndjson"),
-            "statusFile": str(ctx.workdir / "status.json"),
+            "tuples": str(files.replay_tuples),
+            "deadLetters": str(files.replay_dead_letters),
+            "statusFile": str(files.replayer_status),
             "follow": inputs.follow,
         }
-        _write_spec(ctx.workdir / "replayer-spec.json", {**spec, "resume": True})
+        _write_spec(files.replayer_spec, {**spec, "resume": True})
         from mactl.capture import fleet
 
+        # What the later stages of this source (switchover, teardown) need of this replay,
+        # with the same paths as its outputs: they read them here, never rebuild them.
         fleet.update_registry(
             ctx.workdir,
             inputs.source.name,
             **{
                 f"replayer:{ctx.address}": {
-                    "pidFile": str(ctx.workdir / "replayer.pid"),
-                    "specFile": str(ctx.workdir / "replayer-spec.json"),
+                    "pidFile": str(files.replayer_pid),
+                    "specFile": str(files.replayer_spec),
+                    "statusFile": common["statusFile"],
                     "follow": inputs.follow,
                 }
             },
@@ -252,7 +258,7 @@ class ReplayProvider(BaseProvider):
             why = "cancelled" if ctx.cancelled.is_set() else f"not in sync after {inputs.timeoutSeconds:.0f}s"
             raise ProviderError(
                 f"replay {ctx.address}: {why} (lag {status.lag_s:.1f}s, {status.mismatches} status mismatches, "
-                f"{status.target_4xx} target 4xx); see {ctx.workdir / 'tuples.ndjson'}",
+                f"{status.target_4xx} target 4xx); see {StageFiles(ctx.workdir).replay_tuples}",
                 hint="offsets are committed: re-apply resumes where it stopped",
             )
         report(status)
@@ -262,24 +268,23 @@ class ReplayProvider(BaseProvider):
         from mactl.capture import fleet
 
         inputs: Inputs = ctx.inputs  # type: ignore[assignment]
-        pid_file = ctx.workdir / "replayer.pid"
+        files = StageFiles(ctx.workdir)
+        pid_file = files.replayer_pid
         pid = fleet.read_pid(pid_file)
-        status_file = ctx.workdir / "status.json"
+        status_file = files.replayer_status
         if pid is None or not fleet.is_mactl_process(pid):
-            spec_file = ctx.workdir / "replayer-follow-spec.json"
+            spec_file = files.replayer_follow_spec
             _write_spec(spec_file, spec)
             status_file.unlink(missing_ok=True)
             fleet.spawn(
                 ["replay", "run", "--spec", str(spec_file), "--follow", "--pid-file", str(pid_file)],
-                ctx.workdir / "replayer.log",
+                files.replayer_log,
             )
             deadline = time.monotonic() + 30
             while (pid := fleet.read_pid(pid_file)) is None and time.monotonic() < deadline:
                 time.sleep(0.05)
             if pid is None:
-                raise ProviderError(
-                    f"replay {ctx.address}: replayer did not start: {fleet.tail(ctx.workdir / 'replayer.log')}"
-                )
+                raise ProviderError(f"replay {ctx.address}: replayer did not start: {fleet.tail(files.replayer_log)}")
         deadline = time.monotonic() + inputs.timeoutSeconds
         while True:
             st = _read_status(status_file)
@@ -287,9 +292,7 @@ class ReplayProvider(BaseProvider):
                 ctx.progress(Progress(done=st.get("replayed", 0), unit="requests", message="in sync (following)"))
                 return {"pid": pid, "pidFile": str(pid_file), "status": st, "inSync": True}
             if not fleet.is_mactl_process(pid):
-                raise ProviderError(
-                    f"replay {ctx.address}: replayer exited: {fleet.tail(ctx.workdir / 'replayer.log')}"
-                )
+                raise ProviderError(f"replay {ctx.address}: replayer exited: {fleet.tail(files.replayer_log)}")
             if time.monotonic() >= deadline or ctx.cancelled.is_set():
                 raise ProviderError(
                     f"replay {ctx.address}: follow replayer not in sync after {inputs.timeoutSeconds:.0f}s "
@@ -309,7 +312,7 @@ class ReplayProvider(BaseProvider):
         from mactl.capture import log as capture_log
 
         inputs: Inputs = ctx.inputs  # type: ignore[assignment]
-        stopped = fleet.stop(fleet.read_pid(ctx.workdir / "replayer.pid"))
+        stopped = fleet.stop(fleet.read_pid(StageFiles(ctx.workdir).replayer_pid))
         capture_log.delete_group(resolved_log(inputs.log), group_name(ctx.address))
         ctx.log(f"replay {ctx.address}: {'stopped the replayer; ' if stopped else ''}committed offsets forgotten")
 
@@ -319,11 +322,12 @@ class ReplayProvider(BaseProvider):
         if ctx.prior_outputs is None:
             return None
         out = dict(ctx.prior_outputs)
-        st = _read_status(ctx.workdir / "status.json")
+        files = StageFiles(ctx.workdir)
+        st = _read_status(files.replayer_status)
         if st:
             out["status"] = st
         if out.get("follow"):
-            out["running"] = fleet.is_mactl_process(fleet.read_pid(ctx.workdir / "replayer.pid") or -1)
+            out["running"] = fleet.is_mactl_process(fleet.read_pid(files.replayer_pid) or -1)
         return out
 
 

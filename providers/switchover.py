@@ -111,7 +111,7 @@ class SwitchoverProvider(BaseProvider):
         for address, entry in replayers.items():
             if not entry.get("follow"):
                 spec = json.loads(Path(entry["specFile"]).read_text())
-                work = Path(entry["specFile"]).parent
+                work = Path(spec.get("workdir") or Path(entry["specFile"]).parent)
                 tail = Replayer(spec["log"], spec["group"], options_from_spec(spec, work))
                 st = tail.run(spec.get("start"), resume=True, until_in_sync=False, until_caught_up=True, timeout_s=600)
                 ctx.log(f"{ctx.address}: replayed the last {st.replayed} captured requests for {address}")
@@ -168,7 +168,12 @@ def _replayers(ctx: StageContext, source_name: str) -> dict[str, dict[str, Any]]
 
 
 def _status(entry: dict[str, Any]) -> dict[str, Any]:
+    """The replayer's status, from the file the replay stage recorded (`statusFile`, as in
+    its outputs). A registry written before it recorded one: the file in its stage folder."""
+    from mactl.state.workdir import StageFiles
+
+    path = entry.get("statusFile") or StageFiles(Path(entry["pidFile"]).parent).replayer_status
     try:
-        return json.loads((Path(entry["pidFile"]).parent / "status.json").read_text())
+        return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {}

@@ -2,8 +2,8 @@
 
 On a terminal a rich `Live` table shows each running stage with its progress, rate
 (docs/s, or whatever unit the provider reports) and ETA; elsewhere (CI logs, pipes)
-plain lines are printed when a stage starts and ends. It only displays: the walker
-decides everything.
+plain lines are printed when a stage starts and ends. It is one of the walk's hooks
+(`mactl.apply.hooks`): it only displays, the walker decides everything.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from mactl.apply.hooks import Hook
 from mactl.providers.base import Progress
 
 VERB = {
@@ -45,7 +46,7 @@ def _fmt_seconds(seconds: float) -> str:
     return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
 
-class ApplyDisplay:
+class ApplyDisplay(Hook):
     def __init__(self, console: Console | None = None, *, live: bool | None = None) -> None:
         self.console = console or Console(stderr=False, highlight=False, soft_wrap=True)
         self.live_enabled = self.console.is_terminal if live is None else live
@@ -63,6 +64,23 @@ class ApplyDisplay:
         if self._live is not None:
             self._live.__exit__(None, None, None)
             self._live = None
+
+    # -- the hook ---------------------------------------------------------------------
+
+    def walk_started(self) -> None:
+        self.__enter__()
+
+    def walk_finished(self) -> None:
+        self.__exit__(None, None, None)
+
+    def stage_started(self, address: str, action: str) -> None:
+        self.started(address, action)
+
+    def stage_progress(self, address: str, report: Progress) -> None:
+        self.progress(address, report)
+
+    def stage_finished(self, address: str, outcome: str) -> None:
+        self.finished(address, outcome)
 
     def say(self, text: str) -> None:
         self.console.print(text, markup=False, highlight=False)

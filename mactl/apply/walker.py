@@ -1,48 +1,45 @@
-"""Walk a plan through the providers, saving the state at every step.
+"""Walk a plan through the providers: what an apply does at each stage (the graph walk context).
 
 Two phases, as the plan orders them: first every roll-back (a stage only after every
 stage built on it), then every create/update/replace (a stage only after its
-dependencies are complete), `parallelism` at a time, on daemon threads. Every stage
-transition (running, complete, failed, awaiting approval, rolled back) and every
-provider checkpoint is written to the state before anything else happens, so a crash
-loses at most the work since the last checkpoint.
+dependencies are complete), `parallelism` at a time (`mactl.apply.scheduler`). Every
+stage transition and every provider checkpoint is written to the state before anything
+else happens (`mactl.apply.recorder`), so a crash loses at most the work since the last
+checkpoint.
 
 On a failure nothing new starts; running stages finish; the state is saved. Ctrl-C
 once does the same (and tells running stages through `ctx.cancelled`); twice stops at
-once, marking the running stages `tainted`. Approval gates (`approval: required`,
-and every `manual` stage) stop the walk there until `mactl approve ADDR`.
+once, marking the running stages `tainted` (`mactl.apply.signals`). A stage the plan
+marks `gated` stops the walk there until `mactl approve ADDR`; a gated stage to be
+replaced is not rolled back before its approval, nor is anything built on it.
 
-The walker never decides WHAT to do (that is the plan) and never takes the lock (the
-caller holds it for the whole walk).
+The walker never decides WHAT to do: the plan does, down to the gates, resumes from a
+checkpoint and records to forget (`Change.gated`, `from_checkpoint`, `forget_only`).
+It never takes the lock (the caller holds it for the whole walk), and it shows and
+writes progress only through its hooks (`mactl.apply.hooks`).
 """
 
 from __future__ import annotations
 
-import json
-import queue
-import signal
-import threading
-import time
 import traceback
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import orjson
-from pydantic import BaseModel, ValidationError
-
-from mactl.apply.display import ApplyDisplay
+from mactl.apply.context import ContextBuilder, Phase
+from mactl.apply.hooks import Hook, Hooks, StageFilesHook
+from mactl.apply.recorder import StateRecorder
+from mactl.apply.scheduler import Done, Held, Run, Scheduler, Step, WalkOutcome
+from mactl.apply.signals import Interrupts
 from mactl.errors import MactlError, PlanError
 from mactl.graph.expand import StageGraph
-from mactl.masking import inputs_digest, mask_inputs, mask_text, mask_values
+from mactl.masking import mask_text
 from mactl.plan.definition import Change, Plan
 from mactl.providers import registry
-from mactl.providers.base import Progress, StageContext
-from mactl.state.backend import Backend
-from mactl.state.document import StageRecord, StateDocument, utcnow
+from mactl.providers.base import StageContext
+from mactl.state.workdir import Workdir
 
-GATED_ACTIONS = frozenset({"create", "update", "replace"})
+STOPPED = "the walk stopped before it"
 
 
 def check_available(plan: Plan) -> None:
@@ -65,80 +62,6 @@ def check_available(plan: Plan) -> None:
         )
 
 
-class StateRecorder:
-    """The one place the walk changes the state: every change is written before it returns.
-
-    Writes are group-committed: a change made while another thread is writing waits for
-    the next write, which then carries every change made meanwhile. Each caller still
-    returns only once a write containing its change is stored, so "saved at every
-    transition" holds, with fewer full-document writes when stages run in parallel.
-    """
-
-    def __init__(self, backend: Backend, doc: StateDocument, who: str, secrets: Collection[str]) -> None:
-        self.backend = backend
-        self.doc = doc
-        self.who = who
-        self.secrets = [s for s in secrets if s]
-        self._mutex = threading.Lock()  # guards `doc` and the generation counters
-        self._write_lock = threading.Lock()  # one backend write at a time
-        self._changed_gen = 0
-        self._written_gen = 0
-
-    def record(self, address: str) -> StageRecord | None:
-        with self._mutex:
-            return self.doc.stages.get(address)
-
-    def update(
-        self, address: str, stage_type: str, history: tuple[str, str, str | None] | None = None, **fields: Any
-    ) -> None:
-        with self._mutex:
-            current = self.doc.stages.get(address) or StageRecord(type=stage_type, created_at=utcnow())
-            fields.setdefault("updated_at", utcnow())
-            self.doc.stages[address] = current.model_copy(update=fields)
-            if history is not None:
-                operation, result, detail = history
-                self.doc.record(
-                    who=self.who,
-                    operation=operation,
-                    address=address,
-                    result=result,
-                    detail=mask_text(detail, self.secrets) if detail else None,
-                )
-            gen = self._changed()
-        self._commit(gen)
-
-    def remove(self, address: str, operation: str, detail: str | None = None) -> None:
-        with self._mutex:
-            self.doc.stages.pop(address, None)
-            self.doc.record(who=self.who, operation=operation, address=address, result="ok", detail=detail)
-            gen = self._changed()
-        self._commit(gen)
-
-    def note(self, operation: str, result: str, detail: str | None = None) -> None:
-        with self._mutex:
-            self.doc.record(who=self.who, operation=operation, result=result, detail=detail)
-            gen = self._changed()
-        self._commit(gen)
-
-    def _changed(self) -> int:
-        self._changed_gen += 1
-        return self._changed_gen
-
-    def _commit(self, gen: int) -> None:
-        with self._write_lock:
-            if self._written_gen >= gen:
-                return  # another thread's write already stored this change
-            with self._mutex:
-                upto = self._changed_gen
-                snapshot = self.doc.model_copy(
-                    update={"stages": dict(self.doc.stages), "history": list(self.doc.history)}
-                )
-            stored = self.backend.write(snapshot)
-            with self._mutex:
-                self.doc.serial = stored.serial
-                self._written_gen = upto
-
-
 @dataclass
 class WalkResult:
     completed: list[str] = field(default_factory=list)
@@ -155,13 +78,6 @@ class WalkResult:
         return not self.failed and not self.interrupted
 
 
-@dataclass
-class _Job:
-    change: Change
-    phase: str  # "rollback" | "apply"
-    ctx: StageContext | None = None
-
-
 class Walker:
     def __init__(
         self,
@@ -170,8 +86,9 @@ class Walker:
         recorder: StateRecorder,
         *,
         parallelism: int = 4,
-        display: ApplyDisplay | None = None,
+        hooks: Sequence[Hook] = (),
         workdir: Path,
+        config_dir: Path,
         secrets: Collection[str] = (),
         operation: str = "apply",
     ) -> None:
@@ -180,204 +97,121 @@ class Walker:
         self.plan = plan
         self.graph = graph
         self.recorder = recorder
-        self.parallelism = parallelism
-        self.display = display or ApplyDisplay(live=False)
-        self.workdir = workdir
         self.secrets = [s for s in secrets if s]
         self.operation = operation
+        files = Workdir(workdir)
+        self.hooks = Hooks([*hooks, StageFilesHook(files, self.secrets)])
+        self.contexts = ContextBuilder(
+            graph, recorder, self.hooks, workdir=files, config_dir=config_dir, secrets=self.secrets
+        )
+        self.scheduler: Scheduler[str] = Scheduler(parallelism)
         self.result = WalkResult()
-        self._events: queue.Queue[tuple[str, str, str | None]] = queue.Queue()
-        self._running: dict[str, _Job] = {}
-        self._stopping = False
-        self._interrupts = 0
-        self._approved: set[str] = set()
-        self._secret_fields: dict[tuple[str, bytes], Any] | None = None
+        self._live: dict[str, tuple[Change, StageContext]] = {}  # started, not yet recorded as ended
 
     # -- the walk ---------------------------------------------------------------------
 
     def run(self) -> WalkResult:
-        for change in self.plan.changes:
-            record = self.recorder.record(change.address)
-            if (
-                change.approval_required
-                and record is not None
-                and record.status == "awaiting_approval"
-                and record.approved_by
-            ):
-                self._approved.add(change.address)  # approved once: it holds through this walk's rollback and redo
-        previous = None
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGINT, self._on_sigint)
-        try:
-            with self.display:
-                self._phase_rollback()
-                if not self._stopping:
-                    self._phase_apply()
-        except KeyboardInterrupt:
-            self._abort_now()
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+        with Interrupts(self._stop_gracefully):
+            try:
+                self.hooks.walk_started()
+                try:
+                    self._phase_rollback()
+                    if not self.scheduler.stopping:
+                        self._phase_apply()
+                finally:
+                    self.hooks.walk_finished()
+            except KeyboardInterrupt:
+                self._stop_at_once()
         return self.result
 
-    def _on_sigint(self, signum: int, frame: Any) -> None:
-        self._interrupts += 1
-        if self._interrupts == 1:
-            self._stopping = True
-            self.result.interrupted = True
-            for job in list(self._running.values()):
-                if job.ctx is not None:
-                    job.ctx.cancelled.set()
-            self.display.say(
-                f"Interrupt received: stopping gracefully; {len(self._running)} running stage(s) will finish. "
-                "Press Ctrl-C again to stop at once (running stages are then marked tainted)."
-            )
-            return
-        raise KeyboardInterrupt
-
-    def _abort_now(self) -> None:
+    def _stop_gracefully(self) -> None:
+        """The first Ctrl-C (in a signal handler): start nothing more, ask running stages to stop."""
+        self.scheduler.cancel()
         self.result.interrupted = True
-        for address, job in list(self._running.items()):
-            self.recorder.update(
-                address,
-                job.change.type,
-                history=(self.operation, "interrupted", "stopped at once by a second Ctrl-C"),
-                status="tainted",
-                last_error="interrupted: stopped at once (second Ctrl-C)",
-                finished_at=utcnow(),
-            )
+        live = list(self._live.values())
+        for _, ctx in live:
+            ctx.cancelled.set()
+        self.hooks.say(
+            f"Interrupt received: stopping gracefully; {len(live)} running stage(s) will finish. "
+            "Press Ctrl-C again to stop at once (running stages are then marked tainted)."
+        )
+
+    def _stop_at_once(self) -> None:
+        """The second Ctrl-C: every stage still running is recorded as tainted."""
+        self.result.interrupted = True
+        for address, (change, _) in list(self._live.items()):
+            self.recorder.tainted(address, change.type, self.operation)
             self.result.tainted.append(address)
-        self._running.clear()
+        self._live.clear()
 
-    def _run_jobs(self, jobs: dict[str, _Job], waits: dict[str, set[str]]) -> None:
-        """Run `jobs`, each once every address in its `waits` set has succeeded."""
-        remaining = {a: set(w) for a, w in waits.items()}
-        dependents: dict[str, list[str]] = {}
-        for a, w in remaining.items():
-            for d in w:
-                dependents.setdefault(d, []).append(a)
-        ready = [a for a in jobs if not remaining[a]]
-        order = {a: i for i, a in enumerate(jobs)}
-        blocked: set[str] = set()
-
-        def release(address: str) -> None:
-            for dep in dependents.get(address, ()):
-                remaining[dep].discard(address)
-                if not remaining[dep] and dep not in blocked:
-                    ready.append(dep)
-
-        def block(address: str, why: str) -> None:
-            stack = [address]
-            while stack:
-                a = stack.pop()
-                for dep in dependents.get(a, ()):
-                    if dep not in blocked:
-                        blocked.add(dep)
-                        self.result.not_started.setdefault(dep, why)
-                        stack.append(dep)
-
-        while True:
-            ready.sort(key=order.__getitem__, reverse=True)
-            while ready and not self._stopping and len(self._running) < self.parallelism:
-                address = ready.pop()
-                job = jobs[address]
-                if job.phase == "apply" and self._gate(job):
-                    if address not in self.result.awaiting_approval:
-                        self.result.awaiting_approval.append(address)
-                    block(address, f"waits for the approval of {address}")
-                    continue
-                if job.phase == "apply" and job.change.action == "read":
-                    self._record_read(job.change)
-                    release(address)
-                    continue
-                if job.phase == "rollback" and self._never_applied(address):
-                    self.recorder.remove(address, f"{self.operation} rollback", detail="never applied: record removed")
-                    self.result.rolled_back.append(address)
-                    release(address)
-                    continue
-                if job.phase == "rollback" and job.change.manual_rollback:
-                    self._leave_manual(job.change)
-                    release(address)
-                    continue
-                self._start(job)
-            if not self._running:
-                break
-            try:
-                address, outcome, error = self._events.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            self._running.pop(address, None)
-            if outcome == "ok":
-                release(address)
-            else:
-                self._stopping = True
-                self.result.failed[address] = error or "failed"
-                block(address, f"{address} failed")
-        if self._stopping:
-            finished = set(self.result.completed) | set(self.result.rolled_back) | set(self.result.failed)
-            finished |= set(self.result.left_manual) | set(self.result.awaiting_approval) | set(self.result.tainted)
-            for address in jobs:
-                if address not in finished:
-                    self.result.not_started.setdefault(address, "the walk stopped before it")
+    def _walk(self, changes: dict[str, Change], waits: dict[str, set[str]], phase: Phase) -> None:
+        visit = self._visit_rollback if phase == "rollback" else self._visit_apply
+        outcome: WalkOutcome[str] = self.scheduler.walk(list(changes), waits, lambda a: visit(changes[a]))
+        self.result.failed.update(outcome.failed)
+        for address, why in outcome.blocked.items():
+            self.result.not_started.setdefault(address, why)
+        if outcome.stopped:
+            r = self.result
+            ended = set(r.completed) | set(r.rolled_back) | set(r.failed) | set(r.left_manual)
+            ended |= set(r.awaiting_approval) | set(r.tainted)
+            for address in outcome.unvisited:
+                if address not in ended:
+                    self.result.not_started.setdefault(address, STOPPED)
 
     # -- phases -----------------------------------------------------------------------
 
     def _phase_rollback(self) -> None:
-        jobs = {c.address: _Job(c, "rollback") for c in self.plan.changes if c.rolls_back}
-        if not jobs:
+        changes = {c.address: c for c in self.plan.changes if c.rolls_back}
+        if not changes:
             return
         deps = self._all_deps()
         # A gated stage to be replaced is not rolled back before its approval, and
         # neither is anything built on it (it would only wait, undone, for the gate).
-        gated = [a for a, j in jobs.items() if j.change.action == "replace" and self._needs_approval(j.change)]
+        gated = [a for a, c in changes.items() if c.action == "replace" and c.gated]
         if gated:
             dependents: dict[str, set[str]] = {}
             for address, needs in deps.items():
                 for dep in needs:
                     dependents.setdefault(dep, set()).add(address)
             for address in gated:
-                self._gate(jobs[address])
+                self._gate(changes[address])
                 self.result.awaiting_approval.append(address)
                 stack = [address]
                 while stack:
                     for below in dependents.get(stack.pop(), ()):
-                        if below in jobs and below not in gated and below not in self.result.not_started:
+                        if below in changes and below not in gated and below not in self.result.not_started:
                             self.result.not_started[below] = f"waits for the approval of {address}"
                             stack.append(below)
             for address in [*gated, *self.result.not_started]:
-                jobs.pop(address, None)
-        waits = {a: {b for b in jobs if a in deps.get(b, ())} for a in jobs}
-        self._run_jobs(jobs, waits)
+                changes.pop(address, None)
+        waits = {a: {b for b in changes if a in deps.get(b, ())} for a in changes}
+        self._walk(changes, waits, "rollback")
 
     def _phase_apply(self) -> None:
-        jobs = {
-            c.address: _Job(c, "apply")
-            for c in self.plan.changes
-            if c.action in ("create", "update", "replace", "read")
-        }
-        if not jobs:
+        changes = {c.address: c for c in self.plan.changes if c.action in ("create", "update", "replace", "read")}
+        if not changes:
             return
         waits: dict[str, set[str]] = {}
-        for address in jobs:
+        blocked: list[str] = []
+        for address in changes:
             stage = self.graph.stages.get(address)
             if stage is None:
                 raise PlanError(f"{address} is planned but is not in the config any more")
             need: set[str] = set()
             for dep in stage.depends_on:
-                if dep in jobs:
+                if dep in changes:
                     need.add(dep)
                     continue
                 record = self.recorder.record(dep)
                 if record is None or record.status != "complete":
                     status = record.status if record else "not applied"
                     self.result.not_started[address] = f"its dependency {dep} is {status}"
-                    need.add("\0blocked")
+                    blocked.append(address)
             waits[address] = need
-        blocked = [a for a, w in waits.items() if "\0blocked" in w]
         for address in blocked:
-            del jobs[address]
-        waits = {a: {d for d in w if d in jobs} for a, w in waits.items() if a in jobs}
-        self._run_jobs(jobs, waits)
+            changes.pop(address, None)
+        waits = {a: {d for d in w if d in changes} for a, w in waits.items() if a in changes}
+        self._walk(changes, waits, "apply")
 
     def _all_deps(self) -> dict[str, set[str]]:
         deps: dict[str, set[str]] = {a: set(s.depends_on) for a, s in self.graph.stages.items()}
@@ -387,233 +221,76 @@ class Walker:
 
     # -- one stage --------------------------------------------------------------------
 
-    def _never_applied(self, address: str) -> bool:
-        """A record made only by an approval gate: there is nothing to undo."""
-        record = self.recorder.record(address)
-        return record is not None and record.status == "awaiting_approval" and not record.inputs_digest
+    def _visit_rollback(self, change: Change) -> Step:
+        if change.forget_only:
+            self.recorder.remove(change.address, f"{self.operation} rollback", detail="never applied: record removed")
+            self.result.rolled_back.append(change.address)
+            return Done()
+        if change.manual_rollback:
+            self.recorder.left_manual(change.address, change.type, self.operation)
+            self.result.left_manual.append(change.address)
+            self.hooks.say(f"{change.address}: rollback left to you (lifecycle.rollback: manual)")
+            return Done()
+        return self._start(change, "rollback")
 
-    def _needs_approval(self, change: Change) -> bool:
-        return change.approval_required and change.action in GATED_ACTIONS and change.address not in self._approved
+    def _visit_apply(self, change: Change) -> Step:
+        if change.gated:
+            self._gate(change)
+            if change.address not in self.result.awaiting_approval:
+                self.result.awaiting_approval.append(change.address)
+            return Held(f"waits for the approval of {change.address}")
+        if change.action == "read":
+            self.recorder.refreshed(change.address, change.type, change.refreshed_outputs)
+            self.result.completed.append(change.address)
+            return Done()
+        return self._start(change, "apply")
 
-    def _gate(self, job: _Job) -> bool:
-        """True (and the state says so) if this stage must wait for `mactl approve`."""
-        change = job.change
-        if not self._needs_approval(change):
-            return False
+    def _gate(self, change: Change) -> None:
+        """Record that this stage waits for `mactl approve` (once: a second walk finds it waiting)."""
         record = self.recorder.record(change.address)
         if record is not None and record.status == "awaiting_approval":
-            return True
-        self.recorder.update(
-            change.address,
-            change.type,
-            history=(self.operation, "awaiting approval", None),
-            status="awaiting_approval",
-            approved_by=None,
-            depends_on=list(change.depends_on),
-        )
-        self.display.say(f"{change.address}: waiting for approval (`mactl approve {change.address}`)")
-        return True
+            return
+        self.recorder.awaiting_approval(change.address, change.type, change.depends_on, self.operation)
+        self.hooks.say(f"{change.address}: waiting for approval (`mactl approve {change.address}`)")
 
-    def _record_read(self, change: Change) -> None:
-        self.recorder.update(
-            change.address,
-            change.type,
-            history=("refresh", "ok", "changed outside mactl"),
-            outputs=change.refreshed_outputs or {},
-        )
-        self.result.completed.append(change.address)
-
-    def _leave_manual(self, change: Change) -> None:
-        self.recorder.update(
-            change.address,
-            change.type,
-            history=(self.operation, "left_manual", "lifecycle.rollback is manual: undo it by hand"),
-            status="left_manual",
-            finished_at=utcnow(),
-        )
-        self.result.left_manual.append(change.address)
-        self.display.say(f"{change.address}: rollback left to you (lifecycle.rollback: manual)")
-
-    def _unmasked(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        """A removed stage's recorded (masked) inputs, with secrets restored where possible.
-
-        The state never holds secrets, but a removed stage usually shares its clusters
-        with stages still in the config: a top-level field whose masked value equals a
-        current stage's masked field gets that stage's real value (its password).
-        """
-        if self._secret_fields is None:
-            index: dict[tuple[str, bytes], Any] = {}
-            for stage in self.graph.stages.values():
-                if not stage.sensitive_paths and not self.secrets:
-                    continue
-                masked = mask_inputs(stage.inputs, stage.sensitive_paths, self.secrets)
-                for key, value in stage.inputs.items():
-                    if masked.get(key) is not value:
-                        index.setdefault((key, orjson.dumps(masked.get(key), option=orjson.OPT_SORT_KEYS)), value)
-            self._secret_fields = index
-        out = dict(inputs)
-        for key, value in inputs.items():
-            real = self._secret_fields.get((key, orjson.dumps(value, option=orjson.OPT_SORT_KEYS)))
-            if real is not None:
-                out[key] = real
-        return out
-
-    def _inputs_model(self, stage_type: str, address: str, raw: dict[str, Any]) -> BaseModel:
-        model = registry.get_provider(stage_type).Inputs
-        try:
-            return model.model_validate(raw)
-        except ValidationError:
-            return model.model_construct(**raw)  # a removed stage's masked inputs: best effort
-
-    def _context(self, job: _Job) -> StageContext:
-        change = job.change
-        record = self.recorder.record(change.address)
-        stage = self.graph.stages.get(change.address)
-        raw = stage.inputs if stage is not None else self._unmasked(record.inputs if record else {})
-        deps = stage.depends_on if stage is not None else tuple(record.depends_on if record else ())
-        upstream = {}
-        for dep in deps:
-            dep_record = self.recorder.record(dep)
-            if dep_record is not None:
-                upstream[dep] = dep_record.outputs
-        workdir = self.workdir / change.address
-        workdir.mkdir(parents=True, exist_ok=True)
-        resume = job.phase == "apply" and record is not None and (change.resume or record.status == "awaiting_approval")
-        ctx = StageContext(
-            address=change.address,
-            type=change.type,
-            inputs=self._inputs_model(change.type, change.address, raw),
-            # rollback needs what apply recorded (what was created) to undo exactly that
-            prior_outputs=(
-                record.outputs
-                if record is not None and record.outputs and (change.action == "update" or job.phase == "rollback")
-                else None
-            ),
-            upstream=upstream,
-            checkpoint_data=(record.checkpoint if resume and record is not None else None),
-            workdir=workdir,
-        )
-        address, stage_type = change.address, change.type
-        log_path = workdir / "stage.log"
-
-        progress_path = workdir / "progress.ndjson"
-        last_written = [0.0]
-        try:  # a run starts the timeline at 0, so the first report already gives a rate
-            with progress_path.open("a") as file:
-                file.write(
-                    json.dumps({"at": time.time(), "done": 0, "total": None, "unit": "", "message": job.phase}) + "\n"
-                )
-        except OSError:
-            pass
-
-        def progress(report: Progress) -> None:
-            self.display.progress(address, report)
-            # A timeline for `mactl status` (another process) and the audit's plots; at most
-            # one line a second, plus the final report.
-            now = time.time()
-            if now - last_written[0] >= 1.0 or (report.total is not None and report.done >= report.total):
-                last_written[0] = now
-                line = {
-                    "at": now,
-                    "done": report.done,
-                    "total": report.total,
-                    "unit": report.unit,
-                    "message": mask_text(report.message, self.secrets),
-                }
-                try:
-                    with progress_path.open("a") as file:
-                        file.write(json.dumps(line) + "\n")
-                except OSError:
-                    pass  # the timeline is a nicety; never fail a stage over it
-
-        def checkpoint(data: dict[str, Any]) -> None:
-            self.recorder.update(address, stage_type, checkpoint=mask_values(dict(data), self.secrets))
-
-        def log(message: str) -> None:
-            with log_path.open("a") as file:
-                file.write(mask_text(message, self.secrets).rstrip("\n") + "\n")
-
-        ctx.progress, ctx.checkpoint, ctx.log = progress, checkpoint, log
-        return ctx
-
-    def _start(self, job: _Job) -> None:
-        change = job.change
-        job.ctx = self._context(job)
-        self._running[change.address] = job
-        stage = self.graph.stages.get(change.address)
-        if job.phase == "apply":
-            assert stage is not None
-            record = self.recorder.record(change.address)
-            self.recorder.update(
-                change.address,
-                change.type,
-                history=(self.operation, "started", change.action),
-                status="running",
-                started_at=utcnow(),
-                finished_at=None,
-                attempts=(record.attempts if record else 0) + 1,
-                inputs=mask_inputs(stage.inputs, stage.sensitive_paths, self.secrets),
-                inputs_digest=inputs_digest(stage.inputs),
-                depends_on=list(stage.depends_on),
-                last_error=None,
-            )
-            self.display.started(change.address, change.action)
+    def _start(self, change: Change, phase: Phase) -> Step:
+        ctx = self.contexts.build(change, phase)
+        self._live[change.address] = (change, ctx)
+        if phase == "apply":
+            stage = self.graph.stages[change.address]
+            self.recorder.running(stage, change.action, self.operation)
+            self.hooks.stage_started(change.address, change.action)
         else:
-            self.display.started(change.address, "rollback")
-        thread = threading.Thread(target=self._work, args=(job,), name=f"mactl-{change.address}", daemon=True)
-        thread.start()
+            self.hooks.stage_started(change.address, "rollback")
+        return Run(lambda: self._work(change, phase, ctx))
 
-    def _work(self, job: _Job) -> None:
-        change, ctx = job.change, job.ctx
-        assert ctx is not None
+    def _work(self, change: Change, phase: Phase, ctx: StageContext) -> str | None:
+        """Run the provider (on the stage's own thread) and record how it ended."""
         provider = registry.get_provider(change.type)
         try:
-            if job.phase == "rollback":
+            if phase == "rollback":
                 provider.rollback(ctx)
                 self.recorder.remove(change.address, f"{self.operation} rollback", detail=change.reason)
                 self.result.rolled_back.append(change.address)
             else:
                 outputs = provider.apply(ctx) or {}
-                self.recorder.update(
-                    change.address,
-                    change.type,
-                    history=(self.operation, "ok", change.action),
-                    status="complete",
-                    outputs=mask_values(dict(outputs), self.secrets),
-                    checkpoint=None,
-                    finished_at=utcnow(),
-                    last_error=None,
-                )
+                self.recorder.complete(change.address, change.type, change.action, outputs, self.operation)
                 self.result.completed.append(change.address)
-            self.display.finished(change.address, "ok")
-            self._events.put((change.address, "ok", None))
+            self._live.pop(change.address, None)
+            self.hooks.stage_finished(change.address, "ok")
+            return None
         except BaseException as exc:  # noqa: BLE001 - any failure of a provider is reported, never lost
             message = exc.message if isinstance(exc, MactlError) else f"{type(exc).__name__}: {exc}"
             message = mask_text(message, self.secrets)
             if not isinstance(exc, MactlError):
-                log_path = ctx.workdir / "stage.log"
-                with log_path.open("a") as file:
-                    file.write(mask_text(traceback.format_exc(), self.secrets))
+                try:
+                    self.hooks.stage_log(change.address, traceback.format_exc())
+                except OSError:
+                    pass  # the state still records the failure
             try:
-                if job.phase == "rollback":
-                    self.recorder.update(
-                        change.address,
-                        change.type,
-                        history=(f"{self.operation} rollback", "failed", message),
-                        status="failed",
-                        last_error=f"rollback failed: {message}",
-                        finished_at=utcnow(),
-                    )
-                else:
-                    self.recorder.update(
-                        change.address,
-                        change.type,
-                        history=(self.operation, "failed", message),
-                        status="failed",
-                        last_error=message,
-                        finished_at=utcnow(),
-                    )
+                self.recorder.failed(change.address, change.type, message, self.operation, rollback=phase == "rollback")
             except Exception as save_err:  # noqa: BLE001
                 message += f" (and the state could not be saved: {save_err})"
-            self.display.finished(change.address, f"FAILED: {message}")
-            self._events.put((change.address, "failed", message))
+            self._live.pop(change.address, None)
+            self.hooks.stage_finished(change.address, f"FAILED: {message}")
+            return message

@@ -24,6 +24,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError, TransportError
 
 from mactl.errors import MactlError, ProviderError
+from mactl.state.workdir import Workdir
 
 MAX_MISMATCHES_SHOWN = 5
 MAX_PLOT_POINTS = 300
@@ -188,12 +189,14 @@ def check_sample(
     seed: bytes,
     limit: int,
     min_match: float,
+    transforms_base_dir: Path | None = None,
 ) -> dict[str, Any]:
     """N random snapshot documents, transformed as the backfill did, against the target's `_source`.
 
     With replay upstream a document the source changed after the snapshot may differ from
     the snapshot's; it still matches when the target equals the source's current document
-    put through the same transforms (or both no longer have it).
+    put through the same transforms (or both no longer have it). A transform's relative
+    `file:` starts at `transforms_base_dir` (the config's folder).
     """
     from mactl.backfill.doc_transforms import DocumentTransformer
     from mactl.config.common import TransformSpec
@@ -213,7 +216,9 @@ def check_sample(
             "detail": "skipped: no snapshot document maps to this index by name",
         }
     try:
-        transformer = DocumentTransformer([TransformSpec.model_validate(t) for t in fact.get("transforms") or []])
+        transformer = DocumentTransformer(
+            [TransformSpec.model_validate(t) for t in fact.get("transforms") or []], base_dir=transforms_base_dir
+        )
         picked = pick_documents(repo, snapshot, source_index, size, fact.get("sample"), seed, limit)
         expected: list[tuple[Any, Any]] = []
         for doc in picked:
@@ -423,7 +428,7 @@ def check_replay(address: str, outputs: Mapping[str, Any], min_rate: float, max_
 # --------------------------------------------------------------------------- timelines
 def backfill_timeline(workdir: Path, address: str) -> list[list[float]]:
     """docs/s over time from the walker's progress lines of one backfill stage."""
-    path = workdir / address / "progress.ndjson"
+    path = Workdir(workdir).stage(address).progress
     if not path.is_file():
         return []
     rows = []
@@ -494,6 +499,7 @@ def run_validation(ctx: Any, inputs: Any, queries: Sequence[Any]) -> dict[str, A
                     seed,
                     inputs.maxScanDocsPerIndex,
                     th.minSampleMatch,
+                    transforms_base_dir=getattr(ctx, "config_dir", None),
                 )
             if inputs.checkMappings:
                 row["checks"]["mappings"] = check_definition(fact, target)
@@ -527,7 +533,7 @@ def run_validation(ctx: Any, inputs: Any, queries: Sequence[Any]) -> dict[str, A
         replay_rows.append(res)
         if not res["passed"]:
             failures.append(f"{address}: replay: {res['detail']}")
-    workroot = Path(ctx.workdir).parent
+    workroot = Workdir.of_stage(Path(ctx.workdir)).root
     timelines = {
         a: backfill_timeline(workroot, a) for a in sorted({b for f in facts.values() for b in f.get("backfills", [])})
     }

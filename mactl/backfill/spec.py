@@ -17,6 +17,7 @@ import orjson
 from pydantic import BaseModel, SecretStr
 
 from mactl.config.common import ClusterRef, IndexFilter, SnapshotRepository, TransformSpec
+from mactl.state.workdir import StageFiles
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def build_spec(
     snapshot_uuid: str | None = None,
 ) -> JobSpec:
     """The spec for the backfill stage `address` with validated `inputs` (providers.backfill.Inputs)."""
-    deadletter = inputs.deadLetter.location if inputs.deadLetter else str(workdir / "deadletter")
+    deadletter = inputs.deadLetter.location if inputs.deadLetter else str(StageFiles(workdir).backfill_dead_letters)
     return JobSpec(
         address=address,
         target=inputs.target,

@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from mactl.errors import ProviderError
-
-REGISTRY_DIR = "capture-registry"
+from mactl.state.workdir import Workdir
 
 
 def registry_path(workdir: Path, source_name: str) -> Path:
-    """Where the fleet of `source_name` is recorded: beside every stage's own folder."""
-    return workdir.parent / REGISTRY_DIR / f"{source_name}.json"
+    """Where the fleet of `source_name` is recorded, for a stage whose folder is `workdir`."""
+    return Workdir.of_stage(workdir).capture_registry(source_name)
 
 
 def read_registry(workdir: Path, source_name: str) -> dict[str, Any]:

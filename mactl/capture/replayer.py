@@ -52,6 +52,7 @@ from mactl.capture.record import Record, RecordDecodeError, decode
 from mactl.config.common import TransformSpec
 from mactl.errors import ConfigError, MactlError
 from mactl.sigv4 import RequestSigner, SigningError, signer_for, wire_target
+from mactl.state.workdir import StageFiles
 from mactl.transforms import DROP, compile_chain
 
 _DROP_HEADERS = frozenset(
@@ -83,6 +84,7 @@ class ReplayOptions:
     max_speedup: float = 1.0
     max_throughput_mbps: float | None = None
     transforms: Sequence[TransformSpec] = ()
+    transforms_base_dir: Path | None = None  # where a transform's relative `file:` starts: the config's folder
     max_lag_s: float = 5.0
     lag_window_s: float = 10.0
     workers: int = 4
@@ -136,6 +138,7 @@ def options_from_spec(spec: dict[str, Any], workdir: Path) -> ReplayOptions:
         raise ConfigError("replay: target.endpoint is required")
     auth = target.get("auth")
     sigv4 = _auth_type(auth) == "sigv4"
+    files = StageFiles(workdir)
     return ReplayOptions(
         target_url=str(target["endpoint"]),
         target_authorization=None if sigv4 else authorization_for(auth),
@@ -144,12 +147,13 @@ def options_from_spec(spec: dict[str, Any], workdir: Path) -> ReplayOptions:
         max_speedup=float(spec.get("maxSpeedupFactor") or 1.0),
         max_throughput_mbps=spec.get("maxThroughputMbps"),
         transforms=[parse_spec(t) if not isinstance(t, TransformSpec) else t for t in spec.get("transforms") or []],
+        transforms_base_dir=Path(spec["transformsBaseDir"]) if spec.get("transformsBaseDir") else None,
         max_lag_s=float(spec.get("maxLagSeconds", 5.0)),
         lag_window_s=float(spec.get("lagWindowSeconds", 10.0)),
         workers=int(spec.get("workers") or 4),
-        tuples_path=workdir / "tuples.ndjson",
-        deadletter_path=workdir / "deadletter.ndjson",
-        status_path=workdir / "status.json",
+        tuples_path=files.replay_tuples,
+        deadletter_path=files.replay_dead_letters,
+        status_path=files.replayer_status,
         start_time=spec.get("startTime"),
     )
 
@@ -377,7 +381,11 @@ class Replayer:
         self._host_header = host if self._port == (443 if parts.scheme == "https" else 80) else f"{host}:{self._port}"
         self._signer = options.target_signer
         self._prefix = parts.path.rstrip("/")
-        self._chain = compile_chain(list(options.transforms)) if options.transforms else None
+        self._chain = (
+            compile_chain(list(options.transforms), base_dir=options.transforms_base_dir)
+            if options.transforms
+            else None
+        )
         self.status = Status()
         self.stop = threading.Event()
         self._tracker = _OffsetTracker()

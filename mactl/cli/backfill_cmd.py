@@ -23,6 +23,7 @@ from mactl.cli.app import app
 from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt, find_stage, load_from_options
 from mactl.config.loader import LoadedConfig
 from mactl.errors import ConfigError, StateError
+from mactl.state.workdir import Workdir
 
 backfill_app = typer.Typer(help="Backfill (RFS) helpers: resend dead-lettered documents.", no_args_is_help=True)
 app.add_typer(backfill_app, name="backfill")
@@ -93,7 +94,7 @@ def worker_command(
 
     found = _load_backfill_stage(address, config, var, var_file, workspace)
     inputs, checkpoint = found.inputs, found.checkpoint
-    workdir = Path(checkpoint.get("workdir") or found.backend.workdir / address)
+    workdir = Path(checkpoint.get("workdir") or Workdir(found.backend.workdir).stage_dir(address))
     snapshot = found.snapshot_name()
     spec = build_spec(
         address,

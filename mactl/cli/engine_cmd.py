@@ -133,7 +133,14 @@ def _variables_for_plan(session: Session) -> tuple[dict[str, Any], list[str]]:
 def make_plan(session: Session, options: PlanOptions, doc: Any) -> Any:
     from mactl.plan.builder import build_plan
 
-    plan = build_plan(session.graph, doc, options, sensitive_values=session.secrets, workdir=session.backend.workdir)
+    plan = build_plan(
+        session.graph,
+        doc,
+        options,
+        sensitive_values=session.secrets,
+        workdir=session.backend.workdir,
+        config_dir=session.loaded.base_dir,
+    )
     plan.workspace = session.backend.workspace
     plan.config_path = str(Path(session.loaded.path).resolve())
     plan.variables, plan.sensitive_variables = _variables_for_plan(session)
@@ -282,7 +289,8 @@ def _confirm(what: str, auto_approve: bool) -> None:
 
 def _walk(session: Session, plan: Any, doc: Any, parallelism: int, operation: str) -> int:
     from mactl.apply.display import ApplyDisplay
-    from mactl.apply.walker import StateRecorder, Walker
+    from mactl.apply.recorder import StateRecorder
+    from mactl.apply.walker import Walker
     from mactl.state import StateDocument, current_who
 
     recorder = StateRecorder(session.backend, doc or StateDocument(), current_who(), session.secrets)
@@ -291,8 +299,9 @@ def _walk(session: Session, plan: Any, doc: Any, parallelism: int, operation: st
         session.graph,
         recorder,
         parallelism=parallelism,
-        display=ApplyDisplay(),
+        hooks=[ApplyDisplay()],
         workdir=session.backend.workdir,
+        config_dir=session.loaded.base_dir,
         secrets=session.secrets,
         operation=operation,
     )

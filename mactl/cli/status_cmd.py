@@ -19,6 +19,7 @@ import typer
 from mactl.cli.app import app
 from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt
 from mactl.errors import ConfigError
+from mactl.state.workdir import Workdir
 
 
 @dataclass
@@ -52,7 +53,7 @@ def _seconds(start: str | None, end: str | None) -> float | None:
 
 
 def _last_progress(workdir: Path, address: str) -> dict[str, Any] | None:
-    path = workdir / address / "progress.ndjson"
+    path = Workdir(workdir).stage(address).progress
     try:
         with path.open("rb") as fh:
             fh.seek(0, 2)

@@ -33,10 +33,11 @@ from mactl.errors import PlanError
 from mactl.graph.expand import StageGraph
 from mactl.graph.stage import Stage
 from mactl.masking import SENSITIVE, inputs_digest, mask_inputs, mask_values, path_is_sensitive
-from mactl.plan.definition import AttributeChange, Change, Plan
+from mactl.plan.definition import GATED_ACTIONS, AttributeChange, Change, Plan
 from mactl.providers import registry
 from mactl.providers.base import StageContext
 from mactl.state.document import StageRecord, StateDocument
+from mactl.state.workdir import Workdir
 
 TAINTED_STATUSES = frozenset({"failed", "tainted", "running"})
 
@@ -158,6 +159,7 @@ class Planner:
         *,
         sensitive_values: Collection[str] = (),
         workdir: Path | None = None,
+        config_dir: Path | None = None,
         desired: dict[str, Desired] | None = None,
     ) -> None:
         self.graph = graph
@@ -166,6 +168,7 @@ class Planner:
         self.options = options
         self.secrets = [s for s in sensitive_values if s]
         self.workdir = workdir or Path(".mactl/work")
+        self.config_dir = (config_dir or Path.cwd()).absolute()
         self.desired = desired if desired is not None else prepare(graph, self.secrets)
         self.changes: dict[str, Change] = {}
         self.warnings: list[str] = []
@@ -321,7 +324,8 @@ class Planner:
                 prior_outputs=record.outputs,
                 upstream={dep: self.records[dep].outputs for dep in stage.depends_on if dep in self.records},
                 checkpoint_data=record.checkpoint,
-                workdir=self.workdir / address,
+                workdir=Workdir(self.workdir).stage_dir(address),
+                config_dir=self.config_dir,
             )
             found = provider.read(ctx)
             if found is None:
@@ -364,7 +368,7 @@ class Planner:
             changes = self._normal(selected, excluded)
         self._check_prevent_rollback(changes)
         self._check_validate(changes)
-        ordered = self._order(changes)
+        ordered = self._order({a: walk_decisions(c, self.records.get(a)) for a, c in changes.items()})
         return Plan(
             changes=ordered,
             lineage=self.doc.lineage if self.doc.serial or self.doc.stages else None,
@@ -519,6 +523,24 @@ class Planner:
         return [changes[a] for a in back] + rest
 
 
+def walk_decisions(change: Change, record: StageRecord | None) -> Change:
+    """`change` with the decisions the walker takes from the plan (see `Change`), from the
+    stage's record in the state the plan is made from."""
+    waiting = record is not None and record.status == "awaiting_approval"
+    gated = (
+        change.approval_required
+        and change.action in GATED_ACTIONS
+        and not (waiting and record is not None and record.approved_by)
+    )
+    from_checkpoint = (
+        record is not None and change.action in GATED_ACTIONS and not change.rolls_back and (change.resume or waiting)
+    )
+    forget_only = change.rolls_back and waiting and record is not None and not record.inputs_digest
+    if not (gated or from_checkpoint or forget_only):
+        return change
+    return _replace(change, gated=gated, from_checkpoint=from_checkpoint, forget_only=forget_only)
+
+
 def registry_base_validate() -> Callable[..., Any]:
     from mactl.providers.base import BaseProvider
 
@@ -538,6 +560,9 @@ def build_plan(
     *,
     sensitive_values: Collection[str] = (),
     workdir: Path | None = None,
+    config_dir: Path | None = None,
 ) -> Plan:
     """The plan that brings `doc` to `graph` under `options`. See the module docstring."""
-    return Planner(graph, doc, options or PlanOptions(), sensitive_values=sensitive_values, workdir=workdir).build()
+    return Planner(
+        graph, doc, options or PlanOptions(), sensitive_values=sensitive_values, workdir=workdir, config_dir=config_dir
+    ).build()

@@ -23,6 +23,9 @@ JSON_ACTIONS: dict[str, list[str]] = {
     "read": ["read"],
 }
 
+# The actions an approval gate stops: a gate guards doing something, never undoing it.
+GATED_ACTIONS: frozenset[str] = frozenset({"create", "update", "replace"})
+
 
 @dataclass(frozen=True)
 class AttributeChange:
@@ -44,6 +47,17 @@ class Change:
     left to a person (`lifecycle.rollback: manual`). `drift` lists what refresh found
     changed outside mactl. `resume` means a tainted stage continues from its checkpoint
     instead of being rolled back first.
+
+    Three decisions for the walker, taken by the planner from the state the plan was made
+    from (the walker does not derive them again), each with its invariant:
+    - `gated`: the walk stops here until `mactl approve ADDR`: approval is required, the
+      action is one in `GATED_ACTIONS`, and the state holds no approval for it yet.
+      Implies `approval_required` and a gated action.
+    - `from_checkpoint`: the provider is handed the checkpoint the stage's record holds
+      (a resume, or a stage that stopped at its gate after a run). Implies a create,
+      update or replace that does not roll back first (`not rolls_back`).
+    - `forget_only`: undoing it only removes its record, because the stage never ran (it
+      only waited at its approval gate); no provider is called. Implies `rolls_back`.
     """
 
     address: str
@@ -62,6 +76,17 @@ class Change:
     description: str = ""
     drift: tuple[AttributeChange, ...] = ()
     refreshed_outputs: dict[str, Any] | None = None
+    gated: bool = False
+    from_checkpoint: bool = False
+    forget_only: bool = False
+
+    def __post_init__(self) -> None:
+        if self.gated and not (self.approval_required and self.action in GATED_ACTIONS):
+            raise ValueError(f"{self.address}: only a {'/'.join(sorted(GATED_ACTIONS))} that needs approval is gated")
+        if self.from_checkpoint and (self.action not in GATED_ACTIONS or self.rolls_back):
+            raise ValueError(f"{self.address}: only a change that does not roll back first resumes a checkpoint")
+        if self.forget_only and not self.rolls_back:
+            raise ValueError(f"{self.address}: only a change that rolls back can forget its record")
 
     @property
     def rolls_back(self) -> bool:

@@ -23,7 +23,8 @@ from mactl.plan.definition import Change, Plan
 from mactl.state.document import StateDocument
 
 MAGIC = "mactl-plan"
-FILE_VERSION = 1
+# 2: each change carries the walker's decisions (`gated`, `from_checkpoint`, `forget_only`).
+FILE_VERSION = 2
 
 
 def save_plan(plan: Plan, path: Path) -> None:
@@ -66,6 +67,13 @@ def load_plan(path: Path) -> Plan:
         raise PlanError(f"{path} is not a mactl plan file (made with `mactl plan -out FILE`)")
     if raw.get("file_version", 0) > FILE_VERSION:
         raise PlanError(f"{path} was written by a newer mactl (plan file version {raw['file_version']})")
+    if raw.get("file_version", 0) < FILE_VERSION:
+        # Its changes lack the decisions the walker now takes from the plan (approval gates
+        # among them): applying it with defaults could pass a gate.
+        raise PlanError(
+            f"{path} was written by an older mactl (plan file version {raw.get('file_version', 0)})",
+            hint="make the plan again with `mactl plan -out FILE`",
+        )
     try:
         return Plan(
             changes=[Change.from_dict(c) for c in raw["changes"]],
@@ -82,7 +90,7 @@ def load_plan(path: Path) -> Plan:
             warnings=raw.get("warnings", []),
             stage_count=raw.get("stage_count", 0),
         )
-    except (KeyError, TypeError) as err:
+    except (KeyError, TypeError, ValueError) as err:
         raise PlanError(f"plan file {path} is damaged: {err}") from None
 
 

@@ -1,0 +1,181 @@
+"""The one place an apply changes the state: stage transitions, checkpoints, history notes.
+
+Every change is written to the backend before the call returns, so a crash loses at most
+the work since the last checkpoint. Writes are group-committed: a change made while
+another thread is writing waits for the next write, which then carries every change made
+meanwhile. Each caller still returns only once a write containing its change is stored,
+so "saved at every transition" holds, with fewer full-document writes when stages run in
+parallel. Secrets are masked on the way in: the state never holds one.
+
+The recorder does not decide anything (which stage runs, or whether it must wait: that is
+the plan and the walker) and does not take the state lock (the command holds it).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from mactl.graph.stage import Stage
+from mactl.masking import inputs_digest, mask_inputs, mask_text, mask_values
+from mactl.state.backend import Backend
+from mactl.state.document import StageRecord, StateDocument, utcnow
+
+
+class StateRecorder:
+    def __init__(self, backend: Backend, doc: StateDocument, who: str, secrets: Collection[str]) -> None:
+        self.backend = backend
+        self.doc = doc
+        self.who = who
+        self.secrets = [s for s in secrets if s]
+        self._mutex = threading.Lock()  # guards `doc` and the generation counters
+        self._write_lock = threading.Lock()  # one backend write at a time
+        self._changed_gen = 0
+        self._written_gen = 0
+
+    # -- reading ----------------------------------------------------------------------
+
+    def record(self, address: str) -> StageRecord | None:
+        with self._mutex:
+            return self.doc.stages.get(address)
+
+    # -- the transitions of one stage -------------------------------------------------
+
+    def awaiting_approval(self, address: str, stage_type: str, depends_on: Collection[str], operation: str) -> None:
+        self.update(
+            address,
+            stage_type,
+            history=(operation, "awaiting approval", None),
+            status="awaiting_approval",
+            approved_by=None,
+            depends_on=list(depends_on),
+        )
+
+    def running(self, stage: Stage, action: str, operation: str) -> None:
+        """The stage starts: its (masked) inputs and dependencies are what it runs with."""
+        record = self.record(stage.address)
+        self.update(
+            stage.address,
+            stage.type,
+            history=(operation, "started", action),
+            status="running",
+            started_at=utcnow(),
+            finished_at=None,
+            attempts=(record.attempts if record else 0) + 1,
+            inputs=mask_inputs(stage.inputs, stage.sensitive_paths, self.secrets),
+            inputs_digest=inputs_digest(stage.inputs),
+            depends_on=list(stage.depends_on),
+            last_error=None,
+        )
+
+    def checkpoint(self, address: str, stage_type: str, data: Mapping[str, Any]) -> None:
+        self.update(address, stage_type, checkpoint=mask_values(dict(data), self.secrets))
+
+    def complete(self, address: str, stage_type: str, action: str, outputs: Mapping[str, Any], operation: str) -> None:
+        self.update(
+            address,
+            stage_type,
+            history=(operation, "ok", action),
+            status="complete",
+            outputs=mask_values(dict(outputs), self.secrets),
+            checkpoint=None,
+            finished_at=utcnow(),
+            last_error=None,
+        )
+
+    def failed(self, address: str, stage_type: str, message: str, operation: str, *, rollback: bool) -> None:
+        if rollback:
+            self.update(
+                address,
+                stage_type,
+                history=(f"{operation} rollback", "failed", message),
+                status="failed",
+                last_error=f"rollback failed: {message}",
+                finished_at=utcnow(),
+            )
+        else:
+            self.update(
+                address,
+                stage_type,
+                history=(operation, "failed", message),
+                status="failed",
+                last_error=message,
+                finished_at=utcnow(),
+            )
+
+    def tainted(self, address: str, stage_type: str, operation: str) -> None:
+        """Stopped at once (a second Ctrl-C) while running."""
+        self.update(
+            address,
+            stage_type,
+            history=(operation, "interrupted", "stopped at once by a second Ctrl-C"),
+            status="tainted",
+            last_error="interrupted: stopped at once (second Ctrl-C)",
+            finished_at=utcnow(),
+        )
+
+    def left_manual(self, address: str, stage_type: str, operation: str) -> None:
+        self.update(
+            address,
+            stage_type,
+            history=(operation, "left_manual", "lifecycle.rollback is manual: undo it by hand"),
+            status="left_manual",
+            finished_at=utcnow(),
+        )
+
+    def refreshed(self, address: str, stage_type: str, outputs: Mapping[str, Any] | None) -> None:
+        """What refresh found changed outside mactl becomes the recorded outputs."""
+        self.update(address, stage_type, history=("refresh", "ok", "changed outside mactl"), outputs=outputs or {})
+
+    # -- the document -----------------------------------------------------------------
+
+    def update(
+        self, address: str, stage_type: str, history: tuple[str, str, str | None] | None = None, **fields: Any
+    ) -> None:
+        with self._mutex:
+            current = self.doc.stages.get(address) or StageRecord(type=stage_type, created_at=utcnow())
+            fields.setdefault("updated_at", utcnow())
+            self.doc.stages[address] = current.model_copy(update=fields)
+            if history is not None:
+                operation, result, detail = history
+                self.doc.record(
+                    who=self.who,
+                    operation=operation,
+                    address=address,
+                    result=result,
+                    detail=mask_text(detail, self.secrets) if detail else None,
+                )
+            gen = self._changed()
+        self._commit(gen)
+
+    def remove(self, address: str, operation: str, detail: str | None = None) -> None:
+        with self._mutex:
+            self.doc.stages.pop(address, None)
+            self.doc.record(who=self.who, operation=operation, address=address, result="ok", detail=detail)
+            gen = self._changed()
+        self._commit(gen)
+
+    def note(self, operation: str, result: str, detail: str | None = None) -> None:
+        with self._mutex:
+            self.doc.record(who=self.who, operation=operation, result=result, detail=detail)
+            gen = self._changed()
+        self._commit(gen)
+
+    def _changed(self) -> int:
+        self._changed_gen += 1
+        return self._changed_gen
+
+    def _commit(self, gen: int) -> None:
+        with self._write_lock:
+            if self._written_gen >= gen:
+                return  # another thread's write already stored this change
+            with self._mutex:
+                upto = self._changed_gen
+                snapshot = self.doc.model_copy(
+                    update={"stages": dict(self.doc.stages), "history": list(self.doc.history)}
+                )
+            stored = self.backend.write(snapshot)
+            with self._mutex:
+                self.doc.serial = stored.serial
+                self._written_gen = upto
