@@ -320,7 +320,7 @@ def test_health_never_shows_a_basic_authorization(proxy: RunningProxy, tmp_path:
 
 # ----------------------------------------------------------------------------- the switchover stage
 def _switchover_inputs(source_url: str, proxy_url: str, target_url: str, region: str | None = REGION) -> Any:
-    from providers import switchover
+    from mactl.providers import switchover
 
     return switchover.Inputs(
         source=ClusterRef(name="src", endpoint=source_url),
@@ -330,7 +330,7 @@ def _switchover_inputs(source_url: str, proxy_url: str, target_url: str, region:
 
 
 def test_switchover_validate_needs_a_region_for_a_sigv4_target() -> None:
-    from providers import switchover
+    from mactl.providers import switchover
 
     provider = switchover.SwitchoverProvider()
     assert (
@@ -347,7 +347,7 @@ def test_switchover_routes_the_proxies_to_a_sigv4_target_and_back(
     es710: Any,
     tmp_path: Path,
 ) -> None:
-    from providers import switchover
+    from mactl.providers import switchover
 
     provider = switchover.SwitchoverProvider()
     ctx = stage_context(
@@ -374,7 +374,7 @@ def test_switchover_fails_clearly_without_credentials(
     es710: Any,
     tmp_path: Path,
 ) -> None:
-    from providers import switchover
+    from mactl.providers import switchover
 
     provider = switchover.SwitchoverProvider()
     inputs = _switchover_inputs(es710.url, proxy.url, aws_target.url)
