@@ -159,7 +159,7 @@ class WalkResult:
 class _Job:
     change: Change
     phase: str  # "rollback" | "apply"
-    ctx: StageContext | None = None
+    ctx: StageContext[BaseModel] | None = None
 
 
 class Walker:
@@ -465,7 +465,7 @@ class Walker:
         except ValidationError:
             return model.model_construct(**raw)  # a removed stage's masked inputs: best effort
 
-    def _context(self, job: _Job) -> StageContext:
+    def _context(self, job: _Job) -> StageContext[BaseModel]:
         change = job.change
         record = self.recorder.record(change.address)
         stage = self.graph.stages.get(change.address)
