@@ -102,13 +102,12 @@ def finish_count(client: OpenSearch, index: str) -> int:
 
 
 def run_mactl(client: OpenSearch, workers: int, workdir: Path) -> tuple[float, int]:
-    from mactl.providers.backfill import Inputs
-
     from mactl.backfill.coordinator import run_stage
     from mactl.backfill.spec import build_spec
     from mactl.backfill.verify import check_counts
+    from mactl.schema.backfill import BackfillInputs
 
-    inputs = Inputs.model_validate(
+    inputs = BackfillInputs.model_validate(
         {
             "target": {"name": "target", "endpoint": OS_URL},
             "repository": {"type": "fs", "location": str(REPO_DIR)},

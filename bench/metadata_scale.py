@@ -31,13 +31,13 @@ from typing import Any
 
 from mactl.providers import metadata as metadata_provider
 from mactl.providers.base import StageContext
-from mactl.providers.metadata import Inputs as MetadataInputs
 from mactl.providers.metadata import MetadataProvider
-from mactl.providers.snapshot import Inputs as SnapshotInputs
 from mactl.providers.snapshot import SnapshotProvider
 from opensearchpy import OpenSearch
 
 from mactl.metadata import target as tgt
+from mactl.schema.metadata import MetadataInputs
+from mactl.schema.snapshot import SnapshotInputs
 
 
 def body_for(i: int) -> dict[str, Any]:

@@ -27,11 +27,11 @@ import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
-from mactl.providers.validate import Inputs
 from opensearchpy import OpenSearch, helpers
 
 from mactl.audit.checks import check_sample, run_validation
-from mactl.config.common import ClusterRef, SnapshotRepository
+from mactl.schema.common import ClusterRef, SnapshotRepository
+from mactl.schema.validate import ValidateInputs
 from mactl.snapshot_reader import open_repository
 
 
@@ -95,7 +95,7 @@ def main() -> None:
                 "transforms": transforms,
             }
         }
-        inputs = Inputs(
+        inputs = ValidateInputs(
             source=ClusterRef(name="es", endpoint=es_url),
             target=ClusterRef(name="os", endpoint=os_url),
             repository=repository,

@@ -13,8 +13,8 @@ from typing import Any
 from opensearchpy import OpenSearch, RequestsHttpConnection
 from opensearchpy.exceptions import AuthenticationException, AuthorizationException, ConnectionError, TransportError
 
-from mactl.config.common import ClusterRef
 from mactl.errors import ConfigError, ProviderError
+from mactl.schema.common import ClusterRef
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_RETRIES = 3

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
-from mactl.config.common import IndexFilter
 from mactl.errors import ConfigError
+from mactl.schema.common import IndexFilter
 
 
 @cache

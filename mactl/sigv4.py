@@ -17,11 +17,19 @@ token); the caller must send exactly what was signed.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from mactl.errors import ConfigError, MactlError
+
+if TYPE_CHECKING:  # the capture proxy imports this module: it stays free of pydantic
+    from typing import TypeAlias
+
+    from mactl.schema.common import Auth
+
+    # A `ClusterRef.auth`: the model, or its dict (a job spec, a test).
+    AuthInputs: TypeAlias = Auth | Mapping[str, Any] | None
 
 CREDENTIALS_HINT = (
     "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) or AWS_PROFILE, or run with a role"
@@ -40,8 +48,8 @@ class SigningError(MactlError):
     """Credentials could not be resolved or refreshed while signing a request."""
 
 
-def _auth_field(auth: Any, name: str) -> Any:
-    if isinstance(auth, dict):
+def _auth_field(auth: AuthInputs, name: str) -> Any:
+    if isinstance(auth, Mapping):
         return auth.get(name)
     return getattr(auth, name, None)
 
@@ -60,7 +68,7 @@ def aws_credentials(where: str) -> Any:
     return credentials
 
 
-def sigv4_region(auth: Any, where: str) -> str:
+def sigv4_region(auth: AuthInputs, where: str) -> str:
     """`auth.region`, or a `ConfigError` naming `<where>.region`."""
     region = _auth_field(auth, "region")
     if not region:
@@ -68,7 +76,7 @@ def sigv4_region(auth: Any, where: str) -> str:
     return str(region)
 
 
-def signer_for(auth: Any, where: str = "target.auth") -> RequestSigner:
+def signer_for(auth: AuthInputs, where: str = "target.auth") -> RequestSigner:
     """A `RequestSigner` for a `ClusterRef.auth` (model or dict) of type sigv4.
 
     `where` is the config path of that auth block, for the error messages.

@@ -17,8 +17,8 @@ from typing import Any
 
 import jinja2
 
-from mactl.config.common import TransformSpec
 from mactl.errors import ConfigError, MactlError
+from mactl.schema.common import TransformSpec
 
 
 class _Drop:

@@ -13,61 +13,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 from mactl.providers.base import BaseProvider, Progress, StageContext
 from opensearchpy.exceptions import NotFoundError
-from pydantic import Field, model_validator
 
-from mactl.config.common import ClusterRef, IndexFilter, Model, SnapshotRepository, TransformSpec
 from mactl.errors import ProviderError
+from mactl.schema.backfill import BackfillInputs
+
+Context = StageContext[BackfillInputs]
 
 
-class Sample(Model):
-    percent: float | None = None
-    maxDocsPerIndex: int | None = None
-
-    @model_validator(mode="after")
-    def _one_of(self) -> Sample:
-        if (self.percent is None) == (self.maxDocsPerIndex is None):
-            raise ValueError("sample takes exactly one of `percent` or `maxDocsPerIndex`")
-        if self.percent is not None and not 0 < self.percent <= 100:
-            raise ValueError("sample.percent must be in (0, 100]")
-        return self
-
-
-class DeadLetter(Model):
-    location: str  # a local folder or s3://bucket/prefix
-    endpoint: str | None = None  # S3 endpoint override (MinIO, moto); AWS when unset
-
-
-class Inputs(Model):
-    target: ClusterRef
-    repository: SnapshotRepository
-    snapshotName: str
-    indices: list[IndexFilter] = []
-    transforms: list[TransformSpec] = []
-    sample: Sample | None = None
-    workers: int | None = None
-    maxBatchDocs: int = 1000
-    maxBatchBytes: int = 10 * 1024 * 1024
-    maxInFlight: int = 2
-    maxMbps: float | None = None
-    deadLetter: DeadLetter | None = None
-    coordinator: ClusterRef | None = None
-    rollbackMode: Literal["delete_by_query", "recreate"] = "delete_by_query"
-    leaseSeconds: float = Field(60.0, gt=0)  # a unit's lease lasts this long without a checkpoint
-    retryTimeoutSeconds: float = Field(600.0, gt=0)  # how long a worker waits out an unavailable target
-    verifyCounts: bool = True  # exit check: target count per index == snapshot live count less sampling/drops/DLQ
-
-
-class BackfillProvider(BaseProvider):
+class BackfillProvider(BaseProvider[BackfillInputs]):
     type = "backfill"
-    Inputs: ClassVar = Inputs
+    Inputs = BackfillInputs
     replace_on = frozenset({"target", "repository", "snapshotName", "indices", "transforms", "coordinator"})
     available = True
 
-    def validate(self, inputs: Any) -> list[str]:
+    def validate(self, inputs: BackfillInputs) -> list[str]:
         from mactl.indexfilter import validate_filters
 
         problems = validate_filters(inputs.indices)
@@ -81,16 +44,16 @@ class BackfillProvider(BaseProvider):
             problems.append("maxMbps must be positive")
         return problems
 
-    def apply(self, ctx: StageContext) -> dict[str, Any]:
+    def apply(self, ctx: Context) -> dict[str, Any]:
         from mactl.backfill.coordinator import run_stage
-        from mactl.backfill.progress import one_line
+        from mactl.backfill.progress import RateTracker, Snapshot, one_line
         from mactl.backfill.rollback import planned_method
         from mactl.backfill.source import snapshot_uuid
         from mactl.backfill.spec import build_spec
         from mactl.backfill.verify import check_counts, per_index_outputs
         from mactl.cluster import client_for
 
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        inputs = ctx.inputs
         snapshot = _upstream_snapshot_name(ctx) or inputs.snapshotName
         spec = build_spec(
             ctx.address,
@@ -109,7 +72,7 @@ class BackfillProvider(BaseProvider):
             }
         )
 
-        def report(snap: Any, rates: Any) -> None:
+        def report(snap: Snapshot, rates: RateTracker) -> None:
             ctx.progress(Progress(snap.done_docs, snap.total_docs, "docs", one_line(snap, rates)))
 
         run = run_stage(
@@ -151,14 +114,14 @@ class BackfillProvider(BaseProvider):
             )
         return outputs
 
-    def rollback(self, ctx: StageContext) -> None:
+    def rollback(self, ctx: Context) -> None:
         from mactl.backfill import deadletter
         from mactl.backfill.prepare import lease_store
         from mactl.backfill.rollback import planned_method, remove_documents
         from mactl.backfill.spec import build_spec
         from mactl.cluster import client_for
 
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        inputs = ctx.inputs
         spec = build_spec(ctx.address, inputs, workdir=ctx.workdir)
         target = client_for(inputs.target)
         prior = dict(ctx.prior_outputs or {})
@@ -180,11 +143,11 @@ class BackfillProvider(BaseProvider):
         ctx.checkpoint({"rolledBack": used})
         ctx.log("rolled back: " + (", ".join(f"{i} by {m}" for i, m in used.items()) or "nothing was written"))
 
-    def read(self, ctx: StageContext) -> dict[str, Any] | None:
+    def read(self, ctx: Context) -> dict[str, Any] | None:
         return dict(ctx.prior_outputs) if ctx.prior_outputs is not None else None
 
 
-def _upstream_snapshot_name(ctx: StageContext) -> str | None:
+def _upstream_snapshot_name(ctx: Context) -> str | None:
     """The snapshot stage's recorded name, when the backfill follows it directly (it may
     differ from the config's, e.g. when dated)."""
     for outputs in ctx.upstream_of_type("snapshot"):

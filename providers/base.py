@@ -1,7 +1,9 @@
 """The provider protocol and the context handed to it.
 
 A provider owns one stage type. The engine asks it four things:
-- `Inputs`: the pydantic model a stage's `inputs` must satisfy (checked at plan time);
+- `Inputs`: the pydantic model a stage's `inputs` must satisfy (checked at plan time),
+  defined in `mactl.schema.<type>`; the provider is generic in it, so `ctx.inputs` and
+  `validate(inputs)` arrive typed;
 - `replace_on`: which top-level input fields force replacement (roll back, then redo);
   a change to any other field is an update in place;
 - `validate(inputs)`: extra plan-time checks that need no network;
@@ -14,33 +16,29 @@ made durable progress, so that after a crash `ctx.checkpoint_data` lets it resum
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from mactl.errors import ProviderNotAvailable
+from mactl.schema.stage import Progress, ProgressFn
 
-ProgressFn = Callable[["Progress"], None]
+__all__ = ["BaseProvider", "CheckpointFn", "InputsT", "LogFn", "Progress", "ProgressFn", "Provider", "StageContext"]
+
 CheckpointFn = Callable[[dict[str, Any]], None]
 LogFn = Callable[[str], None]
 
-
-@dataclass(frozen=True)
-class Progress:
-    """A progress report: `done` of `total` `unit`s, with an optional one-line message."""
-
-    done: float
-    total: float | None = None
-    unit: str = "items"
-    message: str = ""
+# The stage type's inputs model (`mactl.schema.<type>`): a provider sees its own, typed.
+InputsT = TypeVar("InputsT", bound=BaseModel)
 
 
 @dataclass
-class StageContext:
+class StageContext(Generic[InputsT]):
     """Everything a provider may use while running one stage.
 
     `upstream` maps each dependency's address to its recorded outputs (the snapshot
@@ -52,7 +50,7 @@ class StageContext:
 
     address: str
     type: str
-    inputs: BaseModel
+    inputs: InputsT
     prior_outputs: Mapping[str, Any] | None
     upstream: Mapping[str, Mapping[str, Any]]
     checkpoint_data: Mapping[str, Any] | None
@@ -68,45 +66,46 @@ class StageContext:
         return [out for addr, out in self.upstream.items() if addr.split(".", 1)[0] == stage_type]
 
 
-class Provider(Protocol):
+class Provider(Protocol[InputsT]):
     """What the engine needs from a stage type. See the module docstring."""
 
     type: ClassVar[str]
-    Inputs: ClassVar[type[BaseModel]]
+    Inputs: builtins.type[InputsT]  # (`type` is the stage type name in here)
     replace_on: ClassVar[frozenset[str]]
     available: ClassVar[bool]
 
-    def validate(self, inputs: BaseModel) -> list[str]: ...
+    def validate(self, inputs: InputsT) -> list[str]: ...
 
-    def apply(self, ctx: StageContext) -> dict[str, Any]: ...
+    def apply(self, ctx: StageContext[InputsT]) -> dict[str, Any]: ...
 
-    def rollback(self, ctx: StageContext) -> None: ...
+    def rollback(self, ctx: StageContext[InputsT]) -> None: ...
 
-    def read(self, ctx: StageContext) -> dict[str, Any] | None: ...
+    def read(self, ctx: StageContext[InputsT]) -> dict[str, Any] | None: ...
 
 
-class BaseProvider:
+class BaseProvider(Generic[InputsT]):
     """Defaults for the optional parts of the protocol.
 
-    Subclasses set `type`, `Inputs` and `replace_on`, and override `apply` and
-    `rollback`. `read` defaults to "what the state says is still true", i.e. no drift.
-    A provider whose apply is not written yet leaves `available = False`; the engine
-    then refuses to apply before starting anything, naming the stage type.
+    Subclasses (`class SnapshotProvider(BaseProvider[SnapshotInputs])`) set `type`,
+    `Inputs` and `replace_on`, and override `apply` and `rollback`. `read` defaults to
+    "what the state says is still true", i.e. no drift. A provider whose apply is not
+    written yet leaves `available = False`; the engine then refuses to apply before
+    starting anything, naming the stage type.
     """
 
     type: ClassVar[str]
-    Inputs: ClassVar[type[BaseModel]]
+    Inputs: builtins.type[InputsT]
     replace_on: ClassVar[frozenset[str]] = frozenset()
     available: ClassVar[bool] = True
 
-    def validate(self, inputs: BaseModel) -> list[str]:
+    def validate(self, inputs: InputsT) -> list[str]:
         return []
 
-    def apply(self, ctx: StageContext) -> dict[str, Any]:
+    def apply(self, ctx: StageContext[InputsT]) -> dict[str, Any]:
         raise ProviderNotAvailable(f"stage type '{self.type}' cannot be applied yet")
 
-    def rollback(self, ctx: StageContext) -> None:
+    def rollback(self, ctx: StageContext[InputsT]) -> None:
         raise ProviderNotAvailable(f"stage type '{self.type}' cannot be rolled back yet")
 
-    def read(self, ctx: StageContext) -> dict[str, Any] | None:
+    def read(self, ctx: StageContext[InputsT]) -> dict[str, Any] | None:
         return dict(ctx.prior_outputs) if ctx.prior_outputs is not None else None

@@ -18,52 +18,22 @@ Rollback stops the proxies; it deletes the topic (or log folder) only when
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 from mactl.providers.base import BaseProvider, Progress, StageContext
-from pydantic import Field
 
-from mactl.config.common import ClusterRef, Model
 from mactl.errors import ProviderError
+from mactl.schema.capture import CaptureInputs, CaptureLog
 
-
-class FileLog(Model):
-    type: Literal["file"] = "file"
-    path: str = ".mactl/capture"
-    segmentBytes: int = 64 * 1024 * 1024
-    fsync: Literal["always", "interval", "never"] = "interval"
-
-
-class KafkaLog(Model):
-    type: Literal["kafka"]
-    bootstrapServers: str
-    topic: str = "mactl-capture"
-    partitions: int = 1
-
-
-class ProxySpec(Model):
-    listen: str = "127.0.0.1:19210"
-
-
-class CaptureFilters(Model):
-    skipHeaders: dict[str, str] = Field(default_factory=dict)  # header name -> regex
-    skipPaths: list[str] = Field(default_factory=list)  # regexes
-
-
-class Inputs(Model):
-    source: ClusterRef
-    log: FileLog | KafkaLog = Field(default_factory=FileLog, discriminator="type")
-    proxies: list[ProxySpec] = Field(default_factory=lambda: [ProxySpec()])
-    filters: CaptureFilters = Field(default_factory=CaptureFilters)
-    deleteTopicOnRollback: bool = False
-    healthTimeoutSeconds: float = 30.0
+Context = StageContext[CaptureInputs]
 
 
 STEPS = ("init_log", "rollout_proxies", "all_healthy_not_capturing", "signal_write", "all_capturing")
 
 
-def resolved_log(log: FileLog | KafkaLog | dict[str, Any]) -> dict[str, Any]:
+def resolved_log(log: CaptureLog | Mapping[str, Any]) -> dict[str, Any]:
     """The log block with a file log's path made absolute (stages run from one cwd)."""
     from mactl.capture.log import log_config
 
@@ -84,13 +54,13 @@ def proxy_url(listen: str) -> str:
     return f"http://{host}:{port}"
 
 
-class CaptureProvider(BaseProvider):
+class CaptureProvider(BaseProvider[CaptureInputs]):
     type = "capture"
-    Inputs: ClassVar = Inputs
+    Inputs = CaptureInputs
     replace_on = frozenset({"source", "log", "proxies"})
     available = True
 
-    def validate(self, inputs: Inputs) -> list[str]:
+    def validate(self, inputs: CaptureInputs) -> list[str]:
         import re
 
         problems = []
@@ -113,11 +83,11 @@ class CaptureProvider(BaseProvider):
                 problems.append(f"filters: bad regex for {name}: {exc}")
         return problems
 
-    def apply(self, ctx: StageContext) -> dict[str, Any]:
+    def apply(self, ctx: Context) -> dict[str, Any]:
         from mactl.capture import fleet
         from mactl.capture import log as capture_log
 
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        inputs = ctx.inputs
         ctx.workdir.mkdir(parents=True, exist_ok=True)
         log_cfg = resolved_log(inputs.log)
         steps: list[dict[str, Any]] = []
@@ -212,7 +182,12 @@ class CaptureProvider(BaseProvider):
         }
 
     def _wait(
-        self, ctx: StageContext, proxies: list[dict[str, Any]], timeout: float, ok: Any, what: str
+        self,
+        ctx: Context,
+        proxies: list[dict[str, Any]],
+        timeout: float,
+        ok: Callable[[dict[str, Any]], bool],
+        what: str,
     ) -> list[dict[str, Any]]:
         from mactl.capture import fleet
 
@@ -229,11 +204,11 @@ class CaptureProvider(BaseProvider):
                 raise ProviderError(f"capture: proxies not {what} after {timeout:.0f}s: {detail}")
             time.sleep(0.1)
 
-    def rollback(self, ctx: StageContext) -> None:
+    def rollback(self, ctx: Context) -> None:
         from mactl.capture import fleet
         from mactl.capture import log as capture_log
 
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        inputs = ctx.inputs
         prior = dict(ctx.prior_outputs or {})
         proxies = prior.get("proxies") or fleet.read_registry(ctx.workdir, inputs.source.name).get("proxies", [])
         for p in proxies:
@@ -251,7 +226,7 @@ class CaptureProvider(BaseProvider):
             ctx.log(f"capture {ctx.address}: capture log {'deleted' if deleted else 'was already gone'}")
         fleet.update_registry(ctx.workdir, inputs.source.name, proxies=[])
 
-    def read(self, ctx: StageContext) -> dict[str, Any] | None:
+    def read(self, ctx: Context) -> dict[str, Any] | None:
         """Live proxy health; None (gone) when no proxy of this stage answers."""
         from mactl.capture import fleet
 

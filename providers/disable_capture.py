@@ -7,40 +7,36 @@ tells them to record again.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from mactl.providers.base import BaseProvider, StageContext
 
-from mactl.config.common import ClusterRef, Model
+from mactl.schema.disable_capture import DisableCaptureInputs
+
+Context = StageContext[DisableCaptureInputs]
 
 
-class Inputs(Model):
-    source: ClusterRef
-    target: ClusterRef | None = None
-    proxies: list[str] = []  # proxy URLs; default: the capture stage's proxies
-
-
-class DisableCaptureProvider(BaseProvider):
+class DisableCaptureProvider(BaseProvider[DisableCaptureInputs]):
     type = "disable_capture"
-    Inputs: ClassVar = Inputs
+    Inputs = DisableCaptureInputs
     replace_on = frozenset({"source", "target"})
     available = True
 
-    def apply(self, ctx: StageContext) -> dict[str, Any]:
+    def apply(self, ctx: Context) -> dict[str, Any]:
         from mactl.capture import fleet
         from mactl.capture.fleet_lookup import find_proxies
 
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        inputs = ctx.inputs
         stopped = []
         for p in find_proxies(ctx, inputs.source.name, inputs.proxies):
             doc = fleet.control(p["url"], "capture/stop")
             stopped.append({"id": p.get("id"), "url": p["url"], "recordsWritten": doc.get("recordsWritten")})
         return {"proxies": stopped, "capturing": False}
 
-    def rollback(self, ctx: StageContext) -> None:
+    def rollback(self, ctx: Context) -> None:
         from mactl.capture import fleet
         from mactl.capture.fleet_lookup import find_proxies
 
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        inputs = ctx.inputs
         for p in find_proxies(ctx, inputs.source.name, inputs.proxies):
             fleet.control(p["url"], "capture/start")

@@ -6,25 +6,23 @@ its instructions are shown in the plan and in `status`. That makes it available 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from mactl.providers.base import BaseProvider, StageContext
 
-from mactl.config.common import Model
+from mactl.schema.manual import ManualInputs
+
+Context = StageContext[ManualInputs]
 
 
-class Inputs(Model):
-    instructions: str
-
-
-class ManualProvider(BaseProvider):
+class ManualProvider(BaseProvider[ManualInputs]):
     type = "manual"
-    Inputs: ClassVar = Inputs
+    Inputs = ManualInputs
     replace_on = frozenset({"instructions"})
 
-    def apply(self, ctx: StageContext) -> dict[str, Any]:
+    def apply(self, ctx: Context) -> dict[str, Any]:
         # The walker only calls apply once the stage is approved; approval is the work.
-        return {"instructions": ctx.inputs.instructions}  # type: ignore[attr-defined]
+        return {"instructions": ctx.inputs.instructions}
 
-    def rollback(self, ctx: StageContext) -> None:
+    def rollback(self, ctx: Context) -> None:
         return None

@@ -11,49 +11,31 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 from mactl.providers.base import BaseProvider, Progress, StageContext
-from pydantic import Field
 
 from mactl.cluster import client_for
-from mactl.config.common import ClusterRef, IndexFilter, Model, SnapshotRepository, TransformSpec
 from mactl.errors import ProviderError
 from mactl.indexfilter import validate_filters
 from mactl.metadata import report as report_mod
 from mactl.metadata import target as tgt
 from mactl.metadata.evaluate import EvaluatedItem, Evaluation, evaluate
 from mactl.metadata.items import KIND_ORDER
+from mactl.schema.metadata import MetadataInputs
 
 INDEX_WORKERS = 8
 CHECKPOINT_EVERY_S = 2.0
-
-
-class Inputs(Model):
-    source: ClusterRef
-    target: ClusterRef
-    repository: SnapshotRepository
-    snapshotName: str
-    indices: list[IndexFilter] = []  # parent filters first; a name must pass all
-    from_: Literal["snapshot", "live"] = Field("snapshot", alias="from")
-    transforms: list[TransformSpec] = []
-    onExisting: Literal["fail", "skip", "recreate"] = "fail"
-    multiTypeMode: Literal["union", "fail"] = "union"
-    templates: bool = True
-    # Which templates (by name, the one filter syntax) come along; empty = all of them.
-    templateFilters: list[IndexFilter] = []
-    # "fail": any failed item fails the stage (evaluation failures before anything is
-    # written); "continue": failed items are reported and the rest is created.
-    onItemFailure: Literal["fail", "continue"] = "fail"
+Context = StageContext[MetadataInputs]
 
 
 def _key(kind: str, name: str) -> str:
     return f"{kind}:{name}"
 
 
-class MetadataProvider(BaseProvider):
+class MetadataProvider(BaseProvider[MetadataInputs]):
     type = "metadata"
-    Inputs: ClassVar = Inputs
+    Inputs = MetadataInputs
     replace_on = frozenset(
         {
             "source",
@@ -69,15 +51,15 @@ class MetadataProvider(BaseProvider):
     )
     available = True
 
-    def validate(self, inputs: Inputs) -> list[str]:  # type: ignore[override]
+    def validate(self, inputs: MetadataInputs) -> list[str]:
         problems = validate_filters(inputs.indices)
         problems += [f"templateFilters: {p}" for p in validate_filters(inputs.templateFilters)]
         return problems
 
     # --- apply --------------------------------------------------------------------------
 
-    def apply(self, ctx: StageContext) -> dict[str, Any]:
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+    def apply(self, ctx: Context) -> dict[str, Any]:
+        inputs = ctx.inputs
         client = client_for(inputs.target, pool_maxsize=INDEX_WORKERS + 2)
         ev = evaluate(inputs, upstream=ctx.upstream, target_client=client, base_dir=ctx.config_dir)
         ours = self._already_ours(ctx)
@@ -126,7 +108,7 @@ class MetadataProvider(BaseProvider):
             )
         return outputs
 
-    def _already_ours(self, ctx: StageContext) -> set[str]:
+    def _already_ours(self, ctx: Context) -> set[str]:
         """Items an earlier (interrupted or updated) run of this stage created."""
         found: set[str] = set()
         for source in (ctx.prior_outputs or {}, ctx.checkpoint_data or {}):
@@ -135,7 +117,7 @@ class MetadataProvider(BaseProvider):
         return found
 
     def _resolve_conflicts(
-        self, client: Any, ev: Evaluation, inputs: Inputs, ours: set[str], rows: dict[str, dict[str, Any]]
+        self, client: Any, ev: Evaluation, inputs: MetadataInputs, ours: set[str], rows: dict[str, dict[str, Any]]
     ) -> tuple[list[EvaluatedItem], set[str]]:
         """Split items into those to create and those the target already has; fail early on conflicts."""
         existing_indices = tgt.existing_index_names(client)
@@ -202,7 +184,7 @@ class MetadataProvider(BaseProvider):
 
     def _create_all(
         self,
-        ctx: StageContext,
+        ctx: Context,
         client: Any,
         todo: list[EvaluatedItem],
         recreate: set[str],
@@ -280,16 +262,16 @@ class MetadataProvider(BaseProvider):
 
     # --- rollback / read ------------------------------------------------------------------
 
-    def _created(self, ctx: StageContext) -> list[dict[str, str]]:
+    def _created(self, ctx: Context) -> list[dict[str, str]]:
         seen: dict[str, dict[str, str]] = {}
         for source in (ctx.prior_outputs or {}, ctx.checkpoint_data or {}):
             for row in source.get("created") or []:
                 seen[_key(row["kind"], row["name"])] = {"kind": row["kind"], "name": row["name"]}
         return list(seen.values())
 
-    def rollback(self, ctx: StageContext) -> None:
+    def rollback(self, ctx: Context) -> None:
         """Delete exactly what this stage created: indices first, then templates in reverse order."""
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        inputs = ctx.inputs
         created = self._created(ctx)
         if not created:
             return
@@ -301,12 +283,12 @@ class MetadataProvider(BaseProvider):
             tgt.delete(client, row["kind"], row["name"])
         ctx.log(f"rolled back {len(indices)} indices and {len(templates)} templates")
 
-    def read(self, ctx: StageContext) -> dict[str, Any] | None:
+    def read(self, ctx: Context) -> dict[str, Any] | None:
         """The outputs with `created` reduced to what is still on the target (deleted items = drift)."""
         prior = ctx.prior_outputs
         if prior is None:
             return None
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        inputs = ctx.inputs
         client = client_for(inputs.target)
         present_indices = tgt.existing_index_names(client)
         still: list[dict[str, str]] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from functools import cache
 from importlib.metadata import entry_points
+from typing import Any
 
 from mactl.providers.base import Provider
 
@@ -29,10 +30,11 @@ BUILTIN: dict[str, str] = {
 }
 
 
-def _load(target: str) -> Provider:
+def _load(target: str) -> Provider[Any]:
     module_name, _, attr = target.partition(":")
     cls = getattr(importlib.import_module(module_name), attr)
-    return cls()
+    provider: Provider[Any] = cls()
+    return provider
 
 
 @cache
@@ -41,7 +43,7 @@ def _entry_point_targets() -> dict[str, str]:
 
 
 @cache
-def get_provider(stage_type: str) -> Provider:
+def get_provider(stage_type: str) -> Provider[Any]:
     """The provider for `stage_type`; a clear error naming the known types otherwise."""
     target = BUILTIN.get(stage_type) or _entry_point_targets().get(stage_type)
     if target is None:

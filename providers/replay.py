@@ -30,30 +30,17 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from mactl.providers.base import BaseProvider, Progress, StageContext
-from mactl.providers.capture import FileLog, KafkaLog, resolved_log
+from mactl.providers.capture import resolved_log
 from mactl.state.workdir import StageFiles
-from pydantic import Field
 
-from mactl.config.common import ClusterRef, Model, TransformSpec
+from mactl.capture.spec import ReplaySpec
 from mactl.errors import ProviderError
+from mactl.schema.replay import ReplayInputs
 
-
-class Inputs(Model):
-    source: ClusterRef
-    target: ClusterRef
-    log: FileLog | KafkaLog = Field(default_factory=FileLog, discriminator="type")
-    maxSpeedupFactor: float = 1.0
-    maxThroughputMbps: float | None = None
-    transforms: list[TransformSpec] = []
-    maxLagSeconds: float = 5.0
-    lagWindowSeconds: float = 10.0
-    follow: bool = False
-    startPosition: dict[str, Any] | None = None
-    timeoutSeconds: float = 3600.0
-    workers: int = 4
+Context = StageContext[ReplayInputs]
 
 
 def group_name(address: str) -> str:
@@ -61,7 +48,7 @@ def group_name(address: str) -> str:
     return "mactl-replay-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", address)
 
 
-def find_start_position(ctx: StageContext) -> dict[str, Any] | None:
+def find_start_position(ctx: Context) -> dict[str, Any] | None:
     """The start point recorded by an upstream snapshot stage, normalised.
 
     Accepts `capture_position` or `capturePosition`, holding either a log position
@@ -69,7 +56,7 @@ def find_start_position(ctx: StageContext) -> dict[str, Any] | None:
     or only a time (`{"kind": "time", "time": ...}`: replay records captured from then).
     `startPosition` in the inputs overrides all of them.
     """
-    inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+    inputs = ctx.inputs
     if inputs.startPosition is not None:
         return _normalise(inputs.startPosition)
     recorded = [
@@ -129,41 +116,27 @@ def _start_time(position: dict[str, Any] | None) -> float | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
-def _spec(ctx: StageContext, start: dict[str, int], resume: bool) -> dict[str, Any]:
-    """The replayer job spec. It holds the target's secret in clear: written 0600 only.
-
-    A sigv4 target has no secret here (`auth` is type, region and service): the replayer
-    takes AWS credentials from the default chain of the process that runs it."""
-    inputs: Inputs = ctx.inputs  # type: ignore[assignment]
-    target = inputs.target.model_dump(mode="python")
-    auth = target.get("auth") or {}
-    if auth.get("password") is not None:
-        auth["password"] = auth["password"].get_secret_value()
-    return {
-        "log": resolved_log(inputs.log),
-        "group": group_name(ctx.address),
-        "start": start,
-        "resume": resume,
-        "target": target,
-        "maxSpeedupFactor": inputs.maxSpeedupFactor,
-        "maxThroughputMbps": inputs.maxThroughputMbps,
-        "transforms": [t.model_dump() for t in inputs.transforms],
-        "maxLagSeconds": inputs.maxLagSeconds,
-        "lagWindowSeconds": inputs.lagWindowSeconds,
-        "workers": inputs.workers,
-        "workdir": str(ctx.workdir),
-        "transformsBaseDir": str(ctx.config_dir),
-        "startTime": _start_time(find_start_position(ctx)),
-    }
+def _spec(ctx: Context, start: dict[str, int], resume: bool) -> ReplaySpec:
+    """The replayer job spec. Its JSON holds the target's secret in clear: written 0600 only."""
+    return ReplaySpec.from_inputs(
+        ctx.inputs,
+        log=resolved_log(ctx.inputs.log),
+        group=group_name(ctx.address),
+        start=start,
+        resume=resume,
+        workdir=ctx.workdir,
+        config_dir=ctx.config_dir,
+        start_time=_start_time(find_start_position(ctx)),
+    )
 
 
-class ReplayProvider(BaseProvider):
+class ReplayProvider(BaseProvider[ReplayInputs]):
     type = "replay"
-    Inputs: ClassVar = Inputs
+    Inputs = ReplayInputs
     replace_on = frozenset({"source", "target", "log", "transforms"})
     available = True
 
-    def validate(self, inputs: Inputs) -> list[str]:
+    def validate(self, inputs: ReplayInputs) -> list[str]:
         problems = []
         if inputs.maxSpeedupFactor <= 0:
             problems.append("maxSpeedupFactor: must be greater than 0")
@@ -178,10 +151,10 @@ class ReplayProvider(BaseProvider):
             problems.append("workers: at least 1")
         return problems
 
-    def apply(self, ctx: StageContext) -> dict[str, Any]:
+    def apply(self, ctx: Context) -> dict[str, Any]:
         from mactl.capture.log import position_offsets
 
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        inputs = ctx.inputs
         ctx.workdir.mkdir(parents=True, exist_ok=True)
         resume = bool(ctx.checkpoint_data and ctx.checkpoint_data.get("group")) or ctx.prior_outputs is not None
         position = find_start_position(ctx)
@@ -203,14 +176,14 @@ class ReplayProvider(BaseProvider):
         spec = _spec(ctx, start, resume)
         files = StageFiles(ctx.workdir)
         common = {
-            "group": spec["group"],
+            "group": spec.group,
             "startPosition": position,
             "tuples": str(files.replay_tuples),
             "deadLetters": str(files.replay_dead_letters),
             "statusFile": str(files.replayer_status),
             "follow": inputs.follow,
         }
-        _write_spec(files.replayer_spec, {**spec, "resume": True})
+        _write_spec(files.replayer_spec, spec.model_copy(update={"resume": True}))
         from mactl.capture import fleet
 
         # What the later stages of this source (switchover, teardown) need of this replay,
@@ -231,16 +204,16 @@ class ReplayProvider(BaseProvider):
             return {**common, **self._follow(ctx, spec)}
         return {**common, **self._run_inline(ctx, spec)}
 
-    def _run_inline(self, ctx: StageContext, spec: dict[str, Any]) -> dict[str, Any]:
-        from mactl.capture.replayer import Replayer, options_from_spec
+    def _run_inline(self, ctx: Context, spec: ReplaySpec) -> dict[str, Any]:
+        from mactl.capture.replayer import Replayer, Status, options_from_spec
 
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
-        replayer = Replayer(spec["log"], spec["group"], options_from_spec(spec, ctx.workdir))
+        inputs = ctx.inputs
+        replayer = Replayer(spec.log, spec.group, options_from_spec(spec, ctx.workdir))
         watcher = threading.Thread(target=lambda: (ctx.cancelled.wait(), replayer.stop.set()), daemon=True)
         watcher.start()
         started = time.monotonic()
 
-        def report(st: Any) -> None:
+        def report(st: Status) -> None:
             rate = st.replayed / max(1e-6, time.monotonic() - started)
             ctx.progress(
                 Progress(
@@ -252,7 +225,7 @@ class ReplayProvider(BaseProvider):
             )
 
         status = replayer.run(
-            spec["start"], resume=spec["resume"], until_in_sync=True, timeout_s=inputs.timeoutSeconds, on_status=report
+            spec.start, resume=spec.resume, until_in_sync=True, timeout_s=inputs.timeoutSeconds, on_status=report
         )
         if not status.in_sync:
             why = "cancelled" if ctx.cancelled.is_set() else f"not in sync after {inputs.timeoutSeconds:.0f}s"
@@ -264,10 +237,10 @@ class ReplayProvider(BaseProvider):
         report(status)
         return {"status": status.to_json(), "inSync": True}
 
-    def _follow(self, ctx: StageContext, spec: dict[str, Any]) -> dict[str, Any]:
+    def _follow(self, ctx: Context, spec: ReplaySpec) -> dict[str, Any]:
         from mactl.capture import fleet
 
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        inputs = ctx.inputs
         files = StageFiles(ctx.workdir)
         pid_file = files.replayer_pid
         pid = fleet.read_pid(pid_file)
@@ -307,16 +280,16 @@ class ReplayProvider(BaseProvider):
             )
             time.sleep(0.5)
 
-    def rollback(self, ctx: StageContext) -> None:
+    def rollback(self, ctx: Context) -> None:
         from mactl.capture import fleet
         from mactl.capture import log as capture_log
 
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        inputs = ctx.inputs
         stopped = fleet.stop(fleet.read_pid(StageFiles(ctx.workdir).replayer_pid))
         capture_log.delete_group(resolved_log(inputs.log), group_name(ctx.address))
         ctx.log(f"replay {ctx.address}: {'stopped the replayer; ' if stopped else ''}committed offsets forgotten")
 
-    def read(self, ctx: StageContext) -> dict[str, Any] | None:
+    def read(self, ctx: Context) -> dict[str, Any] | None:
         from mactl.capture import fleet
 
         if ctx.prior_outputs is None:
@@ -331,11 +304,11 @@ class ReplayProvider(BaseProvider):
         return out
 
 
-def _write_spec(path: Path, spec: dict[str, Any]) -> None:
+def _write_spec(path: Path, spec: ReplaySpec) -> None:
     """The job spec holds the target's secret in clear: owner-only, never in the state."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump(spec, fh)
+        json.dump(spec.to_json(), fh)
 
 
 def _read_status(path: Path) -> dict[str, Any]:

@@ -11,31 +11,23 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import Any, ClassVar
+from typing import Any
 
 from mactl.providers.base import BaseProvider, Progress, StageContext
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError, TransportError
 
 from mactl.cluster import client_for, cluster_version
-from mactl.config.common import ClusterRef, IndexFilter, Model, SnapshotRepository
 from mactl.errors import ProviderError
 from mactl.indexfilter import select, validate_filters
+from mactl.schema.common import SnapshotRepository
+from mactl.schema.snapshot import SnapshotInputs
 
 POLL_INTERVAL_S = 1.0
+Context = StageContext[SnapshotInputs]
 
 
-class Inputs(Model):
-    source: ClusterRef
-    repository: SnapshotRepository
-    snapshotName: str
-    existing: bool = False  # True: import `snapshotName`, never create or delete it
-    indices: list[IndexFilter] = []  # a name is selected when it passes every filter
-    includeGlobalState: bool = True
-    maxSnapshotRateMbPerNode: float | None = None
-
-
-def repository_name(inputs: Inputs) -> str:
+def repository_name(inputs: SnapshotInputs) -> str:
     """The name the repository is registered under on the source."""
     return inputs.repository.name or f"mactl-{inputs.source.name}"
 
@@ -50,7 +42,7 @@ def repository_description(repo: SnapshotRepository, registered_as: str) -> dict
     return desc
 
 
-def _repo_settings(inputs: Inputs, *, readonly: bool) -> dict[str, Any]:
+def _repo_settings(inputs: SnapshotInputs, *, readonly: bool) -> dict[str, Any]:
     repo = inputs.repository
     settings: dict[str, Any] = {"compress": repo.compress}
     if repo.type == "fs":
@@ -88,7 +80,7 @@ def _has_s3_plugin(client: OpenSearch) -> bool:
     return bool(nodes) and all(any(p.get("name") == "repository-s3" for p in n.get("plugins", [])) for n in nodes)
 
 
-def register_repository(client: OpenSearch, inputs: Inputs, *, readonly: bool = False) -> str:
+def register_repository(client: OpenSearch, inputs: SnapshotInputs, *, readonly: bool = False) -> str:
     """Register (or re-register) the repository and check every node can reach it."""
     repo = inputs.repository
     name = repository_name(inputs)
@@ -140,7 +132,7 @@ def _describe(client: OpenSearch, repo: str, name: str) -> dict[str, Any] | None
 def _outputs(
     info: dict[str, Any],
     *,
-    inputs: Inputs,
+    inputs: SnapshotInputs,
     repo_name: str,
     created: bool,
     source_version: tuple[str, str],
@@ -165,7 +157,7 @@ def _outputs(
     }
 
 
-def _capture_position(ctx: StageContext) -> Any:
+def _capture_position(ctx: Context) -> Any:
     """Where the replayer must start: the capture log's end right now, or the wall clock.
 
     Taken BEFORE the snapshot starts: a request that lands during the snapshot is then
@@ -186,7 +178,7 @@ def _capture_position(ctx: StageContext) -> Any:
     return {"kind": "time", "time": now}
 
 
-def _capture_start_position(ctx: StageContext) -> Any:
+def _capture_start_position(ctx: Context) -> Any:
     """The capture stage's own start position: earlier than any snapshot, so safe."""
     now = datetime.now(UTC).isoformat()
     for out in ctx.upstream_of_type("capture"):
@@ -195,20 +187,20 @@ def _capture_start_position(ctx: StageContext) -> Any:
     return None
 
 
-class SnapshotProvider(BaseProvider):
+class SnapshotProvider(BaseProvider[SnapshotInputs]):
     type = "snapshot"
-    Inputs: ClassVar = Inputs
+    Inputs = SnapshotInputs
     replace_on = frozenset({"source", "repository", "snapshotName", "existing", "indices", "includeGlobalState"})
     available = True
 
-    def validate(self, inputs: Inputs) -> list[str]:  # type: ignore[override]
+    def validate(self, inputs: SnapshotInputs) -> list[str]:
         problems = validate_filters(inputs.indices)
         if inputs.maxSnapshotRateMbPerNode is not None and inputs.maxSnapshotRateMbPerNode <= 0:
             problems.append("maxSnapshotRateMbPerNode must be positive")
         return problems
 
-    def apply(self, ctx: StageContext) -> dict[str, Any]:
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+    def apply(self, ctx: Context) -> dict[str, Any]:
+        inputs = ctx.inputs
         client = client_for(inputs.source)
         version = cluster_version(client)
         if inputs.existing:
@@ -244,7 +236,7 @@ class SnapshotProvider(BaseProvider):
         info = self._wait(ctx, client, repo, inputs.snapshotName)
         return self._finish(ctx, client, repo, info, inputs, version, capture_position=capture)
 
-    def _select(self, client: OpenSearch, inputs: Inputs) -> list[str]:
+    def _select(self, client: OpenSearch, inputs: SnapshotInputs) -> list[str]:
         """The user's filters only. Built-in exclusions (system indices…) are applied, and
         listed, by the stages that read the snapshot: a later metadata or backfill stage
         that names such an index exactly can then still find it in the snapshot."""
@@ -257,7 +249,7 @@ class SnapshotProvider(BaseProvider):
             )
         return selected
 
-    def _wait(self, ctx: StageContext, client: OpenSearch, repo: str, name: str) -> dict[str, Any]:
+    def _wait(self, ctx: Context, client: OpenSearch, repo: str, name: str) -> dict[str, Any]:
         """Poll until the snapshot is finalised, reporting shards done/total.
 
         `_status` can report every shard done while the snapshot itself is still being
@@ -285,11 +277,11 @@ class SnapshotProvider(BaseProvider):
 
     def _finish(
         self,
-        ctx: StageContext,
+        ctx: Context,
         client: OpenSearch,
         repo: str,
         info: dict[str, Any],
-        inputs: Inputs,
+        inputs: SnapshotInputs,
         version: tuple[str, str],
         *,
         capture_position: Any = None,
@@ -324,7 +316,7 @@ class SnapshotProvider(BaseProvider):
         )
 
     def _import(
-        self, ctx: StageContext, client: OpenSearch, inputs: Inputs, version: tuple[str, str]
+        self, ctx: Context, client: OpenSearch, inputs: SnapshotInputs, version: tuple[str, str]
     ) -> dict[str, Any]:
         repo = repository_name(inputs)
         try:
@@ -347,12 +339,12 @@ class SnapshotProvider(BaseProvider):
             capture_position=None,
         )
 
-    def rollback(self, ctx: StageContext) -> None:
+    def rollback(self, ctx: Context) -> None:
         prior = ctx.prior_outputs or {}
         if not prior.get("createdByMactl"):
             ctx.log(f"snapshot {prior.get('name')}: imported, not created by mactl; left in place")
             return
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        inputs = ctx.inputs
         client = client_for(inputs.source)
         repo = (prior.get("repository") or {}).get("name") or repository_name(inputs)
         info = _describe(client, repo, prior["name"])
@@ -368,12 +360,12 @@ class SnapshotProvider(BaseProvider):
         except TransportError as exc:
             raise ProviderError(f"cannot delete snapshot '{prior['name']}': {_reason(exc)}") from None
 
-    def read(self, ctx: StageContext) -> dict[str, Any] | None:
+    def read(self, ctx: Context) -> dict[str, Any] | None:
         """The snapshot as it is now: None when it was deleted outside mactl."""
         prior = ctx.prior_outputs
         if prior is None:
             return None
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        inputs = ctx.inputs
         client = client_for(inputs.source)
         repo = (prior.get("repository") or {}).get("name") or repository_name(inputs)
         info = _describe(client, repo, prior["name"])

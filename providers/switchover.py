@@ -24,27 +24,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from mactl.providers.base import BaseProvider, Progress, StageContext
 
-from mactl.config.common import ClusterRef, Model
 from mactl.errors import ConfigError, ProviderError
+from mactl.schema.switchover import SwitchoverInputs
+
+Context = StageContext[SwitchoverInputs]
 
 
-class Inputs(Model):
-    source: ClusterRef
-    target: ClusterRef | None = None
-    proxies: list[str] = []  # proxy URLs; default: the capture stage's proxies
-
-
-class SwitchoverProvider(BaseProvider):
+class SwitchoverProvider(BaseProvider[SwitchoverInputs]):
     type = "switchover"
-    Inputs: ClassVar = Inputs
+    Inputs = SwitchoverInputs
     replace_on = frozenset({"source", "target"})
     available = True
 
-    def validate(self, inputs: Inputs) -> list[str]:
+    def validate(self, inputs: SwitchoverInputs) -> list[str]:
         problems = []
         if inputs.target is None:
             problems.append("target: switchover needs the target the proxies should send traffic to")
@@ -57,12 +53,12 @@ class SwitchoverProvider(BaseProvider):
                 problems.append(exc.message)
         return problems
 
-    def apply(self, ctx: StageContext) -> dict[str, Any]:
+    def apply(self, ctx: Context) -> dict[str, Any]:
         from mactl.capture import fleet
         from mactl.capture.fleet_lookup import find_proxies
         from mactl.capture.replayer import authorization_for
 
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        inputs = ctx.inputs
         if inputs.target is None:
             raise ConfigError(f"{ctx.address}: `target` is required for a switchover")
         body: dict[str, Any] = {"to": "target", "url": inputs.target.endpoint, "insecure": inputs.target.insecure}
@@ -95,7 +91,7 @@ class SwitchoverProvider(BaseProvider):
         drained = self._drain_replayers(ctx, replayers)
         return {"proxies": routed, "route": "target", "target": inputs.target.endpoint, "stoppedReplayers": drained}
 
-    def _drain_replayers(self, ctx: StageContext, replayers: dict[str, dict[str, Any]]) -> list[str]:
+    def _drain_replayers(self, ctx: Context, replayers: dict[str, dict[str, Any]]) -> list[str]:
         """Bring every replay of this source to the end of the (now final) log.
 
         A follow replayer is waited for, then stopped. A replay stage that ran inside
@@ -106,14 +102,15 @@ class SwitchoverProvider(BaseProvider):
 
         from mactl.capture import fleet
         from mactl.capture.replayer import Replayer, options_from_spec
+        from mactl.capture.spec import ReplaySpec
 
         stopped = []
         for address, entry in replayers.items():
             if not entry.get("follow"):
-                spec = json.loads(Path(entry["specFile"]).read_text())
-                work = Path(spec.get("workdir") or Path(entry["specFile"]).parent)
-                tail = Replayer(spec["log"], spec["group"], options_from_spec(spec, work))
-                st = tail.run(spec.get("start"), resume=True, until_in_sync=False, until_caught_up=True, timeout_s=600)
+                spec = ReplaySpec.load(json.loads(Path(entry["specFile"]).read_text()))
+                work = Path(spec.workdir) if spec.workdir else Path(entry["specFile"]).parent
+                tail = Replayer(spec.log, spec.group, options_from_spec(spec, work))
+                st = tail.run(spec.start, resume=True, until_in_sync=False, until_caught_up=True, timeout_s=600)
                 ctx.log(f"{ctx.address}: replayed the last {st.replayed} captured requests for {address}")
                 continue
             pid = fleet.read_pid(Path(entry["pidFile"]))
@@ -130,17 +127,17 @@ class SwitchoverProvider(BaseProvider):
                 stopped.append(address)
         return stopped
 
-    def rollback(self, ctx: StageContext) -> None:
+    def rollback(self, ctx: Context) -> None:
         from mactl.capture import fleet
         from mactl.capture.fleet_lookup import find_proxies
 
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        inputs = ctx.inputs
         for p in find_proxies(ctx, inputs.source.name, inputs.proxies):
             if fleet.health(p["url"]) is not None:
                 fleet.control(p["url"], "route", {"to": "source"})
         ctx.log(f"{ctx.address}: proxies route to the source again")
 
-    def read(self, ctx: StageContext) -> dict[str, Any] | None:
+    def read(self, ctx: Context) -> dict[str, Any] | None:
         from mactl.capture import fleet
 
         if ctx.prior_outputs is None:
@@ -152,7 +149,7 @@ class SwitchoverProvider(BaseProvider):
         return out
 
 
-def _replayers(ctx: StageContext, source_name: str) -> dict[str, dict[str, Any]]:
+def _replayers(ctx: Context, source_name: str) -> dict[str, dict[str, Any]]:
     """This source's replay stages, from the fleet registry: running follow replayers,
     and in-apply replays whose job spec is still in their workdir."""
     from mactl.capture import fleet

@@ -11,34 +11,28 @@ replay stages to rebuild the tooling.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from mactl.providers.base import BaseProvider, StageContext
 
-from mactl.config.common import ClusterRef, Model
 from mactl.errors import ProviderError
+from mactl.schema.teardown import TeardownInputs
+
+Context = StageContext[TeardownInputs]
 
 
-class Inputs(Model):
-    source: ClusterRef
-    target: ClusterRef | None = None
-    proxies: list[str] = []  # proxy URLs; default: the capture stage's proxies
-    deleteLog: bool = True
-    workingIndexPatterns: list[str] = ["mactl-backfill-*"]
-
-
-class TeardownProvider(BaseProvider):
+class TeardownProvider(BaseProvider[TeardownInputs]):
     type = "teardown"
-    Inputs: ClassVar = Inputs
+    Inputs = TeardownInputs
     replace_on = frozenset({"source", "target"})
     available = True
 
-    def apply(self, ctx: StageContext) -> dict[str, Any]:
+    def apply(self, ctx: Context) -> dict[str, Any]:
         from mactl.capture import fleet
         from mactl.capture import log as capture_log
         from mactl.capture.fleet_lookup import find_log
 
-        inputs: Inputs = ctx.inputs  # type: ignore[assignment]
+        inputs = ctx.inputs
         registry = fleet.read_registry(ctx.workdir, inputs.source.name)
         stopped_proxies = []
         proxies = [{"url": u.rstrip("/")} for u in inputs.proxies] or list(registry.get("proxies") or [])
@@ -70,7 +64,7 @@ class TeardownProvider(BaseProvider):
             "deletedIndices": indices,
         }
 
-    def _delete_working_indices(self, inputs: Inputs) -> list[str]:
+    def _delete_working_indices(self, inputs: TeardownInputs) -> list[str]:
         from opensearchpy.exceptions import NotFoundError, TransportError
 
         from mactl.cluster import client_for
@@ -90,5 +84,5 @@ class TeardownProvider(BaseProvider):
                 deleted.append(name)
         return deleted
 
-    def rollback(self, ctx: StageContext) -> None:
+    def rollback(self, ctx: Context) -> None:
         ctx.log(f"{ctx.address}: teardown cannot be undone; re-apply capture and replay to rebuild the tooling")

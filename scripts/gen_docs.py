@@ -101,7 +101,7 @@ def config_reference() -> str:
         "# Config reference",
         "",
         "Every key of the config file, from the pydantic models in `mactl/config/model.py` and the",
-        "providers' `Inputs` (see [config.md](config.md) for the file's shapes and variables).",
+        "stage input schemas in `mactl/schema/` (see [config.md](config.md) for the file's shapes and variables).",
         "Keys are shown in their canonical spelling; the loader also accepts the seed's.",
         "",
     ]

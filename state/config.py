@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from mactl.config.common import Model
+from mactl.schema.common import Model
 
 
 class LocalStateConfig(Model):

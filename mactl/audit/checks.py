@@ -24,6 +24,9 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError, TransportError
 
 from mactl.errors import MactlError, ProviderError
+from mactl.schema.common import IndexFilter
+from mactl.schema.stage import Progress, StageView
+from mactl.schema.validate import Query, Thresholds, ValidateInputs
 from mactl.state.workdir import Workdir
 
 MAX_MISMATCHES_SHOWN = 5
@@ -199,7 +202,7 @@ def check_sample(
     `file:` starts at `transforms_base_dir` (the config's folder).
     """
     from mactl.backfill.doc_transforms import DocumentTransformer
-    from mactl.config.common import TransformSpec
+    from mactl.schema.common import TransformSpec
 
     index = fact["index"]
     snapshot = fact.get("snapshotName")
@@ -316,7 +319,7 @@ def _restrict(desired: Any, actual: Any, path: str, extra: list[str]) -> Any:
 
 
 # --------------------------------------------------------------------------- query parity
-def _search(client: OpenSearch, index: str, q: Any) -> tuple[int | None, list[str], str | None]:
+def _search(client: OpenSearch, index: str, q: Query) -> tuple[int | None, list[str], str | None]:
     body: dict[str, Any] = {"query": q.query, "size": q.size, "track_total_hits": True}
     if q.sort is not None:
         body["sort"] = q.sort
@@ -330,7 +333,7 @@ def _search(client: OpenSearch, index: str, q: Any) -> tuple[int | None, list[st
     return hits, [h["_id"] for h in resp["hits"]["hits"]], None
 
 
-def check_query(q: Any, source: OpenSearch, target: OpenSearch, max_diff: int) -> dict[str, Any]:
+def check_query(q: Query, source: OpenSearch, target: OpenSearch, max_diff: int) -> dict[str, Any]:
     """Hit counts within `maxCountDiff`, and the same top ids (in order when the query sorts)."""
     tindex = q.targetIndex or q.index
     s_hits, s_ids, s_err = _search(source, q.index, q)
@@ -451,11 +454,10 @@ def backfill_timeline(workdir: Path, address: str) -> list[list[float]]:
 
 
 # --------------------------------------------------------------------------- the whole run
-def run_validation(ctx: Any, inputs: Any, queries: Sequence[Any]) -> dict[str, Any]:
+def run_validation(ctx: StageView, inputs: ValidateInputs, queries: Sequence[Query]) -> dict[str, Any]:
     """Every check of one validate stage, and the verdict. See the provider's docstring."""
     from mactl.cluster import client_for
     from mactl.indexfilter import passes
-    from mactl.providers.base import Progress
 
     started = time.time()
     th = inputs.thresholds
@@ -557,7 +559,7 @@ def run_validation(ctx: Any, inputs: Any, queries: Sequence[Any]) -> dict[str, A
     }
 
 
-def _why(check: str, res: Mapping[str, Any], th: Any) -> str:
+def _why(check: str, res: Mapping[str, Any], th: Thresholds) -> str:
     if check == "count" and res.get("target") is not None:
         return (
             f"target has {res['target']}, expected {res['expected']} ({res['basis']}; max difference {th.maxCountDiff})"
@@ -569,14 +571,14 @@ def _why(check: str, res: Mapping[str, Any], th: Any) -> str:
     return str(res.get("detail", "failed")).splitlines()[0][:300]
 
 
-def _source_indices(client: OpenSearch, filters: Sequence[Any]) -> list[str]:
+def _source_indices(client: OpenSearch, filters: Sequence[IndexFilter]) -> list[str]:
     from mactl.indexfilter import split_builtin_exclusions
 
     names = sorted(client.indices.get_alias(index="*", params={"expand_wildcards": "open"}).keys())
     return split_builtin_exclusions(names, filters)[0]
 
 
-def _open_repo(inputs: Any) -> Any:
+def _open_repo(inputs: ValidateInputs) -> Any:
     if inputs.repository is None:
         return None
     try:

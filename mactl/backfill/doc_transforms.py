@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from mactl.config.common import TransformSpec
+from mactl.schema.common import TransformSpec
 from mactl.transforms import DROP, TransformError, compile_chain
 
 _KEYS = ("_index", "_id", "_routing", "_source")

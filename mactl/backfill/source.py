@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mactl.config.common import SnapshotRepository
+from mactl.schema.common import SnapshotRepository
 
 
 def open_snapshot_repository(repository: SnapshotRepository) -> Any:

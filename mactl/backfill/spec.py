@@ -16,7 +16,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, SecretStr
 
-from mactl.config.common import ClusterRef, IndexFilter, SnapshotRepository, TransformSpec
+from mactl.schema.backfill import BackfillInputs
+from mactl.schema.common import ClusterRef, IndexFilter, SnapshotRepository, TransformSpec
 from mactl.state.workdir import StageFiles
 
 
@@ -80,7 +81,7 @@ def state_index_name(address: str) -> str:
     return f"mactl-backfill-{slug}-{digest}"
 
 
-def generation(inputs: BaseModel, snapshot_uuid: str | None = None) -> str:
+def generation(inputs: BackfillInputs, snapshot_uuid: str | None = None) -> str:
     """Hash of the inputs that decide which documents land where (see `leases`), and of
     the snapshot's UUID when the snapshot stage recorded one: a new snapshot under the
     same name holds other documents and must not inherit the old one's finished units."""
@@ -92,14 +93,14 @@ def generation(inputs: BaseModel, snapshot_uuid: str | None = None) -> str:
 
 def build_spec(
     address: str,
-    inputs: Any,
+    inputs: BackfillInputs,
     *,
     workdir: Path,
     transforms_base_dir: Path | None = None,
     snapshot: str | None = None,
     snapshot_uuid: str | None = None,
 ) -> JobSpec:
-    """The spec for the backfill stage `address` with validated `inputs` (providers.backfill.Inputs)."""
+    """The spec for the backfill stage `address` with its validated `inputs`."""
     deadletter = inputs.deadLetter.location if inputs.deadLetter else str(StageFiles(workdir).backfill_dead_letters)
     return JobSpec(
         address=address,

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mactl.config.common import IndexFilter
 from mactl.indexfilter import split_builtin_exclusions
+from mactl.schema.common import IndexFilter
 
 
 @dataclass(frozen=True, order=True)

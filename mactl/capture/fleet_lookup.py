@@ -11,9 +11,10 @@ from typing import Any
 
 from mactl.capture import fleet
 from mactl.errors import ProviderError
+from mactl.schema.stage import StageView
 
 
-def find_proxies(ctx: Any, source_name: str, explicit: list[str]) -> list[dict[str, Any]]:
+def find_proxies(ctx: StageView, source_name: str, explicit: list[str]) -> list[dict[str, Any]]:
     if explicit:
         return [{"id": url, "url": url.rstrip("/")} for url in explicit]
     for outputs in ctx.upstream.values():
@@ -28,7 +29,7 @@ def find_proxies(ctx: Any, source_name: str, explicit: list[str]) -> list[dict[s
     return list(found)
 
 
-def find_log(ctx: Any, source_name: str) -> dict[str, Any] | None:
+def find_log(ctx: StageView, source_name: str) -> dict[str, Any] | None:
     for outputs in ctx.upstream.values():
         if outputs and isinstance(outputs.get("log"), dict) and "type" in outputs["log"]:
             return dict(outputs["log"])

@@ -16,11 +16,20 @@ result is what the replay stage later passes to `open_reader(...).seek(...)`.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mactl.errors import ConfigError
+
+if TYPE_CHECKING:  # the capture proxy imports this module: it stays free of pydantic
+    from typing import TypeAlias
+
+    from mactl.schema.capture import CaptureLog
+
+    # The `log` block of the capture/replay stage inputs, or its dict (e.g. from `--log`).
+    LogInputs: TypeAlias = CaptureLog | Mapping[str, Any]
 
 Offsets = dict[str, int]
 
@@ -112,7 +121,7 @@ def log_config(log_inputs: object) -> dict[str, Any]:
     return data
 
 
-def _backend(log_inputs: object) -> tuple[_Backend, dict[str, Any]]:
+def _backend(log_inputs: LogInputs) -> tuple[_Backend, dict[str, Any]]:
     cfg = log_config(log_inputs)
     if cfg["type"] == "file":
         from mactl.capture import log_file
@@ -123,47 +132,47 @@ def _backend(log_inputs: object) -> tuple[_Backend, dict[str, Any]]:
     return log_kafka, cfg
 
 
-def init_log(log_inputs: object) -> dict[str, Any]:
+def init_log(log_inputs: LogInputs) -> dict[str, Any]:
     """Create the log (folder or topic) if missing; returns `describe(...)`."""
     mod, cfg = _backend(log_inputs)
     mod.init_log(cfg)
     return describe(cfg)
 
 
-def delete_log(log_inputs: object) -> bool:
+def delete_log(log_inputs: LogInputs) -> bool:
     """Delete the whole log (folder or topic). True if something was deleted."""
     mod, cfg = _backend(log_inputs)
     return bool(mod.delete_log(cfg))
 
 
-def describe(log_inputs: object) -> dict[str, Any]:
+def describe(log_inputs: LogInputs) -> dict[str, Any]:
     """A JSON-able description for stage outputs (no secrets: logs hold none)."""
     mod, cfg = _backend(log_inputs)
     return mod.describe(cfg)
 
 
-def open_writer(log_inputs: object, producer_id: str) -> LogWriter:
+def open_writer(log_inputs: LogInputs, producer_id: str) -> LogWriter:
     mod, cfg = _backend(log_inputs)
     return mod.open_writer(cfg, producer_id)
 
 
-def open_reader(log_inputs: object, group: str) -> LogReader:
+def open_reader(log_inputs: LogInputs, group: str) -> LogReader:
     mod, cfg = _backend(log_inputs)
     return mod.open_reader(cfg, group)
 
 
-def end_offsets(log_inputs: object) -> Offsets:
+def end_offsets(log_inputs: LogInputs) -> Offsets:
     mod, cfg = _backend(log_inputs)
     return mod.end_offsets(cfg)
 
 
-def delete_group(log_inputs: object, group: str) -> None:
+def delete_group(log_inputs: LogInputs, group: str) -> None:
     """Forget a consumer group's committed offsets (a rolled-back replay starts over)."""
     mod, cfg = _backend(log_inputs)
     mod.delete_group(cfg, group)
 
 
-def current_position(log_inputs: object) -> dict[str, Any]:
+def current_position(log_inputs: LogInputs) -> dict[str, Any]:
     """Where the log ends right now, as JSON-able data the snapshot stage stores.
 
     `{"kind": "file"|"kafka", "offsets": {partition: next_offset}, "time": epoch_s,

@@ -41,7 +41,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -49,11 +49,17 @@ import orjson
 from mactl.capture import log as capture_log
 from mactl.capture.autoid import pin_source_ids
 from mactl.capture.record import Record, RecordDecodeError, decode
-from mactl.config.common import TransformSpec
+from mactl.capture.spec import ReplaySpec
 from mactl.errors import ConfigError, MactlError
+from mactl.schema.common import Auth, TransformSpec
+from mactl.schema.replay import LAG_WINDOW_SECONDS, MAX_LAG_SECONDS, MAX_SPEEDUP_FACTOR, MAX_THROUGHPUT_MBPS, WORKERS
 from mactl.sigv4 import RequestSigner, SigningError, signer_for, wire_target
 from mactl.state.workdir import StageFiles
 from mactl.transforms import DROP, compile_chain
+
+if TYPE_CHECKING:
+    from mactl.capture.log import LogInputs
+    from mactl.sigv4 import AuthInputs
 
 _DROP_HEADERS = frozenset(
     {
@@ -81,13 +87,13 @@ class ReplayOptions:
     target_authorization: str | None = None
     target_signer: RequestSigner | None = None  # sigv4 targets: signs each request as sent
     insecure: bool = False
-    max_speedup: float = 1.0
-    max_throughput_mbps: float | None = None
+    max_speedup: float = MAX_SPEEDUP_FACTOR
+    max_throughput_mbps: float | None = MAX_THROUGHPUT_MBPS
     transforms: Sequence[TransformSpec] = ()
     transforms_base_dir: Path | None = None  # where a transform's relative `file:` starts: the config's folder
-    max_lag_s: float = 5.0
-    lag_window_s: float = 10.0
-    workers: int = 4
+    max_lag_s: float = MAX_LAG_SECONDS
+    lag_window_s: float = LAG_WINDOW_SECONDS
+    workers: int = WORKERS
     tuples_path: Path | None = None
     deadletter_path: Path | None = None
     status_path: Path | None = None
@@ -97,14 +103,17 @@ class ReplayOptions:
     start_time: float | None = None  # skip records captured before this (time-only start points)
 
 
-def _auth_type(auth: Any) -> str:
+def _auth_data(auth: AuthInputs) -> dict[str, Any]:
     if auth is None:
-        return "none"
-    data = auth.model_dump() if hasattr(auth, "model_dump") else dict(auth)
-    return str(data.get("type") or "none")
+        return {}
+    return auth.model_dump() if isinstance(auth, Auth) else dict(auth)
 
 
-def authorization_for(auth: Any, where: str = "target.auth") -> str | None:
+def _auth_type(auth: AuthInputs) -> str:
+    return str(_auth_data(auth).get("type") or "none")
+
+
+def authorization_for(auth: AuthInputs, where: str = "target.auth") -> str | None:
     """The one static Authorization header value for a `ClusterRef.auth` (model or dict).
 
     None for no auth. SigV4 has no static header (each request is signed on its own):
@@ -116,7 +125,7 @@ def authorization_for(auth: Any, where: str = "target.auth") -> str | None:
     if kind == "none":
         return None
     if kind == "basic":
-        data = auth.model_dump() if hasattr(auth, "model_dump") else dict(auth)
+        data = _auth_data(auth)
         password = data.get("password")
         if hasattr(password, "get_secret_value"):
             password = password.get_secret_value()
@@ -129,32 +138,27 @@ def authorization_for(auth: Any, where: str = "target.auth") -> str | None:
     raise ConfigError(f"{where}.type: unknown auth type {kind!r} (none, basic or sigv4)")
 
 
-def options_from_spec(spec: dict[str, Any], workdir: Path) -> ReplayOptions:
+def options_from_spec(spec: ReplaySpec, workdir: Path) -> ReplayOptions:
     """A job spec (the replay stage's inputs plus group/start/workdir) → `ReplayOptions`."""
-    from mactl.transforms import parse_spec  # noqa: PLC0415 - keeps import light for the proxy
-
-    target = spec.get("target") or {}
-    if not target.get("endpoint"):
-        raise ConfigError("replay: target.endpoint is required")
-    auth = target.get("auth")
-    sigv4 = _auth_type(auth) == "sigv4"
+    target = spec.target
+    sigv4 = target.auth.type == "sigv4"
     files = StageFiles(workdir)
     return ReplayOptions(
-        target_url=str(target["endpoint"]),
-        target_authorization=None if sigv4 else authorization_for(auth),
-        target_signer=signer_for(auth, "target.auth") if sigv4 else None,
-        insecure=bool(target.get("insecure", False)),
-        max_speedup=float(spec.get("maxSpeedupFactor") or 1.0),
-        max_throughput_mbps=spec.get("maxThroughputMbps"),
-        transforms=[parse_spec(t) if not isinstance(t, TransformSpec) else t for t in spec.get("transforms") or []],
-        transforms_base_dir=Path(spec["transformsBaseDir"]) if spec.get("transformsBaseDir") else None,
-        max_lag_s=float(spec.get("maxLagSeconds", 5.0)),
-        lag_window_s=float(spec.get("lagWindowSeconds", 10.0)),
-        workers=int(spec.get("workers") or 4),
+        target_url=target.endpoint,
+        target_authorization=None if sigv4 else authorization_for(target.auth),
+        target_signer=signer_for(target.auth, "target.auth") if sigv4 else None,
+        insecure=target.insecure,
+        max_speedup=spec.maxSpeedupFactor,
+        max_throughput_mbps=spec.maxThroughputMbps,
+        transforms=list(spec.transforms),
+        transforms_base_dir=Path(spec.transformsBaseDir) if spec.transformsBaseDir else None,
+        max_lag_s=spec.maxLagSeconds,
+        lag_window_s=spec.lagWindowSeconds,
+        workers=spec.workers,
         tuples_path=files.replay_tuples,
         deadletter_path=files.replay_dead_letters,
         status_path=files.replayer_status,
-        start_time=spec.get("startTime"),
+        start_time=spec.startTime,
     )
 
 
@@ -364,7 +368,7 @@ def _bulk_errors(body: bytes) -> bool | None:
 class Replayer:
     """Replay one log onto one target. `run()` blocks; `stop` ends it cleanly."""
 
-    def __init__(self, log_inputs: Any, group: str, options: ReplayOptions) -> None:
+    def __init__(self, log_inputs: LogInputs, group: str, options: ReplayOptions) -> None:
         self.log_inputs = log_inputs
         self.group = group
         self.opts = options

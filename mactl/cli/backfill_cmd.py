@@ -23,6 +23,7 @@ from mactl.cli.app import app
 from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt, find_stage, load_from_options
 from mactl.config.loader import LoadedConfig
 from mactl.errors import ConfigError, StateError
+from mactl.schema.backfill import BackfillInputs
 from mactl.state.workdir import Workdir
 
 backfill_app = typer.Typer(help="Backfill (RFS) helpers: resend dead-lettered documents.", no_args_is_help=True)
@@ -36,7 +37,7 @@ JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
 class BackfillStage:
     """A backfill stage of the config and what `apply` recorded for it (read, never written)."""
 
-    inputs: Any  # the validated `mactl.providers.backfill.Inputs`
+    inputs: BackfillInputs
     record: Any  # its state record, None before its first apply
     doc: Any  # the whole state document (None for an empty state): upstream records
     loaded: LoadedConfig
@@ -54,7 +55,7 @@ class BackfillStage:
                 upstream = self.doc.stages.get(dep)
                 if upstream is not None and upstream.type == "snapshot" and upstream.outputs.get("name"):
                     return str(upstream.outputs["name"])
-        return str(self.inputs.snapshotName)
+        return self.inputs.snapshotName
 
 
 def _load_backfill_stage(
@@ -62,12 +63,11 @@ def _load_backfill_stage(
 ) -> BackfillStage:
     """Find the backfill stage ADDR in the config and read its state record, as `apply` left it."""
     from mactl.graph.expand import expand
-    from mactl.providers.backfill import Inputs
     from mactl.state import open_backend
 
     loaded = load_from_options(config, var, var_file)
     stage = find_stage(expand(loaded.config), address, "backfill", none_hint="backfill stages: none")
-    inputs = Inputs.model_validate(stage.inputs)
+    inputs = BackfillInputs.model_validate(stage.inputs)
     backend = open_backend(loaded.config.state, workspace, base_dir=loaded.base_dir)
     doc = backend.read()
     record = doc.stages.get(address) if doc is not None else None

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import typer
 
+from mactl.capture.spec import DEFAULT_GROUP
 from mactl.cli.app import app
 from mactl.errors import ConfigError
 
@@ -155,7 +156,7 @@ def replay_run(
     ),
     log: str | None = typer.Option(None, "--log", help="Log folder, kafka://bootstrap/topic, or a JSON log block."),
     target: str | None = typer.Option(None, "--target", help="The target cluster URL."),
-    group: str = typer.Option("mactl-replay", "--group", help="Consumer group (where offsets are committed)."),
+    group: str = typer.Option(DEFAULT_GROUP, "--group", help="Consumer group (where offsets are committed)."),
     workdir: Path = typer.Option(Path(".mactl/replay"), "--workdir", help="Tuples, dead letters and status go here."),
     speedup: float | None = typer.Option(None, "--speedup", help="maxSpeedupFactor."),
     mbps: float | None = typer.Option(None, "--max-mbps", help="maxThroughputMbps (megabits/s of request bytes)."),
@@ -166,37 +167,40 @@ def replay_run(
 ) -> None:
     """Replay the capture log onto a target in the foreground (SIGTERM stops it cleanly)."""
     from mactl.capture.replayer import Replayer, options_from_spec
+    from mactl.capture.spec import ReplaySpec
 
-    spec: dict[str, Any] = {}
+    raw: dict[str, Any] = {}
     if spec_file is not None:
         try:
-            spec = json.loads(spec_file.read_text())
+            raw = json.loads(spec_file.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"--spec {spec_file}: {exc}") from None
     if log is not None:
-        spec["log"] = parse_log_option(log)
+        raw["log"] = parse_log_option(log)
     if target is not None:
-        spec["target"] = {"endpoint": target}
+        raw["target"] = {"endpoint": target}
     if speedup is not None:
-        spec["maxSpeedupFactor"] = speedup
+        raw["maxSpeedupFactor"] = speedup
     if mbps is not None:
-        spec["maxThroughputMbps"] = mbps
-    if "log" not in spec:
+        raw["maxThroughputMbps"] = mbps
+    if "log" not in raw:
         raise ConfigError("replay run: give --log or --spec")
-    follow = follow or bool(spec.get("follow"))
-    work = Path(spec.get("workdir") or workdir)
+    raw["group"] = str(raw.get("group") or group)
+    spec = ReplaySpec.load(raw)
+    follow = follow or spec.follow
+    work = Path(spec.workdir or workdir)
     work.mkdir(parents=True, exist_ok=True)
-    replayer = Replayer(spec["log"], str(spec.get("group") or group), options_from_spec(spec, work))
+    replayer = Replayer(spec.log, spec.group, options_from_spec(spec, work))
     signal.signal(signal.SIGTERM, lambda *_: replayer.stop.set())
     signal.signal(signal.SIGINT, lambda *_: replayer.stop.set())
     if pid_file is not None:
         pid_file.write_text(str(os.getpid()))
     try:
         status = replayer.run(
-            spec.get("start"),
-            resume=bool(spec.get("resume", True)),
+            spec.start,
+            resume=spec.resume,
             until_in_sync=not follow,
-            timeout_s=None if follow else (timeout or spec.get("timeoutSeconds")),
+            timeout_s=None if follow else (timeout or spec.timeoutSeconds),
         )
     finally:
         if pid_file is not None:

@@ -32,7 +32,7 @@ def evaluate_cmd(
 ) -> None:
     """Show per item the JSON that would be created after all transforms; writes nothing."""
     from mactl.graph.expand import expand
-    from mactl.providers.metadata import Inputs
+    from mactl.schema.metadata import MetadataInputs
 
     loaded = load_from_options(config, var, var_file)
     stage = find_stage(expand(loaded.config), address, "metadata", none_hint="the config has no metadata stage")
@@ -41,7 +41,7 @@ def evaluate_cmd(
         if from_ not in ("snapshot", "live"):
             raise ConfigError(f"--from must be snapshot or live, not '{from_}'")
         raw["from"] = from_
-    inputs = Inputs.model_validate(raw)
+    inputs = MetadataInputs.model_validate(raw)
     ev = evaluate(inputs, base_dir=loaded.base_dir)
     if as_json:
         typer.echo(json.dumps(ev.to_json(), indent=2, ensure_ascii=False))

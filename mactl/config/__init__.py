@@ -5,37 +5,16 @@ canonical `Config` model) and `ConfigErrors`, raised with every problem at once,
 naming its path in the user's spelling. This package must not expand stages (that is
 `mactl.graph`), read state, or talk to clusters: a config is checked without a network.
 
-`common` holds the building blocks shared with stage input schemas (`Auth`,
-`ClusterRef`, `IndexFilter`, `SnapshotRepository`, `TransformSpec`, …). The other
-names are imported lazily so that provider modules can import `common` without
-pulling in the whole loader (which itself imports provider schemas).
+The building blocks shared with the stage input schemas (`Auth`, `ClusterRef`,
+`IndexFilter`, `SnapshotRepository`, `TransformSpec`, …) live in `mactl.schema.common`,
+and each config block extends its stage type's schema, so this package imports
+`mactl.schema` and never `mactl.providers`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from mactl.config.issues import ConfigErrors, ConfigIssue
+from mactl.config.loader import LoadedConfig, find_config_file, load_config
+from mactl.config.model import Config
 
-if TYPE_CHECKING:
-    from mactl.config.issues import ConfigErrors, ConfigIssue  # noqa: F401
-    from mactl.config.loader import LoadedConfig, find_config_file, load_config  # noqa: F401
-    from mactl.config.model import Config  # noqa: F401
-
-_LAZY = {
-    "load_config": "mactl.config.loader",
-    "find_config_file": "mactl.config.loader",
-    "LoadedConfig": "mactl.config.loader",
-    "Config": "mactl.config.model",
-    "ConfigErrors": "mactl.config.issues",
-    "ConfigIssue": "mactl.config.issues",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mactl.config' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__all__ = ["Config", "ConfigErrors", "ConfigIssue", "LoadedConfig", "find_config_file", "load_config"]

@@ -23,9 +23,10 @@ from functools import lru_cache
 
 import jinja2
 
-from mactl.config.common import IndexFilter, LifecycleConfig, SnapshotRepository, TransformSpec
 from mactl.config.issues import ConfigIssue, Loc, Origins, did_you_mean
 from mactl.config.model import Config, StageBlock, TargetConfig
+from mactl.schema.common import IndexFilter, LifecycleConfig, SnapshotRepository, TransformSpec
+from mactl.schema.stages import BUILTIN_INPUTS
 
 _JINJA = jinja2.Environment(extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])  # as mactl.transforms
 AddIssue = Callable[[Loc, str], None]
@@ -193,9 +194,7 @@ def _stage_block(block: StageBlock, loc: Loc, stage_type: str, add: AddIssue) ->
     lifecycle: LifecycleConfig | None = block.lifecycle
     if lifecycle is None or not lifecycle.ignoreChanges:
         return
-    from mactl.providers.registry import get_provider
-
-    fields = {info.alias or name for name, info in get_provider(stage_type).Inputs.model_fields.items()}
+    fields = {info.alias or name for name, info in BUILTIN_INPUTS[stage_type].model_fields.items()}
     for i, dotted in enumerate(lifecycle.ignoreChanges):
         head = dotted.split(".", 1)[0]
         if head not in fields:

@@ -17,24 +17,28 @@ graph expander only ever sees:
 After loading, every `name` is filled in (given or generated) and index filters and
 transforms are lists. Field names are the user's camelCase keys, so the paths in error
 messages read like the file.
+
+A block that produces stages extends that stage type's `XUserInputs` (from
+`mactl.schema`): it accepts exactly the inputs a user may set, with the stage's own
+types, defaults and limits, plus `approval`/`lifecycle` and its own config-only keys;
+the rest (source, target, repository…) comes from the enclosing config.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, PrivateAttr, create_model, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
-from mactl.config.common import (
-    Auth,
-    IndexFilter,
-    LifecycleConfig,
-    Model,
-    SnapshotRepository,
-)
 from mactl.config.issues import INTERNAL
 from mactl.config.variables import VariableDecl
-from mactl.providers.registry import get_provider
+from mactl.schema.backfill import BackfillUserInputs
+from mactl.schema.capture import CaptureUserInputs
+from mactl.schema.common import Auth, IndexFilter, LifecycleConfig, Model, SnapshotRepository
+from mactl.schema.metadata import MetadataUserInputs
+from mactl.schema.replay import ReplayUserInputs
+from mactl.schema.snapshot import SnapshotUserInputs
+from mactl.schema.validate import ValidateUserInputs
 from mactl.state.config import LocalStateConfig, StateConfig
 
 NAME_CHARS = "letters, digits, '_' and '-'"
@@ -84,52 +88,20 @@ class ExistingSnapshot(Model):
     repositoryName: str | None = Field(None, json_schema_extra={INTERNAL: True})
 
 
-def _block(
-    model_name: str,
-    stage_type: str,
-    *,
-    derived: frozenset[str],
-    base: type[Model] = StageBlock,
-    doc: str,
-    **extra: Any,
-) -> type[Model]:
-    """A config block made from a provider's `Inputs`, minus the fields mactl derives.
-
-    The block accepts exactly the inputs a user may set for that stage type (with the
-    provider's own types, defaults and limits), plus `approval`/`lifecycle` and any
-    `extra` fields; `derived` ones (source, target, repository…) come from the
-    enclosing config. Building it from the schema keeps config and providers in step.
-    """
-    inputs = get_provider(stage_type).Inputs
-    fields: dict[str, Any] = {
-        field_name: (info.annotation, info)
-        for field_name, info in inputs.model_fields.items()
-        if field_name not in derived
-    }
-    fields.update(extra)
-    model = create_model(model_name, __base__=base, __doc__=doc, **fields)
-    return model
+class MetadataConfig(MetadataUserInputs, StageBlock):
+    """A migration's `metadata` block: the metadata stage's inputs a user may set."""
 
 
-MetadataConfig = _block(
-    "MetadataConfig",
-    "metadata",
-    derived=frozenset({"source", "target", "repository", "snapshotName"}),
-    doc="A migration's `metadata` block: the metadata stage's inputs a user may set.",
-)
-BackfillConfig = _block(
-    "BackfillConfig",
-    "backfill",
-    derived=frozenset({"target", "repository", "snapshotName"}),
-    doc="One `documentBackfillConfigs` entry: the backfill stage's inputs a user may set, and a name.",
-    name=(Name | None, None),
-)
+class BackfillConfig(BackfillUserInputs, StageBlock):
+    """One `documentBackfillConfigs` entry: the backfill stage's inputs a user may set, and a name."""
+
+    name: Name | None = None
 
 
 class MigrationConfig(Model):
     name: Name | None = None
-    metadata: MetadataConfig | None = None  # type: ignore[valid-type]
-    backfills: list[BackfillConfig] = Field(default_factory=list)  # type: ignore[valid-type]
+    metadata: MetadataConfig | None = None
+    backfills: list[BackfillConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _does_something(self) -> MigrationConfig:
@@ -138,43 +110,35 @@ class MigrationConfig(Model):
         return self
 
 
-SnapshotEntry = _block(
-    "SnapshotEntry",
-    "snapshot",
-    derived=frozenset({"source", "repository", "snapshotName", "existing", "indices"}),
-    doc="One `snapshot-and-migration-configs` entry: a snapshot and the migrations read from it.",
-    name=(Name | None, None),
-    existingSnapshot=(ExistingSnapshot | None, None),
-    indices=(list[IndexFilter], Field(default_factory=list)),
-    migrations=(list[MigrationConfig], Field(default_factory=list)),
-)
-ReplayerConfig = _block(
-    "ReplayerConfig",
-    "replay",
-    derived=frozenset({"source", "target", "log"}),
-    doc="`replayer-config`: the replay stage's inputs a user may set (the log is the capture's).",
-)
-CaptureConfig = _block(
-    "CaptureConfig",
-    "capture",
-    derived=frozenset({"source"}),
-    doc="`capture`: the capture stage's inputs minus `source` (the enclosing source).",
-)
-ValidationConfig = _block(
-    "ValidationConfig",
-    "validate",
-    derived=frozenset({"source", "target", "repository", "snapshotName"}),
-    doc="`validation`: after backfill and replay; on by default, `enabled: false` turns it off.",
-    enabled=(bool, True),
-)
+class SnapshotEntry(SnapshotUserInputs, StageBlock):
+    """One `snapshot-and-migration-configs` entry: a snapshot and the migrations read from it."""
+
+    name: Name | None = None
+    existingSnapshot: ExistingSnapshot | None = None
+    indices: list[IndexFilter] = Field(default_factory=list)
+    migrations: list[MigrationConfig] = Field(default_factory=list)
+
+
+class ReplayerConfig(ReplayUserInputs, StageBlock):
+    """`replayer-config`: the replay stage's inputs a user may set (the log is the capture's)."""
+
+
+class CaptureConfig(CaptureUserInputs, StageBlock):
+    """`capture`: the capture stage's inputs minus `source` (the enclosing source)."""
+
+
+class ValidationConfig(ValidateUserInputs, StageBlock):
+    """`validation`: after backfill and replay; on by default, `enabled: false` turns it off."""
+
+    enabled: bool = True
 
 
 class SourceMigration(Model):
     source: SourceConfig
-    snapshots: list[SnapshotEntry] = Field(default_factory=list)  # type: ignore[valid-type]
-    replayer: ReplayerConfig | None = None  # type: ignore[valid-type]
-    capture: CaptureConfig | None = None  # type: ignore[valid-type]
-    validation: ValidationConfig = Field(default_factory=ValidationConfig)  # type: ignore[valid-type]
+    snapshots: list[SnapshotEntry] = Field(default_factory=list)
+    replayer: ReplayerConfig | None = None
+    capture: CaptureConfig | None = None
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
 
 
 WorkflowType = Literal["manual", "switchover", "disable_capture", "teardown"]

@@ -28,8 +28,8 @@ import orjson
 import yaml
 from pydantic import ValidationError
 
-from mactl.config.common import Model
 from mactl.config.issues import ConfigIssue, Origins, did_you_mean, issues_from_validation, join_path
+from mactl.schema.common import Model
 
 ENV_PREFIX = "MACTL_VAR_"
 VarType = Literal["string", "number", "bool", "list", "map"]

@@ -35,15 +35,15 @@ from functools import cached_property
 from typing import Any
 
 import networkx as nx
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from mactl.config.bulk import paused_gc
-from mactl.config.common import LifecycleConfig, SnapshotRepository
 from mactl.config.issues import ConfigErrors, ConfigIssue, did_you_mean
 from mactl.config.model import CaptureConfig, Config, SnapshotEntry, SourceMigration, StageBlock, TargetConfig
 from mactl.graph import inputs as build
 from mactl.graph.stage import Lifecycle, Stage
 from mactl.providers.registry import get_provider
+from mactl.schema.common import LifecycleConfig, SnapshotRepository
 
 
 @dataclass
@@ -319,7 +319,7 @@ class _Expander:
 
     def _log_piece(self, sm: SourceMigration) -> build.Piece:
         capture = sm.capture if sm.capture is not None else CaptureConfig()
-        return build.Piece.of(capture.log)  # type: ignore[attr-defined]
+        return build.Piece.of(capture.log)
 
     def _snapshot(
         self, sm: SourceMigration, entry: SnapshotEntry, source_ref: build.Piece, capture: str | None
@@ -407,7 +407,7 @@ def _validate_inputs(stages: Iterable[Stage]) -> None:
     is checked, once per distinct target: this halves the cost for three targets.
     """
     issues: list[ConfigIssue] = []
-    schemas: dict[str, type] = {}
+    schemas: dict[str, type[BaseModel]] = {}
     field_checkers: dict[str, TypeAdapter[Any] | None] = {}
     valid: set[str] = set()
     checked_targets: set[tuple[str, int]] = set()
@@ -439,7 +439,7 @@ def _validate_inputs(stages: Iterable[Stage]) -> None:
         raise ConfigErrors(issues)
 
 
-def _target_checker(model: type) -> TypeAdapter[Any] | None:
+def _target_checker(model: type[BaseModel]) -> TypeAdapter[Any] | None:
     """A validator for the schema's `target` field alone, if clones may use the shortcut."""
     if model.__pydantic_decorators__.model_validators or "target" not in model.model_fields:
         return None

@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, SecretStr
 
-from mactl.config.common import IndexFilter, SnapshotRepository
 from mactl.config.model import StageBlock, TargetConfig
+from mactl.schema.common import IndexFilter, SnapshotRepository
 
 _SECRET_MASK = b'"' + str(SecretStr("x")).encode() + b'"'
 

@@ -17,13 +17,14 @@ from typing import Any
 from opensearchpy import OpenSearch
 
 from mactl.cluster import client_for, cluster_version, version_tuple
-from mactl.config.common import IndexFilter
 from mactl.errors import ConfigError, MactlError, ProviderError
 from mactl.indexfilter import select as select_names
 from mactl.indexfilter import split_builtin_exclusions
 from mactl.metadata.items import KIND_ORDER, Item, SourceMetadata, load_from_snapshot, load_live
 from mactl.metadata.user_transforms import UserTransforms
 from mactl.metadata.version_transforms import ItemFailed, TargetProfile, apply_version_transforms
+from mactl.schema.common import IndexFilter
+from mactl.schema.metadata import MetadataInputs
 
 
 @dataclass
@@ -74,7 +75,7 @@ def target_components(client: OpenSearch) -> frozenset[str]:
     return frozenset(set.intersection(*per_node)) if per_node else frozenset()
 
 
-def load_source(inputs: Any, upstream: Mapping[str, Mapping[str, Any]] | None = None) -> SourceMetadata:
+def load_source(inputs: MetadataInputs, upstream: Mapping[str, Mapping[str, Any]] | None = None) -> SourceMetadata:
     """The source's metadata, from the snapshot (default) or live (`from: live`)."""
     if inputs.from_ == "live":
         client = client_for(inputs.source)
@@ -83,7 +84,7 @@ def load_source(inputs: Any, upstream: Mapping[str, Mapping[str, Any]] | None = 
     return _load_snapshot(inputs, upstream or {})
 
 
-def _load_snapshot(inputs: Any, upstream: Mapping[str, Mapping[str, Any]]) -> SourceMetadata:
+def _load_snapshot(inputs: MetadataInputs, upstream: Mapping[str, Mapping[str, Any]]) -> SourceMetadata:
     try:
         from mactl.snapshot_reader import open_repository
     except ImportError:
@@ -104,7 +105,7 @@ def _load_snapshot(inputs: Any, upstream: Mapping[str, Mapping[str, Any]]) -> So
         ) from None
 
 
-def _snapshot_source_version(repository: Any, inputs: Any, snap_out: Mapping[str, Any]) -> tuple[str, str]:
+def _snapshot_source_version(repository: Any, inputs: MetadataInputs, snap_out: Mapping[str, Any]) -> tuple[str, str]:
     """The source version: the snapshot stage's outputs, else the snapshot's own record."""
     if snap_out.get("sourceVersion"):
         return str(snap_out.get("sourceDistribution") or "elasticsearch"), str(snap_out["sourceVersion"])
@@ -129,7 +130,9 @@ def _snapshot_source_version(repository: Any, inputs: Any, snap_out: Mapping[str
         ) from None
 
 
-def builtin_exclusions(inputs: Any, upstream: Mapping[str, Mapping[str, Any]] | None = None) -> list[Exclusion]:
+def builtin_exclusions(
+    inputs: MetadataInputs, upstream: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[Exclusion]:
     """What the built-in rules would leave out of this stage, for `plan` to list.
 
     Reads the source's metadata (snapshot or live) but not the target.
@@ -137,12 +140,12 @@ def builtin_exclusions(inputs: Any, upstream: Mapping[str, Mapping[str, Any]] | 
     return _select(load_source(inputs, upstream), inputs)[1]
 
 
-def _template_filters(inputs: Any) -> list[IndexFilter]:
+def _template_filters(inputs: MetadataInputs) -> list[IndexFilter]:
     return list(getattr(inputs, "templateFilters", None) or [])
 
 
 def evaluate(
-    inputs: Any,
+    inputs: MetadataInputs,
     *,
     upstream: Mapping[str, Mapping[str, Any]] | None = None,
     target_client: OpenSearch | None = None,
@@ -196,7 +199,7 @@ def template_exclusion_reason(item: Item) -> str | None:
     return None
 
 
-def _select(source: SourceMetadata, inputs: Any) -> tuple[list[Item], list[Exclusion]]:
+def _select(source: SourceMetadata, inputs: MetadataInputs) -> tuple[list[Item], list[Exclusion]]:
     excluded: list[Exclusion] = []
     chosen: list[Item] = []
     if inputs.templates:
@@ -248,12 +251,10 @@ def evaluate_for_plan(
     planned too). Then the evaluation reads the live source instead and says so, because
     the snapshot will be taken from that same source; the second value is that note.
     """
-    from mactl.providers.metadata import Inputs
-
     raw = dict(stage_inputs)
     note = None
     snapshot_taken = any(addr.split(".", 1)[0] == "snapshot" and out for addr, out in upstream.items())
     if raw.get("from", "snapshot") == "snapshot" and not snapshot_taken:
         raw["from"] = "live"
         note = "its snapshot is not taken yet: evaluated from the live source"
-    return evaluate(Inputs.model_validate(raw), upstream=upstream, base_dir=base_dir), note
+    return evaluate(MetadataInputs.model_validate(raw), upstream=upstream, base_dir=base_dir), note

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mactl.config.common import TransformSpec
 from mactl.metadata.items import Item
 from mactl.metadata.version_transforms import ItemFailed
+from mactl.schema.common import TransformSpec
 from mactl.transforms import DROP, TransformError, compile_transform
 
 _ITEM_KEYS = {"name", "kind", "body"}

@@ -18,7 +18,7 @@ from mactl.snapshot_reader.model import Cursor, Document, GlobalMetadata, IndexM
 from mactl.snapshot_reader.shard import ShardReader
 
 if TYPE_CHECKING:  # the reader does not load the config models (pydantic) at run time
-    from mactl.config.common import SnapshotRepository
+    from mactl.schema.common import SnapshotRepository
 
 # index-N stores SnapshotState as a byte. Real ES 7.10 bytes say PARTIAL is 3 (the format map
 # said 4); ES's enum: IN_PROGRESS 0, SUCCESS 1, FAILED 2, PARTIAL 3, INCOMPATIBLE 4.

@@ -12,14 +12,16 @@ import json
 import sys
 from pathlib import Path
 
-from mactl.providers.backfill import BackfillProvider, Inputs
+from mactl.providers.backfill import BackfillProvider
 from mactl.providers.base import StageContext
+
+from mactl.schema.backfill import BackfillInputs
 
 
 def main() -> int:
     op, inputs_path, workdir, address = sys.argv[1:5]
     prior = json.loads(sys.argv[5]) if len(sys.argv) > 5 else None
-    inputs = Inputs.model_validate(json.loads(Path(inputs_path).read_text()))
+    inputs = BackfillInputs.model_validate(json.loads(Path(inputs_path).read_text()))
     ctx = StageContext(
         address=address,
         type="backfill",

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from bf_fixtures import RUN, SourceSnapshot, name, scan_docs, stage_address
 from bf_proxy import TcpProxy
-from mactl.providers.backfill import Inputs
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import TransportError
 
@@ -29,6 +28,7 @@ from mactl.backfill.prepare import lease_store
 from mactl.backfill.sampling import Sampler, id_hash, percent_threshold
 from mactl.backfill.source import snapshot_uuid
 from mactl.backfill.spec import build_spec
+from mactl.schema.backfill import BackfillInputs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -77,7 +77,7 @@ def _source_docs(src: SourceSnapshot) -> dict[str, tuple[str | None, dict[str, A
 
 
 def _claims(inputs: dict[str, Any], address: str, tmp: Path) -> dict[str, list[dict[str, Any]]]:
-    model = Inputs.model_validate(inputs)
+    model = BackfillInputs.model_validate(inputs)
     spec = build_spec(address, model, workdir=tmp, snapshot_uuid=snapshot_uuid(model.repository, model.snapshotName))
     return {r.unit.key: r.body["claims"] for r in lease_store(spec).units()}
 
@@ -163,7 +163,7 @@ def test_apply_workers_and_a_joining_mactl_worker_copy_every_live_document_each_
     target.indices.refresh(index=source_snapshot.index)
     assert target.count(index=source_snapshot.index)["count"] == 0
     assert not target.indices.exists(
-        index=build_spec(address, Inputs.model_validate(inputs), workdir=tmp_path).state_index
+        index=build_spec(address, BackfillInputs.model_validate(inputs), workdir=tmp_path).state_index
     )
 
 

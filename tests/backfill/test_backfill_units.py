@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from mactl.providers.backfill import Inputs
-
 from mactl.backfill.doc_transforms import DocumentTransformer
 from mactl.backfill.sampling import Sampler, id_hash, percent_threshold, smallest_hashes_threshold
 from mactl.backfill.spec import JobSpec, build_spec
-from mactl.config.common import TransformSpec
+from mactl.schema.backfill import BackfillInputs
+from mactl.schema.common import TransformSpec
+from mactl.schema.snapshot import SnapshotInputs
 
 IDS = [f"doc-{i}" for i in range(20000)]
 
@@ -54,7 +54,7 @@ def test_transform_renames_a_field_drops_documents_and_can_move_index() -> None:
 
 
 def test_spec_round_trips_with_secrets_for_the_child_process_only() -> None:
-    inputs = Inputs.model_validate(
+    inputs = BackfillInputs.model_validate(
         {
             "target": {
                 "name": "t",
@@ -98,10 +98,8 @@ def test_spec_round_trips_with_secrets_for_the_child_process_only() -> None:
 def test_the_snapshot_name_is_the_one_the_snapshot_stage_recorded(tmp_path: Any) -> None:
     """The backfill reads the name from the snapshot stage's real outputs (built by its
     own `_outputs`), not from a key that stage never writes."""
-    from mactl.providers.backfill import Inputs as BackfillInputs
     from mactl.providers.backfill import _upstream_snapshot_name
     from mactl.providers.base import StageContext
-    from mactl.providers.snapshot import Inputs as SnapshotInputs
     from mactl.providers.snapshot import _outputs
 
     source = {"name": "src", "endpoint": "http://h:9200"}

@@ -8,7 +8,10 @@ from pathlib import Path
 
 from mactl.providers import capture, replay, switchover
 
-from mactl.config.common import ClusterRef
+from mactl.schema.capture import CaptureFilters, CaptureInputs, ProxySpec
+from mactl.schema.common import ClusterRef
+from mactl.schema.replay import ReplayInputs
+from mactl.schema.switchover import SwitchoverInputs
 
 
 def _mactl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -40,24 +43,24 @@ def test_replay_run_rejects_bad_arguments(tmp_path: Path) -> None:
 def test_stage_inputs_are_validated_without_network() -> None:
     src = ClusterRef(name="s", endpoint="http://127.0.0.1:1")
     problems = capture.CaptureProvider().validate(
-        capture.Inputs(
+        CaptureInputs(
             source=src,
             proxies=[
-                capture.ProxySpec(listen="a:1"),
-                capture.ProxySpec(listen="a:1"),
-                capture.ProxySpec(listen="nope"),
+                ProxySpec(listen="a:1"),
+                ProxySpec(listen="a:1"),
+                ProxySpec(listen="nope"),
             ],
-            filters=capture.CaptureFilters(skipPaths=["("]),
+            filters=CaptureFilters(skipPaths=["("]),
         )
     )
     assert any("same address" in p for p in problems)
     assert any("proxies[2].listen" in p for p in problems)
     assert any("bad regex" in p for p in problems)
     rp = replay.ReplayProvider().validate(
-        replay.Inputs(source=src, target=src, maxSpeedupFactor=0, maxThroughputMbps=-1)
+        ReplayInputs(source=src, target=src, maxSpeedupFactor=0, maxThroughputMbps=-1)
     )
     assert any(p.startswith("maxSpeedupFactor") for p in rp) and any(p.startswith("maxThroughputMbps") for p in rp)
-    assert switchover.SwitchoverProvider().validate(switchover.Inputs(source=src)) == [
+    assert switchover.SwitchoverProvider().validate(SwitchoverInputs(source=src)) == [
         "target: switchover needs the target the proxies should send traffic to"
     ]
 
@@ -66,7 +69,7 @@ def test_replay_start_point_from_the_snapshot_stage(tmp_path: Path) -> None:
     from cap_helpers import stage_context  # type: ignore[import-not-found]
 
     src = ClusterRef(name="s", endpoint="http://127.0.0.1:1")
-    inputs = replay.Inputs(source=src, target=src)
+    inputs = ReplayInputs(source=src, target=src)
     shapes = [
         ({"capture_position": {"kind": "file", "offsets": {"p": 3}, "time": 1.0}}, {"p": 3}),
         (

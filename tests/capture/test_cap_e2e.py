@@ -32,7 +32,13 @@ from opensearchpy import OpenSearch, helpers
 
 from mactl.capture import fleet
 from mactl.capture import log as capture_log
-from mactl.config.common import ClusterRef, IndexFilter, SnapshotRepository
+from mactl.schema.backfill import BackfillInputs
+from mactl.schema.capture import CaptureInputs, FileLog, KafkaLog, ProxySpec
+from mactl.schema.common import ClusterRef, IndexFilter, SnapshotRepository
+from mactl.schema.disable_capture import DisableCaptureInputs
+from mactl.schema.replay import ReplayInputs
+from mactl.schema.switchover import SwitchoverInputs
+from mactl.schema.teardown import TeardownInputs
 
 
 def _docs(client: OpenSearch, index: str) -> dict[str, dict[str, Any]]:
@@ -78,7 +84,7 @@ def _backfill(
     target_ref: ClusterRef, repository: SnapshotRepository, uid: str, index: str, state: Path
 ) -> dict[str, Any]:
     """The backfill provider (RFS worker processes reading the snapshot files) loads the snapshot."""
-    inputs = backfill.Inputs(
+    inputs = BackfillInputs(
         target=target_ref,
         repository=repository,
         snapshotName=f"cap-snap-{uid}",
@@ -112,9 +118,9 @@ def test_capture_snapshot_backfill_replay_converges(
     target_ref = ClusterRef(name="cap-target", endpoint=os2.url)
     if backend == "kafka":
         broker = request.getfixturevalue("kafka_broker")
-        log = capture.KafkaLog(type="kafka", bootstrapServers=broker.bootstrap, topic=f"cap-{uid}", partitions=2)
+        log = KafkaLog(type="kafka", bootstrapServers=broker.bootstrap, topic=f"cap-{uid}", partitions=2)
     else:
-        log = capture.FileLog(path=str(tmp_path / "caplog"), fsync="always")
+        log = FileLog(path=str(tmp_path / "caplog"), fsync="always")
     repo_dir = es710.repo_dir / "capture" / uid
     repo_dir.mkdir(parents=True, exist_ok=True)
     for p in (repo_dir.parent, repo_dir):
@@ -123,7 +129,7 @@ def test_capture_snapshot_backfill_replay_converges(
     state = tmp_path / "work"
     messages: list[str] = []
     proxy_port = free_port()
-    cap_inputs = capture.Inputs(source=source, log=log, proxies=[capture.ProxySpec(listen=f"127.0.0.1:{proxy_port}")])
+    cap_inputs = CaptureInputs(source=source, log=log, proxies=[ProxySpec(listen=f"127.0.0.1:{proxy_port}")])
     writer = None
     try:
         es.indices.create(index=index, body={"settings": {"number_of_shards": 2, "number_of_replicas": 0}})
@@ -172,7 +178,7 @@ def test_capture_snapshot_backfill_replay_converges(
 
         # 3. replay from the position the snapshot stage recorded
         follow = backend == "kafka"
-        rp_inputs = replay.Inputs(
+        rp_inputs = ReplayInputs(
             source=source,
             target=target_ref,
             log=log,
@@ -212,7 +218,7 @@ def test_capture_snapshot_backfill_replay_converges(
             assert target.get(index=index, id="late")["_source"] == {"late": True}
 
         # 4. switchover and back, disable capture
-        sw_inputs = switchover.Inputs(source=source, target=target_ref)
+        sw_inputs = SwitchoverInputs(source=source, target=target_ref)
         sw_ctx = stage_context("switchover.cap", "switchover", sw_inputs, state / "switchover.cap")
         sw_out = switchover.SwitchoverProvider().apply(sw_ctx)
         # a follow replayer is drained to the end of the log, then stopped, by the switchover
@@ -226,7 +232,7 @@ def test_capture_snapshot_backfill_replay_converges(
             stage_context(
                 "disable_capture.cap",
                 "disable_capture",
-                disable_capture.Inputs(source=source),
+                DisableCaptureInputs(source=source),
                 state / "disable_capture.cap",
                 upstream={"capture.cap": cap_out},
             )
@@ -241,7 +247,7 @@ def test_capture_snapshot_backfill_replay_converges(
         # the backfill's working-state index, plus one of this test's own (other areas' fixtures may
         # clean up `mactl-backfill-*` indices on the shared target concurrently)
         target.indices.create(index=f"cap-work-{uid}", body={"settings": {"index": {"hidden": True}}}, ignore=[400])
-        td_inputs = teardown.Inputs(
+        td_inputs = TeardownInputs(
             source=source,
             target=target_ref,
             workingIndexPatterns=[state_index_name("backfill.cap.s1.t.m0.b0"), f"cap-work-{uid}*"],

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from cap_helpers import RunningProxy, stage_context, start_proxy  # type: ignore[import-not-found]
+from mactl.providers.switchover import SwitchoverProvider
 from opensearchpy import OpenSearch
 from sigv4_server import (  # type: ignore[import-not-found]
     ACCESS_KEY,
@@ -37,8 +38,9 @@ from sigv4_server import (  # type: ignore[import-not-found]
 
 from mactl.capture import log as capture_log
 from mactl.capture import proxy as proxy_module
-from mactl.config.common import ClusterRef
 from mactl.errors import ConfigError, ProviderError
+from mactl.schema.common import ClusterRef
+from mactl.schema.switchover import SwitchoverInputs
 from mactl.sigv4 import CREDENTIALS_HINT, RequestSigner
 
 CLIENT_AUTH = (
@@ -319,10 +321,10 @@ def test_health_never_shows_a_basic_authorization(proxy: RunningProxy, tmp_path:
 
 
 # ----------------------------------------------------------------------------- the switchover stage
-def _switchover_inputs(source_url: str, proxy_url: str, target_url: str, region: str | None = REGION) -> Any:
-    from mactl.providers import switchover
-
-    return switchover.Inputs(
+def _switchover_inputs(
+    source_url: str, proxy_url: str, target_url: str, region: str | None = REGION
+) -> SwitchoverInputs:
+    return SwitchoverInputs(
         source=ClusterRef(name="src", endpoint=source_url),
         target=ClusterRef(name="aws", endpoint=target_url, auth={"type": "sigv4", "region": region}),
         proxies=[proxy_url],
@@ -330,9 +332,7 @@ def _switchover_inputs(source_url: str, proxy_url: str, target_url: str, region:
 
 
 def test_switchover_validate_needs_a_region_for_a_sigv4_target() -> None:
-    from mactl.providers import switchover
-
-    provider = switchover.SwitchoverProvider()
+    provider = SwitchoverProvider()
     assert (
         provider.validate(_switchover_inputs("http://s:9200", "http://p:1", "https://search-x.es.amazonaws.com")) == []
     )
@@ -347,9 +347,7 @@ def test_switchover_routes_the_proxies_to_a_sigv4_target_and_back(
     es710: Any,
     tmp_path: Path,
 ) -> None:
-    from mactl.providers import switchover
-
-    provider = switchover.SwitchoverProvider()
+    provider = SwitchoverProvider()
     ctx = stage_context(
         "switchover.sig",
         "switchover",
@@ -374,9 +372,7 @@ def test_switchover_fails_clearly_without_credentials(
     es710: Any,
     tmp_path: Path,
 ) -> None:
-    from mactl.providers import switchover
-
-    provider = switchover.SwitchoverProvider()
+    provider = SwitchoverProvider()
     inputs = _switchover_inputs(es710.url, proxy.url, aws_target.url)
     ctx = stage_context("switchover.sig", "switchover", inputs, tmp_path / "work" / "switchover.sig")
 

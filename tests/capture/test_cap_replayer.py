@@ -18,7 +18,7 @@ from opensearchpy import OpenSearch
 from mactl.capture import log as capture_log
 from mactl.capture.record import Record, encode
 from mactl.capture.replayer import Replayer, ReplayOptions
-from mactl.config.common import TransformSpec
+from mactl.schema.common import TransformSpec
 
 
 def _put(index: str, doc_id: str, body: bytes, *, t: float, conn: str = "c1", seq: int = 0, status: int = 201) -> bytes:

@@ -42,10 +42,11 @@ from mactl.capture.replayer import (
     authorization_for,
     options_from_spec,
 )
+from mactl.capture.spec import ReplaySpec
 from mactl.cli import app
 from mactl.cli.app import run_guarded
-from mactl.config.common import TransformSpec
 from mactl.errors import ConfigError
+from mactl.schema.common import TransformSpec
 from mactl.sigv4 import RequestSigner
 
 # ----------------------------------------------------------------------------- helpers
@@ -182,7 +183,7 @@ def test_every_replayed_request_carries_a_valid_signature(
     _write_log(file_log, records, poison=True)
     workdir = tmp_path / "work"
     workdir.mkdir()
-    status = _replay(file_log, options_from_spec(_spec(aws_target.url), workdir), "cap-sigv4")
+    status = _replay(file_log, options_from_spec(ReplaySpec.load(_spec(aws_target.url)), workdir), "cap-sigv4")
 
     got = {r.header("X-Cap-Id")[0]: r for r in aws_target.received}
     assert sorted(got, key=int) == [str(i) for i in range(len(CASES))] and len(aws_target.received) == len(CASES)
@@ -229,7 +230,7 @@ def test_the_transformed_request_is_what_gets_signed(
     workdir = tmp_path / "work"
     workdir.mkdir()
     spec = _spec(aws_target.url, transforms=[rename.model_dump()])
-    status = _replay(file_log, options_from_spec(spec, workdir), "cap-sigv4-rename")
+    status = _replay(file_log, options_from_spec(ReplaySpec.load(spec), workdir), "cap-sigv4-rename")
 
     assert status.replayed == 2 and status.mismatches == 0
     by_target = {r.target: r for r in aws_target.received}
@@ -252,7 +253,7 @@ def test_a_wrong_secret_on_the_server_shows_as_401_in_the_tuples(
     workdir = tmp_path / "work"
     workdir.mkdir()
     for target in serve(Keys({ACCESS_KEY: ("not-" + SECRET_KEY, SESSION_TOKEN)})):
-        status = _replay(file_log, options_from_spec(_spec(target.url), workdir), "cap-sigv4-wrong")
+        status = _replay(file_log, options_from_spec(ReplaySpec.load(_spec(target.url)), workdir), "cap-sigv4-wrong")
         assert [r.problem for r in target.received] == ["signature mismatch"] * 4
     assert status.replayed == 4 and status.mismatches == 4 and status.target_4xx == 4
     tuples = _tuples(workdir)
@@ -274,7 +275,9 @@ def test_aoss_signs_for_the_aoss_service_with_the_content_hash(
     workdir = tmp_path / "work"
     workdir.mkdir()
     for target in serve(Keys({ACCESS_KEY: (SECRET_KEY, SESSION_TOKEN)}, service="aoss")):
-        status = _replay(file_log, options_from_spec(_spec(target.url, service="aoss"), workdir), "cap-sigv4-aoss")
+        status = _replay(
+            file_log, options_from_spec(ReplaySpec.load(_spec(target.url, service="aoss")), workdir), "cap-sigv4-aoss"
+        )
         assert len(target.received) == 2
         for r in target.received:
             assert r.problem is None
@@ -331,11 +334,11 @@ def test_missing_region_and_missing_credentials_are_config_errors(
     spec = _spec("https://search-cap.us-west-2.es.amazonaws.com")
     spec["target"]["auth"]["region"] = None
     with pytest.raises(ConfigError, match=r"^target\.auth\.region: sigv4 auth needs the AWS region"):
-        options_from_spec(spec, tmp_path)
+        options_from_spec(ReplaySpec.load(spec), tmp_path)
 
     isolate_aws_env(monkeypatch, tmp_path, credentials=False)
     with pytest.raises(ConfigError, match=r"^target\.auth: sigv4 auth found no AWS credentials"):
-        options_from_spec(_spec("https://search-cap.us-west-2.es.amazonaws.com"), tmp_path)
+        options_from_spec(ReplaySpec.load(_spec("https://search-cap.us-west-2.es.amazonaws.com")), tmp_path)
 
     # the same through `mactl replay run`: one clear line, no traceback
     spec_file = tmp_path / "spec.json"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mactl.config.common import IndexFilter
 from mactl.indexfilter import matches, select, split_builtin_exclusions, validate_filters
+from mactl.schema.common import IndexFilter
 
 NAMES = ["logs-2024", "logs-2025", "logsx", "metrics", ".kibana", ".tasks", "ilm-history-1", "users"]
 

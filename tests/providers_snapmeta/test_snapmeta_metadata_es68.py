@@ -11,9 +11,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from mactl.providers.metadata import Inputs, MetadataProvider
+from mactl.providers.metadata import MetadataProvider
 from opensearchpy import OpenSearch
 from snapmeta_helpers import Names, make_ctx
+
+from mactl.schema.metadata import MetadataInputs
 
 pytestmark = pytest.mark.cluster
 
@@ -36,7 +38,7 @@ def test_es68_fixture_through_the_reader(target: OpenSearch, names: Names, os2, 
     n = names
     repo = tmp_path / "ES_6_8_Single"
     shutil.copytree(FIXTURE, repo)
-    inputs = Inputs.model_validate(
+    inputs = MetadataInputs.model_validate(
         {
             "source": {"name": "es68", "endpoint": "http://127.0.0.1:9"},  # gone: nothing listens there
             "target": {"name": "os2", "endpoint": os2.url},

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from mactl.providers.metadata import Inputs, MetadataProvider
-from mactl.providers.snapshot import Inputs as SnapshotInputs
+from mactl.providers.metadata import MetadataProvider
 from mactl.providers.snapshot import SnapshotProvider
 from opensearchpy import OpenSearch
 from snapmeta_helpers import Names, make_ctx
 
 from mactl.metadata.report import render_text
+from mactl.schema.metadata import MetadataInputs
+from mactl.schema.snapshot import SnapshotInputs
 
 pytestmark = pytest.mark.cluster
 
@@ -83,8 +84,8 @@ def _seed_es(es: OpenSearch, n: Names) -> None:
     es.indices.create(index=f".{n('hidden')}", body={"settings": {"number_of_shards": 1, "number_of_replicas": 0}})
 
 
-def _inputs(n: Names, es710, os2, **extra) -> Inputs:  # noqa: ANN001
-    return Inputs.model_validate(
+def _inputs(n: Names, es710, os2, **extra) -> MetadataInputs:  # noqa: ANN001
+    return MetadataInputs.model_validate(
         {
             "source": {"name": "es710", "endpoint": es710.url},
             "target": {"name": "os2", "endpoint": os2.url},

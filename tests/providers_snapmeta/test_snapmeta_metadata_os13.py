@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from mactl.providers.metadata import Inputs, MetadataProvider
-from mactl.providers.snapshot import Inputs as SnapshotInputs
+from mactl.providers.metadata import MetadataProvider
 from mactl.providers.snapshot import SnapshotProvider
 from opensearchpy import OpenSearch
 from snapmeta_helpers import Names, make_ctx
 
+from mactl.schema.metadata import MetadataInputs
+from mactl.schema.snapshot import SnapshotInputs
+
 pytestmark = pytest.mark.cluster
 
 
-def _inputs(n: Names, os13, os2, indices: list[str], read_from: str, **extra) -> Inputs:  # noqa: ANN001
-    return Inputs.model_validate(
+def _inputs(n: Names, os13, os2, indices: list[str], read_from: str, **extra) -> MetadataInputs:  # noqa: ANN001
+    return MetadataInputs.model_validate(
         {
             "source": {"name": "os13", "endpoint": os13.url},
             "target": {"name": "os2", "endpoint": os2.url},

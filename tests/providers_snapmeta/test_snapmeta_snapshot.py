@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from mactl.providers.snapshot import Inputs, SnapshotProvider
+from mactl.providers.snapshot import SnapshotProvider
 from opensearchpy import OpenSearch
 from snapmeta_helpers import Names, Recorder, make_ctx
 
 from mactl.capture import log as capture_log
 from mactl.errors import ProviderError
+from mactl.schema.snapshot import SnapshotInputs
 
 pytestmark = pytest.mark.cluster
 
 
-def _inputs(n: Names, cluster, **extra) -> Inputs:  # noqa: ANN001
-    return Inputs.model_validate(
+def _inputs(n: Names, cluster, **extra) -> SnapshotInputs:  # noqa: ANN001
+    return SnapshotInputs.model_validate(
         {
             "source": {"name": cluster.name, "endpoint": cluster.url},
             "repository": {"type": "fs", "name": n("repo"), "location": str(n.repo_dir)},
@@ -109,7 +110,7 @@ def test_repository_errors_are_clear(es: OpenSearch, names: Names, es710) -> Non
     provider = SnapshotProvider()
     outside = _inputs(n, es710).model_copy(
         update={
-            "repository": Inputs.model_fields["repository"].annotation(
+            "repository": SnapshotInputs.model_fields["repository"].annotation(
                 type="fs", name=n("repo"), location="/var/tmp/not-path-repo"
             )
         }
@@ -122,7 +123,7 @@ def test_repository_errors_are_clear(es: OpenSearch, names: Names, es710) -> Non
 
     s3 = _inputs(n, es710).model_copy(
         update={
-            "repository": Inputs.model_fields["repository"].annotation(
+            "repository": SnapshotInputs.model_fields["repository"].annotation(
                 type="s3",
                 name=n("repo"),
                 bucket="snapmeta-bucket",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from mactl.providers.metadata import Inputs, MetadataProvider
+from mactl.providers.metadata import MetadataProvider
 from opensearchpy import OpenSearch
 from snapmeta_helpers import Names, make_ctx
 
@@ -11,12 +11,13 @@ from mactl.errors import ProviderError
 from mactl.metadata import target as tgt
 from mactl.metadata.evaluate import evaluate
 from mactl.metadata.items import Item, SourceMetadata, index_body
+from mactl.schema.metadata import MetadataInputs
 
 pytestmark = pytest.mark.cluster
 
 
-def _inputs(n: Names, source, os2, **extra) -> Inputs:  # noqa: ANN001
-    return Inputs.model_validate(
+def _inputs(n: Names, source, os2, **extra) -> MetadataInputs:  # noqa: ANN001
+    return MetadataInputs.model_validate(
         {
             "source": {"name": source.name, "endpoint": source.url},
             "target": {"name": "os2", "endpoint": os2.url},

@@ -1,4 +1,4 @@
-"""Config building blocks shared by the user-facing config and the stage input schemas.
+"""Building blocks shared by the user-facing config and the stage input schemas.
 
 These models are used twice: in the config file as the user writes it, and inside
 stage `inputs` as providers receive them. Field names follow the seed's camelCase.
@@ -90,17 +90,7 @@ class TransformSpec(Model):
     callable: str | None = None
 
 
-class StageOptions(Model):
-    """Options every stage-producing config block accepts."""
-
-    approval: Literal["required"] | None = None
-    lifecycle: LifecycleConfig | None = None
-
-
 class LifecycleConfig(Model):
     preventRollback: bool = False
     ignoreChanges: list[str] = Field(default_factory=list)
     rollback: Literal["auto", "manual"] = "auto"
-
-
-StageOptions.model_rebuild()

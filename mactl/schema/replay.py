@@ -1,0 +1,45 @@
+"""Inputs of the `replay` stage, and the replayer's tuning defaults.
+
+The replayer job spec (`mactl.capture.spec.ReplaySpec`, what `mactl replay run` reads)
+and the replayer's own options (`mactl.capture.replayer.ReplayOptions`) take their
+defaults from the constants here, so each default lives in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from mactl.schema.capture import FileLog, KafkaLog
+from mactl.schema.common import ClusterRef, Model, TransformSpec
+
+MAX_SPEEDUP_FACTOR = 1.0
+MAX_THROUGHPUT_MBPS: float | None = None  # no limit
+MAX_LAG_SECONDS = 5.0
+LAG_WINDOW_SECONDS = 10.0
+WORKERS = 4
+
+
+class _ReplayWiring(Model):
+    source: ClusterRef
+    target: ClusterRef
+    log: FileLog | KafkaLog = Field(default_factory=FileLog, discriminator="type")  # the capture's
+
+
+class ReplayUserInputs(Model):
+    """The replay inputs a user sets in `replayer-config`."""
+
+    maxSpeedupFactor: float = MAX_SPEEDUP_FACTOR
+    maxThroughputMbps: float | None = MAX_THROUGHPUT_MBPS
+    transforms: list[TransformSpec] = []
+    maxLagSeconds: float = MAX_LAG_SECONDS
+    lagWindowSeconds: float = LAG_WINDOW_SECONDS
+    follow: bool = False
+    startPosition: dict[str, Any] | None = None
+    timeoutSeconds: float = 3600.0
+    workers: int = WORKERS
+
+
+class ReplayInputs(ReplayUserInputs, _ReplayWiring):
+    """A replay stage's inputs: the options, and what mactl derives from the config."""
