@@ -209,7 +209,12 @@ class ReplayProvider(BaseProvider[ReplayInputs]):
 
         inputs = ctx.inputs
         replayer = Replayer(spec.log, spec.group, options_from_spec(spec, ctx.workdir))
-        watcher = threading.Thread(target=lambda: (ctx.cancelled.wait(), replayer.stop.set()), daemon=True)
+
+        def stop_when_cancelled() -> None:
+            ctx.cancelled.wait()
+            replayer.stop.set()
+
+        watcher = threading.Thread(target=stop_when_cancelled, daemon=True)
         watcher.start()
         started = time.monotonic()
 
@@ -313,6 +318,7 @@ def _write_spec(path: Path, spec: ReplaySpec) -> None:
 
 def _read_status(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        status: dict[str, Any] = json.loads(path.read_text())
+        return status
     except (OSError, ValueError):
         return {}

@@ -69,7 +69,7 @@ class SwitchoverProvider(BaseProvider[SwitchoverInputs]):
             # (they were started from an apply like this one, so they would find none either)
             sigv4 = {
                 "region": sigv4_region(inputs.target.auth, "target.auth"),
-                "service": inputs.target.auth.service or "es",
+                "service": inputs.target.auth.service,
             }
             aws_credentials("target.auth")
             body["sigv4"] = sigv4
@@ -116,8 +116,8 @@ class SwitchoverProvider(BaseProvider[SwitchoverInputs]):
             pid = fleet.read_pid(Path(entry["pidFile"]))
             deadline = time.monotonic() + 120
             while fleet.is_mactl_process(pid or -1) and time.monotonic() < deadline:
-                st = _status(entry)
-                if st.get("caughtUp") and time.time() - float(st.get("updatedAt", 0)) < 2:
+                status = _status(entry)
+                if status.get("caughtUp") and time.time() - float(status.get("updatedAt", 0)) < 2:
                     break
                 time.sleep(0.2)
             else:
@@ -171,6 +171,7 @@ def _status(entry: dict[str, Any]) -> dict[str, Any]:
 
     path = entry.get("statusFile") or StageFiles(Path(entry["pidFile"]).parent).replayer_status
     try:
-        return json.loads(Path(path).read_text())
+        status: dict[str, Any] = json.loads(Path(path).read_text())
+        return status
     except (OSError, ValueError):
         return {}

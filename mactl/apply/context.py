@@ -59,7 +59,7 @@ class ContextBuilder:
         self.config_dir = config_dir.absolute()  # worker processes may start elsewhere
         self.restorer = SecretRestorer(graph, secrets)
 
-    def build(self, change: Change, phase: Phase) -> StageContext:
+    def build(self, change: Change, phase: Phase) -> StageContext[BaseModel]:
         address, stage_type = change.address, change.type
         record = self.recorder.record(address)
         stage = self.graph.stages.get(address)

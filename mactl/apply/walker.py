@@ -26,6 +26,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from mactl.apply.context import ContextBuilder, Phase
 from mactl.apply.hooks import Hook, Hooks, StageFilesHook
 from mactl.apply.recorder import StateRecorder
@@ -106,7 +108,7 @@ class Walker:
         )
         self.scheduler: Scheduler[str] = Scheduler(parallelism)
         self.result = WalkResult()
-        self._live: dict[str, tuple[Change, StageContext]] = {}  # started, not yet recorded as ended
+        self._live: dict[str, tuple[Change, StageContext[BaseModel]]] = {}  # started, not yet recorded as ended
 
     # -- the walk ---------------------------------------------------------------------
 
@@ -264,7 +266,7 @@ class Walker:
             self.hooks.stage_started(change.address, "rollback")
         return Run(lambda: self._work(change, phase, ctx))
 
-    def _work(self, change: Change, phase: Phase, ctx: StageContext) -> str | None:
+    def _work(self, change: Change, phase: Phase, ctx: StageContext[BaseModel]) -> str | None:
         """Run the provider (on the stage's own thread) and record how it ended."""
         provider = registry.get_provider(change.type)
         try:

@@ -89,4 +89,5 @@ class DocumentTransformer:
 
 
 def load_source(raw: bytes) -> dict[str, Any]:
-    return orjson.loads(raw)
+    source: dict[str, Any] = orjson.loads(raw)
+    return source

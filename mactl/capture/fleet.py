@@ -33,7 +33,8 @@ def registry_path(workdir: Path, source_name: str) -> Path:
 def read_registry(workdir: Path, source_name: str) -> dict[str, Any]:
     path = registry_path(workdir, source_name)
     try:
-        return json.loads(path.read_text())
+        registry: dict[str, Any] = json.loads(path.read_text())
+        return registry
     except FileNotFoundError:
         return {}
 
@@ -52,7 +53,8 @@ def _request(url: str, method: str = "GET", body: dict[str, Any] | None = None, 
     data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
     req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
     with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return json.loads(resp.read())
+        answer: dict[str, Any] = json.loads(resp.read())
+        return answer
 
 
 def health(proxy_url: str, timeout: float = 2.0) -> dict[str, Any] | None:

@@ -126,7 +126,7 @@ def authorization_for(auth: AuthInputs, where: str = "target.auth") -> str | Non
         return None
     if kind == "basic":
         data = _auth_data(auth)
-        password = data.get("password")
+        password: Any = data.get("password")
         if hasattr(password, "get_secret_value"):
             password = password.get_secret_value()
         token = base64.b64encode(f"{data.get('username') or ''}:{password or ''}".encode()).decode()

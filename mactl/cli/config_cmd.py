@@ -88,7 +88,8 @@ def lock_state(backend: Any, operation: str, lock_timeout: str) -> AbstractConte
             f"Waiting for the state lock held by {holder.who} (pid {holder.pid}) for {holder.operation!r}…", err=True
         )
 
-    return backend.lock(operation, timeout, on_wait=say_waiting)
+    held: AbstractContextManager[Any] = backend.lock(operation, timeout, on_wait=say_waiting)
+    return held
 
 
 def _count_by_type(types: list[str]) -> str:
@@ -238,7 +239,7 @@ def _status_colors(loaded: LoadedConfig, graph: Any) -> dict[str, str]:
     backend = open_backend(loaded.config.state, base_dir=loaded.base_dir)
     doc = backend.read()
     recorded = doc.stages if doc is not None else {}
-    colors = {addr: (recorded[addr].status if addr in recorded else "pending") for addr in graph.stages}
+    colors: dict[str, str] = {addr: (recorded[addr].status if addr in recorded else "pending") for addr in graph.stages}
     return colors
 
 

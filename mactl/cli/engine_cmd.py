@@ -436,8 +436,7 @@ def apply_command(
                 "planning flags (-target, -exclude, -replace, -refresh…) cannot be used with a saved plan",
                 hint="they were fixed when the plan was made",
             )
-        code = _apply_saved(planfile, config, var, var_file, parallelism, lock_timeout)
-        raise typer.Exit(code)
+        raise typer.Exit(_apply_saved(planfile, config, var, var_file, parallelism, lock_timeout))
     options = _options(target, exclude, replace, keep_downstream, refresh, refresh_only, parallelism=parallelism)
     session = _open(config, var, var_file)
     code = _plan_confirm_walk(

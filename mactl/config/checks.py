@@ -120,8 +120,8 @@ def check(config: Config, origins: Origins) -> list[ConfigIssue]:
         _filters(sm.validation.indices, (*sloc, "validation", "indices"), add)
         _stage_block(sm.validation, (*sloc, "validation"), "validate", add)
 
-    source_names = [sm.source.name for sm in config.sources]
-    target_names = [t.name for t in config.targets]
+    source_names = [sm.source.name for sm in config.sources if sm.source.name is not None]
+    target_names = [t.name for t in config.targets if t.name is not None]
     seen_steps: dict[str, int] = {}
     for i, step in enumerate(config.workflow):
         wloc: Loc = ("workflow", i)

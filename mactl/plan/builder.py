@@ -17,6 +17,7 @@ This module reads the state document it is given and never writes anything.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -221,7 +222,8 @@ class Planner:
 
     def _change(self, d: Desired, record: StageRecord | None) -> Change:
         stage = d.stage
-        common = dict(
+        change = functools.partial(
+            Change,
             address=stage.address,
             type=stage.type,
             after=d.masked,
@@ -232,25 +234,25 @@ class Planner:
             description=stage.description,
         )
         if record is None:
-            return Change(action="create", reason="not in the state yet", **common)  # type: ignore[arg-type]
+            return change(action="create", reason="not in the state yet")
         before = record.inputs or None
         if record.status == "left_manual":
-            return Change(
-                action="create", reason="its last rollback was left to a person; it is created again", **common
-            )  # type: ignore[arg-type]
+            return change(
+                action="create",
+                reason="its last rollback was left to a person; it is created again",
+            )
         if record.status == "awaiting_approval" and not record.inputs_digest:
             reason = f"approved by {record.approved_by}" if record.approved_by else "waiting for approval"
-            return Change(action="create", reason=reason, **common)  # type: ignore[arg-type]
+            return change(action="create", reason=reason)
         provider = registry.get_provider(stage.type)
         attrs = self._attributes(d, record, provider.replace_on)
         if stage.address in self.options.replaces:
-            return Change(
+            return change(
                 action="replace",
                 reason="replacement requested with -replace",
                 before=before,
                 attributes=tuple(attrs),
-                **common,
-            )  # type: ignore[arg-type]
+            )
         if record.status in TAINTED_STATUSES:
             why = (
                 "interrupted while running"
@@ -262,29 +264,27 @@ class Planner:
                 )
             )
             if record.checkpoint and record.inputs_digest == d.digest:
-                return Change(
+                return change(
                     action="update",
                     reason=f"tainted ({why}); resumes from its checkpoint",
                     before=before,
                     resume=True,
-                    **common,  # type: ignore[arg-type]
                 )
-            return Change(action="replace", reason=f"tainted ({why})", before=before, attributes=tuple(attrs), **common)  # type: ignore[arg-type]
+            return change(action="replace", reason=f"tainted ({why})", before=before, attributes=tuple(attrs))
         if attrs:
             forcing = [a.path for a in attrs if a.forces_replacement]
             if forcing:
-                return Change(
+                return change(
                     action="replace",
                     reason=f"inputs changed; {', '.join(forcing)} forces replacement",
                     before=before,
                     attributes=tuple(attrs),
-                    **common,  # type: ignore[arg-type]
                 )
-            return Change(action="update", reason="inputs changed", before=before, attributes=tuple(attrs), **common)  # type: ignore[arg-type]
+            return change(action="update", reason="inputs changed", before=before, attributes=tuple(attrs))
         if record.status == "awaiting_approval":
             reason = f"approved by {record.approved_by}" if record.approved_by else "waiting for approval"
-            return Change(action="update", reason=reason, before=before, **common)  # type: ignore[arg-type]
-        return Change(action="noop", reason="unchanged", before=before, **common)  # type: ignore[arg-type]
+            return change(action="update", reason=reason, before=before)
+        return change(action="noop", reason="unchanged", before=before)
 
     def _attributes(self, d: Desired, record: StageRecord, replace_on: Collection[str]) -> list[AttributeChange]:
         if record.inputs_digest == d.digest:
@@ -440,7 +440,7 @@ class Planner:
         replaced_by: dict[str, str] = {}
         for address in order:
             stage = self.graph.stages[address]
-            c = changes.get(address)
+            current = changes.get(address)
             upstream = next((replaced_by[d] for d in stage.depends_on if d in replaced_by), None)
             if upstream is not None and address in self.records and self.records[address].status != "left_manual":
                 if address in excluded:
@@ -448,17 +448,19 @@ class Planner:
                         f"-exclude {address}: it would be invalidated by the replacement of {upstream}",
                         hint=f"also exclude {upstream}, or keep its descendants with -keep-downstream {upstream}",
                     )
-                if c is None or c.action in ("noop", "update", "read"):
-                    base = c or self._change(self.desired[address], self.records[address])
-                    c = _replace(base, action="replace", reason=f"upstream {upstream} replaced")
-                    changes[address] = c
-            if c is not None and c.action == "replace" and address not in keep:
+                if current is None or current.action in ("noop", "update", "read"):
+                    base = current or self._change(self.desired[address], self.records[address])
+                    # A resume from the old checkpoint would build on what the upstream's
+                    # replacement removes: a replaced descendant starts over.
+                    current = _replace(base, action="replace", reason=f"upstream {upstream} replaced", resume=False)
+                    changes[address] = current
+            if current is not None and current.action == "replace" and address not in keep:
                 replaced_by[address] = upstream or address
         for address in keep:
-            c = changes.get(address)
-            if c is not None and c.action in ("replace", "update"):
+            kept_change = changes.get(address)
+            if kept_change is not None and kept_change.action in ("replace", "update"):
                 kept = [d for d in self.graph.descendants(address) if d in self.records]
-                changes[address] = _replace(c, keep_downstream=True)
+                changes[address] = _replace(kept_change, keep_downstream=True)
                 self.warnings.append(
                     f"-keep-downstream {address}: {len(kept)} stage(s) built on it are NOT invalidated and may no "
                     "longer match it; you manage their state yourself"

@@ -134,7 +134,7 @@ class Plan:
         return [c for c in self.changes if c.action != "noop"]
 
     def counts(self) -> dict[str, int]:
-        counts = {a: 0 for a in ACTIONS_IN_ORDER}
+        counts: dict[str, int] = {a: 0 for a in ACTIONS_IN_ORDER}
         for change in self.changes:
             counts[change.action] += 1
         return counts
