@@ -60,12 +60,13 @@ DROP_MARKER = "__MACTL_DROP__"
 """What `{{ DROP }}` renders to in a transform."""
 
 FILTERS: tuple[str, ...] = (
-    "abs", "capitalize", "count", "d", "default", "dictsort", "first", "float", "groupby", "int",
+    "abs", "capitalize", "count", "d", "default", "dictsort", "first", "float", "format", "groupby", "int",
     "items", "join", "last", "length", "list", "lower", "map", "max", "min", "reject", "rejectattr",
     "replace", "reverse", "round", "select", "selectattr", "sort", "string", "sum", "title", "tojson",
     "trim", "truncate", "unique", "upper", "urlencode", "wordcount",
 )  # fmt: skip
-"""The filters a template may use (`tojson` is mactl's own: it names an undefined value)."""
+"""The filters a template may use (`tojson` is mactl's own: it names an undefined value; `format`
+refuses huge widths)."""
 TESTS: tuple[str, ...] = (
     "!=", "<", "<=", "==", ">", ">=", "boolean", "defined", "divisibleby", "eq", "equalto", "even",
     "false", "float", "ge", "greaterthan", "gt", "in", "integer", "iterable", "le", "lessthan", "lower",
@@ -111,6 +112,13 @@ def _tojson(value: Any) -> str:
     if isinstance(value, jinja2.Undefined):
         value._fail_with_undefined_error()
     return json.dumps(value, ensure_ascii=False)
+
+
+def _format(value: Any, *args: Any, **kwargs: Any) -> str:
+    """Jinja's `format` filter (`"%s-%s" | format(a, b)`), refusing a huge or `*` width first."""
+    if _WIDE_FORMAT.search(str(value)):
+        raise _refuse("a %-format with a huge or `*` width or precision is not allowed")
+    return str(_JINJA_FILTERS["format"](value, *args, **kwargs))
 
 
 def _too_big(value: Any) -> bool:
@@ -173,8 +181,8 @@ class SandboxedTemplates(SandboxedEnvironment):
         self.concat = _bounded_concat  # type: ignore[method-assign]
         self.globals = {"range": _bounded_range, "dict": dict, **(globals or {})}
         self._safe_functions: tuple[Any, ...] = (_bounded_range, dict)
-        filters = {name: _JINJA_FILTERS[name] for name in FILTERS if name != "tojson"}
-        filters["tojson"] = _tojson
+        own: dict[str, Callable[..., str]] = {"tojson": _tojson, "format": _format}
+        filters = {name: own.get(name) or _JINJA_FILTERS[name] for name in FILTERS}
         self.filters = filters
         self.tests = {name: _JINJA_TESTS[name] for name in TESTS}
         dict_methods = _DICT_READ | _DICT_WRITE if mutable else _DICT_READ
@@ -304,27 +312,34 @@ def check_ast(env: SandboxedTemplates, ast: nodes.Template, *, names: Collection
             return TemplateProblem(
                 f"{_FILE_NODES[type(node)]} is not allowed: templates cannot read other templates or files", line
             )
-        if isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
+        if isinstance(node, nodes.Getattr) and _python_private(node.attr):
             return TemplateProblem(
-                f"attribute '{node.attr}' is not allowed (names starting with '_' are private)", line
+                f"attribute '{node.attr}' is not allowed (Python's private names are not reachable)", line
             )
         if (
             isinstance(node, nodes.Getitem)
             and isinstance(node.arg, nodes.Const)
             and isinstance(node.arg.value, str)
-            and node.arg.value.startswith("__")
+            and _python_private(node.arg.value)
         ):
             return TemplateProblem(
-                f"item '{node.arg.value}' is not allowed (names starting with '_' are private)", line
+                f"item '{node.arg.value}' is not allowed (Python's private names are not reachable)", line
             )
         if isinstance(node, nodes.Filter) and node.name in _ATTRIBUTE_FILTERS:
             private = _private_attribute_argument(node)
             if private:
                 return TemplateProblem(
-                    f"attribute '{private}' is not allowed (names starting with '_' are private)", line
+                    f"attribute '{private}' is not allowed (Python's private names are not reachable)", line
                 )
         if isinstance(node, nodes.Filter) and node.name not in env.filters:
             return TemplateProblem(f"unknown filter '{node.name}' (allowed: {', '.join(sorted(env.filters))})", line)
+        if (
+            isinstance(node, nodes.Filter)
+            and node.name == "format"
+            and isinstance(node.node, nodes.Const)
+            and _WIDE_FORMAT.search(str(node.node.value))
+        ):
+            return TemplateProblem("a %-format with a huge or `*` width or precision is not allowed", line)
         if isinstance(node, nodes.Test) and node.name not in env.tests:
             return TemplateProblem(f"unknown test '{node.name}'", line)
         if isinstance(node, (nodes.Mul, nodes.Pow, nodes.Mod, nodes.Call)):
@@ -346,6 +361,11 @@ def check_ast(env: SandboxedTemplates, ast: nodes.Template, *, names: Collection
     return None
 
 
+def _python_private(name: str) -> bool:
+    """`__dunder__` and name-mangled `_Class__name`: never data. (`x._source`, a dict key, is fine.)"""
+    return name.startswith("_") and "__" in name
+
+
 _ATTRIBUTE_FILTERS = frozenset({"map", "selectattr", "rejectattr", "groupby", "sort", "sum", "unique", "min", "max"})
 
 
@@ -357,7 +377,7 @@ def _private_attribute_argument(node: nodes.Filter) -> str | None:
     for value in values:
         if isinstance(value, nodes.Const) and isinstance(value.value, str):
             for segment in value.value.split("."):
-                if segment.startswith("__"):
+                if _python_private(segment):
                     return segment
     return None
 

@@ -54,6 +54,7 @@ PAYLOADS = {
     "huge-string": "{{ 'x' * 10**9 }}",
     "huge-power": "{{ 10 ** 100000 }}",
     "huge-format": "{{ '%0999999999d' % 1 }}",
+    "huge-format-filter": "{{ '%0999999999d' | format(1) }}",
 }
 PLACES = ("config-string", "metadata-inline", "metadata-file", "document-inline", "document-file")
 
@@ -130,7 +131,7 @@ def test_validate_explains_a_refusal(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert run_guarded(app, ["validate", "-c", str(path)]) == 1
     assert (
         "static-migration-configs[0].metadata.transforms[0]: transform template line 1: refused: "
-        "attribute '__globals__' is not allowed (names starting with '_' are private)"
+        "attribute '__globals__' is not allowed (Python's private names are not reachable)"
     ) in capsys.readouterr().err
     path = _config("config-string", "{{ 'a'.__class__ }}", tmp_path)
     assert run_guarded(app, ["validate", "-c", str(path)]) == 1
@@ -146,6 +147,7 @@ RUNTIME_PAYLOADS = {
     "built-dunder-key": "{% set k = '__cla' ~ 'ss__' %}{{ _source[k] }}",
     "built-dunder-map": "{% set k = '__cla' ~ 'ss__' %}{{ [1] | map(attribute=k) | list }}",
     "str-format": "{{ '{0.__class__}'.format(_source) }}",
+    "format-width-from-data": "{{ ('%0' ~ _source.n ~ 'd') | format(1) }}",
     "type-attribute": "{{ dict.fromkeys([1]) }}",
     "range-from-data": "{{ range(_source.n) | list | length }}",
     "repeat-from-data": "{{ _source.title * _source.n }}",
@@ -210,7 +212,8 @@ def test_legitimate_transforms_still_work() -> None:
         "{% set out = [] %}{% for k, v in _source.items() | sort %}{% if k.startswith('ti') %}"
         "{% do out.append(k ~ '=' ~ v | string | upper) %}{% endif %}{% endfor %}"
         '{"_source": {"joined": {{ out | join(",") | tojson }}, "n": {{ range(3) | sum }},'
-        ' "tags": {{ _source.tags | map("lower") | list | tojson }}, "first": {{ loop_first | default(1) }}}}'
+        ' "tags": {{ _source.tags | map("lower") | list | tojson }}, "first": {{ loop_first | default(1) }},'
+        ' "label": {{ "%s-%03d" | format(_source.title, 7) | tojson }}}}'
     )
     transformer = DocumentTransformer([TransformSpec(kind="jinja", template=rename)])
     assert transformer.apply("i", "1", None, {"n": 2, "title": "t"}) is None
@@ -219,14 +222,26 @@ def test_legitimate_transforms_still_work() -> None:
     out = DocumentTransformer([TransformSpec(kind="jinja", template=loops)]).apply(
         "i", "1", None, {"title": "ab", "tags": ["X", "Y"], "zz": 1}
     )
-    assert out is not None and out.source == {"joined": "title=AB", "n": 3, "tags": ["x", "y"], "first": 1}
+    assert out is not None and out.source == {
+        "joined": "title=AB",
+        "n": 3,
+        "tags": ["x", "y"],
+        "first": 1,
+        "label": "ab-007",
+    }
     meta = UserTransforms(
         [TransformSpec(kind="jinja", template='{"name": "{{ item.name }}-v2", "body": {{ item.body | tojson }}}')]
     )
     new, _ = meta.run(Item("index", "logs", {"a": 1}), source_version="7", target_version="2")
     assert new is not None and new.name == "logs-v2"
-    replay = compile_chain([TransformSpec(kind="jinja", template='{"path": {{ request.path | tojson }}}')])
-    assert replay({"request": {"path": "/x"}}, lambda r, c: c) == {"path": "/x"}
+    replay = compile_chain(
+        [TransformSpec(kind="jinja", template='{"path": {{ request.path | tojson }}, "id": {{ request.body._id }}}')]
+    )
+    assert replay({"request": {"path": "/x", "body": {"_id": 7}}}, lambda r, c: c) == {"path": "/x", "id": 7}
+    with pytest.raises(TransformError, match="refused: access to attribute '_length' of 'LoopContext' object"):
+        compile_chain([TransformSpec(kind="jinja", template="{% for x in [1] %}{{ loop._length }}{% endfor %}")])(
+            {"request": {"path": "/x"}}, lambda r, c: c
+        )
 
 
 def test_the_allow_lists_are_exactly_what_the_environments_have() -> None:
