@@ -5,20 +5,30 @@ context dict and returns the new JSON value, or `DROP` to drop the item. A Jinja
 template renders JSON text from the context (StrictUndefined, so a typo is an error);
 a callable `pkg.module:function` receives the context dict and returns the value.
 Errors name the transform and, for templates, the template line.
+
+Templates render in `mactl.templating`'s sandbox and are checked when compiled (a
+private attribute, `{% include %}`, an unknown filter… are refused before any item is
+rendered; `mactl validate` also refuses names the transform's context does not have,
+`METADATA_NAMES` and the like). A Python callable is code run with mactl's privileges: with
+`MACTL_NO_PYTHON_TRANSFORMS=1` (what `--no-python-transforms` sets) it is refused before
+its module is imported.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.exceptions import SecurityError
 
 from mactl.errors import ConfigError, MactlError
 from mactl.schema.common import TransformSpec
+from mactl.templating import DROP_MARKER, TemplateProblem, compile_template, transform_environment
 
 
 class _Drop:
@@ -35,23 +45,29 @@ class TransformError(MactlError):
     """A transform failed on one item. The message names the transform and the line."""
 
 
-_ENV = jinja2.Environment(
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=False,
-    autoescape=False,
-    extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"],
-)
+METADATA_NAMES = frozenset({"item", "source_version", "target_version"})
+"""What a metadata transform sees (besides the sandbox's globals); `mactl validate` checks templates against it."""
+DOCUMENT_NAMES = frozenset({"_index", "_id", "_routing", "_source", "_type"})
+"""What a document transform sees (`_type` only for pre-7 indices)."""
+REPLAY_NAMES = frozenset({"request", "source", "connection"})
+"""What a replay transform sees."""
+
+NO_PYTHON_ENV = "MACTL_NO_PYTHON_TRANSFORMS"
+"""Set to 1 (or `--no-python-transforms`) to refuse `module:function` transforms."""
 
 
-def _tojson(value: Any) -> str:
-    """`tojson` that reports an undefined value by name (not "StrictUndefined is not JSON serializable")."""
-    if isinstance(value, jinja2.Undefined):
-        value._fail_with_undefined_error()
-    return json.dumps(value, ensure_ascii=False)
+def python_transforms_refused(env: Mapping[str, str] | None = None) -> bool:
+    """True when `MACTL_NO_PYTHON_TRANSFORMS` is set to anything but empty, 0, false or no."""
+    value = (os.environ if env is None else env).get(NO_PYTHON_ENV, "")
+    return value.strip().lower() not in ("", "0", "false", "no", "off")
 
 
-_ENV.filters["tojson"] = _tojson
-_ENV.globals["DROP"] = "__MACTL_DROP__"
+def python_refusal(callable_name: str | None) -> str:
+    """Why a Python transform is refused: one line, for config issues and errors alike."""
+    return (
+        f"Python transform {callable_name or '(none)'} refused: it would run code with mactl's privileges, "
+        f"and Python transforms are disabled ({NO_PYTHON_ENV}=1 or --no-python-transforms)"
+    )
 
 
 def parse_spec(value: str | dict[str, Any] | TransformSpec) -> TransformSpec:
@@ -84,6 +100,8 @@ def compile_transform(spec: TransformSpec, *, base_dir: Path | None = None) -> C
     """Compile one transform; errors in the template or import name the transform."""
     if spec.kind == "python":
         assert spec.callable
+        if python_transforms_refused():
+            raise ConfigError(python_refusal(spec.callable))
         module_name, _, func_name = spec.callable.partition(":")
         try:
             fn = getattr(importlib.import_module(module_name), func_name)
@@ -100,9 +118,9 @@ def compile_transform(spec: TransformSpec, *, base_dir: Path | None = None) -> C
     if source is None:
         raise ConfigError("a jinja transform needs `template` or `file`")
     try:
-        template = _ENV.from_string(source)
-    except jinja2.TemplateSyntaxError as exc:
-        raise ConfigError(f"transform {_name(spec)}, line {exc.lineno}: {exc.message}") from None
+        template = compile_template(transform_environment(), source)
+    except TemplateProblem as exc:
+        raise ConfigError(f"transform {_name(spec)}, {exc.where()}") from None
     return _wrap_template(_name(spec), template)
 
 
@@ -123,10 +141,12 @@ def _wrap_template(name: str, template: jinja2.Template) -> Compiled:
             text = template.render(**context)
         except jinja2.UndefinedError as exc:
             raise TransformError(f"transform {name}, line {_template_line(exc)}: {exc.message}") from None
+        except SecurityError as exc:
+            raise TransformError(f"transform {name}, line {_template_line(exc)}: refused: {exc.message}") from None
         except Exception as exc:  # noqa: BLE001
             raise TransformError(f"transform {name}, line {_template_line(exc)}: {type(exc).__name__}: {exc}") from None
         stripped = text.strip()
-        if not stripped or stripped == "__MACTL_DROP__":
+        if not stripped or stripped == DROP_MARKER:
             return DROP
         try:
             return json.loads(stripped)

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.live import Live
 
 from mactl.cli.app import app
-from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt, find_stage, load_from_options
+from mactl.cli.config_cmd import ConfigPathOpt, NoPythonTransformsOpt, VarFileOpt, VarOpt, find_stage, load_from_options
 from mactl.config.loader import LoadedConfig
 from mactl.errors import ConfigError, StateError
 from mactl.schema.backfill import BackfillInputs
@@ -82,6 +82,7 @@ def worker_command(
     config: ConfigPathOpt = None,
     var: VarOpt = None,
     var_file: VarFileOpt = None,
+    no_python_transforms: NoPythonTransformsOpt = False,
     workspace: str | None = WorkspaceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -155,6 +156,7 @@ def resend_failed_command(
     config: ConfigPathOpt = None,
     var: VarOpt = None,
     var_file: VarFileOpt = None,
+    no_python_transforms: NoPythonTransformsOpt = False,
     workspace: str | None = WorkspaceOpt,
     json_out: bool = JsonOpt,
 ) -> None:

@@ -19,6 +19,7 @@ import typer
 
 from mactl.capture.spec import DEFAULT_GROUP
 from mactl.cli.app import app
+from mactl.cli.config_cmd import NoPythonTransformsOpt
 from mactl.errors import ConfigError
 
 replay_app = typer.Typer(help="Replay captured traffic onto a target (foreground helpers).", no_args_is_help=True)
@@ -164,6 +165,7 @@ def replay_run(
     timeout: float | None = typer.Option(None, "--timeout", help="Give up after this many seconds (not in --follow)."),
     pid_file: Path | None = typer.Option(None, "--pid-file", help="Write the PID here; removed on exit."),
     as_json: bool = typer.Option(False, "--json", help="Print the final status as JSON."),
+    no_python_transforms: NoPythonTransformsOpt = False,
 ) -> None:
     """Replay the capture log onto a target in the foreground (SIGTERM stops it cleanly)."""
     from mactl.capture.replayer import Replayer, options_from_spec

@@ -2,13 +2,15 @@
 
 `ConfigPathOpt`, `VarOpt` and `VarFileOpt` are the `-c/--config`, `-var`/`--var` and
 `-var-file`/`--var-file` options (Terraform's single-dash spelling and the double-dash
-one); `load_from_options` turns them into a `LoadedConfig`. Other command modules
+one), and `NoPythonTransformsOpt` is `--no-python-transforms`; `load_from_options` turns
+them into a `LoadedConfig`. Other command modules
 (plan, apply, …) reuse them so that every command reads the config the same way.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,6 +39,28 @@ VarFileOpt = Annotated[
     list[Path] | None,
     typer.Option(
         "-var-file", "--var-file", help="A YAML/JSON file of NAME: VALUE. Repeatable, in order.", dir_okay=False
+    ),
+]
+
+
+def _refuse_python_transforms(value: bool) -> bool:
+    """`--no-python-transforms` is `MACTL_NO_PYTHON_TRANSFORMS=1`, for this process and those it starts."""
+    if value:
+        from mactl.transforms import NO_PYTHON_ENV
+
+        os.environ[NO_PYTHON_ENV] = "1"  # read by the config loader, the transform compiler and workers
+    return value
+
+
+NoPythonTransformsOpt = Annotated[
+    bool,
+    typer.Option(
+        "-no-python-transforms",
+        "--no-python-transforms",
+        help="Refuse Python (module:function) transforms: they run code with mactl's privileges. "
+        "Same as MACTL_NO_PYTHON_TRANSFORMS=1; use it on untrusted configs (pull requests).",
+        callback=_refuse_python_transforms,
+        expose_value=False,
     ),
 ]
 GraphFormatOpt = Annotated[
@@ -105,6 +129,7 @@ def validate_command(
     var: VarOpt = None,
     var_file: VarFileOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    no_python_transforms: NoPythonTransformsOpt = False,
 ) -> None:
     """Check the config without touching state or clusters; report every problem at once.
 
@@ -193,6 +218,7 @@ def graph_command(
     config: ConfigPathOpt = None,
     var: VarOpt = None,
     var_file: VarFileOpt = None,
+    no_python_transforms: NoPythonTransformsOpt = False,
     fmt: GraphFormatOpt = "mermaid",
     state: Annotated[
         bool, typer.Option("--state", help="Colour stages by their status in the state (read-only, no lock).")

@@ -19,7 +19,7 @@ import orjson
 import typer
 
 from mactl.cli.app import app
-from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt, lock_state, print_warnings
+from mactl.cli.config_cmd import ConfigPathOpt, NoPythonTransformsOpt, VarFileOpt, VarOpt, lock_state, print_warnings
 from mactl.errors import ConfigError, MactlError, PlanError
 
 if TYPE_CHECKING:
@@ -220,6 +220,7 @@ def plan_command(
     config: ConfigPathOpt = None,
     var: VarOpt = None,
     var_file: VarFileOpt = None,
+    no_python_transforms: NoPythonTransformsOpt = False,
     target: TargetOpt = None,
     exclude: ExcludeOpt = None,
     replace: ReplaceOpt = None,
@@ -419,6 +420,7 @@ def apply_command(
     config: ConfigPathOpt = None,
     var: VarOpt = None,
     var_file: VarFileOpt = None,
+    no_python_transforms: NoPythonTransformsOpt = False,
     target: TargetOpt = None,
     exclude: ExcludeOpt = None,
     replace: ReplaceOpt = None,
@@ -457,6 +459,7 @@ def destroy_command(
     config: ConfigPathOpt = None,
     var: VarOpt = None,
     var_file: VarFileOpt = None,
+    no_python_transforms: NoPythonTransformsOpt = False,
     target: TargetOpt = None,
     auto_approve: AutoApproveOpt = False,
     parallelism: ParallelismOpt = 4,
@@ -486,6 +489,7 @@ def approve_command(
     config: ConfigPathOpt = None,
     var: VarOpt = None,
     var_file: VarFileOpt = None,
+    no_python_transforms: NoPythonTransformsOpt = False,
     lock_timeout: LockTimeoutOpt = "0s",
 ) -> None:
     """Approve a stage waiting at an approval gate (or a manual step); the next apply continues."""

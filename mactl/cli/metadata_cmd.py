@@ -12,7 +12,7 @@ import json
 import typer
 
 from mactl.cli.app import app
-from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt, find_stage, load_from_options
+from mactl.cli.config_cmd import ConfigPathOpt, NoPythonTransformsOpt, VarFileOpt, VarOpt, find_stage, load_from_options
 from mactl.errors import ConfigError
 from mactl.metadata.evaluate import evaluate
 from mactl.metadata.report import render_evaluation
@@ -27,6 +27,7 @@ def evaluate_cmd(
     config: ConfigPathOpt = None,
     var: VarOpt = None,
     var_file: VarFileOpt = None,
+    no_python_transforms: NoPythonTransformsOpt = False,
     as_json: bool = typer.Option(False, "--json", help="Print the evaluation as JSON."),
     from_: str | None = typer.Option(None, "--from", help="Override where metadata is read: snapshot | live."),
 ) -> None:

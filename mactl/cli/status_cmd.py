@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from mactl.cli.app import app
-from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt
+from mactl.cli.config_cmd import ConfigPathOpt, NoPythonTransformsOpt, VarFileOpt, VarOpt
 from mactl.errors import ConfigError
 from mactl.state.workdir import Workdir
 
@@ -173,6 +173,7 @@ def status_command(
     config: ConfigPathOpt = None,
     var: VarOpt = None,
     var_file: VarFileOpt = None,
+    no_python_transforms: NoPythonTransformsOpt = False,
     watch: Annotated[
         bool, typer.Option("-watch", "--watch", help="Redraw every INTERVAL seconds until Ctrl-C.")
     ] = False,
@@ -219,6 +220,7 @@ def audit_command(
     config: ConfigPathOpt = None,
     var: VarOpt = None,
     var_file: VarFileOpt = None,
+    no_python_transforms: NoPythonTransformsOpt = False,
     as_json: Annotated[bool, typer.Option("-json", "--json", help="Print the full report as JSON.")] = False,
     markdown: Annotated[
         bool, typer.Option("-markdown", "--markdown", help="Print the report as markdown (a PR comment).")

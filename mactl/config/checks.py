@@ -9,8 +9,9 @@ Checks that a single field cannot make: names unique where they share an address
 segment, `existingSnapshot.repository` given as a name needing a repository location,
 workflow steps naming real sources and targets, a region for sigv4 auth (a switchover to
 a sigv4 target needs it too: the proxies sign for that region), index filter regexes that compile,
-inline transform templates that parse, and `lifecycle.ignoreChanges` naming real input
-fields. A source without `snapshotRepository` gets a filesystem repository at
+transform templates (inline or `.j2` files) that parse and pass the template sandbox's
+checks (`mactl.templating`), Python transforms refused when `MACTL_NO_PYTHON_TRANSFORMS`
+is set, and `lifecycle.ignoreChanges` naming real input fields. A source without `snapshotRepository` gets a filesystem repository at
 `mactl-<source>` (relative paths resolve under the cluster's `path.repo`), with a
 warning, so the seed's samples plan as written.
 """
@@ -19,16 +20,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import lru_cache
-
-import jinja2
+from pathlib import Path
 
 from mactl.config.issues import ConfigIssue, Loc, Origins, did_you_mean
 from mactl.config.model import Config, StageBlock, TargetConfig
 from mactl.schema.common import IndexFilter, LifecycleConfig, SnapshotRepository, TransformSpec
 from mactl.schema.stages import BUILTIN_INPUTS
 
-_JINJA = jinja2.Environment(extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])  # as mactl.transforms
 AddIssue = Callable[[Loc, str], None]
 
 
@@ -67,8 +67,21 @@ def default_repositories(config: Config, origins: Origins, warnings: list[str]) 
         )
 
 
-def check(config: Config, origins: Origins) -> list[ConfigIssue]:
+@dataclass(frozen=True)
+class TransformRules:
+    """How transforms are checked: where template files are read from, and whether Python is allowed."""
+
+    base_dir: Path | None = None
+    allow_python: bool = True
+
+
+def check(
+    config: Config, origins: Origins, *, base_dir: Path | None = None, allow_python: bool = True
+) -> list[ConfigIssue]:
+    from mactl.transforms import DOCUMENT_NAMES, METADATA_NAMES, REPLAY_NAMES
+
     issues: list[ConfigIssue] = []
+    rules = TransformRules(base_dir, allow_python)
 
     def add(loc: Loc, message: str) -> None:
         issues.append(ConfigIssue(origins.user_path(loc), message))
@@ -105,15 +118,17 @@ def check(config: Config, origins: Origins) -> list[ConfigIssue]:
                 _unique(backfills, "backfill", add, origins)
                 if migration.metadata is not None:
                     _filters(migration.metadata.indices, (*mloc, "metadata", "indices"), add)
-                    _transforms(migration.metadata.transforms, (*mloc, "metadata", "transforms"), add)
+                    _transforms(
+                        migration.metadata.transforms, (*mloc, "metadata", "transforms"), add, rules, METADATA_NAMES
+                    )
                     _stage_block(migration.metadata, (*mloc, "metadata"), "metadata", add)
                 for n, backfill in enumerate(migration.backfills):
                     bloc: Loc = (*mloc, "backfills", n)
                     _filters(backfill.indices, (*bloc, "indices"), add)
-                    _transforms(backfill.transforms, (*bloc, "transforms"), add)
+                    _transforms(backfill.transforms, (*bloc, "transforms"), add, rules, DOCUMENT_NAMES)
                     _stage_block(backfill, bloc, "backfill", add)
         if sm.replayer is not None:
-            _transforms(sm.replayer.transforms, (*sloc, "replayer", "transforms"), add)
+            _transforms(sm.replayer.transforms, (*sloc, "replayer", "transforms"), add, rules, REPLAY_NAMES)
             _stage_block(sm.replayer, (*sloc, "replayer"), "replay", add)
         if sm.capture is not None:
             _stage_block(sm.capture, (*sloc, "capture"), "capture", add)
@@ -167,27 +182,46 @@ def _filters(filters: list[IndexFilter], loc: Loc, add: AddIssue) -> None:
                     add((*loc, i, "names", j), f"invalid regular expression {name[3:]!r}: {exc}")
 
 
-def _transforms(specs: list[TransformSpec], loc: Loc, add: AddIssue) -> None:
+def _transforms(
+    specs: list[TransformSpec], loc: Loc, add: AddIssue, rules: TransformRules, names: frozenset[str]
+) -> None:
     for i, spec in enumerate(specs):
         if spec.kind == "jinja":
             if bool(spec.template) == bool(spec.file):
                 add((*loc, i), "a jinja transform needs exactly one of `template` or `file`")
             elif spec.template:
-                problem = _template_problem(spec.template)
+                problem = _template_problem(spec.template, names)
                 if problem:
-                    add((*loc, i), problem)
+                    add((*loc, i), f"transform template {problem}")
+            elif spec.file and rules.base_dir is not None:
+                problem = _file_problem(rules.base_dir / spec.file, names)
+                if problem:
+                    add((*loc, i), f"transform file {spec.file}: {problem}")
         elif not spec.callable or ":" not in spec.callable:
             add((*loc, i), "a python transform needs `callable: package.module:function`")
+        elif not rules.allow_python:
+            from mactl.transforms import python_refusal
+
+            add((*loc, i), python_refusal(spec.callable))
 
 
 @lru_cache(maxsize=4096)
-def _template_problem(template: str) -> str | None:
-    """Parse errors of an inline transform template (cached: configs repeat them a lot)."""
+def _template_problem(template: str, names: frozenset[str]) -> str | None:
+    """Syntax and sandbox problems of a transform template (cached: configs repeat them a lot)."""
+    from mactl.templating import check_template, transform_environment
+
+    problem = check_template(transform_environment(), template, names=names)
+    return None if problem is None else problem.where()
+
+
+def _file_problem(path: Path, names: frozenset[str]) -> str | None:
     try:
-        _JINJA.parse(template)
-    except jinja2.TemplateSyntaxError as exc:
-        return f"transform template line {exc.lineno}: {exc.message}"
-    return None
+        text = path.read_text()
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror})"
+    except UnicodeDecodeError:
+        return "cannot read it (not UTF-8 text)"
+    return _template_problem(text, names)
 
 
 def _stage_block(block: StageBlock, loc: Loc, stage_type: str, add: AddIssue) -> None:

@@ -115,7 +115,10 @@ def _load(
     warnings = list(normalized.warnings)
     config._sensitive_values = frozenset(resolved.sensitive_values)
     checks.assign_names(config)
-    issues.extend(checks.check(config, normalized.origins))
+    from mactl.transforms import python_transforms_refused
+
+    refuse_python = python_transforms_refused(os.environ if env is None else env)
+    issues.extend(checks.check(config, normalized.origins, base_dir=config_path.parent, allow_python=not refuse_python))
     checks.default_repositories(config, normalized.origins, warnings)
     if issues:
         raise ConfigErrors(_dedupe(issues), source=source)

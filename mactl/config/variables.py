@@ -189,7 +189,9 @@ def render(
     skipped = unrendered if unrendered is not None else set()
     if not _may_have_templates(raw):
         return raw  # nothing to render: skip walking a 2,000-migration config
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    from mactl.templating import TemplateProblem, compile_template, config_environment
+
+    env = config_environment()  # sandboxed: config strings come from untrusted configs
     context = {"var": resolved.values}
 
     def walk(node: Any, path: str) -> Any:
@@ -221,9 +223,13 @@ def render(
         if whole:
             return resolved.values[whole.group(1)]
         try:
-            return env.from_string(text).render(context)
-        except jinja2.TemplateSyntaxError as exc:
-            issues.append(ConfigIssue(path, f"template syntax error: {exc.message}"))
+            return compile_template(env, text).render(context)
+        except TemplateProblem as exc:
+            what = "template refused" if exc.refused else "template syntax error"
+            at_line = f" (line {exc.line})" if exc.line and exc.line > 1 else ""
+            issues.append(ConfigIssue(path, f"{what}: {exc.message}{at_line}"))
+        except jinja2.exceptions.SecurityError as exc:
+            issues.append(ConfigIssue(path, f"template refused: {exc.message}"))
         except jinja2.UndefinedError as exc:
             issues.append(
                 ConfigIssue(path, f"template error: {exc.message} (variables are written {{{{ var.NAME }}}})")

@@ -25,7 +25,7 @@ source:
 static-migration-configs:
   - indices: {names: "{{ var.names }}"}
     metadata:
-      transforms: '{"index": "{{ index.name }}-copy"}'
+      transforms: '{"index": "{{ item.name }}-copy"}'
     documentBackfillConfigs: {}
 replayer-config:
   maxSpeedupFactor: "{{ var.speed }}"
@@ -120,7 +120,7 @@ def test_required_variable_without_value(tmp_path: Path) -> None:
 def test_transform_templates_are_not_rendered_as_config_templates(config_path: Path) -> None:
     loaded = load_config(config_path, env={})
     spec = loaded.config.sources[0].snapshots[0].migrations[0].metadata.transforms[0]
-    assert spec.kind == "jinja" and spec.template == '{"index": "{{ index.name }}-copy"}'
+    assert spec.kind == "jinja" and spec.template == '{"index": "{{ item.name }}-copy"}'
 
 
 def test_sensitive_values_are_reported_and_marked_in_stage_inputs(config_path: Path) -> None:
