@@ -110,14 +110,20 @@ class CaptureProvider(BaseProvider[CaptureInputs]):
                 doc is not None
                 and doc.get("proxyId") == pid_
                 and doc.get("source", "").rstrip("/") == _origin(inputs.source.endpoint)
+                and doc.get("log") == description
             ):
                 pid = int(doc["pid"])
                 reused = True
             else:
                 if doc is not None:
+                    # Same id and source is not enough: a proxy of another migration (another
+                    # state, another log) would capture into a log this stage never reads.
+                    theirs = doc.get("log") or {}
+                    where = theirs.get("path") or theirs.get("topic") or "an unknown log"
                     raise ProviderError(
-                        f"proxies[{i}].listen {spec.listen}: a different capture proxy already listens there "
-                        f"({doc.get('proxyId')} → {doc.get('source')})"
+                        f"proxies[{i}].listen {spec.listen}: a capture proxy of another migration already "
+                        f"listens there ({doc.get('proxyId')}, recording to {where}); stop it "
+                        "(`mactl destroy` in its config's folder) or choose another listen address"
                     )
                 args = [
                     "capture-proxy",
