@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mactl.providers.base import BaseProvider, Progress, StageContext
+from mactl.state.workdir import StageFiles
 
 from mactl.errors import ProviderError
 from mactl.schema.capture import CaptureInputs, CaptureLog
@@ -104,7 +105,7 @@ class CaptureProvider(BaseProvider[CaptureInputs]):
         for i, spec in enumerate(inputs.proxies):
             pid_ = proxy_id(inputs.source.name, i)
             url = proxy_url(spec.listen)
-            pid_file = ctx.workdir / f"proxy-{pid_}.pid"
+            pid_file = StageFiles(ctx.workdir).proxy_pid(pid_)
             doc = fleet.health(url)
             if (
                 doc is not None
@@ -138,7 +139,7 @@ class CaptureProvider(BaseProvider[CaptureInputs]):
                     "--pid-file",
                     str(pid_file),
                     "--state-file",
-                    str(ctx.workdir / f"proxy-{pid_}.state.json"),
+                    str(StageFiles(ctx.workdir).proxy_state(pid_)),
                 ]
                 if inputs.source.insecure:
                     args.append("--insecure")
@@ -146,7 +147,7 @@ class CaptureProvider(BaseProvider[CaptureInputs]):
                     args += ["--skip-header", f"{name}={pattern}"]
                 for pattern in inputs.filters.skipPaths:
                     args += ["--skip-path", pattern]
-                pid = fleet.spawn(args, ctx.workdir / f"proxy-{pid_}.log")
+                pid = fleet.spawn(args, StageFiles(ctx.workdir).proxy_log(pid_))
                 reused = False
             proxies.append(
                 {
@@ -155,7 +156,7 @@ class CaptureProvider(BaseProvider[CaptureInputs]):
                     "url": url,
                     "pid": pid,
                     "reused": reused,
-                    "logFile": str(ctx.workdir / f"proxy-{pid_}.log"),
+                    "logFile": str(StageFiles(ctx.workdir).proxy_log(pid_)),
                 }
             )
         started = sum(not p["reused"] for p in proxies)
@@ -223,9 +224,9 @@ class CaptureProvider(BaseProvider[CaptureInputs]):
                     fleet.control(p["url"], "capture/stop")
                 except ProviderError:
                     pass
-            pid_file = ctx.workdir / f"proxy-{p['id']}.pid"
+            pid_file = StageFiles(ctx.workdir).proxy_pid(p["id"])
             fleet.stop(fleet.read_pid(pid_file) or p.get("pid"))
-            (ctx.workdir / f"proxy-{p['id']}.state.json").unlink(missing_ok=True)
+            StageFiles(ctx.workdir).proxy_state(p["id"]).unlink(missing_ok=True)
         ctx.log(f"capture {ctx.address}: stopped {len(proxies)} proxies")
         if inputs.deleteTopicOnRollback:
             deleted = capture_log.delete_log(prior.get("log") or resolved_log(inputs.log))
