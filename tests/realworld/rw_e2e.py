@@ -31,28 +31,46 @@ def request(url: str, method: str, path: str, body: Any = None, *, ndjson: str |
     return json.loads(raw) if raw else None
 
 
-def docs_by_id(url: str, index: str) -> dict[str, bytes]:
-    """Every document's `_source` exactly as the cluster returns it, by `_id` (raw JSON bytes)."""
-    out: dict[str, bytes] = {}
-    search = (
-        f"{url}/{index}/_search?scroll=1m&size=500&sort=_doc&filter_path=_scroll_id,hits.hits._id,hits.hits._source"
+def _literal(raw: bytes) -> Any:
+    """JSON parsed keeping what a re-encoding would blur: key order, duplicate keys, number text."""
+    return json.loads(
+        raw,
+        object_pairs_hook=lambda pairs: ("{}", tuple(pairs)),
+        parse_float=lambda text: ("num", text),
+        parse_int=lambda text: ("num", text),
     )
-    req = urllib.request.Request(search, method="GET")
-    with urllib.request.urlopen(req, timeout=120) as resp:
-        page = json.loads(resp.read())
-    scroll = page.get("_scroll_id")
+
+
+def docs_by_id(url: str, index: str) -> dict[str, tuple[str | None, Any]]:
+    """Every document's routing and `_source` as stored, by `_id`.
+
+    No `filter_path`: the cluster then copies each stored `_source` into the answer
+    verbatim, and `_literal` keeps its key order and number literals, so two documents
+    compare equal only when their sources are the same JSON text up to whitespace.
+    """
+    out: dict[str, tuple[str | None, Any]] = {}
+    path = f"/{index}/_search?scroll=1m&size=500&sort=_doc"
+    raw = _raw(url, "GET", path, None)
     while True:
+        page, exact = json.loads(raw), _literal(raw)
         hits = (page.get("hits") or {}).get("hits") or []
         if not hits:
             break
-        for hit in hits:
-            # canonical bytes of what the cluster stored (key order as stored)
-            out[hit["_id"]] = json.dumps(hit["_source"], ensure_ascii=False, separators=(",", ":")).encode()
-        page = request(url, "POST", "/_search/scroll", {"scroll": "1m", "scroll_id": scroll})
-        scroll = page.get("_scroll_id", scroll)
+        exact_hits = dict(dict(exact[1])["hits"][1])["hits"]
+        for hit, exact_hit in zip(hits, exact_hits, strict=True):
+            out[hit["_id"]] = (hit.get("_routing"), dict(exact_hit[1])["_source"])
+        raw = _raw(url, "POST", "/_search/scroll", {"scroll": "1m", "scroll_id": page["_scroll_id"]})
+    scroll = json.loads(raw).get("_scroll_id")
     if scroll:
         request(url, "DELETE", "/_search/scroll", {"scroll_id": [scroll]})
     return out
+
+
+def _raw(url: str, method: str, path: str, body: Any) -> bytes:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"{url}{path}", data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        return bytes(resp.read())
 
 
 @dataclass
