@@ -14,7 +14,7 @@ from opensearchpy import OpenSearch
 from snapmeta_helpers import Names, make_ctx
 
 from mactl.metadata.evaluate import evaluate
-from mactl.metadata.items import snapshot_pipelines
+from mactl.metadata.items import Item, SourceMetadata, snapshot_pipelines
 from mactl.metadata.pipelines import called_pipelines, processor_types, references
 from mactl.schema.metadata import MetadataInputs
 from mactl.schema.snapshot import SnapshotInputs
@@ -173,3 +173,51 @@ def test_snapshot_pipelines_read_the_ingest_section() -> None:
         ("pipeline", "b", {"processors": []}),
     ]
     assert snapshot_pipelines({}) == []
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize(
+    ("selection", "on_target", "expected"),
+    [
+        ({"include": "none"}, False, "`pipelines.include: none` leaves it out"),
+        ({"include": "referenced", "filters": [{"names": ["nothing-*"]}]}, False, "pipelines.filters leave it out"),
+        ({"include": "none"}, True, None),  # the target has it: fine
+        ({"include": "referenced"}, False, None),  # migrated: fine
+    ],
+)
+def test_a_reference_that_will_not_resolve_fails_the_index_and_template(
+    target: OpenSearch,
+    clean_pipelines: Names,
+    es710,
+    os2,
+    selection,
+    on_target,
+    expected,  # noqa: ANN001
+) -> None:
+    n = clean_pipelines
+    if on_target:
+        target.transport.perform_request("PUT", f"/_ingest/pipeline/{n('p')}", body={"processors": []})
+    source = SourceMetadata(
+        "elasticsearch",
+        "7.10.2",
+        [
+            Item("pipeline", n("p"), {"processors": []}),
+            Item("index", n("logs"), {"settings": {"index.default_pipeline": n("p")}, "mappings": {}, "aliases": {}}),
+            Item("component_template", n("ct"), {"template": {"settings": {"index.final_pipeline": n("p")}}}),
+        ],
+        pipelines_origin="live",
+    )
+    ev = evaluate(_inputs(n, es710, os2, pipelines=selection), source=source)
+    rows = {(i.kind, i.name): i for i in ev.items}
+    index, template = rows[("index", n("logs"))], rows[("component_template", n("ct"))]
+    if expected is None:
+        assert index.action == template.action == "create"
+        assert (("pipeline", n("p")) in rows) == (selection["include"] != "none")
+        return
+    assert index.action == template.action == "fail"
+    assert f"index.default_pipeline names ingest pipeline '{n('p')}', which will not be on the target: {expected}" in (
+        index.reason
+    )
+    assert "every document written to it would be rejected" in index.reason
+    assert f"index.final_pipeline names ingest pipeline '{n('p')}'" in template.reason
+    assert ("pipeline", n("p")) not in rows
