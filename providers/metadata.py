@@ -87,6 +87,7 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
             )
         todo, recreate = self._resolve_conflicts(client, ev, inputs, ours, rows)
         created = self._create_all(ctx, client, todo, recreate, ours, rows)
+        created += self._no_longer_selected_pipelines(ctx, created)
         report = report_mod.build(ev.source, ev.target, ev.origin, self._ordered(rows))
         ctx.log(report_mod.render_text(report, show_transforms=False))
         failures = [r for r in report["items"] if r["outcome"] == "failed"]
@@ -108,6 +109,25 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
                 + "\n".join(f"  {r['kind']} {r['name']}: {r.get('reason', '')}" for r in failures)
             )
         return outputs
+
+    def _no_longer_selected_pipelines(self, ctx: Context, created: list[dict[str, str]]) -> list[dict[str, str]]:
+        """Pipelines an earlier run created that this one no longer selects (`pipelines` changed in place).
+
+        They stay in `created`, so rollback still deletes them: left out, they would stay on
+        the target with nobody recording that mactl made them.
+        """
+        now = {_key(r["kind"], r["name"]) for r in created}
+        kept = [
+            {"kind": "pipeline", "name": row["name"]}
+            for row in self._created(ctx)
+            if row["kind"] == "pipeline" and _key("pipeline", row["name"]) not in now
+        ]
+        if kept:
+            names = ", ".join(r["name"] for r in kept)
+            ctx.log(
+                f"kept ingest pipeline(s) {names}: created by an earlier run, no longer selected; rollback deletes them"
+            )
+        return kept
 
     def _already_ours(self, ctx: Context) -> set[str]:
         """Items an earlier (interrupted or updated) run of this stage created."""

@@ -103,7 +103,12 @@ def test_pipelines_come_from_the_snapshot_global_state(
     # a second run finds it there, made by this stage: created once, kept in `created`
     again = provider.apply(make_ctx("metadata.es710.snap.os2.m0", "metadata", inputs, upstream=upstream, prior=outputs))
     assert {"kind": "pipeline", "name": n("outer")} in again["created"]
-    provider.rollback(make_ctx("metadata.es710.snap.os2.m0", "metadata", inputs, prior=again))
+    # `pipelines` changed in place to none: the pipeline it made stays on the books for rollback
+    narrowed = _inputs(n, es710, os2, pipelines={"include": "none"})
+    third = provider.apply(make_ctx("metadata.es710.snap.os2.m0", "metadata", narrowed, upstream=upstream, prior=again))
+    assert {"kind": "pipeline", "name": n("outer")} in third["created"]
+    assert ("pipeline", n("outer")) not in {(r["kind"], r["name"]) for r in third["report"]["items"]}
+    provider.rollback(make_ctx("metadata.es710.snap.os2.m0", "metadata", narrowed, prior=third))
     assert n("outer") not in target.transport.perform_request("GET", "/_ingest/pipeline", params={"ignore": 404})
     assert not target.indices.exists(index=n("logs"))
 
