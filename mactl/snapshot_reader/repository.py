@@ -147,6 +147,16 @@ class Repository:
         components = dict((meta.get("component_template") or {}).get("component_template") or {})
         return GlobalMetadata(templates, index_templates, components, raw=meta)
 
+    def includes_global_state(self, snapshot: str | SnapshotInfo) -> bool | None:
+        """Whether the snapshot kept the cluster's global state (templates, ingest pipelines...).
+
+        None when its `snap-*.dat` does not say. Without the global state, `global_metadata`
+        is empty: an empty list of templates or pipelines then means "not recorded", not "none".
+        """
+        snap = self.snapshot(snapshot)
+        value = self._snapshot_blob(snap.uuid).get("include_global_state")
+        return value if isinstance(value, bool) else None
+
     def _index_entry(self, index: str) -> dict[str, Any]:
         # index-N (JSON): "indices" maps each index name to {"id": ..., "snapshots": [...], ...}
         entry: dict[str, Any] | None = self.repository_data().get("indices", {}).get(index)
