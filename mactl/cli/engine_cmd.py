@@ -338,7 +338,20 @@ def _report(result: Any, operation: str) -> int:
         )
         return 130 if result.interrupted and not result.failed else 1
     verb = "Destroy" if operation == "destroy" else "Apply"
-    typer.secho(f"\n{verb} complete! Stages: {done} applied, {rolled} rolled back.", fg="green")
+    with_errors = getattr(result, "with_errors", {})
+    if with_errors:
+        typer.secho(
+            f"\n{verb} complete with errors! Stages: {done} applied ({len(with_errors)} with errors), "
+            f"{rolled} rolled back.",
+            fg="yellow",
+        )
+        for address, errors in sorted(with_errors.items()):
+            typer.secho(f"  {address}: complete_with_errors", fg="yellow")
+            for index, row in sorted((errors.get("indices") or {}).items()):
+                out(f"    {index}: {row.get('deadLettered')} dead-lettered ({row.get('topReasons')})")
+        out("Inspect them with `mactl status` / `mactl audit`; resend with `mactl backfill resend-failed ADDR`.")
+    else:
+        typer.secho(f"\n{verb} complete! Stages: {done} applied, {rolled} rolled back.", fg="green")
     if result.not_started and not result.awaiting_approval:
         out(f"{len(result.not_started)} stage(s) could not start:")
         for address, why in sorted(result.not_started.items())[:20]:

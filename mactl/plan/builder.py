@@ -37,7 +37,7 @@ from mactl.masking import SENSITIVE, inputs_digest, mask_inputs, mask_values, pa
 from mactl.plan.definition import GATED_ACTIONS, AttributeChange, Change, Plan
 from mactl.providers import registry
 from mactl.providers.base import StageContext
-from mactl.state.document import StageRecord, StateDocument
+from mactl.state.document import COMPLETE_STATUSES, StageRecord, StateDocument
 from mactl.state.workdir import Workdir
 
 TAINTED_STATUSES = frozenset({"failed", "tainted", "running"})
@@ -390,7 +390,9 @@ class Planner:
                 changes[address] = self._change(self.desired[address], self.records.get(address))
         if o.refresh:
             candidates = [
-                a for a, c in changes.items() if c.action in ("noop", "update") and self.records[a].status == "complete"
+                a
+                for a, c in changes.items()
+                if c.action in ("noop", "update") and self.records[a].status in COMPLETE_STATUSES
             ]
             for address, (outputs, drifted) in self._refresh(candidates).items():
                 if not drifted:
