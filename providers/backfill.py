@@ -138,6 +138,32 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
             )
         return outputs
 
+    def plan_notes(self, inputs: BackfillInputs) -> list[str]:
+        """For `plan`: the selected indices the snapshot holds that cannot be backfilled, read
+        from the snapshot's index metadata (nothing when the snapshot is not there yet).
+
+        Only for a file-system repository: a plan must stay quick, and an S3 client waits out
+        an unreachable endpoint for minutes. Apply checks every repository before writing."""
+        from pathlib import Path
+
+        from mactl.backfill.source import open_snapshot_repository
+        from mactl.backfill.units import unmigratable_indices
+        from mactl.indexfilter import split_builtin_exclusions
+
+        location = inputs.repository.location
+        if inputs.repository.type != "fs" or not location or not Path(str(location)).is_dir():
+            return []
+        repo = open_snapshot_repository(inputs.repository)
+        names = list(repo.snapshot(inputs.snapshotName).indices)
+        kept = split_builtin_exclusions(names, inputs.indices)[0]
+        found = unmigratable_indices(repo, inputs.snapshotName, kept)
+        then = (
+            "skipped (onUnmigratable: skip), counted in the ledger as not migratable"
+            if inputs.onUnmigratable == "skip"
+            else "the stage will fail before writing any document (set onUnmigratable: skip to leave them out)"
+        )
+        return [f"index {index} cannot be backfilled: {why}; {then}" for index, why in sorted(found.items())]
+
     def rollback(self, ctx: Context) -> None:
         from mactl.backfill import deadletter
         from mactl.backfill.prepare import lease_store

@@ -166,8 +166,14 @@ def test_a_sampled_backfill_with_a_dropping_transform_balances_exactly(
 def test_source_disabled_index_fails_the_stage_before_any_write_unless_skipped(
     ledger_source: Any, target: OpenSearch, tmp_path: Path
 ) -> None:
+    from mactl.providers.backfill import BackfillProvider
+
     address = _address()
-    rc, _, err = _apply(tmp_path, _inputs(ledger_source, [data.NESTED, data.NOSRC], workers=1), address)
+    inputs = _inputs(ledger_source, [data.NESTED, data.NOSRC], workers=1)
+    (note,) = BackfillProvider().plan_notes(BackfillInputs.model_validate(inputs))  # what `plan` shows
+    assert note.startswith(f"index {data.NOSRC} cannot be backfilled: _source is disabled")
+    assert "the stage will fail before writing any document" in note
+    rc, _, err = _apply(tmp_path, inputs, address)
     assert rc != 0
     assert data.NOSRC in err and "_source is disabled" in err and "onUnmigratable: skip" in err
     assert not target.indices.exists(index=data.NESTED)  # nothing was written, not even the other index
