@@ -38,6 +38,8 @@ class ValidateProvider(BaseProvider[ValidateInputs]):
         t = inputs.thresholds
         if t.maxCountDiff < 0:
             problems.append("thresholds.maxCountDiff: must be 0 or more")
+        if t.maxFailedDocs < 0:
+            problems.append("thresholds.maxFailedDocs: must be 0 or more")
         for name in ("minSampleMatch", "minStatusMatchRate"):
             if not 0 <= getattr(t, name) <= 1:
                 problems.append(f"thresholds.{name}: must be between 0 and 1")

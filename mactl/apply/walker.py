@@ -25,6 +25,7 @@ import traceback
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -39,6 +40,7 @@ from mactl.masking import mask_text
 from mactl.plan.definition import Change, Plan
 from mactl.providers import registry
 from mactl.providers.base import StageContext
+from mactl.state.document import COMPLETE_STATUSES, ERRORS_OUTPUT_KEY
 from mactl.state.workdir import Workdir
 
 STOPPED = "the walk stopped before it"
@@ -74,6 +76,8 @@ class WalkResult:
     not_started: dict[str, str] = field(default_factory=dict)
     tainted: list[str] = field(default_factory=list)
     interrupted: bool = False
+    # stages that finished as `complete_with_errors`: address -> their outputs' error summary
+    with_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -205,7 +209,7 @@ class Walker:
                     need.add(dep)
                     continue
                 record = self.recorder.record(dep)
-                if record is None or record.status != "complete":
+                if record is None or record.status not in COMPLETE_STATUSES:
                     status = record.status if record else "not applied"
                     self.result.not_started[address] = f"its dependency {dep} is {status}"
                     blocked.append(address)
@@ -278,6 +282,9 @@ class Walker:
                 outputs = provider.apply(ctx) or {}
                 self.recorder.complete(change.address, change.type, change.action, outputs, self.operation)
                 self.result.completed.append(change.address)
+                errors = outputs.get(ERRORS_OUTPUT_KEY)
+                if isinstance(errors, dict):
+                    self.result.with_errors[change.address] = errors
             self._live.pop(change.address, None)
             self.hooks.stage_finished(change.address, "ok")
             return None

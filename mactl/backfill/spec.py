@@ -43,6 +43,7 @@ class JobSpec:
     max_mbps: float | None = None
     lease_seconds: float = 60.0
     retry_deadline_s: float = 600.0
+    on_unmigratable: str = "fail"  # `fail` or `skip` an index the reader cannot rebuild
 
     def with_deadletter(self, location: str) -> JobSpec:
         return replace(self, deadletter=location)
@@ -123,4 +124,5 @@ def build_spec(
         max_mbps=inputs.maxMbps,
         lease_seconds=inputs.leaseSeconds,
         retry_deadline_s=inputs.retryTimeoutSeconds,
+        on_unmigratable=inputs.onUnmigratable,
     )

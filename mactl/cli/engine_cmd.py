@@ -310,6 +310,18 @@ def _walk(session: Session, plan: Any, doc: Any, parallelism: int, operation: st
     return _report(result, operation)
 
 
+def _report_with_errors(with_errors: dict[str, dict[str, Any]]) -> None:
+    """Stages that finished with errors (a backfill's dead letters): per index, counts and top reasons."""
+    if not with_errors:
+        return
+    typer.secho("\nFinished with errors (recorded as complete_with_errors):", fg="yellow")
+    for address, errors in sorted(with_errors.items()):
+        typer.secho(f"  {address}: {errors.get('deadLettered')} document(s) dead-lettered", fg="yellow")
+        for index, row in sorted((errors.get("indices") or {}).items()):
+            typer.echo(f"    {index}: {row.get('deadLettered')} dead-lettered ({row.get('topReasons')})")
+    typer.echo("See `mactl status` and `mactl audit`; resend them with `mactl backfill resend-failed ADDR`.")
+
+
 def _report(result: Any, operation: str) -> int:
     out = typer.echo
     done = len(result.completed)
@@ -323,6 +335,7 @@ def _report(result: Any, operation: str) -> int:
         for address in result.awaiting_approval:
             out(f"  - {address}: approve with `mactl approve {address}`")
         out("Then run `mactl apply` again to continue from there.")
+    _report_with_errors(result.with_errors)
     if result.failed or result.interrupted:
         typer.secho(f"\n{operation.capitalize()} stopped.", fg="red", err=True)
         for address, message in result.failed.items():
@@ -338,7 +351,14 @@ def _report(result: Any, operation: str) -> int:
         )
         return 130 if result.interrupted and not result.failed else 1
     verb = "Destroy" if operation == "destroy" else "Apply"
-    typer.secho(f"\n{verb} complete! Stages: {done} applied, {rolled} rolled back.", fg="green")
+    if result.with_errors:
+        typer.secho(
+            f"\n{verb} complete with errors! Stages: {done} applied ({len(result.with_errors)} with errors), "
+            f"{rolled} rolled back.",
+            fg="yellow",
+        )
+    else:
+        typer.secho(f"\n{verb} complete! Stages: {done} applied, {rolled} rolled back.", fg="green")
     if result.not_started and not result.awaiting_approval:
         out(f"{len(result.not_started)} stage(s) could not start:")
         for address, why in sorted(result.not_started.items())[:20]:

@@ -49,7 +49,12 @@ class BackfillUserInputs(Model):
     rollbackMode: Literal["delete_by_query", "recreate"] = "delete_by_query"
     leaseSeconds: float = Field(60.0, gt=0)  # a unit's lease lasts this long without a checkpoint
     retryTimeoutSeconds: float = Field(600.0, gt=0)  # how long a worker waits out an unavailable target
-    verifyCounts: bool = True  # exit check: target count per index == snapshot live count less sampling/drops/DLQ
+    verifyCounts: bool = True  # exit check: the ledger balances with the snapshot, and the target holds what it says
+    onUnmigratable: Literal["fail", "skip"] = Field(
+        "fail",
+        description="An index the reader cannot rebuild (`_source` disabled): `fail` stops the stage before any "
+        "document is written and names it; `skip` leaves it out, counted in the ledger as not migratable.",
+    )
 
 
 class BackfillInputs(BackfillUserInputs, _BackfillWiring):

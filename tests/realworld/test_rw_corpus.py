@@ -61,17 +61,13 @@ STAND_IN_PIPELINES = ("rw-logs-nginx.access-1.2.0", "rw-.fleet_final_pipeline-1"
 
 # Known mactl bugs, by corpus name: each is migrated on its own (its failure would stop the
 # others' backfill) and must fail today (strict: when the bug is fixed, the test says so).
-KNOWN_BUGS: dict[str, str] = {
-    "rw-nested": (
-        "backfill's exit check counts Lucene's hidden nested child documents as live documents and fails"
-        " ('read 23 documents, the snapshot says 66 are live'); issue 14 item 1, the ledger work"
-    ),
-    "rw-http_logs-nosource": (
-        "an index with `_source` disabled cannot be backfilled, and mactl does not say why: plan is silent and"
-        " the backfill fails only with 'read 0 documents, the snapshot says 36 are live'; issue 14 item 3"
-    ),
+# Entries migrated on their own, each with what must happen. `rw-http_logs-nosource` has
+# `_source` disabled: no document can be rebuilt, so the migration must fail loudly (naming
+# the index and `_source`) instead of reporting success without its documents.
+MUST_FAIL_LOUDLY: dict[str, str] = {
+    "rw-http_logs-nosource": "`_source` is disabled: its documents cannot be rebuilt from the snapshot",
 }
-ON_THEIR_OWN = set(KNOWN_BUGS)
+ON_THEIR_OWN = set(MUST_FAIL_LOUDLY)
 
 # Settings that are the source cluster's own bookkeeping, not the index's definition.
 _VOLATILE = ("index.uuid", "index.creation_date", "index.version.", "index.provided_name", "index.routing.")
@@ -305,27 +301,21 @@ def test_corpus_entry_arrives_exactly(world: World, entry: str) -> None:
     _check(world, loaded)
 
 
-@pytest.mark.parametrize(
-    "entry", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=why)) for n, why in KNOWN_BUGS.items()]
-)
-def test_corpus_entry_on_its_own(tmp_path: Path, es710: Any, os2: Any, entry: str) -> None:
-    """An entry that fails today for a known mactl bug, migrated alone so it cannot hide the others."""
+@pytest.mark.parametrize("entry", sorted(MUST_FAIL_LOUDLY))
+def test_corpus_entry_that_cannot_migrate_fails_loudly(tmp_path: Path, es710: Any, os2: Any, entry: str) -> None:
+    """An entry mactl cannot migrate, alone: `plan` names it and `apply` fails naming the index and why."""
     (found,) = [e for e in _manifest() if e["name"] == entry]
     with _migrated(tmp_path, es710, os2, [found], "k") as w:
         loaded = w.loaded[entry]
         assert loaded.refused is None, loaded.refused
-        if entry == "rw-http_logs-nosource":
-            # Right: the migration fails loudly, naming the index and why, before claiming success.
-            assert w.apply is not None and w.apply.code != 0, "apply succeeded without the index's documents"
-            assert loaded.name in w.apply.out + w.apply.err and "_source" in w.apply.out + w.apply.err
-        else:
-            _check(w, loaded)
+        assert w.apply is not None and w.apply.code != 0, "apply succeeded without the index's documents"
+        assert loaded.name in w.apply.out + w.apply.err and "_source" in w.apply.out + w.apply.err
 
 
 def test_corpus_covers_enough(world: World) -> None:
     """At least 20 indices with documents and the Fleet composable/component templates arrived."""
     with_docs = [entry for entry, lo in world.loaded.items() if lo.index and not lo.refused]
-    # with the entries migrated on their own (known bugs), at least 20 indices with documents
+    # with the entries migrated on their own (that must fail), at least 20 indices with documents
     assert len(with_docs) + len(ON_THEIR_OWN) >= 20, with_docs
     kinds = {lo.entry["kind"] for lo in world.loaded.values() if not lo.refused}
     assert kinds == {"index", "legacy_template", "index_template", "component_template"}
