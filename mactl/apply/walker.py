@@ -74,10 +74,11 @@ class WalkResult:
     not_started: dict[str, str] = field(default_factory=dict)
     tainted: list[str] = field(default_factory=list)
     interrupted: bool = False
+    lock_lost: str = ""  # why the walk stopped when the state lock was taken away from it
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.interrupted
+        return not self.failed and not self.interrupted and not self.lock_lost
 
 
 class Walker:
@@ -113,6 +114,7 @@ class Walker:
     # -- the walk ---------------------------------------------------------------------
 
     def run(self) -> WalkResult:
+        self.recorder.backend.on_lock_lost(self._stop_lock_lost)
         with Interrupts(self._stop_gracefully):
             try:
                 self.hooks.walk_started()
@@ -137,6 +139,17 @@ class Walker:
             f"Interrupt received: stopping gracefully; {len(live)} running stage(s) will finish. "
             "Press Ctrl-C again to stop at once (running stages are then marked tainted)."
         )
+
+    def _stop_lock_lost(self, message: str) -> None:
+        """The state lock was taken away (a force-unlock, maybe another run took it): another
+        run may now be doing the same work, so start nothing more and tell running stages
+        to stop (their providers end their workers on `ctx.cancelled`). Their next state
+        write fails with the same message."""
+        self.result.lock_lost = message
+        self.scheduler.cancel()
+        for _, ctx in list(self._live.values()):
+            ctx.cancelled.set()
+        self.hooks.say(message[:1].upper() + message[1:])
 
     def _stop_at_once(self) -> None:
         """The second Ctrl-C: every stage still running is recorded as tainted."""
@@ -292,7 +305,8 @@ class Walker:
             try:
                 self.recorder.failed(change.address, change.type, message, self.operation, rollback=phase == "rollback")
             except Exception as save_err:  # noqa: BLE001
-                message += f" (and the state could not be saved: {save_err})"
+                if not self.result.lock_lost:  # a lost lock is said once, not per stage
+                    message += f" (and the state could not be saved: {save_err})"
             self._live.pop(change.address, None)
             self.hooks.stage_finished(change.address, f"FAILED: {message}")
             return message
