@@ -99,7 +99,7 @@ def run_stage(
         on_progress(snap, rates)
         return StageRun(snap)
     count = max(1, min(workers, snap.units_total - snap.units_done))
-    spec_json = spec.to_json()
+    spec_json = spec.shared_by(count).to_json()  # the throughput cap is the stage's: each worker gets 1/count
     env = _child_env()
     slots = [_Slot(i, workdir / "workers" / f"worker-{i}.log") for i in range(count)]
     log(f"starting {count} worker process(es); logs in {workdir / 'workers'}")

@@ -80,7 +80,10 @@ class Worker:
         self.store: LeaseStore = lease_store(spec)
         self.target = client_for(spec.target, pool_maxsize=max(4, spec.max_in_flight + 2), timeout=120)
         self.sender = BulkSender(
-            self.target, limiter=RateLimiter(spec.max_mbps), retry_deadline_s=spec.retry_deadline_s, log=self.log
+            self.target,
+            limiter=RateLimiter(spec.worker_bytes_per_s),
+            retry_deadline_s=spec.retry_deadline_s,
+            log=self.log,
         )
         self.transformer = DocumentTransformer(
             spec.transforms, base_dir=Path(spec.transforms_base_dir) if spec.transforms_base_dir else None
