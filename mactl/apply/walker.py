@@ -22,9 +22,10 @@ writes progress only through its hooks (`mactl.apply.hooks`).
 from __future__ import annotations
 
 import traceback
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel
 
@@ -39,9 +40,11 @@ from mactl.masking import mask_text
 from mactl.plan.definition import Change, Plan
 from mactl.providers import registry
 from mactl.providers.base import StageContext
+from mactl.retrying import reporting_to
 from mactl.state.workdir import Workdir
 
 STOPPED = "the walk stopped before it"
+T = TypeVar("T")
 
 
 def check_available(plan: Plan) -> None:
@@ -279,16 +282,27 @@ class Walker:
             self.hooks.stage_started(change.address, "rollback")
         return Run(lambda: self._work(change, phase, ctx))
 
+    def _reporting(self, ctx: StageContext[BaseModel], call: Callable[[StageContext[BaseModel]], T]) -> T:
+        """`call(ctx)`, with a cluster call waiting out a transient error saying so in the
+        stage's log and on the display (`mactl.retrying`)."""
+
+        def waiting(line: str) -> None:
+            ctx.log(line)
+            self.hooks.say(f"{ctx.address}: {line}")
+
+        with reporting_to(waiting):
+            return call(ctx)
+
     def _work(self, change: Change, phase: Phase, ctx: StageContext[BaseModel]) -> str | None:
         """Run the provider (on the stage's own thread) and record how it ended."""
         provider = registry.get_provider(change.type)
         try:
             if phase == "rollback":
-                provider.rollback(ctx)
+                self._reporting(ctx, provider.rollback)
                 self.recorder.remove(change.address, f"{self.operation} rollback", detail=change.reason)
                 self.result.rolled_back.append(change.address)
             else:
-                outputs = provider.apply(ctx) or {}
+                outputs = self._reporting(ctx, provider.apply) or {}
                 self.recorder.complete(change.address, change.type, change.action, outputs, self.operation)
                 self.result.completed.append(change.address)
             self._live.pop(change.address, None)

@@ -78,7 +78,9 @@ class Worker:
         self.holder = holder or new_holder_id()
         self.repo = open_snapshot_repository(spec.repository)
         self.store: LeaseStore = lease_store(spec)
-        self.target = client_for(spec.target, pool_maxsize=max(4, spec.max_in_flight + 2), timeout=120)
+        self.target = client_for(
+            spec.target, pool_maxsize=max(4, spec.max_in_flight + 2), timeout=120, retry_for=0
+        )  # BulkSender and the leases retry on their own, up to retryTimeoutSeconds
         self.sender = BulkSender(
             self.target,
             limiter=RateLimiter(spec.worker_bytes_per_s),
