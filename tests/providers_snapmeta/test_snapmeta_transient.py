@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 from mactl.providers.metadata import MetadataProvider
 from opensearchpy import OpenSearch
-from opensearchpy.exceptions import NotFoundError
+from opensearchpy.exceptions import NotFoundError, TransportError
 from snapmeta_helpers import Names, Recorder, make_ctx
 
 from mactl.cluster import client_for
@@ -156,3 +156,53 @@ def test_the_metadata_stage_waits_for_its_target_and_logs_it(
     assert target.indices.get_mapping(index=index)[index] == opensearch13.indices.get_mapping(index=index)[index]
     waits = [line for line in rec.logs if "unreachable (connection refused); retrying for" in line]
     assert waits and waits[0].startswith(f"target http://127.0.0.1:{port} unreachable")
+
+
+@contextmanager
+def answering(statuses: list[int]) -> Iterator[tuple[int, list[str]]]:
+    """An HTTP server answering each request with the next of `statuses` (then 200 `{}`)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            seen.append(self.path)
+            status = statuses.pop(0) if statuses else 200
+            body = b'{"error": "busy"}' if status != 200 else b'{"version": {"number": "2.19.6"}}'
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1]), seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+def test_overload_and_gateway_answers_are_waited_out(status: int) -> None:
+    with answering([status] * 3) as (port, seen):
+        client = client_for(ClusterRef(name="target", endpoint=f"http://127.0.0.1:{port}"), retry_for=60, retries=0)
+        lines: list[str] = []
+        with reporting_to(lines.append):
+            assert client.info()["version"]["number"] == "2.19.6"
+    assert len(seen) == 4 and lines[0].startswith(f"target http://127.0.0.1:{port} answered HTTP {status}; retrying")
+
+
+@pytest.mark.parametrize("status", [400, 403, 409])
+def test_other_answers_fail_at_once(status: int) -> None:
+    with answering([status]) as (port, seen):
+        client = client_for(ClusterRef(name="target", endpoint=f"http://127.0.0.1:{port}"), retry_for=60)
+        with pytest.raises(TransportError) as err:
+            client.info()
+    assert len(seen) == 1 and not isinstance(err.value, ClusterUnavailable)
