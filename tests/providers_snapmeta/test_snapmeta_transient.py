@@ -206,3 +206,32 @@ def test_other_answers_fail_at_once(status: int) -> None:
         with pytest.raises(TransportError) as err:
             client.info()
     assert len(seen) == 1 and not isinstance(err.value, ClusterUnavailable)
+
+
+def test_the_metadata_stage_gives_up_with_one_line_when_its_target_never_comes(
+    names: Names,
+    os13,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+) -> None:
+    monkeypatch.setenv("MACTL_RETRY_FOR_S", "3")  # the global default, shortened
+    port = _free_port()
+    inputs = MetadataInputs.model_validate(
+        {
+            "source": {"name": "os13", "endpoint": os13.url},
+            "target": {"name": "target", "endpoint": f"http://127.0.0.1:{port}"},
+            "repository": {"type": "fs", "name": names("repo"), "location": str(names.repo_dir)},
+            "snapshotName": names("snap"),
+            "from": "live",
+            "indices": [{"names": [names("nothing")]}],
+        }
+    )
+    rec = Recorder()
+    ctx = make_ctx("metadata.os13.s.os2.never", "metadata", inputs, recorder=rec)
+    began = time.monotonic()
+    with reporting_to(ctx.log), pytest.raises(ProviderError) as err:
+        MetadataProvider().apply(ctx)
+    assert time.monotonic() - began < 3 + 5
+    assert err.value.message == (
+        f"target http://127.0.0.1:{port} unreachable (connection refused); gave up after retrying for 3s"
+    )
+    assert rec.logs and all("\n" not in line for line in rec.logs)
