@@ -42,8 +42,8 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
             problems.append("maxBatchDocs must be >= 1 and maxBatchBytes >= 1024")
         if inputs.maxInFlight < 1:
             problems.append("maxInFlight must be at least 1")
-        if inputs.maxMbps is not None and inputs.maxMbps <= 0:
-            problems.append("maxMbps must be positive")
+        if inputs.maxThroughputMbps is not None and inputs.maxThroughputMbps <= 0:
+            problems.append("maxThroughputMbps must be positive")
         return problems
 
     def apply(self, ctx: Context) -> dict[str, Any]:

@@ -88,10 +88,14 @@ class BatchResult:
 
 
 class RateLimiter:
-    """A byte-rate cap shared by the sending threads of one process (None: no cap)."""
+    """A byte-rate cap shared by the sending threads of one process (None: no cap).
 
-    def __init__(self, mb_per_s: float | None) -> None:
-        self._rate = None if not mb_per_s else mb_per_s * 1024 * 1024
+    In bytes per second: the stage's `maxThroughputMbps` (megabits) is converted and
+    split between the workers by `JobSpec.worker_bytes_per_s`.
+    """
+
+    def __init__(self, bytes_per_s: float | None) -> None:
+        self._rate = None if not bytes_per_s else bytes_per_s
         self._lock = threading.Lock()
         self._next_free = time.monotonic()
 

@@ -100,7 +100,7 @@ def run_stage(
         on_progress(snap, rates)
         return StageRun(snap)
     count = max(1, min(workers, snap.units_total - snap.units_done))
-    spec_json = spec.to_json()
+    spec_json = spec.shared_by(count).to_json()  # the throughput cap is the stage's: each worker gets 1/count
     env = _child_env()
     slots = [_Slot(i, StageFiles(workdir).backfill_worker_log(i)) for i in range(count)]
     log(f"starting {count} worker process(es); logs in {workdir / 'workers'}")

@@ -79,9 +79,14 @@ class Worker:
         self.holder = holder or new_holder_id()
         self.repo = open_snapshot_repository(spec.repository)
         self.store: LeaseStore = lease_store(spec)
-        self.target = client_for(spec.target, pool_maxsize=max(4, spec.max_in_flight + 2), timeout=120)
+        self.target = client_for(
+            spec.target, pool_maxsize=max(4, spec.max_in_flight + 2), timeout=120, retry_for=0
+        )  # BulkSender and the leases retry on their own, up to retryTimeoutSeconds
         self.sender = BulkSender(
-            self.target, limiter=RateLimiter(spec.max_mbps), retry_deadline_s=spec.retry_deadline_s, log=self.log
+            self.target,
+            limiter=RateLimiter(spec.worker_bytes_per_s),
+            retry_deadline_s=spec.retry_deadline_s,
+            log=self.log,
         )
         self.transformer = DocumentTransformer(
             spec.transforms, base_dir=Path(spec.transforms_base_dir) if spec.transforms_base_dir else None

@@ -19,7 +19,15 @@ import orjson
 import typer
 
 from mactl.cli.app import app
-from mactl.cli.config_cmd import ConfigPathOpt, NoPythonTransformsOpt, VarFileOpt, VarOpt, lock_state, print_warnings
+from mactl.cli.config_cmd import (
+    ConfigPathOpt,
+    LockTakeoverOpt,
+    NoPythonTransformsOpt,
+    VarFileOpt,
+    VarOpt,
+    lock_state,
+    print_warnings,
+)
 from mactl.errors import ConfigError, MactlError, PlanError
 
 if TYPE_CHECKING:
@@ -230,6 +238,7 @@ def plan_command(
     detailed_exitcode: DetailedOpt = False,
     out: OutOpt = None,
     lock_timeout: LockTimeoutOpt = "0s",
+    lock_takeover_stale: LockTakeoverOpt = False,
     parallelism: ParallelismOpt = 4,
     as_json: JsonOpt = False,
     markdown: MarkdownOpt = False,
@@ -245,7 +254,7 @@ def plan_command(
     """Show what apply would do: diff the config against the state, in order."""
     options = _options(target, exclude, replace, keep_downstream, refresh, refresh_only, parallelism=parallelism)
     session = _open(config, var, var_file)
-    with lock_state(session.backend, "plan", lock_timeout):
+    with lock_state(session.backend, "plan", lock_timeout, lock_takeover_stale):
         doc = session.backend.read()
         plan = make_plan(session, options, doc)
     if out is not None:
@@ -336,9 +345,13 @@ def _report(result: Any, operation: str) -> int:
             out(f"  - {address}: approve with `mactl approve {address}`")
         out("Then run `mactl apply` again to continue from there.")
     _report_with_errors(result.with_errors)
-    if result.failed or result.interrupted:
+    if result.failed or result.interrupted or result.lock_lost:
         typer.secho(f"\n{operation.capitalize()} stopped.", fg="red", err=True)
+        if result.lock_lost:
+            typer.secho(f"  {result.lock_lost[:1].upper()}{result.lock_lost[1:]}", fg="red", err=True)
         for address, message in result.failed.items():
+            if result.lock_lost and message == result.lock_lost:
+                message = "stopped by the lost lock; its end is not recorded in the state"
             typer.secho(f"  {address} FAILED: {message}", fg="red", err=True)
         for address in result.tainted:
             typer.secho(f"  {address}: stopped at once, marked tainted", fg="red", err=True)
@@ -349,7 +362,7 @@ def _report(result: Any, operation: str) -> int:
             "To resume: fix the cause and run `mactl apply` again. Failed or interrupted stages are tainted:\n"
             "the next plan replaces them (or resumes them from their checkpoint), and finished stages are kept."
         )
-        return 130 if result.interrupted and not result.failed else 1
+        return 130 if result.interrupted and not result.failed and not result.lock_lost else 1
     verb = "Destroy" if operation == "destroy" else "Apply"
     if result.with_errors:
         typer.secho(
@@ -376,6 +389,7 @@ def _plan_confirm_walk(
     as_json: bool = False,
     no_changes: str,
     question: str,
+    takeover_stale: bool = False,
 ) -> int | None:
     """Plan, show the plan, ask for `yes`, and walk it, all under one hold of the state lock.
 
@@ -385,7 +399,7 @@ def _plan_confirm_walk(
     """
     from mactl.apply.walker import check_available
 
-    with lock_state(session.backend, operation, lock_timeout):
+    with lock_state(session.backend, operation, lock_timeout, takeover_stale):
         doc = session.backend.read()
         plan = make_plan(session, options, doc)
         _emit(_render(plan, as_json, False))
@@ -404,6 +418,7 @@ def _apply_saved(
     var_file: list[Path] | None,
     parallelism: int,
     lock_timeout: str,
+    takeover_stale: bool = False,
 ) -> int:
     from mactl.apply.walker import check_available
     from mactl.plan.builder import config_digest, prepare
@@ -422,7 +437,7 @@ def _apply_saved(
         )
     digest = config_digest(prepare(session.graph, session.secrets))
     check_available(plan)
-    with lock_state(session.backend, "apply", lock_timeout):
+    with lock_state(session.backend, "apply", lock_timeout, takeover_stale):
         doc = session.backend.read()
         check_fresh(plan, doc, digest, session.backend.describe())
         _emit(render_text(plan))
@@ -450,6 +465,7 @@ def apply_command(
     auto_approve: AutoApproveOpt = False,
     parallelism: ParallelismOpt = 4,
     lock_timeout: LockTimeoutOpt = "0s",
+    lock_takeover_stale: LockTakeoverOpt = False,
 ) -> None:
     """Apply the plan: run stages through their providers, saving the state as it goes."""
     if planfile is not None:
@@ -458,7 +474,7 @@ def apply_command(
                 "planning flags (-target, -exclude, -replace, -refresh…) cannot be used with a saved plan",
                 hint="they were fixed when the plan was made",
             )
-        raise typer.Exit(_apply_saved(planfile, config, var, var_file, parallelism, lock_timeout))
+        raise typer.Exit(_apply_saved(planfile, config, var, var_file, parallelism, lock_timeout, lock_takeover_stale))
     options = _options(target, exclude, replace, keep_downstream, refresh, refresh_only, parallelism=parallelism)
     session = _open(config, var, var_file)
     code = _plan_confirm_walk(
@@ -469,6 +485,7 @@ def apply_command(
         auto_approve,
         no_changes="\nApply complete! No changes.",
         question="perform these actions",
+        takeover_stale=lock_takeover_stale,
     )
     if code is not None:
         raise typer.Exit(code)
@@ -484,6 +501,7 @@ def destroy_command(
     auto_approve: AutoApproveOpt = False,
     parallelism: ParallelismOpt = 4,
     lock_timeout: LockTimeoutOpt = "0s",
+    lock_takeover_stale: LockTakeoverOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Roll back every stage in the state (or -target ADDR and what depends on it), in reverse order."""
@@ -498,6 +516,7 @@ def destroy_command(
         as_json=as_json,
         no_changes="\nNothing to destroy.",
         question="destroy these stages",
+        takeover_stale=lock_takeover_stale,
     )
     if code is not None:
         raise typer.Exit(code)
@@ -511,13 +530,14 @@ def approve_command(
     var_file: VarFileOpt = None,
     no_python_transforms: NoPythonTransformsOpt = False,
     lock_timeout: LockTimeoutOpt = "0s",
+    lock_takeover_stale: LockTakeoverOpt = False,
 ) -> None:
     """Approve a stage waiting at an approval gate (or a manual step); the next apply continues."""
     from mactl.state import current_who
 
     session = _open(config, var, var_file)
     who = current_who()
-    with lock_state(session.backend, "approve", lock_timeout):
+    with lock_state(session.backend, "approve", lock_timeout, lock_takeover_stale):
         doc = session.backend.read()
         record = doc.stages.get(address) if doc is not None else None
         if record is None:

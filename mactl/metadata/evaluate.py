@@ -123,7 +123,7 @@ def _snapshot_source_version(repository: Any, inputs: MetadataInputs, snap_out: 
         )
         return str(distribution), number
     try:
-        return cluster_version(client_for(inputs.source, retries=0, timeout=10))
+        return cluster_version(client_for(inputs.source, retries=0, timeout=10, retry_for=0))
     except MactlError:
         raise ProviderError(
             f"cannot tell which version wrote snapshot '{inputs.snapshotName}' (the source is unreachable too)"

@@ -43,7 +43,14 @@ class BackfillUserInputs(Model):
     maxBatchDocs: int = 1000
     maxBatchBytes: int = 10 * 1024 * 1024
     maxInFlight: int = 2
-    maxMbps: float | None = None
+    # megabits (10^6 bits) per second of _bulk request bytes for the whole stage, shared
+    # by its workers (the replay's `maxThroughputMbps` is the same unit); None: no cap.
+    # The old spelling `maxMbps` is still read, with a warning (`mactl.config.normalize`).
+    maxThroughputMbps: float | None = Field(
+        None,
+        description="Megabits per second of _bulk requests for the whole stage, shared by its workers "
+        "(the replay's unit). Old spelling `maxMbps` accepted with a warning.",
+    )
     deadLetter: DeadLetter | None = None
     coordinator: ClusterRef | None = None
     rollbackMode: Literal["delete_by_query", "recreate"] = "delete_by_query"

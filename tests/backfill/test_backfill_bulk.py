@@ -68,7 +68,7 @@ def test_a_cut_connection_is_retried_until_the_target_is_back(os2: Any, target: 
 
 
 def test_rate_limiter_spaces_requests() -> None:
-    limiter = RateLimiter(1.0)  # 1 MB/s
+    limiter = RateLimiter(1024 * 1024)  # 1 MiB/s
     started = time.monotonic()
     for _ in range(3):
         limiter.acquire(256 * 1024)
