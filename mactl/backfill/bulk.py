@@ -25,7 +25,11 @@ from opensearchpy.exceptions import TransportError
 
 from mactl.backfill.retry import RETRYABLE_STATUS, TargetUnavailable, backoff_delay
 
-_BULK_PARAMS = {"filter_path": "errors,items.*.status,items.*.error"}
+# `pipeline=_none`: a document in the snapshot is already what the source's ingest pipeline
+# made of it. Running the target index's `default_pipeline` again would change it a second
+# time (or, for a pipeline missing on the target, reject every document). A `final_pipeline`
+# always runs; the metadata stage names those.
+_BULK_PARAMS = {"filter_path": "errors,items.*.status,items.*.error", "pipeline": "_none"}
 _HEADERS = {"content-type": "application/json"}
 
 
