@@ -7,7 +7,8 @@ A provider owns one stage type. The engine asks it four things:
 - `replace_on`: which top-level input fields force replacement (roll back, then redo);
   a change to any other field is an update in place;
 - `validate(inputs)`: extra plan-time checks that need no network;
-- `apply(ctx)` / `rollback(ctx)` / `read(ctx)`: do, undo and observe the real thing.
+- `apply(ctx)` / `rollback(ctx)` / `read(ctx)`: do, undo and observe the real thing;
+- `facts(outputs)`: the drift-relevant facts in a stage's outputs (see `Fact`).
 
 `apply` is called for both create and update; `ctx.prior_outputs` tells which. A long
 stage calls `ctx.progress(...)` as it goes and `ctx.checkpoint(data)` whenever it has
@@ -28,7 +29,17 @@ from pydantic import BaseModel
 from mactl.errors import ProviderNotAvailable
 from mactl.schema.stage import Progress, ProgressFn
 
-__all__ = ["BaseProvider", "CheckpointFn", "InputsT", "LogFn", "Progress", "ProgressFn", "Provider", "StageContext"]
+__all__ = [
+    "BaseProvider",
+    "CheckpointFn",
+    "Fact",
+    "InputsT",
+    "LogFn",
+    "Progress",
+    "ProgressFn",
+    "Provider",
+    "StageContext",
+]
 
 CheckpointFn = Callable[[dict[str, Any]], None]
 LogFn = Callable[[str], None]
@@ -66,6 +77,23 @@ class StageContext(Generic[InputsT]):
         return [out for addr, out in self.upstream.items() if addr.split(".", 1)[0] == stage_type]
 
 
+@dataclass(frozen=True)
+class Fact:
+    """One drift-relevant fact of a stage's real-world result, e.g. `index logs: present`.
+
+    Refresh computes a stage's facts twice with the provider's `facts(outputs)`: from the
+    outputs the state recorded and from the outputs `read` observed, and compares them
+    by name. Only facts are compared: the rest of the outputs (timestamps, health flags,
+    running counters, log positions) is status and never shows as drift. `value` is a
+    small JSON value; `redo` says what a difference means: True when the stage's result
+    is gone and only redoing the stage (a replacement, which also redoes everything built
+    on it) brings it back; False when applying the stage again repairs it in place.
+    """
+
+    value: Any
+    redo: bool = False
+
+
 class Provider(Protocol[InputsT]):
     """What the engine needs from a stage type. See the module docstring."""
 
@@ -82,13 +110,16 @@ class Provider(Protocol[InputsT]):
 
     def read(self, ctx: StageContext[InputsT]) -> dict[str, Any] | None: ...
 
+    def facts(self, outputs: Mapping[str, Any]) -> dict[str, Fact]: ...
+
 
 class BaseProvider(Generic[InputsT]):
     """Defaults for the optional parts of the protocol.
 
     Subclasses (`class SnapshotProvider(BaseProvider[SnapshotInputs])`) set `type`,
     `Inputs` and `replace_on`, and override `apply` and `rollback`. `read` defaults to
-    "what the state says is still true", i.e. no drift. A provider whose apply is not
+    "what the state says is still true", i.e. no drift, and `facts` to every top-level
+    output (a provider whose `read` observes something declares its own). A provider whose apply is not
     written yet leaves `available = False`; the engine then refuses to apply before
     starting anything, naming the stage type.
     """
@@ -109,3 +140,6 @@ class BaseProvider(Generic[InputsT]):
 
     def read(self, ctx: StageContext[InputsT]) -> dict[str, Any] | None:
         return dict(ctx.prior_outputs) if ctx.prior_outputs is not None else None
+
+    def facts(self, outputs: Mapping[str, Any]) -> dict[str, Fact]:
+        return {key: Fact(value) for key, value in outputs.items()}

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mactl.providers.base import BaseProvider, Progress, StageContext
+from mactl.providers.base import BaseProvider, Fact, Progress, StageContext
 from mactl.state.workdir import StageFiles
 
 from mactl.errors import ProviderError
@@ -234,22 +234,35 @@ class CaptureProvider(BaseProvider[CaptureInputs]):
         fleet.update_registry(ctx.workdir, inputs.source.name, proxies=[])
 
     def read(self, ctx: Context) -> dict[str, Any] | None:
-        """Live proxy health; None (gone) when no proxy of this stage answers."""
+        """The outputs with each proxy's live health (`healthy`, `capturing`: status).
+
+        Only the proxies this source's fleet registry still lists are asked: a later stage
+        (teardown) that stopped them took them off it, so they are not expected to answer.
+        """
         from mactl.capture import fleet
 
         if ctx.prior_outputs is None:
             return None
         out = dict(ctx.prior_outputs)
+        registered = fleet.read_registry(ctx.workdir, ctx.inputs.source.name).get("proxies")
+        expected = None if registered is None else {p.get("id") for p in registered}
         proxies = []
-        alive = 0
         for p in out.get("proxies", []):
+            if expected is not None and p["id"] not in expected:
+                proxies.append(p)
+                continue
             doc = fleet.health(p["url"])
-            alive += doc is not None
             proxies.append({**p, "healthy": doc is not None, "capturing": bool(doc and doc.get("capturing"))})
-        if proxies and alive == 0:
-            return None
         out["proxies"] = proxies
         return out
+
+    def facts(self, outputs: Mapping[str, Any]) -> dict[str, Fact]:
+        """One fact per proxy: `running` or `not answering` (applying again restarts it).
+        Whether it records is status: a `disable_capture` stage stops that on purpose."""
+        return {
+            f"proxy {p['id']}": Fact("running" if p.get("healthy", True) else "not answering")
+            for p in outputs.get("proxies", [])
+        }
 
 
 def _origin(url: str) -> str:

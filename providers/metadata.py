@@ -10,10 +10,11 @@ JSON report of every item.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
-from mactl.providers.base import BaseProvider, Progress, StageContext
+from mactl.providers.base import BaseProvider, Fact, Progress, StageContext
 
 from mactl.cluster import client_for
 from mactl.errors import ProviderError
@@ -31,6 +32,14 @@ Context = StageContext[MetadataInputs]
 
 def _key(kind: str, name: str) -> str:
     return f"{kind}:{name}"
+
+
+def _template_bodies(client: Any, created: list[dict[str, str]]) -> dict[str, Any]:
+    bodies: dict[str, Any] = {}
+    for row in created:
+        if row["kind"] != "index" and (body := tgt.fetch(client, row["kind"], row["name"])) is not None:
+            bodies[_key(row["kind"], row["name"])] = body
+    return bodies
 
 
 class MetadataProvider(BaseProvider[MetadataInputs]):
@@ -101,6 +110,9 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
             # The index bodies as created (after every transform): the validate stage
             # compares the target against them, and backfill rollback may recreate from them.
             "definitions": {i.name: i.body for i in ev.items if i.kind == "index" and i.action == "create" and i.body},
+            # The templates as the target holds them right after this run: refresh compares
+            # them with the target's to notice a template changed outside mactl.
+            "templateBodies": _template_bodies(client, created),
         }
         if failures and inputs.onItemFailure == "fail":
             ctx.checkpoint({"created": created})
@@ -158,6 +170,11 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
                 continue
             assert item.body is not None
             diff = tgt.differences(item.kind, item.body, actual)
+            if key in ours and diff and item.kind != "index":
+                # Ours, changed on the target since: put back what this stage creates.
+                recreate.add(key)
+                todo.append(item)
+                continue
             if key in ours:
                 rows[key] = report_mod.entry(
                     item.kind,
@@ -242,7 +259,15 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
                     source_name=item.source_name,
                 )
             else:
-                reason = "recreated (onExisting: recreate)" if key in recreate else ""
+                reason = (
+                    (
+                        "put back: changed on the target after this stage created it"
+                        if key in ours
+                        else "recreated (onExisting: recreate)"
+                    )
+                    if key in recreate
+                    else ""
+                )
                 rows[key] = report_mod.entry(
                     item.kind,
                     item.name,
@@ -318,21 +343,52 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
         )
 
     def read(self, ctx: Context) -> dict[str, Any] | None:
-        """The outputs with `created` reduced to what is still on the target (deleted items = drift)."""
+        """The outputs with `onTarget`: what became of each item this stage created.
+
+        An index is `present` or `missing on the target`; a template is `as created`,
+        `changed on the target` (compared with its body as fetched right after creating
+        it, when the outputs recorded one) or `missing on the target`.
+        """
         prior = ctx.prior_outputs
         if prior is None:
             return None
         inputs = ctx.inputs
         client = client_for(inputs.target)
         present_indices = tgt.existing_index_names(client)
-        still: list[dict[str, str]] = []
-        missing: list[dict[str, str]] = []
+        bodies = prior.get("templateBodies") or {}
+        observed: dict[str, str] = {}
         for row in prior.get("created") or []:
-            if row["kind"] == "index":
-                there = row["name"] in present_indices
+            kind, name = row["kind"], row["name"]
+            if kind == "index":
+                observed[_fact(kind, name)] = PRESENT if name in present_indices else MISSING
+                continue
+            actual = tgt.fetch(client, kind, name)
+            recorded = bodies.get(_key(kind, name))
+            if actual is None:
+                observed[_fact(kind, name)] = MISSING
+            elif isinstance(recorded, dict) and tgt.differences(kind, recorded, actual):
+                observed[_fact(kind, name)] = CHANGED
             else:
-                there = tgt.fetch(client, row["kind"], row["name"]) is not None
-            (still if there else missing).append(row)
-        if not missing:
-            return dict(prior)
-        return {**prior, "created": still, "missingOnTarget": missing}
+                observed[_fact(kind, name)] = AS_CREATED
+        return {**prior, "onTarget": observed}
+
+    def facts(self, outputs: Mapping[str, Any]) -> dict[str, Fact]:
+        """One fact per item created (`index logs`, `index_template logs`). A missing index
+        means the documents in it are gone too: the stage is redone, and so is what filled
+        it. A changed or missing template is repaired by applying the stage again."""
+        observed = outputs.get("onTarget") or {}
+        found: dict[str, Fact] = {}
+        for row in outputs.get("created") or []:
+            name = _fact(row["kind"], row["name"])
+            if row["kind"] == "index":
+                found[name] = Fact(observed.get(name, PRESENT), redo=True)
+            else:
+                found[name] = Fact(observed.get(name, AS_CREATED))
+        return found
+
+
+PRESENT, AS_CREATED, MISSING, CHANGED = "present", "as created", "missing on the target", "changed on the target"
+
+
+def _fact(kind: str, name: str) -> str:
+    return f"{kind} {name}"

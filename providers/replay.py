@@ -29,10 +29,11 @@ import os
 import re
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mactl.providers.base import BaseProvider, Progress, StageContext
+from mactl.providers.base import BaseProvider, Fact, Progress, StageContext
 from mactl.providers.capture import resolved_log
 from mactl.state.workdir import StageFiles
 
@@ -307,6 +308,11 @@ class ReplayProvider(BaseProvider[ReplayInputs]):
         if out.get("follow"):
             out["running"] = fleet.is_mactl_process(fleet.read_pid(files.replayer_pid) or -1)
         return out
+
+    def facts(self, outputs: Mapping[str, Any]) -> dict[str, Fact]:
+        """None: the replayer's status, lag and counters change by themselves, and a follow
+        replayer is stopped on purpose by switchover and teardown. `status` shows them."""
+        return {}
 
 
 def _write_spec(path: Path, spec: ReplaySpec) -> None:

@@ -9,11 +9,12 @@ location, uuid) and rollback only ever deletes a snapshot mactl itself created.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from mactl.providers.base import BaseProvider, Progress, StageContext
+from mactl.providers.base import BaseProvider, Fact, Progress, StageContext
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError, TransportError
 
@@ -376,3 +377,8 @@ class SnapshotProvider(BaseProvider[SnapshotInputs]):
         current["state"] = info.get("state")
         current["indices"] = sorted(info.get("indices") or [])
         return current
+
+    def facts(self, outputs: Mapping[str, Any]) -> dict[str, Fact]:
+        """The snapshot's uuid: another snapshot under the same name is not the one every
+        later stage was built from, so the stage is redone with them."""
+        return {f"snapshot {outputs.get('name')}": Fact(outputs.get("uuid"), redo=True)}

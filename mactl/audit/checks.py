@@ -372,6 +372,8 @@ def _restrict(desired: Any, actual: Any, path: str, extra: list[str]) -> Any:
         return actual
     out: dict[str, Any] = {}
     for key, value in actual.items():
+        if key == "dynamic" and "dynamic" not in desired and str(value).lower() == "true":
+            continue  # `dynamic: true` is what an object without the key does: not a difference
         if key == "properties" and isinstance(value, dict) and isinstance(desired.get("properties"), dict):
             wanted = desired["properties"]
             extra += [f"{path}{name}" for name in value if name not in wanted]

@@ -2,8 +2,9 @@
 
 Both load the same config as `apply`, find the backfill stage ADDR in the expanded graph
 and read what `apply` recorded for it in the state (the working-state index, the
-dead-letter location, the snapshot's outputs). They never write the state: a worker's
-progress lives in the stage's lease documents, which `apply` watches.
+dead-letter location, the snapshot's outputs). A worker never writes the state: its
+progress lives in the stage's lease documents, which `apply` watches. `resend-failed`
+runs under the state lock and enters what it did in the stage's books and the history.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
@@ -20,17 +21,32 @@ from rich.console import Console
 from rich.live import Live
 
 from mactl.cli.app import app
-from mactl.cli.config_cmd import ConfigPathOpt, NoPythonTransformsOpt, VarFileOpt, VarOpt, find_stage, load_from_options
+from mactl.cli.config_cmd import (
+    ConfigPathOpt,
+    NoPythonTransformsOpt,
+    VarFileOpt,
+    VarOpt,
+    find_stage,
+    load_from_options,
+    lock_state,
+)
 from mactl.config.loader import LoadedConfig
 from mactl.errors import ConfigError, StateError
 from mactl.schema.backfill import BackfillInputs
 from mactl.state.workdir import Workdir
+
+if TYPE_CHECKING:
+    from mactl.backfill.resend import ResendResult
+    from mactl.state.document import StateDocument
 
 backfill_app = typer.Typer(help="Backfill (RFS) helpers: resend dead-lettered documents.", no_args_is_help=True)
 app.add_typer(backfill_app, name="backfill")
 
 WorkspaceOpt = typer.Option(None, "--workspace", help="The state workspace (default: the selected one).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
+LockTimeoutOpt = typer.Option(
+    "0s", "-lock-timeout", "--lock-timeout", help="How long to wait for the state lock (e.g. 30s, 5m)."
+)
 
 
 @dataclass
@@ -159,8 +175,13 @@ def resend_failed_command(
     no_python_transforms: NoPythonTransformsOpt = False,
     workspace: str | None = WorkspaceOpt,
     json_out: bool = JsonOpt,
+    lock_timeout: str = LockTimeoutOpt,
 ) -> None:
-    """Send the stage's dead-lettered documents again, optionally through a new transform."""
+    """Send the stage's dead-lettered documents again, optionally through a new transform.
+
+    The result goes into the stage's books in the state (its per-index counts, the
+    dead-letter total, the target counts) and its history; validations built on the
+    stage are marked to be run again, since their report predates the resend."""
     from mactl.backfill import deadletter
     from mactl.backfill.doc_transforms import DocumentTransformer
     from mactl.backfill.resend import resend
@@ -168,14 +189,7 @@ def resend_failed_command(
     from mactl.transforms import parse_spec
 
     found = _load_backfill_stage(address, config, var, var_file, workspace)
-    inputs, record = found.inputs, found.record
-    if record is None:
-        raise StateError(f"stage '{address}' has no record in the state: apply it first")
-    location = (record.outputs.get("deadLetter") or {}).get("location") or found.checkpoint.get("deadLetter")
-    if not location:
-        location = inputs.deadLetter.location if inputs.deadLetter else None
-    if not location:
-        raise StateError(f"stage '{address}': the state records no dead-letter location")
+    inputs = found.inputs
     transformer = None
     if transform is not None:
         if not Path(transform).is_file() and ":" not in transform:
@@ -187,12 +201,30 @@ def resend_failed_command(
         )
         transformer = DocumentTransformer([spec])
     started = time.monotonic()
-    result = resend(
-        client_for(inputs.target),
-        deadletter.Location(location, address, inputs.deadLetter.endpoint if inputs.deadLetter else None),
-        transformer=transformer,
-        retry_deadline_s=inputs.retryTimeoutSeconds,
-    )
+    # Under the state lock from start to end: no apply runs the stage meanwhile, and the
+    # stage's books are updated from the state as it is now.
+    with lock_state(found.backend, "backfill resend-failed", lock_timeout):
+        doc = found.backend.read()
+        record = doc.stages.get(address) if doc is not None else None
+        if doc is None or record is None:
+            raise StateError(f"stage '{address}' has no record in the state: apply it first")
+        checkpoint = record.checkpoint or {}
+        location = (record.outputs.get("deadLetter") or {}).get("location") or checkpoint.get("deadLetter")
+        if not location:
+            location = inputs.deadLetter.location if inputs.deadLetter else None
+        if not location:
+            raise StateError(f"stage '{address}': the state records no dead-letter location")
+        target = client_for(inputs.target)
+        result = resend(
+            target,
+            deadletter.Location(location, address, inputs.deadLetter.endpoint if inputs.deadLetter else None),
+            transformer=transformer,
+            retry_deadline_s=inputs.retryTimeoutSeconds,
+        )
+        stale: list[str] = []
+        if result.entries:
+            stale = _record_resend(doc, address, result, _target_counts(target, sorted(result.written_by_target)))
+            found.backend.write(doc)
     if json_out:
         typer.echo(orjson.dumps(result.to_json()).decode())
         return
@@ -202,3 +234,65 @@ def resend_failed_command(
     )
     for kind, n in sorted(result.reasons.items()):
         typer.echo(f"  still failing: {n:,} × {kind}")
+    for other in stale:
+        typer.echo(f"  {other}: its report predates this resend; the next apply validates again")
+
+
+def _target_counts(client: Any, indices: list[str]) -> dict[str, int]:
+    """Each index's document count as the target has it now (refreshed first)."""
+    from opensearchpy.exceptions import NotFoundError
+
+    counts: dict[str, int] = {}
+    for index in indices:
+        try:
+            client.indices.refresh(index=index)
+            counts[index] = int(client.count(index=index)["count"])
+        except NotFoundError:
+            counts[index] = 0
+    return counts
+
+
+def _record_resend(doc: StateDocument, address: str, result: ResendResult, counts: dict[str, int]) -> list[str]:
+    """The resend in the state: the stage's books, its status, stale validations (returned), the history."""
+    from mactl.backfill.resend import book_resend
+    from mactl.state import current_who
+    from mactl.state.document import utcnow
+
+    record = doc.stages[address]
+    record.outputs = book_resend(record.outputs, result, counts)
+    record.updated_at = utcnow()
+    if result.failed == 0 and record.status != "complete" and record.status.startswith("complete"):
+        record.status = "complete"  # a "complete with errors" whose errors are all resolved
+    stale: list[str] = []
+    if result.written or result.dropped:
+        built_on = _descendants(doc, address)
+        for other in sorted(built_on):
+            rec = doc.stages[other]
+            if rec.type == "validate" and rec.status == "complete":
+                rec.status = "tainted"
+                rec.last_error = f"its report predates `backfill resend-failed` on {address}: validate again"
+                stale.append(other)
+    detail = (
+        f"{result.entries} dead-lettered document(s): {result.written} written, {result.failed} still failing, "
+        f"{result.dropped} dropped by the transform" + (f"; to validate again: {', '.join(stale)}" if stale else "")
+    )
+    doc.record(
+        who=current_who(),
+        operation="backfill resend-failed",
+        address=address,
+        result="ok" if result.failed == 0 else "failed",
+        detail=detail,
+    )
+    return stale
+
+
+def _descendants(doc: StateDocument, address: str) -> set[str]:
+    found: set[str] = set()
+    todo = [address]
+    while todo:
+        current = todo.pop()
+        for other, rec in doc.stages.items():
+            if current in rec.depends_on and other not in found:
+                found.add(other)
+                todo.append(other)
+    return found

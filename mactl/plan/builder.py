@@ -9,8 +9,11 @@ Rules (the issue's section 4 and the seed's invalidation):
   unless `-keep-downstream ADDR`;
 - `-target` keeps targets plus their dependencies, `-exclude` drops stages plus their
   dependents, `-replace` forces a replacement;
-- refresh asks each provider to `read` what it made; a difference is "changed outside
-  mactl". With `refresh=False` no provider is called, so nothing touches the network.
+- refresh asks each provider to `read` what it made and compares the provider's `facts`
+  of it with the recorded ones (`mactl.plan.drift`); a difference is "changed outside
+  mactl": an update that repairs it, or, when the stage's result is gone, a replacement
+  that redoes it and everything built on it. With `refresh=False` no provider is called,
+  so nothing touches the network.
 This module reads the state document it is given and never writes anything.
 """
 
@@ -35,6 +38,7 @@ from mactl.graph.expand import StageGraph
 from mactl.graph.stage import Stage
 from mactl.masking import SENSITIVE, inputs_digest, mask_inputs, mask_values, path_is_sensitive
 from mactl.plan.definition import GATED_ACTIONS, AttributeChange, Change, Plan
+from mactl.plan.drift import Finding, compare
 from mactl.providers import registry
 from mactl.providers.base import StageContext
 from mactl.state.document import COMPLETE_STATUSES, StageRecord, StateDocument
@@ -310,10 +314,11 @@ class Planner:
 
     # -- refresh ----------------------------------------------------------------------
 
-    def _refresh(self, candidates: list[str]) -> dict[str, tuple[dict[str, Any] | None, bool]]:
-        """address → (outputs read, drifted?). Calls providers in parallel."""
+    def _refresh(self, candidates: list[str]) -> dict[str, tuple[dict[str, Any] | None, list[Finding]]]:
+        """address → (outputs read, the facts that differ; see `mactl.plan.drift`).
+        Calls providers in parallel. Outputs None: the stage's result is gone as a whole."""
 
-        def one(address: str) -> tuple[str, dict[str, Any] | None, bool]:
+        def one(address: str) -> tuple[str, dict[str, Any] | None, list[Finding]]:
             stage = self.graph.stages[address]
             record = self.records[address]
             provider = registry.get_provider(stage.type)
@@ -329,14 +334,14 @@ class Planner:
             )
             found = provider.read(ctx)
             if found is None:
-                return address, None, True
+                return address, None, []
             masked = mask_values(found, self.secrets)
-            return address, masked, masked != record.outputs
+            return address, masked, compare(provider.facts(record.outputs), provider.facts(masked))
 
         if not candidates:
             return {}
         with ThreadPoolExecutor(max_workers=max(1, min(8, self.options.parallelism * 2))) as pool:
-            return {a: (out, drift) for a, out, drift in pool.map(one, candidates)}
+            return {a: (out, findings) for a, out, findings in pool.map(one, candidates)}
 
     # -- the whole plan ---------------------------------------------------------------
 
@@ -415,15 +420,16 @@ class Planner:
                 for a, c in changes.items()
                 if c.action in ("noop", "update") and self.records[a].status in COMPLETE_STATUSES
             ]
-            for address, (outputs, drifted) in self._refresh(candidates).items():
-                if not drifted:
+            for address, (outputs, findings) in self._refresh(candidates).items():
+                if outputs is not None and not findings:
                     continue
-                before = self.records[address].outputs
                 drift = (
-                    tuple(attribute_diff(before, outputs or {}, (), {}))
+                    tuple(f.change for f in findings)
                     if outputs is not None
                     else (AttributeChange("(stage)", "exists", None),)
                 )
+                redo = [f.reason for f in findings if f.redo]
+                what = ", ".join(f.reason for f in findings)
                 c = changes[address]
                 if o.refresh_only:
                     changes[address] = _replace(
@@ -433,10 +439,24 @@ class Planner:
                     changes[address] = _replace(
                         c, action="create", reason="changed outside mactl: it no longer exists", drift=drift
                     )
+                elif redo:
+                    # The stage's result is gone: redo it, and (as a replacement) what is built on it.
+                    reason = "changed outside mactl: " + ", ".join(redo) + "; redone with what depends on it"
+                    changes[address] = _replace(
+                        c,
+                        action="replace",
+                        reason=reason if c.action == "noop" else c.reason + "; also " + reason,
+                        drift=drift,
+                        resume=False,
+                    )
                 elif c.action == "noop":
-                    changes[address] = _replace(c, action="update", reason="changed outside mactl", drift=drift)
+                    changes[address] = _replace(
+                        c, action="update", reason=f"changed outside mactl: {what}", drift=drift
+                    )
                 else:
-                    changes[address] = _replace(c, reason=c.reason + "; also changed outside mactl", drift=drift)
+                    changes[address] = _replace(
+                        c, reason=c.reason + f"; also changed outside mactl: {what}", drift=drift
+                    )
         if o.refresh_only:
             return {
                 a: (c if c.action == "read" else _replace(c, action="noop", reason="unchanged (refresh only)"))

@@ -270,6 +270,14 @@ def test_transform_renames_a_field_and_drops_documents(
 FIX_EXTRA = '{% set s = dict(_source) %}{% if "extra" in s %}{% do s.update({"extra_n": s.pop("extra")}) %}{% endif %}{"_source": {{ s | tojson }}}'
 
 
+def _state(tmp: Path) -> dict[str, Any]:
+    from mactl.state import LocalStateConfig, open_backend
+
+    doc = open_backend(LocalStateConfig(), base_dir=tmp).read()
+    assert doc is not None
+    return doc.model_dump(mode="json")
+
+
 def _record_in_state(tmp: Path, address: str, outputs: dict[str, Any]) -> None:
     """What apply would have recorded for the stage (the engine is not under test here)."""
     from mactl.state import LocalStateConfig, StageRecord, StateDocument, open_backend
@@ -313,6 +321,10 @@ def test_mapping_conflict_fills_the_dead_letter_queue_and_resend_failed_with_a_f
     out, err = same.communicate(timeout=60)
     assert same.returncode == 0, err[-2000:]
     assert json.loads(out)["failed"] == len(bad)
+    books = _state(tmp_path)
+    assert books["stages"][address]["outputs"]["indices"][index]["failed"] == len(bad)
+    assert books["history"][-1]["operation"] == "backfill resend-failed"
+    assert books["history"][-1]["result"] == "failed"
     # resend through a fixed transform (run on the original snapshot documents)
     (tmp_path / "fix.j2").write_text(FIX_EXTRA)
     fixed = _mactl(tmp_path, "backfill", "resend-failed", address, "--transform", "fix.j2", "--json")
@@ -328,6 +340,19 @@ def test_mapping_conflict_fills_the_dead_letter_queue_and_resend_failed_with_a_f
         expected[doc_id] = (routing, s)
     assert scan_docs(target, index) == expected
     assert list_files(location) == []  # nothing left to resend
+    # ... and the stage's books say so: every document written, none failed, the target counted
+    books = _state(tmp_path)
+    record = books["stages"][address]
+    assert record["status"] == "complete"
+    after = record["outputs"]
+    assert after["indices"][index]["written"] == len(live) and after["indices"][index]["failed"] == 0
+    assert after["deadLetter"] == {"location": str(dlq), "documents": 0}
+    assert after["targetIndices"][index] == {"expected": len(live), "actual": len(live)}
+    assert after["differences"] == []
+    assert after["resends"][-1] == {"documents": len(bad), "written": len(bad), "failed": 0, "dropped": 0}
+    last = books["history"][-1]
+    assert (last["operation"], last["address"], last["result"]) == ("backfill resend-failed", address, "ok")
+    assert f"{len(bad)} written, 0 still failing" in last["detail"]
 
 
 def test_target_cut_for_a_while_mid_run_then_the_stage_still_completes_exactly(

@@ -157,7 +157,9 @@ def test_refresh_reports_changes_outside_mactl_and_refresh_false_never_reads(pro
     assert project.calls("read")
     assert actions(doc) == {"metadata.src.snap1.t1.i0": "create", "backfill.src.snap1.t1.i0.b0": "update"}
     assert reasons(doc)["metadata.src.snap1.t1.i0"] == "changed outside mactl: it no longer exists"
-    assert reasons(doc)["backfill.src.snap1.t1.i0.b0"] == "changed outside mactl"
+    assert reasons(doc)["backfill.src.snap1.t1.i0.b0"] == (
+        "changed outside mactl: applied someone else, resumed_from gone, upstream gone"
+    )
     doc = plan_json(project, "-refresh-only")
     assert actions(doc) == {"metadata.src.snap1.t1.i0": "read", "backfill.src.snap1.t1.i0.b0": "read"}
     r = project.run("apply", "-refresh-only", "-auto-approve")

@@ -103,6 +103,20 @@ def test_demo_script_runs_passes_and_its_destroy_line_undoes_it(tmp_path: Path, 
         (line,) = [ln for ln in out.splitlines() if re.match(r"\s*mactl destroy ", ln)]
         destroy_line = shlex.split(line.split("#")[0])
         assert destroy_line[:3] == ["mactl", "destroy", "-auto-approve"]
+
+        # a plan right after the demo's apply has nothing to do: the proxy's health, the
+        # replayer's status and their timestamps are status, not changes made outside mactl
+        replan = subprocess.run(
+            [sys.executable, "-m", "mactl", "plan", "-detailed-exitcode", *destroy_line[3:]],
+            cwd=demo_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+        assert replan.returncode == 0, replan.stdout[-3000:] + replan.stderr[-3000:]
+        assert "No changes" in replan.stdout
         undo = subprocess.run(
             [sys.executable, "-m", *destroy_line],
             cwd=demo_dir,
