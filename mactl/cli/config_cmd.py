@@ -189,11 +189,11 @@ def validate_command(
 
 
 def expand_named(loaded: LoadedConfig) -> Any:
-    """`expand(loaded.config)`, with graph-level errors naming the config file."""
+    """`expand(loaded.config)` with the transforms' code digests, and graph-level errors naming the config file."""
     from mactl.graph.expand import expand
 
     try:
-        return expand(loaded.config)
+        return expand(loaded.config, config_dir=loaded.base_dir)
     except ConfigErrors as err:
         if err.source is None:
             raise ConfigErrors(err.issues, source=str(loaded.path), hint=err.hint) from None
