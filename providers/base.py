@@ -7,6 +7,9 @@ A provider owns one stage type. The engine asks it four things:
 - `replace_on`: which top-level input fields force replacement (roll back, then redo);
   a change to any other field is an update in place;
 - `validate(inputs)`: extra plan-time checks that need no network;
+- `preflight(inputs, ctx)` (optional, default: none): what the stage needs to run that
+  can be checked before anything is undone (clusters reachable, snapshot readable);
+  `apply` runs it for every stage it will run, and refuses before any rollback;
 - `apply(ctx)` / `rollback(ctx)` / `read(ctx)`: do, undo and observe the real thing.
 
 `apply` is called for both create and update; `ctx.prior_outputs` tells which. A long
@@ -28,7 +31,17 @@ from pydantic import BaseModel
 from mactl.errors import ProviderNotAvailable
 from mactl.schema.stage import Progress, ProgressFn
 
-__all__ = ["BaseProvider", "CheckpointFn", "InputsT", "LogFn", "Progress", "ProgressFn", "Provider", "StageContext"]
+__all__ = [
+    "BaseProvider",
+    "CheckpointFn",
+    "InputsT",
+    "LogFn",
+    "PreflightContext",
+    "Progress",
+    "ProgressFn",
+    "Provider",
+    "StageContext",
+]
 
 CheckpointFn = Callable[[dict[str, Any]], None]
 LogFn = Callable[[str], None]
@@ -66,6 +79,28 @@ class StageContext(Generic[InputsT]):
         return [out for addr, out in self.upstream.items() if addr.split(".", 1)[0] == stage_type]
 
 
+@dataclass
+class PreflightContext:
+    """What `Provider.preflight` may use. Nothing in it may be changed.
+
+    `upstream` holds the recorded outputs of the stage's dependencies; `redone` the
+    stage's ancestors that this run creates, updates or replaces first (their outputs,
+    e.g. a snapshot, do not exist yet, so do not check them). `probes` is shared by every
+    stage of one preflight, so each cluster is asked once.
+    """
+
+    address: str
+    upstream: Mapping[str, Mapping[str, Any]]
+    redone: frozenset[str]
+    config_dir: Path
+    timeout_s: float = 5.0
+    probes: dict[str, str | None] = field(default_factory=dict)
+
+    def redoes(self, stage_type: str) -> bool:
+        """True when this run (re)makes an ancestor of type `stage_type` before this stage."""
+        return any(addr.split(".", 1)[0] == stage_type for addr in self.redone)
+
+
 class Provider(Protocol[InputsT]):
     """What the engine needs from a stage type. See the module docstring."""
 
@@ -75,6 +110,8 @@ class Provider(Protocol[InputsT]):
     available: ClassVar[bool]
 
     def validate(self, inputs: InputsT) -> list[str]: ...
+
+    def preflight(self, inputs: InputsT, ctx: PreflightContext) -> list[str]: ...
 
     def apply(self, ctx: StageContext[InputsT]) -> dict[str, Any]: ...
 
@@ -99,6 +136,9 @@ class BaseProvider(Generic[InputsT]):
     available: ClassVar[bool] = True
 
     def validate(self, inputs: InputsT) -> list[str]:
+        return []
+
+    def preflight(self, inputs: InputsT, ctx: PreflightContext) -> list[str]:
         return []
 
     def apply(self, ctx: StageContext[InputsT]) -> dict[str, Any]:

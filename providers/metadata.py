@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
-from mactl.providers.base import BaseProvider, Progress, StageContext
+from mactl.providers.base import BaseProvider, PreflightContext, Progress, StageContext
 
 from mactl.cluster import client_for
 from mactl.errors import ProviderError
@@ -55,6 +55,16 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
         problems = validate_filters(inputs.indices)
         problems += [f"templateFilters: {p}" for p in validate_filters(inputs.templateFilters)]
         return problems
+
+    def preflight(self, inputs: MetadataInputs, ctx: PreflightContext) -> list[str]:
+        from mactl.providers.preflight import cluster_problem, snapshot_problem
+
+        problems = [cluster_problem(inputs.target, "target", ctx)]
+        if inputs.from_ == "live":
+            problems.append(cluster_problem(inputs.source, "source", ctx))
+        elif not ctx.redoes("snapshot"):
+            problems.append(snapshot_problem(inputs.repository, inputs.snapshotName, ctx))
+        return [p for p in problems if p]
 
     # --- apply --------------------------------------------------------------------------
 

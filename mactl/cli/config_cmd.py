@@ -141,6 +141,9 @@ def validate_command(
         loaded = load_from_options(config, var, var_file)
         graph = expand_named(loaded)
         problems = provider_problems(graph)
+        from mactl.plan.preflight import transform_issues
+
+        problems += transform_issues(loaded)
         if problems:
             raise ConfigErrors(problems, source=str(loaded.path))
     except ConfigErrors as err:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mactl.schema.common import TransformSpec
 
 from mactl.backfill.doc_transforms import DocumentTransformer
 from mactl.cli import app
@@ -30,6 +29,7 @@ from mactl.errors import ConfigError
 from mactl.metadata.items import Item
 from mactl.metadata.user_transforms import UserTransforms
 from mactl.metadata.version_transforms import ItemFailed
+from mactl.schema.common import TransformSpec
 from mactl.templating import FILTERS, TESTS, config_environment, transform_environment
 from mactl.transforms import NO_PYTHON_ENV, TransformError, compile_chain, compile_transform
 
@@ -293,6 +293,9 @@ def test_no_python_transforms_flag_refuses_them(
     path = _python_config(tmp_path)
     assert run_guarded(app, ["validate", "-c", str(path)]) == 0
     capsys.readouterr()
+    assert evil_module.exists()  # allowed, validate checks that it imports
+    evil_module.unlink()
+    sys.modules.pop("mactl_evil_transform", None)
     assert run_guarded(app, ["validate", "-c", str(path), "--no-python-transforms"]) == 1
     err = capsys.readouterr().err
     assert PYTHON_REFUSED in err and len([x for x in err.splitlines() if x.startswith("Error:")]) == 1
