@@ -16,10 +16,13 @@ its module is imported.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
+from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Any
 
@@ -102,12 +105,7 @@ def compile_transform(spec: TransformSpec, *, base_dir: Path | None = None) -> C
         assert spec.callable
         if python_transforms_refused():
             raise ConfigError(python_refusal(spec.callable))
-        module_name, _, func_name = spec.callable.partition(":")
-        try:
-            fn = getattr(importlib.import_module(module_name), func_name)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"transform {spec.callable}: cannot import it ({exc})") from None
-        return _wrap_callable(spec.callable, fn)
+        return _wrap_callable(spec.callable, import_callable(spec.callable, base_dir=base_dir))
     source = spec.template
     if spec.file:
         path = Path(spec.file) if base_dir is None else base_dir / spec.file
@@ -189,3 +187,111 @@ def compile_chain(
         return result
 
     return run
+
+
+# --- where Python transforms come from, and what their code is ------------------------------
+
+
+def use_config_folder(base_dir: Path | None) -> None:
+    """THE rule for finding a `module:function` transform: the config's folder first.
+
+    Like a script's own folder, the config's folder goes at the front of `sys.path` (once,
+    and it stays: a transform module may import its neighbours later). `validate`, `plan`,
+    `plan --evaluate`, `apply` and `mactl worker` all import transforms through
+    `import_callable`, which applies this; `locate_module` searches the same way without
+    importing anything.
+    """
+    if base_dir is None:
+        return
+    folder = str(base_dir.absolute())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+        importlib.invalidate_caches()
+
+
+def module_search_path(base_dir: Path | None) -> list[str]:
+    """`sys.path` as `use_config_folder(base_dir)` leaves it, without changing it."""
+    if base_dir is None:
+        return list(sys.path)
+    folder = str(base_dir.absolute())
+    return [folder, *(p for p in sys.path if p != folder)] if folder not in sys.path else list(sys.path)
+
+
+def import_callable(name: str, *, base_dir: Path | None = None) -> Callable[[dict[str, Any]], Any]:
+    """Import `module:function` from the config's folder (or `sys.path`); `ConfigError` naming it otherwise.
+
+    Importing runs the module's code: the caller checks `python_transforms_refused()` first.
+    """
+    module_name, _, func_name = name.partition(":")
+    use_config_folder(base_dir)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"transform {name}: cannot import it ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - user code failing at import time
+        raise ConfigError(f"transform {name}: cannot import it ({type(exc).__name__}: {exc})") from None
+    fn = getattr(module, func_name, None)
+    if fn is None:
+        raise ConfigError(f"transform {name}: cannot import it (module '{module_name}' has no '{func_name}')")
+    if not callable(fn):
+        raise ConfigError(f"transform {name}: '{func_name}' in module '{module_name}' is not callable")
+    result: Callable[[dict[str, Any]], Any] = fn
+    return result
+
+
+def locate_module(module_name: str, *, base_dir: Path | None = None) -> Path | None:
+    """The source file `import module_name` would load under `use_config_folder`'s rule.
+
+    Nothing is imported or executed (not even a parent package's `__init__`): each dotted
+    part is looked up with the path finder. None for a module that is not found or has
+    no source file (built-in, frozen, namespace package).
+    """
+    search: list[str] | None = module_search_path(base_dir)
+    parts = module_name.split(".")
+    origin: str | None = None
+    for i in range(len(parts)):
+        try:
+            found = PathFinder.find_spec(".".join(parts[: i + 1]), search)
+        except (ImportError, ValueError, OSError):
+            return None
+        if found is None:
+            return None
+        origin = found.origin if found.has_location else None
+        search = list(found.submodule_search_locations or [])
+        if i < len(parts) - 1 and not search:
+            return None
+    if origin is None or not os.path.isfile(origin):
+        return None
+    return Path(origin)
+
+
+def code_file(spec: TransformSpec, *, base_dir: Path | None = None) -> Path | None:
+    """The file holding a transform's code: its `.j2` file or its callable's module; None for inline ones."""
+    if spec.kind == "python" and spec.callable:
+        return locate_module(spec.callable.partition(":")[0], base_dir=base_dir)
+    if spec.file:
+        return Path(spec.file) if base_dir is None else base_dir / spec.file
+    return None
+
+
+def code_digest(spec: TransformSpec, *, base_dir: Path | None = None) -> str | None:
+    """`sha256:<hex>` of the transform's code file, read without importing it; None when there is none to read.
+
+    Recorded in a stage's inputs (`codeDigest`), so editing the code is a change `plan` shows.
+    """
+    path = code_file(spec, base_dir=base_dir)
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def code_label(spec: TransformSpec | Mapping[str, Any]) -> str:
+    """How a plan names a transform's code file: the `.j2` path, or the callable's module as a path."""
+    data = spec.model_dump() if isinstance(spec, TransformSpec) else spec
+    if data.get("kind") == "python" and data.get("callable"):
+        return str(data["callable"]).partition(":")[0].replace(".", "/") + ".py"
+    return str(data.get("file") or "inline template")

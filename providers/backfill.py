@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from mactl.providers.base import BaseProvider, Progress, StageContext
+from mactl.providers.base import BaseProvider, PreflightContext, Progress, StageContext
 from opensearchpy.exceptions import NotFoundError
 
 from mactl.errors import ProviderError
@@ -45,6 +45,17 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
         if inputs.maxThroughputMbps is not None and inputs.maxThroughputMbps <= 0:
             problems.append("maxThroughputMbps must be positive")
         return problems
+
+    def preflight(self, inputs: BackfillInputs, ctx: PreflightContext) -> list[str]:
+        from mactl.providers.preflight import cluster_problem, snapshot_problem
+
+        problems = [cluster_problem(inputs.target, "target", ctx)]
+        if not ctx.redoes("snapshot"):
+            name = next(
+                (str(o["name"]) for a, o in ctx.upstream.items() if a.startswith("snapshot.") and o.get("name")), None
+            )
+            problems.append(snapshot_problem(inputs.repository, name or inputs.snapshotName, ctx))
+        return [p for p in problems if p]
 
     def apply(self, ctx: Context) -> dict[str, Any]:
         from mactl.backfill.coordinator import run_stage

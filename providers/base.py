@@ -7,6 +7,9 @@ A provider owns one stage type. The engine asks it four things:
 - `replace_on`: which top-level input fields force replacement (roll back, then redo);
   a change to any other field is an update in place;
 - `validate(inputs)`: extra plan-time checks that need no network;
+- `preflight(inputs, ctx)` (optional, default: none): what the stage needs to run that
+  can be checked before anything is undone (clusters reachable, snapshot readable);
+  `apply` runs it for every stage it will run, and refuses before any rollback;
 - `apply(ctx)` / `rollback(ctx)` / `read(ctx)`: do, undo and observe the real thing;
 - `facts(outputs)`: the drift-relevant facts in a stage's outputs (see `Fact`).
 
@@ -35,6 +38,7 @@ __all__ = [
     "Fact",
     "InputsT",
     "LogFn",
+    "PreflightContext",
     "Progress",
     "ProgressFn",
     "Provider",
@@ -94,6 +98,28 @@ class Fact:
     redo: bool = False
 
 
+@dataclass
+class PreflightContext:
+    """What `Provider.preflight` may use. Nothing in it may be changed.
+
+    `upstream` holds the recorded outputs of the stage's dependencies; `redone` the
+    stage's ancestors that this run creates, updates or replaces first (their outputs,
+    e.g. a snapshot, do not exist yet, so do not check them). `probes` is shared by every
+    stage of one preflight, so each cluster is asked once.
+    """
+
+    address: str
+    upstream: Mapping[str, Mapping[str, Any]]
+    redone: frozenset[str]
+    config_dir: Path
+    timeout_s: float = 5.0
+    probes: dict[str, str | None] = field(default_factory=dict)
+
+    def redoes(self, stage_type: str) -> bool:
+        """True when this run (re)makes an ancestor of type `stage_type` before this stage."""
+        return any(addr.split(".", 1)[0] == stage_type for addr in self.redone)
+
+
 class Provider(Protocol[InputsT]):
     """What the engine needs from a stage type. See the module docstring."""
 
@@ -103,6 +129,8 @@ class Provider(Protocol[InputsT]):
     available: ClassVar[bool]
 
     def validate(self, inputs: InputsT) -> list[str]: ...
+
+    def preflight(self, inputs: InputsT, ctx: PreflightContext) -> list[str]: ...
 
     def apply(self, ctx: StageContext[InputsT]) -> dict[str, Any]: ...
 
@@ -130,6 +158,9 @@ class BaseProvider(Generic[InputsT]):
     available: ClassVar[bool] = True
 
     def validate(self, inputs: InputsT) -> list[str]:
+        return []
+
+    def preflight(self, inputs: InputsT, ctx: PreflightContext) -> list[str]:
         return []
 
     def apply(self, ctx: StageContext[InputsT]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mactl.providers.base import BaseProvider, Fact, Progress, StageContext
+from mactl.providers.base import BaseProvider, Fact, PreflightContext, Progress, StageContext
 from mactl.state.workdir import StageFiles
 
 from mactl.errors import ProviderError
@@ -83,6 +83,12 @@ class CaptureProvider(BaseProvider[CaptureInputs]):
             except re.error as exc:
                 problems.append(f"filters: bad regex for {name}: {exc}")
         return problems
+
+    def preflight(self, inputs: CaptureInputs, ctx: PreflightContext) -> list[str]:
+        from mactl.providers.preflight import cluster_problem
+
+        problem = cluster_problem(inputs.source, "source", ctx)
+        return [problem] if problem else []
 
     def apply(self, ctx: Context) -> dict[str, Any]:
         from mactl.capture import fleet

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
-from mactl.providers.base import BaseProvider, Fact, Progress, StageContext
+from mactl.providers.base import BaseProvider, Fact, PreflightContext, Progress, StageContext
 
 from mactl.cluster import client_for
 from mactl.errors import ProviderError
@@ -65,6 +65,16 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
         problems += [f"templateFilters: {p}" for p in validate_filters(inputs.templateFilters)]
         problems += [f"pipelines.filters: {p}" for p in validate_filters(inputs.pipelines.filters)]
         return problems
+
+    def preflight(self, inputs: MetadataInputs, ctx: PreflightContext) -> list[str]:
+        from mactl.providers.preflight import cluster_problem, snapshot_problem
+
+        problems = [cluster_problem(inputs.target, "target", ctx)]
+        if inputs.from_ == "live":
+            problems.append(cluster_problem(inputs.source, "source", ctx))
+        elif not ctx.redoes("snapshot"):
+            problems.append(snapshot_problem(inputs.repository, inputs.snapshotName, ctx))
+        return [p for p in problems if p]
 
     # --- apply --------------------------------------------------------------------------
 

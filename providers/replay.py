@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mactl.providers.base import BaseProvider, Fact, Progress, StageContext
+from mactl.providers.base import BaseProvider, Fact, PreflightContext, Progress, StageContext
 from mactl.providers.capture import resolved_log
 from mactl.state.workdir import StageFiles
 
@@ -151,6 +151,12 @@ class ReplayProvider(BaseProvider[ReplayInputs]):
         if inputs.workers < 1:
             problems.append("workers: at least 1")
         return problems
+
+    def preflight(self, inputs: ReplayInputs, ctx: PreflightContext) -> list[str]:
+        from mactl.providers.preflight import cluster_problem
+
+        problem = cluster_problem(inputs.target, "target", ctx)
+        return [problem] if problem else []
 
     def apply(self, ctx: Context) -> dict[str, Any]:
         from mactl.capture.log import position_offsets

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from mactl.providers.base import BaseProvider, Fact, Progress, StageContext
+from mactl.providers.base import BaseProvider, Fact, PreflightContext, Progress, StageContext
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError, TransportError
 
@@ -199,6 +199,12 @@ class SnapshotProvider(BaseProvider[SnapshotInputs]):
         if inputs.maxSnapshotRateMbPerNode is not None and inputs.maxSnapshotRateMbPerNode <= 0:
             problems.append("maxSnapshotRateMbPerNode must be positive")
         return problems
+
+    def preflight(self, inputs: SnapshotInputs, ctx: PreflightContext) -> list[str]:
+        from mactl.providers.preflight import cluster_problem
+
+        problem = cluster_problem(inputs.source, "source", ctx)
+        return [problem] if problem else []
 
     def apply(self, ctx: Context) -> dict[str, Any]:
         inputs = ctx.inputs

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mactl.providers.base import BaseProvider, StageContext
+from mactl.providers.base import BaseProvider, PreflightContext, StageContext
 from mactl.state.workdir import StageFiles
 
 from mactl.errors import ProviderError
@@ -55,6 +55,14 @@ class ValidateProvider(BaseProvider[ValidateInputs]):
                     "(a query is {index, query, optional targetIndex/name/sort/size})"
                 )
         return problems
+
+    def preflight(self, inputs: ValidateInputs, ctx: PreflightContext) -> list[str]:
+        from mactl.providers.preflight import cluster_problem, snapshot_problem
+
+        problems = [cluster_problem(inputs.source, "source", ctx), cluster_problem(inputs.target, "target", ctx)]
+        if inputs.repository is not None and inputs.snapshotName and not ctx.redoes("snapshot"):
+            problems.append(snapshot_problem(inputs.repository, inputs.snapshotName, ctx))
+        return [p for p in problems if p]
 
     def apply(self, ctx: Context) -> dict[str, Any]:
         from mactl.audit.checks import run_validation

@@ -82,7 +82,9 @@ def _load_backfill_stage(
     from mactl.state import open_backend
 
     loaded = load_from_options(config, var, var_file)
-    stage = find_stage(expand(loaded.config), address, "backfill", none_hint="backfill stages: none")
+    stage = find_stage(
+        expand(loaded.config, config_dir=loaded.base_dir), address, "backfill", none_hint="backfill stages: none"
+    )
     inputs = BackfillInputs.model_validate(stage.inputs)
     backend = open_backend(loaded.config.state, workspace, base_dir=loaded.base_dir)
     doc = backend.read()

@@ -166,6 +166,9 @@ def validate_command(
         loaded = load_from_options(config, var, var_file)
         graph = expand_named(loaded)
         problems = provider_problems(graph)
+        from mactl.plan.preflight import transform_issues
+
+        problems += transform_issues(loaded)
         if problems:
             raise ConfigErrors(problems, source=str(loaded.path))
     except ConfigErrors as err:
@@ -214,11 +217,11 @@ def validate_command(
 
 
 def expand_named(loaded: LoadedConfig) -> Any:
-    """`expand(loaded.config)`, with graph-level errors naming the config file."""
+    """`expand(loaded.config)` with the transforms' code digests, and graph-level errors naming the config file."""
     from mactl.graph.expand import expand
 
     try:
-        return expand(loaded.config)
+        return expand(loaded.config, config_dir=loaded.base_dir)
     except ConfigErrors as err:
         if err.source is None:
             raise ConfigErrors(err.issues, source=str(loaded.path), hint=err.hint) from None

@@ -218,6 +218,31 @@ def _metadata_evaluations(session: Session, plan: Any, doc: Any) -> str:
     return "\n── metadata evaluation " + "─" * 40 + "\n\n" + "\n".join(sections)
 
 
+def _check_transforms(session: Session) -> None:
+    """`validate`'s transform checks (compile, import from the config's folder), by config path."""
+    from mactl.config.issues import ConfigErrors
+    from mactl.plan.preflight import transform_issues
+
+    issues = transform_issues(session.loaded)
+    if issues:
+        raise ConfigErrors(issues, source=str(session.loaded.path))
+
+
+def _warn_preflight(session: Session, plan: Any, doc: Any) -> None:
+    """What apply's preflight would refuse (an unreachable cluster, an unreadable snapshot), on stderr."""
+    from mactl.plan.preflight import plan_warnings
+
+    for line in plan_warnings(plan, session.graph, session.loaded, doc):
+        typer.secho(f"Warning: {line}", fg="yellow", err=True)
+
+
+def _preflight(session: Session, plan: Any, doc: Any) -> None:
+    """Refuse the walk, before anything is rolled back, if a stage it runs could not be redone."""
+    from mactl.plan.preflight import check_apply
+
+    check_apply(plan, session.graph, session.loaded, doc)
+
+
 def _emit(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
@@ -254,9 +279,11 @@ def plan_command(
     """Show what apply would do: diff the config against the state, in order."""
     options = _options(target, exclude, replace, keep_downstream, refresh, refresh_only, parallelism=parallelism)
     session = _open(config, var, var_file)
+    _check_transforms(session)
     with lock_state(session.backend, "plan", lock_timeout, lock_takeover_stale):
         doc = session.backend.read()
         plan = make_plan(session, options, doc)
+    _warn_preflight(session, plan, doc)
     if out is not None:
         from mactl.plan.planfile import save_plan
 
@@ -407,6 +434,8 @@ def _plan_confirm_walk(
             typer.echo(no_changes)
             return None
         check_available(plan)
+        if operation == "apply":
+            _preflight(session, plan, doc)
         _confirm(question, auto_approve)
         return _walk(session, plan, doc, options.parallelism, operation)
 
@@ -444,6 +473,7 @@ def _apply_saved(
         if not plan.has_changes:
             typer.echo("\nApply complete! No changes.")
             return 0
+        _preflight(session, plan, doc)
         return _walk(session, plan, doc, parallelism, "apply")
 
 

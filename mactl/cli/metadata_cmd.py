@@ -36,7 +36,12 @@ def evaluate_cmd(
     from mactl.schema.metadata import MetadataInputs
 
     loaded = load_from_options(config, var, var_file)
-    stage = find_stage(expand(loaded.config), address, "metadata", none_hint="the config has no metadata stage")
+    stage = find_stage(
+        expand(loaded.config, config_dir=loaded.base_dir),
+        address,
+        "metadata",
+        none_hint="the config has no metadata stage",
+    )
     raw = dict(stage.inputs)
     if from_ is not None:
         if from_ not in ("snapshot", "live"):

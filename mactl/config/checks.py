@@ -186,6 +186,8 @@ def _transforms(
     specs: list[TransformSpec], loc: Loc, add: AddIssue, rules: TransformRules, names: frozenset[str]
 ) -> None:
     for i, spec in enumerate(specs):
+        if spec.codeDigest is not None:
+            add((*loc, i, "codeDigest"), "set by mactl (the hash of the transform's code file), not in the config")
         if spec.kind == "jinja":
             if bool(spec.template) == bool(spec.file):
                 add((*loc, i), "a jinja transform needs exactly one of `template` or `file`")

@@ -23,7 +23,10 @@ that waits for "every validate stage" also waits for the new target's). Workflow
 act on the first target unless they name one, for the same reason. Other stage inputs:
 snapshots are named `mactl-<source>-<entry>` unless `existingSnapshot` names one;
 validate stages get the repository and snapshot name only when the source has exactly
-one snapshot entry. This module is pure: no state, no network.
+one snapshot entry. With `config_dir`, each transform with a code file (a `.j2`
+file, a callable's module) carries `codeDigest`, the file's sha256, read without
+importing anything (`mactl.transforms.code_digest`), so editing the code changes the
+stage's inputs. This module is pure: no state, no network.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -107,14 +111,15 @@ def _lexicographic_order(stages: dict[str, Stage]) -> list[str]:
     return order  # shorter than `stages` if there is a cycle
 
 
-def expand(config: Config, *, validate_inputs: bool = True) -> StageGraph:
+def expand(config: Config, *, validate_inputs: bool = True, config_dir: Path | None = None) -> StageGraph:
     """The stage graph of `config`; `ConfigErrors` for references that lead nowhere.
 
     `validate_inputs` checks every stage's inputs against its provider's `Inputs`
     model (about 10 µs a stage on an idle machine); turning it off is for benchmarks only.
+    `config_dir` (the config's folder) turns on the transforms' `codeDigest`.
     """
     with paused_gc():
-        expander = _Expander(config)
+        expander = _Expander(config, config_dir)
         expander.run()
         if expander.issues:
             raise ConfigErrors(expander.issues)
@@ -133,8 +138,10 @@ def _lifecycle(block: StageBlock | None) -> Lifecycle:
 
 
 class _Expander:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_dir: Path | None = None) -> None:
         self.config = config
+        self.config_dir = config_dir
+        self._digests: dict[tuple[str, str], str | None] = {}
         self.stages: dict[str, Stage] = {}
         self.edges: list[tuple[str, str]] = []
         self.order: list[str] = []
@@ -216,10 +223,10 @@ class _Expander:
         for entry in sm.snapshots:
             for migration in entry.migrations:
                 if migration.metadata is not None:
-                    metadata_opts[id(migration.metadata)] = build.block_options(migration.metadata)
+                    metadata_opts[id(migration.metadata)] = self._with_code(build.block_options(migration.metadata))
                 for backfill in migration.backfills:
-                    backfill_opts[id(backfill)] = build.block_options(backfill)
-        replay_opts = build.block_options(sm.replayer) if sm.replayer is not None else None
+                    backfill_opts[id(backfill)] = self._with_code(build.block_options(backfill))
+        replay_opts = self._with_code(build.block_options(sm.replayer)) if sm.replayer is not None else None
         validation_opts = build.block_options(sm.validation)
         log = self._log_piece(sm)
 
@@ -301,6 +308,29 @@ class _Expander:
                     )
                 )
         return validates
+
+    def _with_code(self, piece: build.Piece) -> build.Piece:
+        """The block's options with each transform's `codeDigest` (or none without a code file)."""
+        transforms = piece.value.get("transforms")
+        if not transforms:
+            return piece
+        specs = [{k: v for k, v in t.items() if k != "codeDigest"} for t in transforms]
+        for spec in specs:
+            digest = self._code_digest(spec)
+            if digest is not None:
+                spec["codeDigest"] = digest
+        return build.Piece({**piece.value, "transforms": specs}, piece.secrets)
+
+    def _code_digest(self, spec: dict[str, Any]) -> str | None:
+        if self.config_dir is None or not (spec.get("file") or spec.get("callable")):
+            return None
+        key = (str(spec.get("kind")), str(spec.get("callable") or spec.get("file")))
+        if key not in self._digests:
+            from mactl.schema.common import TransformSpec
+            from mactl.transforms import code_digest
+
+            self._digests[key] = code_digest(TransformSpec.model_validate(spec), base_dir=self.config_dir)
+        return self._digests[key]
 
     def _capture(self, sm: SourceMigration, source_ref: build.Piece) -> str:
         b = build.InputsBuilder().put("source", source_ref)

@@ -147,6 +147,23 @@ def attribute_diff(
     return found
 
 
+def _code_changes(attrs: Iterable[AttributeChange], inputs: Mapping[str, Any]) -> dict[str, str]:
+    """Changed transform code (`<list>.<i>.codeDigest`) → "transforms[0] code changed (mymod.py)"."""
+    from mactl.transforms import code_label
+
+    found: dict[str, str] = {}
+    for a in attrs:
+        parts = a.path.split(".")
+        if len(parts) != 3 or parts[2] != "codeDigest" or not parts[1].isdigit():
+            continue
+        specs = inputs.get(parts[0])
+        index = int(parts[1])
+        spec = specs[index] if isinstance(specs, list) and index < len(specs) else None
+        label = code_label(spec) if isinstance(spec, Mapping) else "its file"
+        found[a.path] = f"{parts[0]}[{index}] code changed ({label})"
+    return found
+
+
 def _present(value: Any) -> Any:
     return None if type(value).__name__ == "NotPresent" else value
 
@@ -276,15 +293,18 @@ class Planner:
                 )
             return change(action="replace", reason=f"tainted ({why})", before=before, attributes=tuple(attrs))
         if attrs:
-            forcing = [a.path for a in attrs if a.forces_replacement]
-            if forcing:
+            code = _code_changes(attrs, d.masked)
+            forcing = [a.path for a in attrs if a.forces_replacement and a.path not in code]
+            if forcing or any(a.forces_replacement for a in attrs if a.path in code):
+                parts = [*code.values(), *([f"{', '.join(forcing)} forces replacement"] if forcing else [])]
                 return change(
                     action="replace",
-                    reason=f"inputs changed; {', '.join(forcing)} forces replacement",
+                    reason="inputs changed; " + "; ".join(parts) + ("" if forcing else " (forces replacement)"),
                     before=before,
                     attributes=tuple(attrs),
                 )
-            return change(action="update", reason="inputs changed", before=before, attributes=tuple(attrs))
+            reason = "inputs changed" + "".join(f"; {text}" for text in code.values())
+            return change(action="update", reason=reason, before=before, attributes=tuple(attrs))
         if record.status == "awaiting_approval":
             reason = f"approved by {record.approved_by}" if record.approved_by else "waiting for approval"
             return change(action="update", reason=reason, before=before)

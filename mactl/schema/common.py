@@ -88,6 +88,11 @@ class TransformSpec(Model):
     template: str | None = None
     file: str | None = None
     callable: str | None = None
+    codeDigest: str | None = Field(
+        None,
+        description="Set by mactl, not in the config: sha256 of the code file (the `.j2` file or the callable's "
+        "module), so that editing the code shows in `plan`.",
+    )
 
 
 class LifecycleConfig(Model):

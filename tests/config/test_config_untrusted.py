@@ -293,6 +293,9 @@ def test_no_python_transforms_flag_refuses_them(
     path = _python_config(tmp_path)
     assert run_guarded(app, ["validate", "-c", str(path)]) == 0
     capsys.readouterr()
+    assert evil_module.exists()  # allowed, validate checks that it imports
+    evil_module.unlink()
+    sys.modules.pop("mactl_evil_transform", None)
     assert run_guarded(app, ["validate", "-c", str(path), "--no-python-transforms"]) == 1
     err = capsys.readouterr().err
     assert PYTHON_REFUSED in err and len([x for x in err.splitlines() if x.startswith("Error:")]) == 1

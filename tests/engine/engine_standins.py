@@ -14,6 +14,7 @@ call so a test can change it between runs:
      "ignore_cancel": ["ADDR"],             # keeps working after ctx.cancelled is set
      "read": {"ADDR": {...} | null},        # what refresh reads (default: what the state says)
      "outputs": {"ADDR": {...}},            # merged into what apply returns
+     "preflight": {"ADDR": ["problem"]},    # what the preflight hook reports (default: nothing)
      "log_secret": "text"}                  # ctx.log()s this text (masking tests)
 """
 
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mactl.providers import registry
-from mactl.providers.base import BaseProvider, Progress, StageContext
+from mactl.providers.base import BaseProvider, PreflightContext, Progress, StageContext
 
 from mactl.errors import ProviderError
 
@@ -50,6 +51,14 @@ def _record(op: str, ctx: StageContext, **extra: Any) -> None:
         file.write(json.dumps(line) + "\n")
         file.flush()
         os.fsync(file.fileno())
+
+
+def _record_preflight(ctx: PreflightContext) -> None:
+    calls = control().get("calls")
+    if calls:
+        line = {"op": "preflight", "address": ctx.address, "redone": sorted(ctx.redone), "t": time.time()}
+        with _write_lock, open(calls, "a") as file:
+            file.write(json.dumps(line) + "\n")
 
 
 class StandinProvider(BaseProvider):
@@ -79,6 +88,10 @@ class StandinProvider(BaseProvider):
             "resumed_from": (ctx.checkpoint_data or {}).get("done"),
             **c.get("outputs", {}).get(ctx.address, {}),
         }
+
+    def preflight(self, inputs: Any, ctx: PreflightContext) -> list[str]:
+        _record_preflight(ctx)
+        return list(control().get("preflight", {}).get(ctx.address, []))
 
     def rollback(self, ctx: StageContext) -> None:
         c = control()

@@ -1,0 +1,136 @@
+"""Preflight before anything is undone, and transform code as part of the stage inputs (issue 14, items 5-6).
+
+On the real clusters: migrate one index with a `.j2` document transform, then
+- edit the `.j2` file: `plan` shows the backfill replaced, naming the changed code file;
+  put it back: "No changes";
+- point the transform at a Python module the config's folder cannot import (missing, then
+  one whose own import fails): `validate` and `plan` fail naming the transform's config
+  path, and `apply` refuses before any rollback: the target keeps its index and every
+  document, and the state is byte for byte what it was;
+- with a module that imports, `apply` replaces the backfill with it; editing the module
+  shows in `plan` as a change of `transforms[0]`'s code, an untouched module as none.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from wf_data import docs_of  # type: ignore[import-not-found]
+from wf_helpers import EXAMPLES, mactl  # type: ignore[import-not-found]
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+INLINE = "                  - kind: jinja\n                    template: '{\"_source\": {{ _source | tojson }}}'\n"
+DOC_TEMPLATE = '{"_source": {{ dict(_source, migrated="j2") | tojson }}}\n'
+TRANSFORM_PATH = (
+    "source-migration-configurations[0].snapshot-and-migration-configs[0].migrations[0]"
+    ".documentBackfillConfigs[0].transforms[0]"
+)
+
+
+def test_broken_transform_refused_before_any_rollback_and_code_edits_show_in_plan(
+    tmp_path: Path, es710: Any, os2: Any
+) -> None:
+    import wf_data  # type: ignore[import-not-found]
+
+    uid = uuid.uuid4().hex[:6]
+    prefix, index, module = f"pf{uid}", f"pf{uid}-products", f"pf{uid}_transforms"
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    base = (
+        (EXAMPLES / "incremental.yaml")
+        .read_text()
+        .replace("      name: es\n", f"      name: {prefix}\n")
+        .replace("name: mactl-incremental,", f"name: pf-{uid},")
+    )
+    assert INLINE in base
+
+    def configure(transform: str) -> None:
+        (conf / "incremental.yaml").write_text(base.replace(INLINE, f"                  - {transform}\n"))
+
+    configure("{kind: jinja, file: doc.j2}")
+    (conf / "doc.j2").write_text(DOC_TEMPLATE)
+    repo_dir = Path(es710.repo_dir) / "workflow" / f"pf-{uid}"
+    repo_dir.mkdir(parents=True, exist_ok=True)
+    for p in (repo_dir.parent, repo_dir):
+        p.chmod(0o777)
+    env = {
+        "MACTL_VAR_source_url": es710.url,
+        "MACTL_VAR_target_url": os2.url,
+        "MACTL_VAR_repo_dir": str(repo_dir),
+        "MACTL_VAR_index": index,
+        "MACTL_VAR_sample_percent": "100",
+    }
+
+    def run(*args: str) -> Any:
+        return mactl(tmp_path, *args, "-c", "conf/incremental.yaml", env=env)
+
+    backfill = f"backfill.{prefix}.snap.os2.m0.b0"
+    wf_data.load(es710.url, prefix)
+    try:
+        applied = run("apply", "-auto-approve")
+        assert applied.code == 0, applied.out[-2000:] + applied.err[-2000:]
+        migrated = docs_of(os2.url, index)
+        assert len(migrated) == 400 and all(doc["migrated"] == "j2" for doc in migrated.values())
+        unchanged = run("plan", "-detailed-exitcode")
+        assert unchanged.code == 0 and "No changes" in unchanged.out, unchanged.out + unchanged.err
+
+        # -- the .j2 file's contents are part of the inputs -------------------------------------
+        (conf / "doc.j2").write_text(DOC_TEMPLATE.replace('"j2"', '"j2-edited"'))
+        edited = run("plan", "-detailed-exitcode")
+        assert edited.code == 2, edited.out + edited.err
+        assert "transforms[0] code changed (doc.j2)" in edited.out
+        assert f"{backfill} must be REPLACED" in edited.out, edited.out
+        (conf / "doc.j2").write_text(DOC_TEMPLATE)
+        back = run("plan", "-detailed-exitcode")
+        assert back.code == 0 and "No changes" in back.out, back.out + back.err
+
+        # -- a Python transform the config's folder cannot import ---------------------------------
+        state_before = run("state", "pull")
+        assert state_before.code == 0, state_before.err
+        configure(f"{module}:fix")
+        for broken, why in (
+            (None, f"No module named '{module}'"),
+            (f"import pf{uid}_missing_dependency\n", f"No module named 'pf{uid}_missing_dependency'"),
+        ):
+            if broken is not None:
+                (conf / f"{module}.py").write_text(broken + "def fix(ctx):\n    return ctx\n")
+            expected = f"{TRANSFORM_PATH}: transform {module}:fix: cannot import it ({why})"
+            validated = run("validate")
+            assert validated.code == 1 and expected in validated.err, validated.out + validated.err
+            planned = run("plan")
+            assert planned.code == 1 and expected in planned.err, planned.out + planned.err
+            refused = run("apply", "-auto-approve")
+            assert refused.code == 1, refused.out + refused.err
+            assert "preflight failed: 1 problem(s); nothing was rolled back or changed" in refused.err
+            assert expected in refused.err and "Traceback" not in refused.err
+            # nothing was touched: every document still on the target, the state as it was
+            assert docs_of(os2.url, index) == migrated
+            assert run("state", "pull").out == state_before.out
+
+        # -- a module that imports: applied, and its code is part of the inputs ------------------
+        (conf / f"{module}.py").write_text(
+            'def fix(ctx):\n    return {"_source": dict(ctx["_source"], migrated="py")}\n'
+        )
+        assert run("validate").code == 0
+        replaced = run("apply", "-auto-approve")
+        assert replaced.code == 0, replaced.out[-2000:] + replaced.err[-2000:]
+        after = docs_of(os2.url, index)
+        assert set(after) == set(migrated) and all(doc["migrated"] == "py" for doc in after.values())
+        assert run("plan", "-detailed-exitcode").code == 0
+        (conf / f"{module}.py").write_text(
+            'def fix(ctx):\n    return {"_source": dict(ctx["_source"], migrated="py2")}\n'
+        )
+        changed = run("plan", "-detailed-exitcode")
+        assert changed.code == 2 and f"transforms[0] code changed ({module}.py)" in changed.out, changed.out
+    finally:
+        (conf / f"{module}.py").write_text("def fix(ctx):\n    return ctx\n")
+        run("destroy", "-auto-approve")
+        wf_data.drop(es710.url, prefix)
+        wf_data.drop(os2.url, prefix)
+        wf_data.request(es710.url, "DELETE", f"/_snapshot/pf-{uid}")
+        shutil.rmtree(repo_dir, ignore_errors=True)
