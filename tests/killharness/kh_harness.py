@@ -43,7 +43,7 @@ INDEX_SHARDS = {"orders": 2, "users": 1, "events": 1}
 #: How far into a stage of each type a kill may land at most (seconds after it shows as
 #: running): about its duration on this small dataset, so a kill lands inside it mostly,
 #: sometimes just after it (in the next stage or between two).
-MAX_INTO_STAGE_S = {"capture": 0.8, "snapshot": 0.8, "metadata": 0.25, "backfill": 2.5, "replay": 0.8, "validate": 0.4}
+MAX_INTO_STAGE_S = {"capture": 0.8, "snapshot": 0.8, "metadata": 0.1, "backfill": 2.5, "replay": 0.8, "validate": 0.05}
 
 
 class HarnessFailure(AssertionError):
