@@ -124,7 +124,7 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
         """
         from mactl.backfill import deadletter
         from mactl.backfill.prepare import lease_store
-        from mactl.backfill.rollback import delete_documents, planned_method, remove_documents
+        from mactl.backfill.rollback import planned_method, remove_documents
         from mactl.backfill.spec import build_spec
         from mactl.cluster import client_for
         from mactl.metadata.target import existing_index_names
@@ -153,22 +153,49 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
         used: dict[str, str] = {}
         for index in whole:
             used[index] = remove_documents(target, index, method, _metadata_definition(ctx.upstream, index))
-        read_units = _units_to_reread(ctx, spec, units, metas, prior)
-        if read_units:
-            from mactl.backfill.doc_transforms import DocumentTransformer
-            from mactl.backfill.rollback import written_documents
-            from mactl.backfill.source import open_snapshot_repository
-
-            repo = open_snapshot_repository(inputs.repository)
-            transformer = DocumentTransformer(inputs.transforms, base_dir=ctx.config_dir)
-            not_there = {i for i in indices if i not in present}
-            docs = written_documents(repo, read_units, transformer)
-            for index, n in delete_documents(target, docs, skip=set(whole) | not_there | created).items():
-                used[index] = f"delete_by_written_ids ({n} found)"
+        skip = set(whole) | created | {i for i in indices if i not in present}
+        if inputs.transforms or any(i not in skip for i in indices) or not indices:
+            self._delete_written(ctx, spec, units, metas, prior, skip, used)
         store.client.indices.delete(index=spec.state_index, ignore=[404])
         deadletter.remove_all(deadletter.Location(spec.deadletter, spec.address, spec.deadletter_endpoint))
         ctx.checkpoint({"rolledBack": used})
         ctx.log("rolled back: " + (", ".join(f"{i} by {m}" for i, m in used.items()) or "nothing was written"))
+
+    @staticmethod
+    def _delete_written(
+        ctx: Context,
+        spec: Any,
+        units: list[dict[str, Any]] | None,
+        metas: Mapping[str, Mapping[str, Any]],
+        prior: Mapping[str, Any],
+        skip: set[str],
+        used: dict[str, str],
+    ) -> None:
+        """Delete, outside `skip`, the documents by the ids the stage wrote (re-read from the snapshot)."""
+        from mactl.backfill.doc_transforms import DocumentTransformer
+        from mactl.backfill.rollback import delete_documents, written_documents
+        from mactl.backfill.source import open_snapshot_repository
+        from mactl.cluster import client_for
+        from mactl.snapshot_reader.errors import SnapshotReaderError
+
+        inputs = ctx.inputs
+        try:
+            read_units = _units_to_reread(ctx, spec, units, metas, prior)
+            if not inputs.transforms:
+                read_units = [u for u in read_units if u.index not in skip]
+            if not read_units:
+                return
+            repo = open_snapshot_repository(inputs.repository)
+            transformer = DocumentTransformer(inputs.transforms, base_dir=ctx.config_dir)
+            docs = written_documents(repo, read_units, transformer)
+            for index, n in delete_documents(client_for(inputs.target), docs, skip=skip).items():
+                used[index] = f"delete_by_written_ids ({n} found)"
+        except SnapshotReaderError as exc:
+            raise ProviderError(
+                f"{ctx.address}: cannot re-read the snapshot to find the documents this stage wrote: {exc}",
+                hint="the documents are found by their ids in the snapshot; restore the snapshot, or delete them "
+                "by hand and remove the stage with `mactl state rm`",
+            ) from None
 
     def read(self, ctx: Context) -> dict[str, Any] | None:
         return dict(ctx.prior_outputs) if ctx.prior_outputs is not None else None

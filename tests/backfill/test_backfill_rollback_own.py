@@ -20,6 +20,7 @@ from mactl.providers.base import StageContext
 from opensearchpy import OpenSearch
 
 from mactl.backfill.spec import build_spec
+from mactl.errors import ProviderError
 from mactl.schema.backfill import BackfillInputs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -148,3 +149,17 @@ def test_rollback_empties_an_index_the_metadata_stage_created(
     target.indices.refresh(index=created)
     assert target.count(index=created)["count"] == 0
     assert checkpoints[-1]["rolledBack"] == {created: outputs["rollbackMethod"]}
+
+
+def test_rollback_without_the_snapshot_fails_clearly_and_deletes_nothing(
+    source_snapshot: SourceSnapshot, target: OpenSearch, tmp_path: Path
+) -> None:
+    src = source_snapshot
+    index = name(f"gone-{uuid.uuid4().hex[:4]}")
+    target.indices.create(index=index, body={"settings": {"number_of_shards": 1, "number_of_replicas": 0}})
+    theirs = _someone_elses(target, index, ["doc-1", "other-a"])
+    inputs = _inputs(src, snapshotName=f"{src.snapshot}-deleted", indices=[{"names": [index]}])
+    prior = {"snapshotName": f"{src.snapshot}-deleted", "targetIndices": {index: {"expected": 1, "actual": 2}}}
+    with pytest.raises(ProviderError, match="cannot re-read the snapshot to find the documents this stage wrote"):
+        BackfillProvider().rollback(_ctx(inputs, stage_address(), tmp_path, prior=prior))
+    assert scan_docs(target, index) == theirs  # never a match_all on an index mactl did not create
