@@ -31,7 +31,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=60)
     parser.add_argument("--seed", type=int, default=int(time.time()) % 1_000_000)
-    parser.add_argument("--per-cycle", type=int, default=10, help="kills before each apply-to-completion and destroy")
+    parser.add_argument("--per-cycle", type=int, default=7, help="kills before each apply-to-completion and destroy")
     parser.add_argument("--types", default=",".join(kh.STAGE_TYPES), help="stage types to kill in (comma-separated)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

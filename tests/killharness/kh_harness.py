@@ -7,7 +7,8 @@ and deletes over several segments) and a legacy template, migrated to OpenSearch
 through capture → snapshot → metadata → backfill → replay → validate. `run_cycle` applies
 it, killing the apply while a stage of a chosen type runs (the types drawn from the seed,
 plus a random delay into the stage), and after each kill checks that the state file is
-readable, force-unlocks and goes on; the last apply runs to completion. Then the target is
+readable, force-unlocks and goes on; the last apply runs to completion (every third
+cycle instead destroys right away, with stages still interrupted). Then the target is
 compared with the source document by document (`_id`, routing, `_source` in its original
 key order), and `destroy` must leave nothing of mactl's behind: no snapshot, no
 repository registration, no migrated index or template, no backfill working index, no
@@ -58,6 +59,7 @@ class Figures:
     kills_by_type: Counter[str] = field(default_factory=Counter)
     reruns: int = 0
     cycles: int = 0
+    destroys_after_kill: int = 0
     docs_checked: int = 0
     docs_lost: int = 0
     docs_duplicated: int = 0
@@ -77,6 +79,7 @@ class Figures:
         rows += [
             ("reruns (applies after a kill)", str(self.reruns)),
             ("cycles (apply … destroy)", str(self.cycles)),
+            ("  of which destroyed right after a kill", str(self.destroys_after_kill)),
             ("documents checked", str(self.docs_checked)),
             ("documents lost", str(self.docs_lost)),
             ("documents duplicated", str(self.docs_duplicated)),
@@ -449,9 +452,19 @@ def kill_plan(rnd: random.Random, kills: int, types: tuple[str, ...] = STAGE_TYP
 
 
 def run_cycle(
-    project: Project, rnd: random.Random, figures: Figures, kills: int, types: tuple[str, ...] = STAGE_TYPES
+    project: Project,
+    rnd: random.Random,
+    figures: Figures,
+    kills: int,
+    types: tuple[str, ...] = STAGE_TYPES,
+    *,
+    destroy_after_kill: bool = False,
 ) -> None:
-    """One apply … destroy cycle with up to `kills` kills spread over the stage types."""
+    """One apply … destroy cycle with up to `kills` kills spread over the stage types.
+
+    With `destroy_after_kill` the cycle destroys straight after its last kill, with
+    stages left interrupted (no rerun to completion): destroy must still remove everything
+    the interrupted stages made."""
     for stage_type in kill_plan(rnd, kills, types):
         started = time.monotonic()
         killed, finished = _kill_during(project, rnd, stage_type, MAX_INTO_STAGE_S[stage_type], timeout=180)
@@ -469,6 +482,10 @@ def run_cycle(
         figures.apply_seconds.append(time.monotonic() - started)
         project.unlock()
         figures.reruns += 1
+    if destroy_after_kill:
+        figures.destroys_after_kill += 1
+        _destroy_and_check(project, figures)
+        return
     done = project.mactl("apply", "-auto-approve", timeout=600)
     if done.returncode != 0:
         raise HarnessFailure(f"the apply after the kills failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -478,6 +495,10 @@ def run_cycle(
     problems = project.compare(figures)
     if problems:
         raise HarnessFailure("the target differs from the source:\n  " + "\n  ".join(problems[:30]))
+    _destroy_and_check(project, figures)
+
+
+def _destroy_and_check(project: Project, figures: Figures) -> None:
     destroyed = project.mactl("destroy", "-auto-approve", timeout=600)
     if destroyed.returncode != 0:
         raise HarnessFailure(f"destroy failed:\n{destroyed.stdout[-3000:]}\n{destroyed.stderr[-3000:]}")
@@ -498,7 +519,7 @@ def run(
     *,
     kills: int,
     seed: int,
-    per_cycle: int = 10,
+    per_cycle: int = 7,
     types: tuple[str, ...] = STAGE_TYPES,
 ) -> Figures:
     """`kills` kills in cycles of `per_cycle`, on one project; raises HarnessFailure naming the seed."""
@@ -509,7 +530,15 @@ def run(
     try:
         while figures.kills < kills:
             before = figures.kills
-            run_cycle(project, rnd, figures, min(per_cycle, kills - figures.kills), types)
+            # every third cycle destroys right after its kills, stages still interrupted
+            run_cycle(
+                project,
+                rnd,
+                figures,
+                min(per_cycle, kills - figures.kills),
+                types,
+                destroy_after_kill=figures.cycles % 3 == 2,
+            )
             if figures.kills == before and figures.cycles > 3 * (kills // per_cycle + 1):
                 raise HarnessFailure("the kills never landed: every apply finished before its stage ran")
     except HarnessFailure as err:
