@@ -176,11 +176,19 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
         return [f"index {index} cannot be backfilled: {why}; {then}" for index, why in sorted(found.items())]
 
     def rollback(self, ctx: Context) -> None:
+        """Remove exactly the documents this stage wrote, then its working state.
+
+        An index the metadata stage created is emptied whole (the cheap path, by the
+        recorded `rollbackMethod`). Any other index, one that was on the target before,
+        loses only the documents by the ids this stage wrote, found by re-reading the
+        snapshot shards it worked on: documents written there by anyone else stay.
+        """
         from mactl.backfill import deadletter
         from mactl.backfill.prepare import lease_store
         from mactl.backfill.rollback import planned_method, remove_documents
         from mactl.backfill.spec import build_spec
         from mactl.cluster import client_for
+        from mactl.metadata.target import existing_index_names
 
         inputs = ctx.inputs
         spec = build_spec(ctx.address, inputs, workdir=ctx.workdir)
@@ -188,21 +196,67 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
         prior = dict(ctx.prior_outputs or {})
         indices = set(prior.get("targetIndices") or {})
         store = lease_store(spec)
+        units: list[dict[str, Any]] | None = None
+        metas: dict[str, dict[str, Any]] = {}
         try:
-            for unit in _all_generations_units(store):
+            units = _all_generations_units(store)
+            metas = _all_generations_meta(store)
+            for unit in units:
                 indices.update((unit.get("counters") or {}).get("written_by_index") or {})
                 if not inputs.transforms:
                     indices.add(unit["index"])
         except NotFoundError:
             pass  # no working state: nothing recorded beyond the outputs
+        present = existing_index_names(target)
+        created = _metadata_created_indices(ctx.upstream)
+        whole = sorted(i for i in indices if i in created and i in present)
         method = prior.get("rollbackMethod") or planned_method(target, inputs.rollbackMode)
         used: dict[str, str] = {}
-        for index in sorted(indices):
+        for index in whole:
             used[index] = remove_documents(target, index, method, _metadata_definition(ctx.upstream, index))
+        skip = set(whole) | created | {i for i in indices if i not in present}
+        if inputs.transforms or any(i not in skip for i in indices) or not indices:
+            self._delete_written(ctx, spec, units, metas, prior, skip, used)
         store.client.indices.delete(index=spec.state_index, ignore=[404])
         deadletter.remove_all(deadletter.Location(spec.deadletter, spec.address, spec.deadletter_endpoint))
         ctx.checkpoint({"rolledBack": used})
         ctx.log("rolled back: " + (", ".join(f"{i} by {m}" for i, m in used.items()) or "nothing was written"))
+
+    @staticmethod
+    def _delete_written(
+        ctx: Context,
+        spec: Any,
+        units: list[dict[str, Any]] | None,
+        metas: Mapping[str, Mapping[str, Any]],
+        prior: Mapping[str, Any],
+        skip: set[str],
+        used: dict[str, str],
+    ) -> None:
+        """Delete, outside `skip`, the documents by the ids the stage wrote (re-read from the snapshot)."""
+        from mactl.backfill.doc_transforms import DocumentTransformer
+        from mactl.backfill.rollback import delete_documents, written_documents
+        from mactl.backfill.source import open_snapshot_repository
+        from mactl.cluster import client_for
+        from mactl.snapshot_reader.errors import SnapshotReaderError
+
+        inputs = ctx.inputs
+        try:
+            read_units = _units_to_reread(ctx, spec, units, metas, prior)
+            if not inputs.transforms:
+                read_units = [u for u in read_units if u.index not in skip]
+            if not read_units:
+                return
+            repo = open_snapshot_repository(inputs.repository)
+            transformer = DocumentTransformer(inputs.transforms, base_dir=ctx.config_dir)
+            docs = written_documents(repo, read_units, transformer)
+            for index, n in delete_documents(client_for(inputs.target), docs, skip=skip).items():
+                used[index] = f"delete_by_written_ids ({n} found)"
+        except SnapshotReaderError as exc:
+            raise ProviderError(
+                f"{ctx.address}: cannot re-read the snapshot to find the documents this stage wrote: {exc}",
+                hint="the documents are found by their ids in the snapshot; restore the snapshot, or delete them "
+                "by hand and remove the stage with `mactl state rm`",
+            ) from None
 
     def read(self, ctx: Context) -> dict[str, Any] | None:
         return dict(ctx.prior_outputs) if ctx.prior_outputs is not None else None
@@ -220,6 +274,69 @@ def _upstream_snapshot_name(ctx: Context) -> str | None:
 def _all_generations_units(store: Any) -> list[dict[str, Any]]:
     resp = store.client.search(index=store.index, body={"size": 10000, "query": {"term": {"kind": "unit"}}})
     return [h["_source"] for h in resp["hits"]["hits"]]
+
+
+def _all_generations_meta(store: Any) -> dict[str, dict[str, Any]]:
+    """Each generation's meta document (snapshot name, sampling thresholds), by generation."""
+    resp = store.client.search(index=store.index, body={"size": 1000, "query": {"term": {"kind": "meta"}}})
+    return {str(h["_source"].get("gen")): h["_source"] for h in resp["hits"]["hits"]}
+
+
+def _metadata_created_indices(upstream: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """The target indices an upstream metadata stage recorded it created."""
+    names: set[str] = set()
+    for address, outputs in upstream.items():
+        if address.split(".", 1)[0] != "metadata":
+            continue
+        for row in outputs.get("created") or []:
+            if isinstance(row, Mapping) and row.get("kind") == "index":
+                names.add(str(row["name"]))
+    return names
+
+
+def _units_to_reread(
+    ctx: Context,
+    spec: Any,
+    units: list[dict[str, Any]] | None,
+    metas: Mapping[str, Mapping[str, Any]],
+    prior: Mapping[str, Any],
+) -> list[Any]:
+    """The snapshot shards whose documents this stage may have written.
+
+    From the working state: every unit a worker ever claimed, with its generation's
+    snapshot and sampling threshold. Without it (the stage finished and its working
+    state is gone) but with outputs: every unit of the snapshot it completed.
+    """
+    from mactl.backfill.rollback import ReadUnit
+
+    found: list[ReadUnit] = []
+    if units:
+        for unit in units:
+            if unit.get("status") == "pending" and not unit.get("claims") and not unit.get("holder"):
+                continue
+            meta = metas.get(str(unit.get("gen"))) or {}
+            snapshot = str(meta.get("snapshot") or prior.get("snapshotName") or spec.snapshot)
+            threshold = (meta.get("thresholds") or {}).get(unit["index"])
+            found.append(
+                ReadUnit(snapshot, unit["index"], int(unit["shard"]), None if threshold is None else int(threshold))
+            )
+        return sorted(set(found), key=lambda u: (u.snapshot, u.index, u.shard))
+    if not prior.get("snapshotName"):
+        return []
+    from dataclasses import replace
+
+    from mactl.backfill.prepare import thresholds
+    from mactl.backfill.source import open_snapshot_repository
+    from mactl.backfill.units import list_units
+
+    snapshot = str(prior["snapshotName"])
+    repo = open_snapshot_repository(ctx.inputs.repository)
+    listed, _excluded = list_units(repo, snapshot, ctx.inputs.indices)
+    limits = thresholds(replace(spec, snapshot=snapshot), repo, listed)
+    return [
+        ReadUnit(snapshot, u.index, u.shard, None if limits.get(u.index) is None else int(str(limits[u.index])))
+        for u in listed
+    ]
 
 
 def _metadata_definition(upstream: Mapping[str, Mapping[str, Any]], index: str) -> dict[str, Any] | None:

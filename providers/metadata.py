@@ -83,6 +83,7 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
         client = client_for(inputs.target, pool_maxsize=INDEX_WORKERS + 2)
         ev = evaluate(inputs, upstream=ctx.upstream, target_client=client, base_dir=ctx.config_dir)
         ours = self._already_ours(ctx)
+        intended = self._intended(ctx)
         rows: dict[str, dict[str, Any]] = {}
         failed_eval = [i for i in ev.items if i.action == "fail"]
         for item in ev.items:
@@ -104,7 +105,7 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
                 + "\n".join(f"  {i.kind} {i.name}: {i.reason}" for i in failed_eval),
                 hint="fix them with a transform, leave them out with `indices`, or set `onItemFailure: continue`",
             )
-        todo, recreate = self._resolve_conflicts(client, ev, inputs, ours, rows)
+        todo, recreate = self._resolve_conflicts(client, ev, inputs, ours, rows, intended)
         created = self._create_all(ctx, client, todo, recreate, ours, rows)
         created += self._no_longer_selected_pipelines(ctx, created)
         report = report_mod.build(ev.source, ev.target, ev.origin, self._ordered(rows))
@@ -125,7 +126,7 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
             "templateBodies": _template_bodies(client, created),
         }
         if failures and inputs.onItemFailure == "fail":
-            ctx.checkpoint({"created": created})
+            ctx.checkpoint({"created": created, "intended": self._intents_left(ctx, todo, recreate, created)})
             raise ProviderError(
                 f"{len(failures)} metadata item(s) failed on the target ({len(created)} created, recorded for rollback):\n"
                 + "\n".join(f"  {r['kind']} {r['name']}: {r.get('reason', '')}" for r in failures)
@@ -159,10 +160,41 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
                 found.add(_key(row["kind"], row["name"]))
         return found
 
+    def _intended(self, ctx: Context) -> dict[str, bool]:
+        """Items an interrupted run recorded it was about to create (key → was a recreate)."""
+        return {
+            _key(row["kind"], row["name"]): bool(row.get("recreate"))
+            for row in (ctx.checkpoint_data or {}).get("intended") or []
+        }
+
+    @staticmethod
+    def _intents_left(
+        ctx: Context, todo: list[EvaluatedItem], recreate: set[str], created: list[dict[str, str]]
+    ) -> list[dict[str, Any]]:
+        """The intents not yet confirmed as created (kept with the checkpoint for rollback)."""
+        done = {_key(r["kind"], r["name"]) for r in created}
+        rows: dict[str, dict[str, Any]] = {
+            _key(i.kind, i.name): {"kind": i.kind, "name": i.name, "recreate": _key(i.kind, i.name) in recreate}
+            for i in todo
+            if _key(i.kind, i.name) not in done
+        }
+        for row in (ctx.checkpoint_data or {}).get("intended") or []:
+            key = _key(row["kind"], row["name"])
+            if key not in done and key not in rows:
+                rows[key] = dict(row)
+        return list(rows.values())
+
     def _resolve_conflicts(
-        self, client: Any, ev: Evaluation, inputs: MetadataInputs, ours: set[str], rows: dict[str, dict[str, Any]]
+        self,
+        client: Any,
+        ev: Evaluation,
+        inputs: MetadataInputs,
+        ours: set[str],
+        rows: dict[str, dict[str, Any]],
+        intended: dict[str, bool] | None = None,
     ) -> tuple[list[EvaluatedItem], set[str]]:
         """Split items into those to create and those the target already has; fail early on conflicts."""
+        intended = intended or {}
         existing_indices = tgt.existing_index_names(client)
         todo: list[EvaluatedItem] = []
         recreate: set[str] = set()
@@ -180,6 +212,11 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
                 continue
             assert item.body is not None
             diff = tgt.differences(item.kind, item.body, actual)
+            if key in intended and key not in ours and (not intended[key] or not diff):
+                # An interrupted run recorded it was about to create this item, and the item
+                # was absent then (or, for a recreate, now matches what mactl creates): the
+                # create went through before the kill. It is this stage's.
+                ours.add(key)
             if key in ours and diff and item.kind != "index":
                 # Ours, changed on the target since: put back what this stage creates.
                 recreate.add(key)
@@ -244,6 +281,12 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
         ]
         total = len(todo)
         done = 0
+        # Every item is in the recorded intent list BEFORE its create request is sent (one
+        # state write for the whole batch): a kill at any point after leaves a record that
+        # a rerun adopts and a rollback deletes, however short the stage was.
+        intents = self._intents_left(ctx, todo, recreate, created)
+        if todo:
+            ctx.checkpoint({"created": list(created), "intended": intents})
         last_checkpoint = time.monotonic()
 
         def one(item: EvaluatedItem) -> tuple[EvaluatedItem, list[str] | str]:
@@ -289,7 +332,7 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
                 created.append({"kind": item.kind, "name": item.name})
             ctx.progress(Progress(done=done, total=total, unit="items", message=f"{item.kind} {item.name}"))
             if time.monotonic() - last_checkpoint >= CHECKPOINT_EVERY_S:
-                ctx.checkpoint({"created": list(created)})
+                ctx.checkpoint({"created": list(created), "intended": intents})
                 last_checkpoint = time.monotonic()
 
         # Indices first, templates after: a template created first would also apply to the
@@ -330,9 +373,25 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
         return list(seen.values())
 
     def rollback(self, ctx: Context) -> None:
-        """Delete exactly what this stage created: indices first, then templates in reverse order."""
+        """Delete exactly what this stage created: indices first, then templates in reverse order.
+
+        "Created" is what the outputs or the checkpoint confirm, plus what an interrupted
+        run recorded it was about to create and that exists now (the create went through
+        before the kill). An intended recreate that was never confirmed is left alone: the
+        item there may still be the one the target had before.
+        """
         inputs = ctx.inputs
         created = self._created(ctx)
+        confirmed = {_key(r["kind"], r["name"]) for r in created}
+        for row in (ctx.checkpoint_data or {}).get("intended") or []:
+            key = _key(row["kind"], row["name"])
+            if key in confirmed:
+                continue
+            if row.get("recreate"):
+                ctx.log(f"{row['kind']} {row['name']}: its recreate was never confirmed; left alone")
+                continue
+            created.append({"kind": row["kind"], "name": row["name"]})
+            confirmed.add(key)
         if not created:
             return
         client = client_for(inputs.target)

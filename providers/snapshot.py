@@ -9,6 +9,7 @@ location, uuid) and rollback only ever deletes a snapshot mactl itself created.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -18,7 +19,7 @@ from mactl.providers.base import BaseProvider, Fact, PreflightContext, Progress,
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError, TransportError
 
-from mactl.cluster import client_for, cluster_version
+from mactl.cluster import client_for, cluster_version, version_tuple
 from mactl.errors import ProviderError
 from mactl.indexfilter import select, validate_filters
 from mactl.schema.common import SnapshotRepository
@@ -188,6 +189,45 @@ def _capture_start_position(ctx: Context) -> Any:
     return None
 
 
+def _supports_metadata(version: tuple[str, str]) -> bool:
+    """Snapshot `metadata` exists since Elasticsearch 7.3 and in every OpenSearch."""
+    distribution, number = version
+    return distribution == "opensearch" or version_tuple(number) >= (7, 3)
+
+
+def _marker_of(info: dict[str, Any]) -> dict[str, Any]:
+    meta = info.get("metadata")
+    found = meta.get("mactl") if isinstance(meta, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def _is_ours(info: dict[str, Any], address: str, recorded: Any) -> bool:
+    """Did this stage make `info`? Its marker names this stage and a run recorded before
+    the create request (in the checkpoint, or in the outputs once complete).
+
+    A source without snapshot metadata (Elasticsearch before 7.3) carries no marker: the
+    request recorded for this very name before it was sent is then the only evidence.
+    """
+    if not isinstance(recorded, dict) or recorded.get("name") != info.get("snapshot"):
+        return False
+    marker = _marker_of(info)
+    if not recorded.get("marked"):
+        return not marker
+    return marker.get("stage") == address and bool(marker.get("run")) and marker.get("run") == recorded.get("run")
+
+
+def _requested(ctx: Context) -> dict[str, Any] | None:
+    """The create request recorded before it was sent, from the checkpoint or outputs."""
+    for source in (ctx.checkpoint_data or {}, ctx.prior_outputs or {}):
+        found = source.get("requested")
+        if isinstance(found, dict) and found.get("name"):
+            return dict(found)
+    if (ctx.checkpoint_data or {}).get("started"):
+        # recorded by an older mactl, after the request and without a marker
+        return {"name": ctx.inputs.snapshotName, "run": None, "marked": False}
+    return None
+
+
 class SnapshotProvider(BaseProvider[SnapshotInputs]):
     type = "snapshot"
     Inputs = SnapshotInputs
@@ -212,36 +252,122 @@ class SnapshotProvider(BaseProvider[SnapshotInputs]):
         version = cluster_version(client)
         if inputs.existing:
             return self._import(ctx, client, inputs, version)
-        repo = register_repository(client, inputs)
         prior = ctx.prior_outputs or {}
+        checkpoint = dict(ctx.checkpoint_data or {})
+        registered = self._registered_by_mactl(ctx, client, inputs)
+        repo = register_repository(client, inputs)
+        requested = _requested(ctx)
         existing = _describe(client, repo, inputs.snapshotName)
         if existing is not None:
             if prior.get("uuid") == existing.get("uuid") and existing.get("state") == "SUCCESS":
                 # An update in place (e.g. a new rate limit): the snapshot itself stands.
-                return {**prior, "repository": repository_description(inputs.repository, repo)}
-            if existing.get("state") == "IN_PROGRESS" and (ctx.checkpoint_data or {}).get("started"):
+                return {
+                    **prior,
+                    "repository": repository_description(inputs.repository, repo),
+                    "repositoryRegisteredByMactl": registered,
+                }
+            if not _is_ours(existing, ctx.address, requested):
+                raise ProviderError(
+                    f"snapshot '{inputs.snapshotName}' already exists in repository '{repo}' and mactl did not create it",
+                    hint="choose another snapshotName, or import it with `existingSnapshot`",
+                )
+            # Started by an earlier run of this stage that was killed: adopt it, whatever
+            # it became while mactl was away.
+            state = existing.get("state")
+            if state in ("IN_PROGRESS", "STARTED", "INIT"):
+                ctx.log(f"snapshot {inputs.snapshotName}: started by an earlier run, still running; waiting for it")
                 info = self._wait(ctx, client, repo, inputs.snapshotName)
-                return self._finish(ctx, client, repo, info, inputs, version)
-            raise ProviderError(
-                f"snapshot '{inputs.snapshotName}' already exists in repository '{repo}' and mactl did not create it",
-                hint="choose another snapshotName, or import it with `existingSnapshot`",
+            else:
+                info = existing
+            if info.get("state") == "SUCCESS":
+                ctx.log(f"snapshot {inputs.snapshotName}: started by an earlier run; adopted")
+                return self._finish(
+                    ctx, client, repo, info, inputs, version, requested=requested, registered=registered
+                )
+            ctx.log(
+                f"snapshot {inputs.snapshotName}: an earlier run's attempt ended {info.get('state')}; deleting it and retaking"
             )
+            self._delete(client, repo, inputs.snapshotName)
         selected = self._select(client, inputs)
-        capture = _capture_position(ctx)
+        capture = checkpoint.get("capturePosition") if requested else None
+        if capture is None:
+            capture = _capture_position(ctx)
+        marked = _supports_metadata(version)
+        requested = {"name": inputs.snapshotName, "run": uuid.uuid4().hex, "marked": marked}
         body: dict[str, Any] = {
             "indices": ",".join(selected),
             "include_global_state": inputs.includeGlobalState,
             "ignore_unavailable": False,
             "partial": False,
         }
+        if marked:
+            body["metadata"] = {"mactl": {"stage": ctx.address, "run": requested["run"]}}
+        # Recorded BEFORE the request: a kill at any point after it leaves a snapshot a
+        # rerun (or a rollback) can recognise as this stage's by its marker.
+        ctx.checkpoint(
+            {
+                "requested": requested,
+                "capturePosition": capture,
+                "repositoryRegisteredByMactl": registered,
+            }
+        )
         ctx.log(f"snapshot {inputs.snapshotName}: {len(selected)} indices into repository {repo}")
         try:
             client.snapshot.create(repository=repo, snapshot=inputs.snapshotName, body=body, wait_for_completion=False)
         except TransportError as exc:
             raise ProviderError(f"snapshot '{inputs.snapshotName}' could not start: {_reason(exc)}") from None
-        ctx.checkpoint({"started": True, "capturePosition": capture})
+        ctx.checkpoint(
+            {
+                "requested": requested,
+                "started": True,
+                "capturePosition": capture,
+                "repositoryRegisteredByMactl": registered,
+            }
+        )
         info = self._wait(ctx, client, repo, inputs.snapshotName)
-        return self._finish(ctx, client, repo, info, inputs, version, capture_position=capture)
+        return self._finish(
+            ctx,
+            client,
+            repo,
+            info,
+            inputs,
+            version,
+            capture_position=capture,
+            requested=requested,
+            registered=registered,
+        )
+
+    def _registered_by_mactl(self, ctx: Context, client: OpenSearch, inputs: SnapshotInputs) -> bool:
+        """Whether this stage registered the repository (so rollback may deregister it).
+
+        Once recorded (checkpoint or outputs) the first answer stands: a rerun finds the
+        repository registered by its own earlier run.
+        """
+        for source in (ctx.checkpoint_data or {}, ctx.prior_outputs or {}):
+            if "repositoryRegisteredByMactl" in source:
+                return bool(source["repositoryRegisteredByMactl"])
+        try:
+            client.snapshot.get_repository(repository=repository_name(inputs))
+        except NotFoundError:
+            return True
+        except TransportError as exc:
+            if exc.status_code == 404:
+                return True
+            raise ProviderError(
+                f"cannot read snapshot repository '{repository_name(inputs)}': {_reason(exc)}"
+            ) from None
+        return False
+
+    @staticmethod
+    def _delete(client: OpenSearch, repo: str, name: str) -> None:
+        try:
+            client.snapshot.delete(repository=repo, snapshot=name)
+        except NotFoundError:
+            return
+        except TransportError as exc:
+            if exc.status_code == 404:
+                return
+            raise ProviderError(f"cannot delete snapshot '{name}': {_reason(exc)}") from None
 
     def _select(self, client: OpenSearch, inputs: SnapshotInputs) -> list[str]:
         """The user's filters only. Built-in exclusions (system indices…) are applied, and
@@ -292,6 +418,8 @@ class SnapshotProvider(BaseProvider[SnapshotInputs]):
         version: tuple[str, str],
         *,
         capture_position: Any = None,
+        requested: dict[str, Any] | None = None,
+        registered: bool = False,
     ) -> dict[str, Any]:
         """Outputs of a finished snapshot.
 
@@ -313,7 +441,7 @@ class SnapshotProvider(BaseProvider[SnapshotInputs]):
             # No position was recorded before this snapshot began (it was started by an
             # older run): the capture stage's own start is earlier still, so nothing is lost.
             capture_position = _capture_start_position(ctx)
-        return _outputs(
+        outputs = _outputs(
             info,
             inputs=inputs,
             repo_name=repo,
@@ -321,6 +449,9 @@ class SnapshotProvider(BaseProvider[SnapshotInputs]):
             source_version=version,
             capture_position=capture_position,
         )
+        outputs["requested"] = requested
+        outputs["repositoryRegisteredByMactl"] = registered
+        return outputs
 
     def _import(
         self, ctx: Context, client: OpenSearch, inputs: SnapshotInputs, version: tuple[str, str]
@@ -347,25 +478,57 @@ class SnapshotProvider(BaseProvider[SnapshotInputs]):
         )
 
     def rollback(self, ctx: Context) -> None:
+        """Delete the snapshot this stage created, and the repository if it registered it.
+
+        "Created" is proven by the recorded uuid, or by the marker in the snapshot's
+        metadata matching the request recorded before it was sent: a stage killed before
+        it recorded completion still removes the snapshot it started.
+        """
         prior = ctx.prior_outputs or {}
-        if not prior.get("createdByMactl"):
+        requested = _requested(ctx)
+        if prior and not prior.get("createdByMactl") and requested is None:
             ctx.log(f"snapshot {prior.get('name')}: imported, not created by mactl; left in place")
             return
         inputs = ctx.inputs
+        name = prior.get("name") or (requested or {}).get("name")
+        if not name:
+            return
         client = client_for(inputs.source)
         repo = (prior.get("repository") or {}).get("name") or repository_name(inputs)
-        info = _describe(client, repo, prior["name"])
-        if info is None:
-            return
-        if prior.get("uuid") and info.get("uuid") != prior["uuid"]:
-            ctx.log(f"snapshot {prior['name']} now has another uuid: someone else made it; left in place")
-            return
+        info = _describe(client, repo, name)
+        if info is not None:
+            by_uuid = bool(prior.get("uuid")) and info.get("uuid") == prior.get("uuid")
+            if by_uuid or _is_ours(info, ctx.address, requested):
+                self._delete(client, repo, name)
+            else:
+                ctx.log(f"snapshot {name}: not the one this stage made (another uuid or marker); left in place")
+                return
+        registered = prior.get(
+            "repositoryRegisteredByMactl", (ctx.checkpoint_data or {}).get("repositoryRegisteredByMactl")
+        )
+        if registered or repo == f"mactl-{inputs.source.name}":
+            # mactl's own default name: every snapshot stage of this source shares it
+            self._deregister_if_empty(ctx, client, repo)
+
+    @staticmethod
+    def _deregister_if_empty(ctx: Context, client: OpenSearch, repo: str) -> None:
+        """Remove the repository registration mactl made, once no snapshot is left in it
+        (another stage of the same source may still use it)."""
         try:
-            client.snapshot.delete(repository=repo, snapshot=prior["name"])
+            left = client.snapshot.get(repository=repo, snapshot="_all").get("snapshots") or []
         except NotFoundError:
             return
         except TransportError as exc:
-            raise ProviderError(f"cannot delete snapshot '{prior['name']}': {_reason(exc)}") from None
+            if exc.status_code == 404:
+                return
+            raise ProviderError(f"cannot list snapshots in repository '{repo}': {_reason(exc)}") from None
+        if left:
+            ctx.log(f"repository {repo}: {len(left)} snapshot(s) left in it; registration kept")
+            return
+        try:
+            client.snapshot.delete_repository(repository=repo)
+        except NotFoundError:
+            return
 
     def read(self, ctx: Context) -> dict[str, Any] | None:
         """The snapshot as it is now: None when it was deleted outside mactl."""

@@ -84,7 +84,9 @@ class ContextBuilder:
                 else None
             ),
             upstream=upstream,
-            checkpoint_data=(record.checkpoint if resume and record is not None else None),
+            # a rollback sees the checkpoint too: what an interrupted run recorded it was
+            # about to create is what it must undo
+            checkpoint_data=(record.checkpoint if (resume or phase == "rollback") and record is not None else None),
             workdir=stage_dir,
             config_dir=self.config_dir,
         )

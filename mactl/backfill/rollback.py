@@ -1,6 +1,12 @@
 """Undoing a backfill: remove the documents it wrote, and its working state.
 
-Three ways, chosen by the stage's `rollbackMode` and what the target can do:
+Rollback deletes exactly what the stage wrote. On a target index some other stage or
+person created (the metadata stage found it existing), that means the documents by the
+ids the stage wrote: `written_documents` re-reads the snapshot shards the stage worked on
+(through the same sampling and transforms, so the same target index, id and routing) and
+`delete_documents` bulk-deletes those, never a `match_all`. Only on an index the metadata
+stage created may the whole index be emptied, one of three ways chosen by the stage's
+`rollbackMode` and what the target can do:
 - `delete_by_query`: `_delete_by_query` match_all on each index the stage wrote to. It
   needs the target's reindex module; a target without it answers "no handler found".
 - `delete_by_ids`: the fallback that needs no module: scroll the index's ids (with
@@ -12,7 +18,8 @@ Which one ran is returned so the state can record it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from opensearchpy import OpenSearch
@@ -120,3 +127,93 @@ def remove_documents(
         return "delete_by_ids"
     except NotFoundError:
         return method
+
+
+# --------------------------------------------------------------------------- by the ids written
+
+
+@dataclass(frozen=True)
+class ReadUnit:
+    """One snapshot shard the stage worked on (or may have: a unit a killed worker held)."""
+
+    snapshot: str
+    index: str
+    shard: int
+    threshold: int | None  # the sampling threshold the stage used (None: everything)
+
+
+def written_documents(repo: Any, units: Iterable[ReadUnit], transformer: Any) -> Iterator[tuple[str, str, str | None]]:
+    """(target index, id, routing) of every document the stage wrote from `units`.
+
+    The snapshot's live documents pass through the same sampler and transform chain the
+    workers used: what comes out is what was written. A unit a worker held when it was
+    killed yields all its documents, whether or not each reached the target: a delete of
+    an id the stage never wrote is a no-op ("not_found"), and an id it did write was its.
+    """
+    from mactl.backfill.sampling import Sampler
+
+    for unit in units:
+        sampler = Sampler(unit.threshold)
+        for doc in repo.documents(unit.snapshot, unit.index, unit.shard):
+            if not sampler.keep(doc.id) or not doc.source:
+                continue
+            if transformer.is_identity:
+                yield doc.index, doc.id, doc.routing
+                continue
+            import orjson
+
+            out = transformer.apply(
+                doc.index, doc.id, doc.routing, orjson.loads(doc.source), getattr(doc, "type", None)
+            )
+            if out is not None:
+                yield out.index, out.id, out.routing
+
+
+def delete_documents(
+    client: OpenSearch, docs: Iterable[tuple[str, str, str | None]], *, skip: Iterable[str] = (), batch: int = 2000
+) -> dict[str, int]:
+    """Bulk-delete exactly these (index, id, routing); returns per index how many were found and deleted.
+
+    Indices in `skip` are left out (they are emptied another way). A document already gone
+    is fine; any other failure to delete stops the rollback, naming it.
+    """
+    from mactl.errors import ProviderError
+
+    skipped = set(skip)
+    deleted: dict[str, int] = {}
+    touched: set[str] = set()
+    pending: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        resp = client.bulk(body=pending)
+        for item in resp.get("items") or []:
+            result = item.get("delete") or {}
+            status = int(result.get("status") or 0)
+            if status == 200:
+                deleted[result["_index"]] = deleted.get(result["_index"], 0) + 1
+            elif status != 404:
+                raise ProviderError(
+                    f"rollback could not delete document {result.get('_id')} from {result.get('_index')}: "
+                    f"{result.get('error')}"
+                )
+        pending.clear()
+
+    for index, doc_id, routing in docs:
+        if index in skipped:
+            continue
+        meta: dict[str, Any] = {"_index": index, "_id": doc_id}
+        if routing is not None:
+            meta["routing"] = routing
+        pending.append({"delete": meta})
+        touched.add(index)
+        if len(pending) >= batch:
+            flush()
+    flush()
+    for index in sorted(touched):
+        try:
+            client.indices.refresh(index=index)
+        except NotFoundError:
+            continue
+    return {i: deleted.get(i, 0) for i in sorted(touched)}

@@ -1,0 +1,548 @@
+"""The kill harness: `kill -9` of the whole `mactl apply` process group at seeded random
+points in every stage type, then force-unlock, rerun to completion and check everything.
+
+One `Project` is a small migration of its own on the shared clusters (unique names): an
+ES 7.10.2 source with three indices (a few hundred documents with custom routing, updates
+and deletes over several segments) and a legacy template, migrated to OpenSearch 2.x
+through capture → snapshot → metadata → backfill → replay → validate. `run_cycle` applies
+it, killing the apply while a stage of a chosen type runs (the types drawn from the seed,
+plus a random delay into the stage), and after each kill checks that the state file is
+readable, force-unlocks and goes on; the last apply runs to completion (every third
+cycle instead destroys right away, with stages still interrupted). Then the target is
+compared with the source document by document (`_id`, routing, `_source` in its original
+key order), and `destroy` must leave nothing of mactl's behind: no snapshot, no
+repository registration, no migrated index or template, no backfill working index, no
+proxy process.
+
+Used by `tests/killharness/test_kill_harness.py` (CI: >= 20 kills) and
+`bench/kill_harness.py` (as many kills as asked, with a table of figures). A failure
+names the seed: `MACTL_KILL_SEED=<seed>` reproduces the same kill plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: The stage types of the harness's pipeline, in order.
+STAGE_TYPES = ("capture", "snapshot", "metadata", "backfill", "replay", "validate")
+INDEX_SHARDS = {"orders": 2, "users": 1, "events": 1}
+#: How far into a stage of each type a kill may land at most (seconds after it shows as
+#: running): about its duration on this small dataset, so a kill lands inside it mostly,
+#: sometimes just after it (in the next stage or between two).
+MAX_INTO_STAGE_S = {"capture": 0.8, "snapshot": 0.8, "metadata": 0.1, "backfill": 2.5, "replay": 0.8, "validate": 0.05}
+
+
+class HarnessFailure(AssertionError):
+    pass
+
+
+@dataclass
+class Figures:
+    """What a run of the harness measured."""
+
+    seed: int
+    kills_by_type: Counter[str] = field(default_factory=Counter)
+    reruns: int = 0
+    cycles: int = 0
+    destroys_after_kill: int = 0
+    docs_checked: int = 0
+    docs_lost: int = 0
+    docs_duplicated: int = 0
+    docs_different: int = 0
+    state_unreadable: int = 0
+    stale_locks_left: int = 0
+    leftovers: list[str] = field(default_factory=list)
+    apply_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def kills(self) -> int:
+        return sum(self.kills_by_type.values())
+
+    def table(self) -> str:
+        rows = [("kills (total)", str(self.kills))]
+        rows += [(f"  during {t}", str(self.kills_by_type.get(t, 0))) for t in (*STAGE_TYPES, "between stages")]
+        rows += [
+            ("reruns (applies after a kill)", str(self.reruns)),
+            ("cycles (apply … destroy)", str(self.cycles)),
+            ("  of which destroyed right after a kill", str(self.destroys_after_kill)),
+            ("documents checked", str(self.docs_checked)),
+            ("documents lost", str(self.docs_lost)),
+            ("documents duplicated", str(self.docs_duplicated)),
+            ("documents different", str(self.docs_different)),
+            ("state unreadable after a kill", str(self.state_unreadable)),
+            ("stale locks left", str(self.stale_locks_left)),
+            ("left behind after destroy", str(len(self.leftovers))),
+            ("seed", str(self.seed)),
+        ]
+        width = max(len(r[0]) for r in rows)
+        return "\n".join(f"{a.ljust(width)}  {b}" for a, b in rows)
+
+
+# ----------------------------------------------------------------------------- HTTP
+
+
+def http(url: str, method: str, path: str, body: Any = None, ndjson: str | None = None) -> Any:
+    data = ndjson.encode() if ndjson is not None else (json.dumps(body).encode() if body is not None else None)
+    ctype = "application/x-ndjson" if ndjson is not None else "application/json"
+    req = urllib.request.Request(url.rstrip("/") + path, data=data, method=method, headers={"Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError as err:
+        if err.code == 404 and method in ("GET", "DELETE", "HEAD"):
+            return None
+        raise HarnessFailure(f"{method} {path}: {err.code} {err.read()[:500]!r}") from None
+    return json.loads(raw, object_pairs_hook=_ordered) if raw else None
+
+
+def _ordered(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object with its keys in their original order (and no silently merged duplicates)."""
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise HarnessFailure(f"a JSON object with duplicate keys: {keys}")
+    return dict(pairs)
+
+
+def all_docs(url: str, index: str) -> list[tuple[str, str | None, str]]:
+    """Every document of `index` as (id, routing, _source serialised in its stored key order)."""
+    http(url, "POST", f"/{index}/_refresh")
+    out: list[tuple[str, str | None, str]] = []
+    resp = http(url, "POST", f"/{index}/_search?scroll=1m", {"size": 500, "sort": ["_doc"]})
+    if resp is None:
+        return out
+    while resp["hits"]["hits"]:
+        for h in resp["hits"]["hits"]:
+            out.append((h["_id"], h.get("_routing"), json.dumps(h["_source"], ensure_ascii=False)))
+        resp = http(url, "POST", "/_search/scroll", {"scroll": "1m", "scroll_id": resp["_scroll_id"]})
+    http(url, "DELETE", "/_search/scroll", {"scroll_id": resp["_scroll_id"]})
+    return out
+
+
+def _load_index(es: str, index: str, name: str, shards: int, count: int, rnd: random.Random) -> None:
+    """`count` documents (routed ones in `orders`), then updates and deletes, each in a segment."""
+    http(es, "PUT", f"/{index}", {"settings": {"number_of_shards": shards, "number_of_replicas": 0}})
+
+    def line(op: str, i: int, doc: Any) -> str:
+        meta: dict[str, Any] = {"_index": index, "_id": f"{name}-{i}"}
+        if name == "orders" and i % 3 == 0:
+            meta["routing"] = f"r{i % 4}"
+        return json.dumps({op: meta}) + "\n" + (json.dumps(doc, ensure_ascii=False) + "\n" if doc else "")
+
+    def doc(i: int, v: int) -> dict[str, Any]:
+        return {
+            "n": i,
+            "v": v,
+            "z_first": "keys out of alphabetical order",
+            "a_text": f'{name} {i} ünïcödé "q" ' + "x" * rnd.randint(0, 60),
+            "price": round(rnd.random() * 100, 3),
+            "tags": [f"t{i % 5}", f"u{i % 3}"],
+            "nested": {"b": i % 7, "a": None},
+        }
+
+    bulk = "/_bulk?refresh=true"
+    http(es, "POST", bulk, ndjson="".join(line("index", i, doc(i, 1)) for i in range(count)))
+    http(es, "POST", bulk, ndjson="".join(line("index", i, doc(i, 2)) for i in range(0, count, 4)))
+    patch = {"doc": {"v": 3, "patched": True}}
+    http(es, "POST", bulk, ndjson="".join(line("update", i, patch) for i in range(1, count, 5)))
+    http(es, "POST", bulk, ndjson="".join(line("delete", i, None) for i in range(2, count, 9)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ----------------------------------------------------------------------------- project
+
+
+@dataclass
+class Project:
+    folder: Path
+    es_url: str
+    os_url: str
+    repo_root: Path
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    docs: int = 200
+
+    @property
+    def prefix(self) -> str:
+        return f"kh{self.uid}"
+
+    @property
+    def source(self) -> str:
+        return f"kh{self.uid}"
+
+    @property
+    def repository(self) -> str:
+        return f"mactl-{self.source}"  # mactl's default name: the config names none
+
+    @property
+    def repo_dir(self) -> Path:
+        return self.repo_root / "killharness" / self.uid
+
+    @property
+    def indices(self) -> list[str]:
+        return [f"{self.prefix}-{n}" for n in INDEX_SHARDS]
+
+    @property
+    def state_file(self) -> Path:
+        return self.folder / ".mactl" / "state.json"
+
+    # -- set-up ------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.repo_dir.mkdir(parents=True, exist_ok=True)
+        for p in (self.repo_dir.parent, self.repo_dir):
+            p.chmod(0o777)
+        self._load_source()
+        (self.folder / "mactl.yaml").write_text(self._config())
+
+    def _load_source(self) -> None:
+        rnd = random.Random(self.uid)
+        es = self.es_url
+        http(
+            es,
+            "PUT",
+            f"/_template/{self.prefix}-tmpl",
+            {
+                "index_patterns": [f"{self.prefix}-future-*"],
+                "settings": {"number_of_shards": 1},
+                "mappings": {"properties": {"k": {"type": "keyword"}}},
+            },
+        )
+        for name, shards in INDEX_SHARDS.items():
+            count = self.docs if name == "orders" else self.docs // 2
+            _load_index(es, f"{self.prefix}-{name}", name, shards, count, rnd)
+
+    def _config(self) -> str:
+        names = ", ".join(json.dumps(i) for i in self.indices)
+        return f"""
+state: {{backend: local, path: .mactl}}
+targets:
+  - name: os2
+    endpoint: "{self.os_url}"
+source-migration-configurations:
+  - source:
+      name: {self.source}
+      endpoint: "{self.es_url}"
+      snapshotRepository: {{type: fs, location: "{self.repo_dir}"}}
+    capture:
+      log: {{type: file, path: .mactl/capture-log}}
+      proxies: [{{listen: "127.0.0.1:{free_port()}"}}]
+    snapshot-and-migration-configs:
+      - name: snap
+        indices: {{names: [{names}]}}
+        migrations:
+          - name: m0
+            metadata:
+              templateFilters: [{{names: ["{self.prefix}-*"]}}]
+            documentBackfillConfigs:
+              - name: b0
+                workers: 2
+                maxBatchDocs: 20
+                leaseSeconds: 5
+    replayer-config:
+      follow: false
+      maxLagSeconds: 5
+      lagWindowSeconds: 1
+      timeoutSeconds: 120
+    validation:
+      sampleSize: 20
+      thresholds: {{maxCountDiff: 0, minSampleMatch: 1.0}}
+"""
+
+    # -- mactl -----------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "COLUMNS": "200", "MACTL_BACKFILL_CHECKPOINT_S": "0.5"}
+
+    def mactl(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mactl", *args],
+            cwd=self.folder,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(),
+            stdin=subprocess.DEVNULL,
+        )
+
+    def spawn_apply(self) -> subprocess.Popen[bytes]:
+        log = open(self.folder / "apply.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-m", "mactl", "apply", "-auto-approve"],
+                cwd=self.folder,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env(),
+                start_new_session=True,  # its own process group: the kill takes every worker with it
+            )
+        finally:
+            log.close()
+
+    def state(self) -> dict[str, Any] | None:
+        """The state document, checked as mactl itself decodes it; None when there is none yet."""
+        from mactl.state.document import decode_document
+
+        if not self.state_file.exists():
+            return None
+        raw = self.state_file.read_bytes()
+        decode_document(raw, str(self.state_file))  # raises on a torn or invalid file
+        return dict(json.loads(raw))
+
+    def running_types(self) -> set[str]:
+        try:
+            doc = self.state() or {}
+        except Exception:  # noqa: BLE001 - polled while mactl writes; the atomic rename makes this rare
+            return set()
+        return {s["type"] for s in (doc.get("stages") or {}).values() if s.get("status") == "running"}
+
+    def lock_id(self) -> str | None:
+        lock = self.folder / ".mactl" / "state.json.lock"
+        if not lock.exists():
+            return None
+        return str(json.loads(lock.read_text())["id"])
+
+    def unlock(self) -> None:
+        lock_id = self.lock_id()
+        if lock_id is None:
+            return
+        done = self.mactl("force-unlock", lock_id, "--yes", timeout=60)
+        if done.returncode != 0:
+            raise HarnessFailure(f"force-unlock {lock_id} failed: {done.stderr[-1500:]}")
+
+    # -- checks ----------------------------------------------------------------------
+
+    def compare(self, figures: Figures) -> list[str]:
+        """The target against the live source, document by document; returns the problems."""
+        problems: list[str] = []
+        for index in self.indices:
+            source = all_docs(self.es_url, index)
+            target = all_docs(self.os_url, index)
+            want = {(d, r): s for d, r, s in source}
+            got: dict[tuple[str, str | None], str] = {}
+            for d, r, s in target:
+                if (d, r) in got:
+                    figures.docs_duplicated += 1
+                    problems.append(f"{index}: {d} (routing {r}) twice on the target")
+                got[(d, r)] = s
+            ids = Counter(d for d, _r, _s in target)
+            dup_ids = [d for d, n in ids.items() if n > 1]
+            figures.docs_duplicated += len(dup_ids)
+            problems += [f"{index}: id {d} on the target under several routings" for d in dup_ids[:5]]
+            lost = [k for k in want if k not in got]
+            extra = [k for k in got if k not in want]
+            differ = [k for k in want if k in got and got[k] != want[k]]
+            figures.docs_checked += len(want)
+            figures.docs_lost += len(lost)
+            figures.docs_duplicated += len(extra)
+            figures.docs_different += len(differ)
+            problems += [f"{index}: {k} lost" for k in lost[:5]]
+            problems += [f"{index}: {k} on the target only" for k in extra[:5]]
+            problems += [f"{index}: {k} _source differs: {got[k][:200]} != {want[k][:200]}" for k in differ[:5]]
+        return problems
+
+    def leftovers(self) -> list[str]:
+        """Anything of mactl's still on the source or the target (after destroy)."""
+        left: list[str] = []
+        repos = http(self.es_url, "GET", "/_snapshot") or {}
+        if self.repository in repos:
+            snaps = http(self.es_url, "GET", f"/_snapshot/{self.repository}/_all") or {}
+            left += [f"source snapshot {s['snapshot']}" for s in snaps.get("snapshots") or []]
+            left.append(f"source repository {self.repository}")
+        for row in http(self.os_url, "GET", "/_cat/indices?format=json&expand_wildcards=all") or []:
+            name = row["index"]
+            if name.startswith(self.prefix) or (name.startswith("mactl-") and self.source in name):
+                left.append(f"target index {name}")
+        templates = http(self.os_url, "GET", f"/_template/{self.prefix}*") or {}
+        left += [f"target template {t}" for t in templates]
+        for pid_file in (self.folder / ".mactl").rglob("proxy-*.pid"):
+            try:
+                pid = int(pid_file.read_text().strip())
+                os.kill(pid, 0)
+                left.append(f"capture proxy pid {pid} still running")
+            except (ValueError, ProcessLookupError, PermissionError):
+                pass
+        return left
+
+    def cleanup(self) -> None:
+        """Best effort: what the project made, whatever the harness's outcome."""
+        try:
+            if self.state_file.exists():
+                self.unlock()
+                self.mactl("destroy", "-auto-approve", timeout=300)
+        except Exception:  # noqa: BLE001 - cleanup goes on
+            pass
+        for url in (self.es_url, self.os_url):
+            for index in self.indices:
+                http(url, "DELETE", f"/{index}")
+            http(url, "DELETE", f"/_template/{self.prefix}-tmpl")
+        repos = http(self.es_url, "GET", "/_snapshot") or {}
+        if self.repository in repos:
+            for s in (http(self.es_url, "GET", f"/_snapshot/{self.repository}/_all") or {}).get("snapshots") or []:
+                http(self.es_url, "DELETE", f"/_snapshot/{self.repository}/{s['snapshot']}")
+            http(self.es_url, "DELETE", f"/_snapshot/{self.repository}")
+        shutil.rmtree(self.repo_dir, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- the kill loop
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def _kill_during(
+    project: Project, rnd: random.Random, stage_type: str, max_extra_s: float, timeout: float
+) -> tuple[str | None, bool]:
+    """Start an apply; once a `stage_type` stage runs, wait a random moment and kill the group.
+
+    Returns (the stage types running at the kill as the state recorded them, or None
+    when the apply finished first; whether the apply ended on its own).
+    """
+    proc = project.spawn_apply()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return None, True
+            if stage_type in project.running_types():
+                time.sleep(rnd.uniform(0.0, max_extra_s))
+                if proc.poll() is not None:
+                    return None, True
+                _kill_group(proc)
+                return stage_type, False
+            time.sleep(0.02)
+        _kill_group(proc)
+        return "timeout", False
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
+
+
+def kill_plan(rnd: random.Random, kills: int, types: tuple[str, ...] = STAGE_TYPES) -> list[str]:
+    """The stage types to kill in, in pipeline order: each type once (when `kills` allows),
+    the rest drawn at random."""
+    chosen = rnd.sample(list(types), min(kills, len(types)))
+    chosen += [rnd.choice(types) for _ in range(kills - len(chosen))]
+    return sorted(chosen, key=STAGE_TYPES.index)
+
+
+def run_cycle(
+    project: Project,
+    rnd: random.Random,
+    figures: Figures,
+    kills: int,
+    types: tuple[str, ...] = STAGE_TYPES,
+    *,
+    destroy_after_kill: bool = False,
+) -> None:
+    """One apply … destroy cycle with up to `kills` kills spread over the stage types.
+
+    With `destroy_after_kill` the cycle destroys straight after its last kill, with
+    stages left interrupted (no rerun to completion): destroy must still remove everything
+    the interrupted stages made."""
+    for stage_type in kill_plan(rnd, kills, types):
+        started = time.monotonic()
+        killed, finished = _kill_during(project, rnd, stage_type, MAX_INTO_STAGE_S[stage_type], timeout=180)
+        if finished:
+            break  # that stage type is already complete in this cycle: the apply ran to the end
+        # What the state says was running when the kill landed (it may have moved on).
+        try:
+            doc = project.state() or {}
+        except Exception as err:  # noqa: BLE001 - counted and reported, never hidden
+            figures.state_unreadable += 1
+            raise HarnessFailure(f"the state file is unreadable after a kill during {stage_type}: {err}") from None
+        running = sorted({s["type"] for s in (doc.get("stages") or {}).values() if s.get("status") == "running"})
+        label = running[0] if len(running) == 1 else ("between stages" if not running else "+".join(running))
+        figures.kills_by_type[label if label in STAGE_TYPES or label == "between stages" else killed or label] += 1
+        figures.apply_seconds.append(time.monotonic() - started)
+        project.unlock()
+        figures.reruns += 1
+    if destroy_after_kill:
+        figures.destroys_after_kill += 1
+        _destroy_and_check(project, figures)
+        return
+    done = project.mactl("apply", "-auto-approve", timeout=600)
+    if done.returncode != 0:
+        raise HarnessFailure(f"the apply after the kills failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    statuses = {a: s["status"] for a, s in (project.state() or {}).get("stages", {}).items()}
+    if set(statuses.values()) != {"complete"}:
+        raise HarnessFailure(f"not every stage is complete after the final apply: {statuses}")
+    problems = project.compare(figures)
+    if problems:
+        raise HarnessFailure("the target differs from the source:\n  " + "\n  ".join(problems[:30]))
+    _destroy_and_check(project, figures)
+
+
+def _destroy_and_check(project: Project, figures: Figures) -> None:
+    destroyed = project.mactl("destroy", "-auto-approve", timeout=600)
+    if destroyed.returncode != 0:
+        raise HarnessFailure(f"destroy failed:\n{destroyed.stdout[-3000:]}\n{destroyed.stderr[-3000:]}")
+    if project.lock_id() is not None:
+        figures.stale_locks_left += 1
+    left = project.leftovers()
+    figures.leftovers += left
+    if left:
+        raise HarnessFailure("destroy left mactl's things behind:\n  " + "\n  ".join(left))
+    figures.cycles += 1
+
+
+def run(
+    base: Path,
+    es_url: str,
+    os_url: str,
+    repo_root: Path,
+    *,
+    kills: int,
+    seed: int,
+    per_cycle: int = 7,
+    types: tuple[str, ...] = STAGE_TYPES,
+) -> Figures:
+    """`kills` kills in cycles of `per_cycle`, on one project; raises HarnessFailure naming the seed."""
+    rnd = random.Random(seed)
+    figures = Figures(seed)
+    project = Project(base / "project", es_url, os_url, repo_root)
+    project.setup()
+    try:
+        while figures.kills < kills:
+            before = figures.kills
+            # every third cycle destroys right after its kills, stages still interrupted
+            run_cycle(
+                project,
+                rnd,
+                figures,
+                min(per_cycle, kills - figures.kills),
+                types,
+                destroy_after_kill=figures.cycles % 3 == 2,
+            )
+            if figures.kills == before and figures.cycles > 3 * (kills // per_cycle + 1):
+                raise HarnessFailure("the kills never landed: every apply finished before its stage ran")
+    except HarnessFailure as err:
+        raise HarnessFailure(f"{err}\n(reproduce with MACTL_KILL_SEED={seed})\n{figures.table()}") from None
+    finally:
+        project.cleanup()
+    return figures
