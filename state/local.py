@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -107,9 +108,13 @@ class LocalLockStore:
 
     def _read(self) -> LockInfo | None:
         try:
+            if not self.path.is_file() and self.path.exists():
+                raise StateError(f"cannot read the lock {self.describe()}: it is not a regular file")
             data = self.path.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as err:
+            raise StateError(f"cannot read the lock {self.describe()}: {err.strerror or err}") from None
         return lock_from_json(data, self.describe())
 
     def current(self) -> LockInfo | None:
@@ -183,11 +188,16 @@ class LocalBackend(BackendLocking):
 
     def read(self) -> StateDocument | None:
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             return None
+        except OSError as err:
+            raise StateError(f"cannot read the state {self.describe()}: {err.strerror or err}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise StateError(f"cannot read the state {self.describe()}: it is not a regular file")
         with os.fdopen(fd, "rb") as file:
-            st = os.fstat(file.fileno())
             data = file.read()
         doc = self._decode(data)
         self._stored = _Stored(_stat_key(st), doc.serial, doc.lineage, len(doc.history))

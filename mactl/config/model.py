@@ -42,11 +42,16 @@ from mactl.schema.validate import ValidateUserInputs
 from mactl.state.config import LocalStateConfig, StateConfig
 
 NAME_CHARS = "letters, digits, '_' and '-'"
+# A stage address (up to five names) is a folder name under `.mactl/work`, which file
+# systems cap at 255 bytes: five names of 40 and the stage type stay below it.
+NAME_MAX = 40
 
 
 def _address_safe(value: str) -> str:
     if not value or not all(c.isascii() and (c.isalnum() or c in "_-") for c in value):
         raise ValueError(f"a name may contain only {NAME_CHARS} (it becomes part of stage addresses)")
+    if len(value) > NAME_MAX:
+        raise ValueError(f"a name may be at most {NAME_MAX} characters long (it becomes part of folder names)")
     return value
 
 

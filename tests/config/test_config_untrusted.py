@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mactl.schema.common import TransformSpec
 
 from mactl.backfill.doc_transforms import DocumentTransformer
 from mactl.cli import app
@@ -30,6 +29,7 @@ from mactl.errors import ConfigError
 from mactl.metadata.items import Item
 from mactl.metadata.user_transforms import UserTransforms
 from mactl.metadata.version_transforms import ItemFailed
+from mactl.schema.common import TransformSpec
 from mactl.templating import FILTERS, TESTS, config_environment, transform_environment
 from mactl.transforms import NO_PYTHON_ENV, TransformError, compile_chain, compile_transform
 
