@@ -23,7 +23,7 @@ from mactl.config.files import read_document
 from mactl.config.issues import ConfigErrors, ConfigIssue, Origins, issues_from_validation
 from mactl.config.model import Config
 from mactl.config.normalize import normalize
-from mactl.config.variables import parse_declarations, render, resolve
+from mactl.config.variables import mark_auth_variables, parse_declarations, render, resolve
 
 DEFAULT_FILES = ("mactl.yaml", "mactl.json")
 
@@ -87,6 +87,8 @@ def _load(
     issues: list[ConfigIssue] = []
 
     decls = parse_declarations(raw.get("variables") if isinstance(raw, dict) else None, issues)
+    early_warnings: list[str] = []
+    mark_auth_variables(raw, decls, early_warnings)
     resolved = resolve(
         decls,
         var_args=list(var_args),
@@ -112,7 +114,7 @@ def _load(
     if issues:
         raise ConfigErrors(_dedupe(issues), source=source)
 
-    warnings = list(normalized.warnings)
+    warnings = [*early_warnings, *normalized.warnings]
     config._sensitive_values = frozenset(resolved.sensitive_values)
     checks.assign_names(config)
     from mactl.transforms import python_transforms_refused
