@@ -181,6 +181,11 @@ class LocalBackend(BackendLocking):
         self._workdir.mkdir(parents=True, exist_ok=True)
         return self._workdir
 
+    @property
+    def workdir_path(self) -> Path:
+        """The working folder's path, without creating it (a plan only reads from it)."""
+        return self._workdir
+
     def describe(self) -> str:
         return display_path(self.path)
 

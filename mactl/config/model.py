@@ -34,7 +34,7 @@ from mactl.config.issues import INTERNAL
 from mactl.config.variables import VariableDecl
 from mactl.schema.backfill import BackfillUserInputs
 from mactl.schema.capture import CaptureUserInputs
-from mactl.schema.common import Auth, IndexFilter, LifecycleConfig, Model, SnapshotRepository
+from mactl.schema.common import Auth, IndexFilter, LifecycleConfig, Model, SnapshotRepository, check_http_url
 from mactl.schema.metadata import MetadataUserInputs
 from mactl.schema.replay import ReplayUserInputs
 from mactl.schema.snapshot import SnapshotUserInputs
@@ -56,9 +56,7 @@ def _address_safe(value: str) -> str:
 
 
 def _http_endpoint(value: str) -> str:
-    if not value.startswith(("http://", "https://")) or len(value) <= len("https://"):
-        raise ValueError("an endpoint must be an http:// or https:// URL")
-    return value
+    return check_http_url(value)
 
 
 Name = Annotated[str, AfterValidator(_address_safe)]

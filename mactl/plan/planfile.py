@@ -11,6 +11,7 @@ still be at the saved lineage and serial; otherwise the plan is stale and refuse
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Mapping, Sequence
@@ -63,6 +64,16 @@ def save_plan(plan: Plan, path: Path) -> None:
         if temp.parent.is_dir():
             temp.unlink(missing_ok=True)
         raise PlanError(f"cannot write the plan file {path}: {err.strerror or err}") from None
+
+
+def check_plan_path(path: Path) -> None:
+    """Refuse a `-out` path the plan could not be saved to, naming it."""
+    if not str(path) or str(path) == ".":
+        raise PlanError("-out: give a file name for the plan")
+    if path.is_dir():
+        raise PlanError(f"-out {path}: it is a folder", hint="-out takes a file name")
+    if not path.parent.is_dir():
+        raise PlanError(f"-out {path}: the folder {path.parent} does not exist")
 
 
 def load_plan(path: Path) -> Plan:
@@ -147,6 +158,9 @@ def _check_fields(raw: dict[str, Any]) -> None:
         raise TypeError("sensitive_variables must list names")
 
 
+_CHANGE_FIELDS = frozenset(f.name for f in dataclasses.fields(Change))
+
+
 @functools.cache
 def _change_adapter() -> TypeAdapter[Change]:
     return TypeAdapter(Change)
@@ -156,6 +170,10 @@ def _change(data: Any, index: int) -> Change:
     """One change, its fields checked against `Change`'s types: a hand-edited file fails here."""
     from pydantic import ValidationError
 
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - _CHANGE_FIELDS)
+        if unknown:
+            raise ValueError(f"changes[{index}] has unknown field(s) {', '.join(str(u)[:40] for u in unknown[:3])}")
     try:
         return _change_adapter().validate_python(data, strict=False)
     except ValidationError as err:
