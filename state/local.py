@@ -121,7 +121,7 @@ class LocalLockStore:
         return self._read()
 
     def try_create(self, info: LockInfo) -> LockInfo | None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         with folder_lock(self.folder):
             holder = self._read()
             if holder is not None:
@@ -178,7 +178,7 @@ class LocalBackend(BackendLocking):
 
     @property
     def workdir(self) -> Path:
-        self._workdir.mkdir(parents=True, exist_ok=True)
+        self._workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return self._workdir
 
     @property
@@ -236,7 +236,7 @@ class LocalBackend(BackendLocking):
         if self._held is not None:
             self._held.check()
         masked, _ = mask_document(doc)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         with folder_lock(self.folder):
             stored = self._stored_now()
             seen = None if stored is None else (stored.serial, stored.lineage, stored.history_len)
@@ -255,7 +255,7 @@ class LocalBackend(BackendLocking):
 
     def _backup_current(self, serial: int) -> None:
         """Keep the file about to be replaced as `backups/state.N.json` (a hard link: no copy)."""
-        self.backups.mkdir(exist_ok=True)
+        self.backups.mkdir(mode=0o700, exist_ok=True)
         target = self.backups / f"state.{serial}.json"
         temp = self.backups / f".state.json.{os.getpid()}.{os.urandom(6).hex()}.tmp"
         os.link(self.path, temp)

@@ -271,7 +271,7 @@ class S3Backend(BackendLocking):
 
     @property
     def workdir(self) -> Path:
-        self._workdir.mkdir(parents=True, exist_ok=True)
+        self._workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return self._workdir
 
     @property

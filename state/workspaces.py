@@ -150,7 +150,7 @@ def select_workspace(config: AnyStateConfig | None, name: str, base_dir: Path | 
     if not workspace_exists(backend):
         raise StateError(f"workspace {name!r} does not exist", hint=f"create it with `mactl workspace new {name}`")
     folder = local_folder(config, base_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     temp = write_temp(folder, "environment", (name + "\n").encode())
     os.replace(temp, folder / "environment")
     fsync_folder(folder)

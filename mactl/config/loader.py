@@ -122,6 +122,7 @@ def _load(
     refuse_python = python_transforms_refused(os.environ if env is None else env)
     issues.extend(checks.check(config, normalized.origins, base_dir=config_path.parent, allow_python=not refuse_python))
     checks.default_repositories(config, normalized.origins, warnings)
+    checks.filter_warnings(config, normalized.origins, warnings)
     if issues:
         raise ConfigErrors(_dedupe(issues), source=source)
     return LoadedConfig(

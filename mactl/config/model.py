@@ -176,6 +176,11 @@ class Config(Model):
     targets: Annotated[list[TargetConfig], Field(min_length=1)]
     sources: Annotated[list[SourceMigration], Field(min_length=1)]
     workflow: list[WorkflowStep] = Field(default_factory=list)
+    allowOutsidePaths: bool = Field(
+        False,
+        description="Files mactl writes (local state, file capture logs, dead letters) stay under the config's "
+        "folder; set true to allow absolute paths elsewhere. A relative path that climbs out (`..`) is always refused.",
+    )
 
     # Text of every sensitive variable's value, set by the loader, so that the graph
     # expander can mark inputs that came from one (`Stage.sensitive_paths`).

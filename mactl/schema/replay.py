@@ -33,8 +33,8 @@ class ReplayUserInputs(Model):
     maxSpeedupFactor: PositiveFloat = MAX_SPEEDUP_FACTOR
     maxThroughputMbps: PositiveFloat | None = MAX_THROUGHPUT_MBPS
     transforms: list[TransformSpec] = []
-    maxLagSeconds: NonNegativeFloat = MAX_LAG_SECONDS
-    lagWindowSeconds: PositiveFloat = LAG_WINDOW_SECONDS
+    maxLagSeconds: PositiveFloat = MAX_LAG_SECONDS
+    lagWindowSeconds: NonNegativeFloat = LAG_WINDOW_SECONDS
     follow: bool = False
     startPosition: dict[str, Any] | None = None
     timeoutSeconds: PositiveFloat = 3600.0

@@ -719,6 +719,67 @@ add(Case("repo-is-file", ["snapshot", "ls", "--repo", "r"], "r", setup=lambda f:
 add(Case("repo-empty-arg", ["snapshot", "ls", "--repo", ""], "--repo"))
 
 
+# --- 11. paths mactl writes stay under the config's folder; names differ beyond case -----------
+
+_DL = ["static-migration-configs", 0, "documentBackfillConfigs", 0, "deadLetter"]
+PATHS: dict[str, tuple[list[str | int], Any, str]] = {
+    "state-dotdot": (["state", "path"], "../escaped", "state.path"),
+    "state-dotdot-deep": (["state", "path"], "a/../../escaped", "state.path"),
+    "state-parent": (["state", "path"], "..", "state.path"),
+    "state-absolute": (["state", "path"], "@TMP@/abs-state", "state.path"),
+    "deadletter-dotdot": (_DL, {"location": "../dl"}, "deadLetter"),
+    "deadletter-absolute": (_DL, {"location": "@TMP@/abs-dl"}, "deadLetter"),
+}
+for _id, (_path, _value, _expect) in PATHS.items():
+    for _cmd in (["validate"], ["plan", "-refresh=false"]):
+        add(
+            Case(
+                f"path-{_id}-{_cmd[0]}",
+                [*_cmd, "-c", "c.json"],
+                _expect,
+                files={"c.json": _config_with(_setter(_path, _value))},
+            )
+        )
+
+
+def _capture_path(path: str) -> Callable[[dict[str, Any]], None]:
+    def change(config: dict[str, Any]) -> None:
+        source = config.pop("source")
+        migrations = config.pop("static-migration-configs")
+        config["source-migration-configurations"] = [
+            {
+                "source": source,
+                "snapshot-and-migration-configs": migrations,
+                "capture": {"log": {"type": "file", "path": path}},
+            }
+        ]
+
+    return change
+
+
+validate_json("path-capture-log-dotdot", _capture_path("../../cap"), "capture.log.path")
+validate_json("path-capture-log-absolute", _capture_path("@TMP@/cap"), "capture.log.path")
+
+
+def _second(kind: str, name: str) -> Callable[[dict[str, Any]], None]:
+    def change(config: dict[str, Any]) -> None:
+        if kind == "snapshot":
+            entry = json.loads(json.dumps(config["static-migration-configs"][0]))
+            entry["name"] = name
+            config["static-migration-configs"].append(entry)
+        elif kind == "target":
+            config["targets"].append({"name": name, "endpoint": "http://127.0.0.1:19201"})
+        else:
+            backfills = config["static-migration-configs"][0]["documentBackfillConfigs"]
+            backfills.append({"name": name})
+
+    return change
+
+
+for _kind, _name in (("snapshot", "Snap"), ("snapshot", "SNAP"), ("target", "OS2"), ("backfill", "B0")):
+    validate_json(f"name-collides-{_kind}-{_name}", _second(_kind, _name), "name")
+
+
 # --- the test -----------------------------------------------------------------------------------
 
 
@@ -748,11 +809,11 @@ def test_hostile_input(
     monkeypatch.setenv("MACTL_VAR_pw", SECRET)
     work = tmp_path / "w"
     work.mkdir()
-    _write(work, case.files)
+    _write(work, {k: v.replace("@TMP@", str(tmp_path)) if isinstance(v, str) else v for k, v in case.files.items()})
     if case.setup is not None:
         case.setup(work)
     monkeypatch.chdir(work)
-    before = _tree(work)
+    before = _tree(tmp_path)
     code = run_guarded(app, case.argv)
     out = capsys.readouterr()
     both = out.out + out.err
@@ -762,4 +823,4 @@ def test_hostile_input(
     assert error, f"no Error: line on stderr:\n{out.err[-2000:]}"
     assert case.expect in out.err, f"the error does not name {case.expect!r}:\n{out.err[-2000:]}"
     assert SECRET not in both
-    assert _tree(work) == before, "something was written on failure"
+    assert _tree(tmp_path) == before, "something was written on failure"
