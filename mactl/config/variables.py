@@ -430,4 +430,30 @@ def sensitive_use_problem(text: str, env: Any, sensitive: frozenset[str]) -> str
             visit(child, node, parent)
 
     visit(tree, None, None)
+    if not problems and "://" in text:
+        problems.extend(_outside_userinfo(text, sensitive))
     return problems[0] if problems else None
+
+
+_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+
+
+def _outside_userinfo(text: str, sensitive: frozenset[str]) -> list[str]:
+    """In a URL, a sensitive variable may only be the userinfo (`http://user:{{ var.pw }}@host`).
+
+    Anywhere else (host, path, query, fragment) the URL would carry the secret to whatever
+    server the config names, in the request line, where no mask reaches.
+    """
+    start = text.index("://") + 3
+    plain = _TAG.sub(lambda m: "x" * len(m.group(0)), text)  # tags hold no URL delimiters
+    end = min((i for i in (plain.find(c, start) for c in "/?#") if i >= 0), default=len(text))
+    at = plain.rfind("@", start, end)
+    for match in _TAG.finditer(text):
+        names = {m.group(1) or m.group(2) for m in _REFS.finditer(match.group(0))}
+        secret = sorted(names & sensitive)
+        if secret and not (match.start() >= start and match.end() <= at):
+            return [
+                f"the sensitive variable var.{secret[0]} may only be a URL's userinfo "
+                "(scheme://user:{{ var.NAME }}@host): elsewhere in a URL it is sent to the server it names"
+            ]
+    return []

@@ -31,7 +31,16 @@ def check_http_url(value: str) -> str:
         parts = urlsplit(value)
         port = parts.port  # raises for a port out of 0-65535 or not a number
     except ValueError as err:
-        raise ValueError(f"not a valid URL: {err}") from None
+        # Never quote the parser's message: it repeats parts of the URL, a password included.
+        text = str(err)
+        what = (
+            "its port is not a number from 1 to 65535"
+            if "ort" in text
+            else "its IPv6 address is malformed"
+            if "IPv6" in text
+            else "it cannot be parsed"
+        )
+        raise ValueError(f"not a valid URL: {what}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("an endpoint must be an http:// or https:// URL with a host")
     if port == 0:

@@ -30,7 +30,7 @@ import pytest
 from mactl.cli import app
 from mactl.cli.app import run_guarded
 
-SECRET = "Hostile-Secret-4711"  # the value of the sensitive variable every case declares
+SECRET = "Hostile/Secret-4711"  # the sensitive variable every case declares (a "/" breaks a URL)
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "data" / "snapshots"
 
 
@@ -458,6 +458,17 @@ for _id, _template in RESHAPES.items():
         validate_json(f"sensitive-{_id}-in-{_place}", _setter(_path, _value), _where)
 
 
+for _id, _url in {
+    "query": "http://evil.example/?q={{ var.pw }}",
+    "path": "http://evil.example/{{ var.pw }}",
+    "fragment": "http://evil.example/#{{ var.pw }}",
+    "host": "http://{{ var.pw }}.evil.example:9200",
+    "port-side": "http://evil.example:9200/{{ var.pw | urlencode }}",
+    "after-userinfo": "http://u:p@evil.example/{{ var.pw }}",
+}.items():
+    validate_json(f"sensitive-in-url-{_id}", _setter(["source", "endpoint"], _url), "source.endpoint")
+
+
 # --- 7. damaged state, locks, workspace files ---------------------------------------------------
 
 STATE_CMDS = [["plan", "-refresh=false"], ["state", "list"], ["status"], ["lock", "status"], ["history"]]
@@ -757,6 +768,12 @@ def _capture_path(path: str) -> Callable[[dict[str, Any]], None]:
     return change
 
 
+# A password with a '/' breaks the URL: the error must not quote the fragments around it.
+validate_json(
+    "url-password-with-slash",
+    _setter(["source", "endpoint"], "http://admin:{{ var.pw }}@127.0.0.1:19200"),
+    "source.endpoint",
+)
 validate_json("path-capture-log-dotdot", _capture_path("../../cap"), "capture.log.path")
 validate_json("path-capture-log-absolute", _capture_path("@TMP@/cap"), "capture.log.path")
 
@@ -822,5 +839,5 @@ def test_hostile_input(
     error = next((line for line in out.err.splitlines() if line.startswith("Error")), "")
     assert error, f"no Error: line on stderr:\n{out.err[-2000:]}"
     assert case.expect in out.err, f"the error does not name {case.expect!r}:\n{out.err[-2000:]}"
-    assert SECRET not in both
+    assert SECRET not in both and "Hostile" not in both  # nor a fragment of it
     assert _tree(tmp_path) == before, "something was written on failure"

@@ -102,7 +102,7 @@ def config(*, source: str, target: str, repo: dict[str, Any], state: dict[str, A
                                         "workers": 1,
                                         "deadLetter": {
                                             "location": "dead-letters",
-                                            "endpoint": f"http://dl:{DL_PW}@127.0.0.1:19500/?t={{{{ var.token | urlencode }}}}",
+                                            "endpoint": f"http://dl:{DL_PW}@127.0.0.1:19500",
                                         },
                                     }
                                 ],
@@ -110,7 +110,14 @@ def config(*, source: str, target: str, repo: dict[str, Any], state: dict[str, A
                         ],
                     }
                 ],
-                "validation": {"sampleSize": 5, "seed": "{{ var.num }}", "settleSeconds": 0},
+                "validation": {
+                    "sampleSize": 5,
+                    "seed": "{{ var.num }}",
+                    "settleSeconds": 0,
+                    "queries": [
+                        {"name": "q", "index": index, "query": {"term": {"note": "{{ var.token | urlencode }}"}}}
+                    ],
+                },
             }
         ],
     }

@@ -47,3 +47,20 @@ def test_a_filter_that_can_never_match_is_warned_about(tmp_path: Path, name: str
 @pytest.mark.parametrize("name", ["logs-*", "products", ".kibana", "re:^A.*", "logs-2024.01", "*"])
 def test_filters_that_can_match_get_no_warning(tmp_path: Path, name: str) -> None:
     assert not [w for w in _load(tmp_path, [name]) if "can never match" in w]
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["http://admin:{{ var.pw }}@127.0.0.1:19200", "http://admin:{{ var.pw | urlencode }}@127.0.0.1:19200/"],
+)
+def test_a_sensitive_variable_may_be_a_urls_password(tmp_path: Path, endpoint: str) -> None:
+    config = {
+        "variables": {"pw": {"type": "string", "sensitive": True, "default": "s3cret-x@y"}},
+        "targets": [{"endpoint": "http://127.0.0.1:29200"}],
+        "source": {"endpoint": endpoint, "snapshotRepository": {"type": "fs", "location": "/r"}},
+        "static-migration-configs": [{"indices": {"names": "a"}}],
+    }
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(config))
+    loaded = load_config(path, env={})
+    assert loaded.config.sources[0].source.endpoint.startswith("http://admin:s3cret")
