@@ -144,6 +144,7 @@ def make_plan(session: Session, options: PlanOptions, doc: Any) -> Any:
     plan.workspace = session.backend.workspace
     plan.config_path = str(Path(session.loaded.path).resolve())
     plan.variables, plan.sensitive_variables = _variables_for_plan(session)
+    plan.sensitive_from_config = sorted(set(plan.sensitive_variables) & session.loaded.defaulted)
     return plan
 
 

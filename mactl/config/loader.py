@@ -43,6 +43,8 @@ class LoadedConfig:
     sensitive_values: set[str] = field(default_factory=set)
     variables: dict[str, Any] = field(default_factory=dict)
     origins: Origins = field(default_factory=Origins)
+    # Variables whose value is the config's own default: a saved plan re-reads them from the config.
+    defaulted: set[str] = field(default_factory=set)
 
     @property
     def base_dir(self) -> Path:
@@ -132,6 +134,7 @@ def _load(
         sensitive_values=set(resolved.sensitive_values),
         variables=dict(resolved.values),
         origins=normalized.origins,
+        defaulted={n for n, where in resolved.origins.items() if where.startswith("the default in ")},
     )
 
 

@@ -42,6 +42,7 @@ def save_plan(plan: Plan, path: Path) -> None:
         "config_digest": plan.config_digest,
         "variables": plan.variables,
         "sensitive_variables": plan.sensitive_variables,
+        "sensitive_from_config": plan.sensitive_from_config,
         "mode": plan.mode,
         "refreshed": plan.refreshed,
         "options": plan.options,
@@ -116,6 +117,7 @@ def load_plan(path: Path) -> Plan:
             config_digest=raw["config_digest"],
             variables=raw.get("variables", {}),
             sensitive_variables=raw.get("sensitive_variables", []),
+            sensitive_from_config=raw.get("sensitive_from_config", []),
             mode=raw.get("mode", "normal"),
             refreshed=raw.get("refreshed", True),
             options=raw.get("options", {}),
@@ -139,6 +141,7 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "config_digest": (str,),
     "variables": (dict,),
     "sensitive_variables": (list,),
+    "sensitive_from_config": (list,),
     "mode": (str,),
     "refreshed": (bool,),
     "options": (dict,),
@@ -154,8 +157,9 @@ def _check_fields(raw: dict[str, Any]) -> None:
             raise TypeError(f"{name} has the wrong type ({type(raw[name]).__name__})")
     if raw.get("mode", "normal") not in _MODES:
         raise ValueError(f"mode {str(raw.get('mode'))[:40]!r} is not one of {', '.join(_MODES)}")
-    if not all(isinstance(n, str) for n in raw.get("sensitive_variables", [])):
-        raise TypeError("sensitive_variables must list names")
+    for key in ("sensitive_variables", "sensitive_from_config"):
+        if not all(isinstance(n, str) for n in raw.get(key, [])):
+            raise TypeError(f"{key} must list names")
 
 
 _CHANGE_FIELDS = frozenset(f.name for f in dataclasses.fields(Change))
@@ -202,7 +206,12 @@ def check_sensitive_supplied(
                 given |= set(data)
         except (OSError, yaml.YAMLError):
             pass  # the config loader reports unreadable var files itself
-    missing = [name for name in plan.sensitive_variables if name not in given and f"{ENV_PREFIX}{name}" not in env]
+    from_config = set(plan.sensitive_from_config)
+    missing = [
+        name
+        for name in plan.sensitive_variables
+        if name not in given and f"{ENV_PREFIX}{name}" not in env and name not in from_config
+    ]
     if missing:
         names = ", ".join(missing)
         raise PlanError(
