@@ -121,8 +121,6 @@ class CaptureProvider(BaseProvider[CaptureInputs]):
                     )
                 args = [
                     "capture-proxy",
-                    "--source",
-                    inputs.source.endpoint,
                     "--listen",
                     spec.listen,
                     "--log",
@@ -140,7 +138,10 @@ class CaptureProvider(BaseProvider[CaptureInputs]):
                     args += ["--skip-header", f"{name}={pattern}"]
                 for pattern in inputs.filters.skipPaths:
                     args += ["--skip-path", pattern]
-                pid = fleet.spawn(args, ctx.workdir / f"proxy-{pid_}.log")
+                # The source URL may hold a password: through the environment, not `ps`-visible argv.
+                pid = fleet.spawn(
+                    args, ctx.workdir / f"proxy-{pid_}.log", env={"MACTL_CAPTURE_SOURCE": inputs.source.endpoint}
+                )
                 reused = False
             proxies.append(
                 {
