@@ -2,7 +2,9 @@
 
 Every provider that reaches a cluster (snapshot, metadata, backfill, capture, validate)
 builds its opensearch-py client here, so authentication (basic / SigV4), TLS checking,
-timeouts and retries behave the same everywhere. This module only connects and asks
+timeouts and retries behave the same everywhere: every request waits out transient errors
+(connection refused, timeouts, 429, 502-504) for a bounded time through
+`mactl.retrying.RetryingTransport`, saying what it waits for. This module only connects and asks
 what the cluster is; it must not hold migration logic.
 """
 
@@ -14,6 +16,7 @@ from opensearchpy import OpenSearch, RequestsHttpConnection
 from opensearchpy.exceptions import AuthenticationException, AuthorizationException, ConnectionError, TransportError
 
 from mactl.errors import ConfigError, ProviderError
+from mactl.retrying import ClusterUnavailable, RetryingTransport
 from mactl.schema.common import ClusterRef
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -26,9 +29,14 @@ def client_for(
     timeout: float = DEFAULT_TIMEOUT_S,
     retries: int = DEFAULT_RETRIES,
     pool_maxsize: int = 10,
+    retry_for: float | None = None,
     **extra: Any,
 ) -> OpenSearch:
     """An opensearch-py client for `ref`.
+
+    `retry_for` bounds how long each request waits out transient errors (None: the
+    default of `mactl.retrying`; 0: not at all, for callers with their own retries or
+    quick probes).
 
     `pool_maxsize` matters for callers that fan requests out over threads (the metadata
     provider creates indices concurrently): urllib3 otherwise keeps only 10 connections
@@ -41,6 +49,9 @@ def client_for(
         "retry_on_timeout": True,
         "retry_on_status": (502, 503, 504),
         "pool_maxsize": pool_maxsize,
+        "transport_class": RetryingTransport,
+        "retry_what": f"{ref.name} {display_endpoint(ref.endpoint)}",
+        "retry_for_s": retry_for,
     }
     if ref.endpoint.startswith("https://"):
         kwargs["use_ssl"] = True
@@ -58,6 +69,21 @@ def client_for(
         kwargs["connection_class"] = RequestsHttpConnection
     kwargs.update(extra)
     return OpenSearch(**kwargs)
+
+
+def display_endpoint(endpoint: str) -> str:
+    """`endpoint` without any user:password@ part, for messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(endpoint)
+    except ValueError:
+        return "(unparsable endpoint)"
+    if parts.username is None and parts.password is None:
+        return endpoint.rstrip("/")
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
 
 
 def _sigv4_auth(ref: ClusterRef) -> Any:
@@ -80,6 +106,8 @@ def cluster_version(client: OpenSearch) -> tuple[str, str]:
         info = client.info()
     except (AuthenticationException, AuthorizationException) as exc:
         raise ProviderError(f"cluster at {_host(client)} refused the credentials: {exc.error}") from None
+    except ClusterUnavailable:
+        raise
     except ConnectionError as exc:
         raise ProviderError(f"cluster at {_host(client)} is unreachable: {exc.info or exc.error}") from None
     except TransportError as exc:

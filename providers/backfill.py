@@ -3,8 +3,10 @@
 `apply` sets the stage up in its working-state index, starts `workers` local worker
 processes (default: the machine's cores) and watches the leases until every unit is
 done; extra workers may join from any host with `mactl worker ADDR`. It then runs the
-exit check (target count per index == snapshot live count less sampling, drops and
-dead letters) and fails the stage on a difference. The work itself lives in
+exit check (the document ledger balances with the snapshot's live top-level count, and
+the target holds what the ledger says was written) and fails the stage on a difference.
+A run that dead-lettered documents finishes with `completeWithErrors` in its outputs,
+which the engine records as the status `complete_with_errors`. The work itself lives in
 `mactl.backfill`. `sample` is deliberately not in `replace_on`: a larger sample is a
 superset of a smaller one, so growing it only adds documents (an update in place).
 """
@@ -40,17 +42,18 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
             problems.append("maxBatchDocs must be >= 1 and maxBatchBytes >= 1024")
         if inputs.maxInFlight < 1:
             problems.append("maxInFlight must be at least 1")
-        if inputs.maxMbps is not None and inputs.maxMbps <= 0:
-            problems.append("maxMbps must be positive")
+        if inputs.maxThroughputMbps is not None and inputs.maxThroughputMbps <= 0:
+            problems.append("maxThroughputMbps must be positive")
         return problems
 
     def apply(self, ctx: Context) -> dict[str, Any]:
         from mactl.backfill.coordinator import run_stage
+        from mactl.backfill.prepare import lease_store
         from mactl.backfill.progress import RateTracker, Snapshot, one_line
         from mactl.backfill.rollback import planned_method
         from mactl.backfill.source import snapshot_uuid
         from mactl.backfill.spec import build_spec
-        from mactl.backfill.verify import check_counts, per_index_outputs
+        from mactl.backfill.verify import check_counts, errors_summary, per_index_outputs
         from mactl.cluster import client_for
 
         inputs = ctx.inputs
@@ -84,8 +87,17 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
             log=ctx.log,
         )
         target = client_for(inputs.target)
-        check = check_counts(target, run.snapshot, deadline_s=inputs.retryTimeoutSeconds)
+        meta = lease_store(spec).read_meta() or {}
+        unmigratable: dict[str, str] = dict(meta.get("unmigratable") or {})
+        check = check_counts(
+            target,
+            run.snapshot,
+            deadline_s=inputs.retryTimeoutSeconds,
+            unmigratable=unmigratable,
+            same_names=not inputs.transforms,
+        )
         failed = sum(p.failed for p in run.snapshot.indices.values())
+        errors = errors_summary(check.ledger)
         outputs: dict[str, Any] = {
             "snapshotName": spec.snapshot,
             "stateIndex": spec.state_index,
@@ -93,6 +105,8 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
             "units": run.snapshot.units_total,
             "indices": per_index_outputs(run.snapshot),
             "targetIndices": check.target,
+            "ledger": check.ledger,
+            "unmigratable": unmigratable,
             "differences": check.differences,
             "deadLetter": {"location": spec.deadletter, "documents": failed},
             "rollbackMethod": planned_method(target, inputs.rollbackMode),
@@ -104,8 +118,18 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
                 i: d for i in sorted(check.target) if (d := _metadata_definition(ctx.upstream, i)) is not None
             },
         }
+        if errors is not None:
+            outputs["completeWithErrors"] = errors
+            ctx.log(f"complete with errors: {errors['summary']}")
         for line in check.differences:
             ctx.log(f"count check: {line}")
+        not_migratable = {i: int(r["notMigratable"]) for i, r in check.ledger.items() if r.get("notMigratable")}
+        if not_migratable and inputs.onUnmigratable != "skip":
+            raise ProviderError(
+                f"{ctx.address}: documents that cannot be backfilled (no _source in the snapshot): "
+                + ", ".join(f"{i} {n}" for i, n in sorted(not_migratable.items())),
+                hint="leave them out with `onUnmigratable: skip` (they stay in the ledger as not migratable)",
+            )
         if check.differences and inputs.verifyCounts:
             raise ProviderError(
                 f"{ctx.address}: the target's document counts differ from the snapshot's: "
@@ -113,6 +137,32 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
                 hint="the leases are kept: inspect the differences, then apply again (or set verifyCounts: false)",
             )
         return outputs
+
+    def plan_notes(self, inputs: BackfillInputs) -> list[str]:
+        """For `plan`: the selected indices the snapshot holds that cannot be backfilled, read
+        from the snapshot's index metadata (nothing when the snapshot is not there yet).
+
+        Only for a file-system repository: a plan must stay quick, and an S3 client waits out
+        an unreachable endpoint for minutes. Apply checks every repository before writing."""
+        from pathlib import Path
+
+        from mactl.backfill.source import open_snapshot_repository
+        from mactl.backfill.units import unmigratable_indices
+        from mactl.indexfilter import split_builtin_exclusions
+
+        location = inputs.repository.location
+        if inputs.repository.type != "fs" or not location or not Path(str(location)).is_dir():
+            return []
+        repo = open_snapshot_repository(inputs.repository)
+        names = list(repo.snapshot(inputs.snapshotName).indices)
+        kept = split_builtin_exclusions(names, inputs.indices)[0]
+        found = unmigratable_indices(repo, inputs.snapshotName, kept)
+        then = (
+            "skipped (onUnmigratable: skip), counted in the ledger as not migratable"
+            if inputs.onUnmigratable == "skip"
+            else "the stage will fail before writing any document (set onUnmigratable: skip to leave them out)"
+        )
+        return [f"index {index} cannot be backfilled: {why}; {then}" for index, why in sorted(found.items())]
 
     def rollback(self, ctx: Context) -> None:
         from mactl.backfill import deadletter

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mactl.providers.base import BaseProvider, Progress, StageContext
+from mactl.state.workdir import StageFiles
 
 from mactl.errors import ProviderError
 from mactl.schema.capture import CaptureInputs, CaptureLog
@@ -104,20 +105,26 @@ class CaptureProvider(BaseProvider[CaptureInputs]):
         for i, spec in enumerate(inputs.proxies):
             pid_ = proxy_id(inputs.source.name, i)
             url = proxy_url(spec.listen)
-            pid_file = ctx.workdir / f"proxy-{pid_}.pid"
+            pid_file = StageFiles(ctx.workdir).proxy_pid(pid_)
             doc = fleet.health(url)
             if (
                 doc is not None
                 and doc.get("proxyId") == pid_
                 and doc.get("source", "").rstrip("/") == _origin(inputs.source.endpoint)
+                and doc.get("log") == description
             ):
                 pid = int(doc["pid"])
                 reused = True
             else:
                 if doc is not None:
+                    # Same id and source is not enough: a proxy of another migration (another
+                    # state, another log) would capture into a log this stage never reads.
+                    theirs = doc.get("log") or {}
+                    where = theirs.get("path") or theirs.get("topic") or "an unknown log"
                     raise ProviderError(
-                        f"proxies[{i}].listen {spec.listen}: a different capture proxy already listens there "
-                        f"({doc.get('proxyId')} → {doc.get('source')})"
+                        f"proxies[{i}].listen {spec.listen}: a capture proxy of another migration already "
+                        f"listens there ({doc.get('proxyId')}, recording to {where}); stop it "
+                        "(`mactl destroy` in its config's folder) or choose another listen address"
                     )
                 args = [
                     "capture-proxy",
@@ -130,7 +137,7 @@ class CaptureProvider(BaseProvider[CaptureInputs]):
                     "--pid-file",
                     str(pid_file),
                     "--state-file",
-                    str(ctx.workdir / f"proxy-{pid_}.state.json"),
+                    str(StageFiles(ctx.workdir).proxy_state(pid_)),
                 ]
                 if inputs.source.insecure:
                     args.append("--insecure")
@@ -140,7 +147,9 @@ class CaptureProvider(BaseProvider[CaptureInputs]):
                     args += ["--skip-path", pattern]
                 # The source URL may hold a password: through the environment, not `ps`-visible argv.
                 pid = fleet.spawn(
-                    args, ctx.workdir / f"proxy-{pid_}.log", env={"MACTL_CAPTURE_SOURCE": inputs.source.endpoint}
+                    args,
+                    StageFiles(ctx.workdir).proxy_log(pid_),
+                    env={"MACTL_CAPTURE_SOURCE": inputs.source.endpoint},
                 )
                 reused = False
             proxies.append(
@@ -150,7 +159,7 @@ class CaptureProvider(BaseProvider[CaptureInputs]):
                     "url": url,
                     "pid": pid,
                     "reused": reused,
-                    "logFile": str(ctx.workdir / f"proxy-{pid_}.log"),
+                    "logFile": str(StageFiles(ctx.workdir).proxy_log(pid_)),
                 }
             )
         started = sum(not p["reused"] for p in proxies)
@@ -218,9 +227,9 @@ class CaptureProvider(BaseProvider[CaptureInputs]):
                     fleet.control(p["url"], "capture/stop")
                 except ProviderError:
                     pass
-            pid_file = ctx.workdir / f"proxy-{p['id']}.pid"
+            pid_file = StageFiles(ctx.workdir).proxy_pid(p["id"])
             fleet.stop(fleet.read_pid(pid_file) or p.get("pid"))
-            (ctx.workdir / f"proxy-{p['id']}.state.json").unlink(missing_ok=True)
+            StageFiles(ctx.workdir).proxy_state(p["id"]).unlink(missing_ok=True)
         ctx.log(f"capture {ctx.address}: stopped {len(proxies)} proxies")
         if inputs.deleteTopicOnRollback:
             deleted = capture_log.delete_log(prior.get("log") or resolved_log(inputs.log))

@@ -54,6 +54,7 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
     def validate(self, inputs: MetadataInputs) -> list[str]:
         problems = validate_filters(inputs.indices)
         problems += [f"templateFilters: {p}" for p in validate_filters(inputs.templateFilters)]
+        problems += [f"pipelines.filters: {p}" for p in validate_filters(inputs.pipelines.filters)]
         return problems
 
     # --- apply --------------------------------------------------------------------------
@@ -86,6 +87,7 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
             )
         todo, recreate = self._resolve_conflicts(client, ev, inputs, ours, rows)
         created = self._create_all(ctx, client, todo, recreate, ours, rows)
+        created += self._no_longer_selected_pipelines(ctx, created)
         report = report_mod.build(ev.source, ev.target, ev.origin, self._ordered(rows))
         ctx.log(report_mod.render_text(report, show_transforms=False))
         failures = [r for r in report["items"] if r["outcome"] == "failed"]
@@ -107,6 +109,25 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
                 + "\n".join(f"  {r['kind']} {r['name']}: {r.get('reason', '')}" for r in failures)
             )
         return outputs
+
+    def _no_longer_selected_pipelines(self, ctx: Context, created: list[dict[str, str]]) -> list[dict[str, str]]:
+        """Pipelines an earlier run created that this one no longer selects (`pipelines` changed in place).
+
+        They stay in `created`, so rollback still deletes them: left out, they would stay on
+        the target with nobody recording that mactl made them.
+        """
+        now = {_key(r["kind"], r["name"]) for r in created}
+        kept = [
+            {"kind": "pipeline", "name": row["name"]}
+            for row in self._created(ctx)
+            if row["kind"] == "pipeline" and _key("pipeline", row["name"]) not in now
+        ]
+        if kept:
+            names = ", ".join(r["name"] for r in kept)
+            ctx.log(
+                f"kept ingest pipeline(s) {names}: created by an earlier run, no longer selected; rollback deletes them"
+            )
+        return kept
 
     def _already_ours(self, ctx: Context) -> set[str]:
         """Items an earlier (interrupted or updated) run of this stage created."""
@@ -240,7 +261,11 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
         # migrated indices (adding its aliases and settings a second time, under new names
         # when a transform renamed them). Each migrated index already carries what its
         # templates gave it on the source.
-        templates = [i for i in todo if i.kind != "index"]
+        # Ingest pipelines before both: the indices and templates name them, and a write
+        # naming a missing pipeline is rejected.
+        for item in sorted((i for i in todo if i.kind == "pipeline"), key=lambda i: i.name):
+            record(*one(item))
+        templates = [i for i in todo if i.kind not in ("index", "pipeline")]
         indices = [i for i in todo if i.kind == "index"]
         if indices:
             with ThreadPoolExecutor(max_workers=INDEX_WORKERS, thread_name_prefix="mactl-meta") as pool:
@@ -278,10 +303,19 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
         client = client_for(inputs.target)
         indices = [r["name"] for r in created if r["kind"] == "index"]
         tgt.delete_indices(client, indices)
-        templates = sorted((r for r in created if r["kind"] != "index"), key=lambda r: -KIND_ORDER[r["kind"]])
+        templates = sorted(
+            (r for r in created if r["kind"] not in ("index", "pipeline")), key=lambda r: -KIND_ORDER[r["kind"]]
+        )
         for row in templates:
             tgt.delete(client, row["kind"], row["name"])
-        ctx.log(f"rolled back {len(indices)} indices and {len(templates)} templates")
+        # Pipelines last: only the ones this stage created (`created`), never the target's own.
+        pipelines = [r["name"] for r in created if r["kind"] == "pipeline"]
+        for name in pipelines:
+            tgt.delete(client, "pipeline", name)
+        ctx.log(
+            f"rolled back {len(indices)} indices and {len(templates)} templates"
+            + (f" and {len(pipelines)} ingest pipelines" if pipelines else "")
+        )
 
     def read(self, ctx: Context) -> dict[str, Any] | None:
         """The outputs with `created` reduced to what is still on the target (deleted items = drift)."""

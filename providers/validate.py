@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from mactl.providers.base import BaseProvider, StageContext
+from mactl.state.workdir import StageFiles
 
 from mactl.errors import ProviderError
 from mactl.schema.validate import Query, ValidateInputs
@@ -37,6 +38,8 @@ class ValidateProvider(BaseProvider[ValidateInputs]):
         t = inputs.thresholds
         if t.maxCountDiff < 0:
             problems.append("thresholds.maxCountDiff: must be 0 or more")
+        if t.maxFailedDocs < 0:
+            problems.append("thresholds.maxFailedDocs: must be 0 or more")
         for name in ("minSampleMatch", "minStatusMatchRate"):
             if not 0 <= getattr(t, name) <= 1:
                 problems.append(f"thresholds.{name}: must be between 0 and 1")
@@ -60,7 +63,7 @@ class ValidateProvider(BaseProvider[ValidateInputs]):
         queries = [Query.model_validate(q) for q in inputs.queries]
         report = run_validation(ctx, inputs, queries)
         ctx.workdir.mkdir(parents=True, exist_ok=True)
-        (ctx.workdir / "report.json").write_text(json.dumps(report, indent=2, default=str))
+        StageFiles(ctx.workdir).validation_report.write_text(json.dumps(report, indent=2, default=str))
         outputs = {"passed": report["passed"], "failures": report["failures"], "report": report}
         if not report["passed"]:
             ctx.checkpoint({"report": report})  # so `mactl audit` can show why, from the state

@@ -34,6 +34,11 @@ class LockInfo:
     created_at: str
     heartbeat_at: str
     workspace: str = "default"
+    # When the holder's process started (Linux: boot id and start tick), so that a pid
+    # reused by another process after a crash is not mistaken for the holder; "" if unknown.
+    process_start: str = ""
+    host: str = ""  # the holder's real host name (`who` may be overridden by MACTL_WHO); "" if not recorded
+    heartbeat_s: float = 0.0  # the holder's heartbeat interval; 0 when not recorded
 
 
 class Backend(Protocol):
@@ -66,8 +71,20 @@ class Backend(Protocol):
         *,
         heartbeat_s: float | None = None,
         on_wait: Callable[[LockInfo], None] | None = None,
+        takeover_stale: bool = False,
+        on_takeover: Callable[[LockInfo, str], None] | None = None,
     ) -> AbstractContextManager[LockInfo]:
-        """Take the lock (waiting up to `timeout_s`), heartbeat while held, release on exit."""
+        """Take the lock (waiting up to `timeout_s`), heartbeat while held, release on exit.
+
+        With `takeover_stale`, a lock whose holder is provably gone (`locking.staleness`)
+        is removed and taken; `on_takeover(old, why)` is then called once the lock is ours
+        (the CLI records it in the history). A live holder is never taken over.
+        """
+        ...
+
+    def on_lock_lost(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(message)` (once, from any thread) if the held lock is found taken
+        away, by the heartbeat or by a write; writes under it fail from then on."""
         ...
 
     def lock_info(self) -> LockInfo | None: ...

@@ -18,7 +18,16 @@ from mactl.errors import StateError
 
 FORMAT_VERSION = 1
 
-StageStatus = Literal["pending", "running", "complete", "failed", "tainted", "awaiting_approval", "left_manual"]
+StageStatus = Literal[
+    "pending", "running", "complete", "complete_with_errors", "failed", "tainted", "awaiting_approval", "left_manual"
+]
+
+# A stage that finished but left some of its work undone on purpose (a backfill's dead
+# letters) says so with this key in its outputs; it is then recorded as
+# `complete_with_errors`: finished (its dependents may run, a plan does not re-run it by
+# itself) but never shown as a plain success.
+ERRORS_OUTPUT_KEY = "completeWithErrors"
+COMPLETE_STATUSES = frozenset({"complete", "complete_with_errors"})
 
 
 def utcnow() -> str:

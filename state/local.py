@@ -233,11 +233,11 @@ class LocalBackend(BackendLocking):
     # -- writing -------------------------------------------------------------------
 
     def write(self, doc: StateDocument, *, replace: bool = False) -> StateDocument:
-        if self._held is not None:
-            self._held.check()
         masked, _ = mask_document(doc)
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         with folder_lock(self.folder):
+            if self._held is not None:
+                self._held.check()  # under the folder lock: a force-unlock cannot slip in before the write
             stored = self._stored_now()
             seen = None if stored is None else (stored.serial, stored.lineage, stored.history_len)
             check_conditional_write(seen, doc, self.describe(), replace)

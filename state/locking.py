@@ -3,15 +3,21 @@
 A backend supplies a `LockStore` (create-if-absent, refresh-if-ours, remove-if-id,
 read); this module turns it into the `with backend.lock(...)` context: wait up to a
 timeout while someone else holds it, then heartbeat from a background thread while the
-body runs, and release on exit. A lock is never broken automatically: a holder that
-crashed stays visible (with its age and last heartbeat) until someone runs
-`mactl force-unlock ID` with its exact ID.
+body runs, and release on exit. A lock is never broken silently: a holder that crashed
+stays visible (with its age and last heartbeat, and `staleness` says whether it is provably
+gone) until someone runs `mactl force-unlock ID` with its exact ID, or a command asked to
+take over a stale lock (`-lock-takeover-stale`) takes it. A live holder is never taken over.
+
+Every write under a held lock first checks that the lock is still ours; if it was
+force-unlocked (and maybe taken by another run), the write fails with a lock-lost
+message and the listeners registered with `on_lock_lost` are told, so the walk stops.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import threading
 import time
 import uuid
@@ -53,17 +59,97 @@ class LockStore(Protocol):
         ...
 
 
-def new_lock_info(operation: str, workspace: str) -> LockInfo:
+def new_lock_info(operation: str, workspace: str, heartbeat_s: float = DEFAULT_HEARTBEAT_S) -> LockInfo:
     now = utcnow()
+    pid = os.getpid()
     return LockInfo(
         id=str(uuid.uuid4()),
         who=current_who(),
-        pid=os.getpid(),
+        pid=pid,
         operation=operation,
         created_at=now,
         heartbeat_at=now,
         workspace=workspace,
+        process_start=process_start(pid) or "",
+        heartbeat_s=heartbeat_s,
+        host=socket.gethostname(),
     )
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as file:
+            return file.read().strip()
+    except OSError:
+        return ""
+
+
+def process_start(pid: int) -> str | None:
+    """When process `pid` started, as "boot-id:start-tick" (Linux), or None if unknown.
+
+    Two different processes that got the same pid (one after the other) differ here.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read()
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may hold spaces: split after it
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    if len(fields) < 20:
+        return None
+    return f"{_boot_id()}:{fields[19].decode()}"  # field 22, starttime
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` exists on this host (it may belong to another user)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Staleness:
+    """Whether a lock's holder is provably gone (`stale`), and why, in a few words."""
+
+    stale: bool
+    reason: str
+
+
+def staleness(info: LockInfo, now: datetime | None = None) -> Staleness:
+    """Is the holder of `info` gone?
+
+    On this host: gone if its pid no longer exists, or now belongs to a process that
+    started at another time than the holder (pid reuse). On another host (where pids say
+    nothing): gone if its heartbeat is older than twice its interval, i.e. it missed a
+    whole interval. An unreadable lock is never called stale: nobody knows whose it is.
+    """
+    if info.id.startswith("unreadable-") or not info.heartbeat_at:
+        return Staleness(False, "the lock cannot be read; nobody knows whether its holder still runs")
+    host = info.host
+    if host and host == socket.gethostname() and info.pid > 0:
+        if not pid_alive(info.pid):
+            return Staleness(True, f"its process (pid {info.pid}) no longer runs on {host}")
+        if info.process_start:
+            started = process_start(info.pid)
+            if started is not None and started != info.process_start:
+                return Staleness(True, f"pid {info.pid} on {host} now belongs to another process")
+        return Staleness(False, f"its process (pid {info.pid}) is still running on {host}")
+    interval = info.heartbeat_s or DEFAULT_HEARTBEAT_S
+    age = age_seconds(info.heartbeat_at, now)
+    if age is None:
+        return Staleness(False, "its heartbeat time cannot be read")
+    if age > 2 * interval:
+        return Staleness(
+            True, f"its last heartbeat was {format_age(age)} ago, and it beats every {format_age(interval)}"
+        )
+    return Staleness(False, f"it heartbeated {format_age(age)} ago (every {format_age(interval)})")
 
 
 def lock_to_json(info: LockInfo) -> bytes:
@@ -134,17 +220,32 @@ def describe_holder(info: LockInfo) -> str:
     )
 
 
+def lost_message(ours: LockInfo, where: str, now_held_by: LockInfo | None) -> str:
+    """The one line a holder says when its lock was taken away."""
+    if now_held_by is None or now_held_by.id == ours.id:
+        return f"the state lock {ours.id} at {where} was removed while this process held it: stopping"
+    return (
+        f"the state lock was taken by {now_held_by.who} (pid {now_held_by.pid}, {now_held_by.operation!r}, "
+        f"lock {now_held_by.id}) at {now_held_by.created_at}: stopping"
+    )
+
+
 class HeldLock:
     """A lock this process holds, and the thread that keeps its heartbeat fresh.
 
-    If a heartbeat finds the lock is no longer ours (someone force-unlocked it), `lost`
-    is set and the backend refuses further writes under it.
+    If a heartbeat or a write finds the lock is no longer ours (someone force-unlocked
+    it, and maybe took it), `lost` is set, every listener is told once, and the backend
+    refuses further writes under it.
     """
 
     def __init__(self, store: LockStore, info: LockInfo, heartbeat_s: float) -> None:
         self.store = store
         self.info = info
         self.lost = False
+        self.lost_because = ""
+        self.taken_over: tuple[LockInfo, str] | None = None  # the stale lock this one replaced, and why
+        self._listeners: list[Callable[[str], None]] = []
+        self._mutex = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._beat, args=(heartbeat_s,), name="mactl-lock-heartbeat", daemon=True
@@ -159,20 +260,50 @@ class HeldLock:
             except Exception:  # a network blip must not kill the apply; the next beat retries
                 continue
             if not still_ours:
-                self.lost = True
+                try:
+                    holder = self.store.current()
+                except Exception:  # noqa: BLE001 - the message just names nobody then
+                    holder = None
+                self._lose(lost_message(self.info, self.store.describe(), holder))
                 return
             self.info = fresh
+
+    def _lose(self, message: str) -> None:
+        with self._mutex:
+            if self.lost:
+                return
+            self.lost, self.lost_because = True, message
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(message)
+            except Exception:  # noqa: BLE001, S110 - a listener's failure must not hide the loss
+                pass
+
+    def add_listener(self, callback: Callable[[str], None]) -> None:
+        with self._mutex:
+            lost, message = self.lost, self.lost_because
+            if not lost:
+                self._listeners.append(callback)
+        if lost:
+            callback(message)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
 
     def check(self) -> None:
-        if self.lost:
-            raise LockError(
-                f"the state lock {self.info.id} at {self.store.describe()} was removed while this process held it",
-                hint="someone ran `mactl force-unlock`; check `mactl lock status` before trying again",
-            )
+        """Raise LockError if the lock is no longer ours: checked by the store before every write."""
+        holder = self.store.current()  # also once lost: the message names whoever holds it now
+        if not self.lost and holder is not None and holder.id == self.info.id:
+            return
+        message = lost_message(self.info, self.store.describe(), holder)
+        self._lose(message)
+        raise LockError(
+            message,
+            hint="someone ran `mactl force-unlock` while this run held the lock; check `mactl lock status` "
+            "and `mactl history` before trying again",
+        )
 
 
 @contextmanager
@@ -185,16 +316,21 @@ def hold_lock(
     heartbeat_s: float = DEFAULT_HEARTBEAT_S,
     on_wait: Callable[[LockInfo], None] | None = None,
     on_acquire: Callable[[HeldLock | None], None] = lambda held: None,
+    takeover_stale: bool = False,
+    on_takeover: Callable[[LockInfo, str], None] | None = None,
 ) -> Iterator[LockInfo]:
     """Take the lock (waiting up to `timeout_s` while someone else holds it), heartbeat, release.
 
     `on_wait` is called once with the holder when we start waiting, so the CLI can say
     who it is waiting for. `on_acquire` lets the backend remember the held lock (and
-    forget it, with None, on release).
+    forget it, with None, on release). With `takeover_stale`, a holder that `staleness`
+    proves gone is removed (by its exact ID, so a lock that changed meanwhile is left
+    alone) and the lock taken; `on_takeover(old, why)` runs once the lock is ours.
     """
-    info = new_lock_info(operation, workspace)
+    info = new_lock_info(operation, workspace, heartbeat_s)
     deadline = time.monotonic() + max(0.0, timeout_s)
     told = False
+    taken_over: tuple[LockInfo, str] | None = None
     while True:
         holder = store.try_create(info)
         if holder is None:
@@ -204,11 +340,27 @@ def hold_lock(
                 f"the state lock at {store.describe()} is already held by this process ({holder.operation!r}); "
                 "waiting for it would wait forever"
             )
+        verdict = staleness(holder)
+        if takeover_stale and verdict.stale:
+            try:
+                store.remove(holder.id)
+            except LockError:
+                pass  # it changed meanwhile (released, or taken over by someone else): look again
+            else:
+                taken_over = (holder, verdict.reason)
+            continue
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             waited = f" after waiting {timeout_s:g}s" if timeout_s else ""
+            if verdict.stale:
+                raise LockError(
+                    f"the state lock at {store.describe()} is held{waited} by a run that is gone ({verdict.reason}): "
+                    f"{describe_holder(holder)}",
+                    hint=f"take it over with -lock-takeover-stale, or `mactl force-unlock {holder.id}`",
+                )
+            live = f" ({verdict.reason})" if takeover_stale else ""
             raise LockError(
-                f"the state lock at {store.describe()} is held{waited}: {describe_holder(holder)}",
+                f"the state lock at {store.describe()} is held{waited}{live}: {describe_holder(holder)}",
                 hint="wait longer with -lock-timeout (e.g. -lock-timeout 5m); if the holder crashed, "
                 f"`mactl force-unlock {holder.id}`",
             )
@@ -217,9 +369,12 @@ def hold_lock(
             told = True
         time.sleep(min(_POLL_S, remaining))
     held = HeldLock(store, info, heartbeat_s)
+    held.taken_over = taken_over
     on_acquire(held)
     body_failed = True
     try:
+        if taken_over is not None and on_takeover is not None:
+            on_takeover(*taken_over)
         yield info
         body_failed = False
     finally:
@@ -258,6 +413,8 @@ class BackendLocking:
         *,
         heartbeat_s: float | None = None,
         on_wait: Callable[[LockInfo], None] | None = None,
+        takeover_stale: bool = False,
+        on_takeover: Callable[[LockInfo, str], None] | None = None,
     ) -> AbstractContextManager[LockInfo]:
         if self._held is not None:
             raise LockError(
@@ -275,7 +432,13 @@ class BackendLocking:
             heartbeat_s=heartbeat_s or self.heartbeat_s,
             on_wait=on_wait,
             on_acquire=remember,
+            takeover_stale=takeover_stale,
+            on_takeover=on_takeover,
         )
+
+    def on_lock_lost(self, callback: Callable[[str], None]) -> None:
+        if self._held is not None:
+            self._held.add_listener(callback)
 
     def lock_info(self) -> LockInfo | None:
         return self._lock_store.current()

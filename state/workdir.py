@@ -76,6 +76,25 @@ class StageFiles:
         """The default dead-letter folder of a backfill without `deadLetter.location`."""
         return self.dir / "deadletter"
 
+    def backfill_worker_log(self, slot: int) -> Path:
+        """What the backfill's local worker process in `slot` printed."""
+        return self.dir / "workers" / f"worker-{slot}.log"
+
+    def proxy_pid(self, proxy_id: str) -> Path:
+        return self.dir / f"proxy-{proxy_id}.pid"
+
+    def proxy_state(self, proxy_id: str) -> Path:
+        """A capture proxy's own state (capturing or not, its route), kept across its restarts."""
+        return self.dir / f"proxy-{proxy_id}.state.json"
+
+    def proxy_log(self, proxy_id: str) -> Path:
+        return self.dir / f"proxy-{proxy_id}.log"
+
+    @property
+    def validation_report(self) -> Path:
+        """The validate stage's full report (the audit renders it)."""
+        return self.dir / "report.json"
+
 
 @dataclass(frozen=True)
 class Workdir:

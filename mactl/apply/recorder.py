@@ -20,7 +20,7 @@ from typing import Any
 from mactl.graph.stage import Stage
 from mactl.masking import inputs_digest, mask_inputs, mask_text, mask_values
 from mactl.state.backend import Backend
-from mactl.state.document import StageRecord, StateDocument, utcnow
+from mactl.state.document import ERRORS_OUTPUT_KEY, StageRecord, StateDocument, utcnow
 
 
 class StateRecorder:
@@ -73,11 +73,13 @@ class StateRecorder:
         self.update(address, stage_type, checkpoint=mask_values(dict(data), self.secrets))
 
     def complete(self, address: str, stage_type: str, action: str, outputs: Mapping[str, Any], operation: str) -> None:
+        errors = outputs.get(ERRORS_OUTPUT_KEY)
+        summary = errors.get("summary") if isinstance(errors, Mapping) else None
         self.update(
             address,
             stage_type,
-            history=(operation, "ok", action),
-            status="complete",
+            history=(operation, "ok with errors", f"{action}: {summary}") if errors else (operation, "ok", action),
+            status="complete_with_errors" if errors else "complete",
             outputs=mask_values(dict(outputs), self.secrets),
             checkpoint=None,
             finished_at=utcnow(),

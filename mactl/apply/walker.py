@@ -22,9 +22,10 @@ writes progress only through its hooks (`mactl.apply.hooks`).
 from __future__ import annotations
 
 import traceback
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -39,9 +40,12 @@ from mactl.masking import mask_text
 from mactl.plan.definition import Change, Plan
 from mactl.providers import registry
 from mactl.providers.base import StageContext
+from mactl.retrying import reporting_to
+from mactl.state.document import COMPLETE_STATUSES, ERRORS_OUTPUT_KEY
 from mactl.state.workdir import Workdir
 
 STOPPED = "the walk stopped before it"
+T = TypeVar("T")
 
 
 def check_available(plan: Plan) -> None:
@@ -74,10 +78,13 @@ class WalkResult:
     not_started: dict[str, str] = field(default_factory=dict)
     tainted: list[str] = field(default_factory=list)
     interrupted: bool = False
+    # stages that finished as `complete_with_errors`: address -> their outputs' error summary
+    with_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lock_lost: str = ""  # why the walk stopped when the state lock was taken away from it
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.interrupted
+        return not self.failed and not self.interrupted and not self.lock_lost
 
 
 class Walker:
@@ -113,6 +120,7 @@ class Walker:
     # -- the walk ---------------------------------------------------------------------
 
     def run(self) -> WalkResult:
+        self.recorder.backend.on_lock_lost(self._stop_lock_lost)
         with Interrupts(self._stop_gracefully):
             try:
                 self.hooks.walk_started()
@@ -137,6 +145,17 @@ class Walker:
             f"Interrupt received: stopping gracefully; {len(live)} running stage(s) will finish. "
             "Press Ctrl-C again to stop at once (running stages are then marked tainted)."
         )
+
+    def _stop_lock_lost(self, message: str) -> None:
+        """The state lock was taken away (a force-unlock, maybe another run took it): another
+        run may now be doing the same work, so start nothing more and tell running stages
+        to stop (their providers end their workers on `ctx.cancelled`). Their next state
+        write fails with the same message."""
+        self.result.lock_lost = message
+        self.scheduler.cancel()
+        for _, ctx in list(self._live.values()):
+            ctx.cancelled.set()
+        self.hooks.say(message[:1].upper() + message[1:])
 
     def _stop_at_once(self) -> None:
         """The second Ctrl-C: every stage still running is recorded as tainted."""
@@ -205,7 +224,7 @@ class Walker:
                     need.add(dep)
                     continue
                 record = self.recorder.record(dep)
-                if record is None or record.status != "complete":
+                if record is None or record.status not in COMPLETE_STATUSES:
                     status = record.status if record else "not applied"
                     self.result.not_started[address] = f"its dependency {dep} is {status}"
                     blocked.append(address)
@@ -266,18 +285,32 @@ class Walker:
             self.hooks.stage_started(change.address, "rollback")
         return Run(lambda: self._work(change, phase, ctx))
 
+    def _reporting(self, ctx: StageContext[BaseModel], call: Callable[[StageContext[BaseModel]], T]) -> T:
+        """`call(ctx)`, with a cluster call waiting out a transient error saying so in the
+        stage's log and on the display (`mactl.retrying`)."""
+
+        def waiting(line: str) -> None:
+            ctx.log(line)
+            self.hooks.say(f"{ctx.address}: {line}")
+
+        with reporting_to(waiting):
+            return call(ctx)
+
     def _work(self, change: Change, phase: Phase, ctx: StageContext[BaseModel]) -> str | None:
         """Run the provider (on the stage's own thread) and record how it ended."""
         provider = registry.get_provider(change.type)
         try:
             if phase == "rollback":
-                provider.rollback(ctx)
+                self._reporting(ctx, provider.rollback)
                 self.recorder.remove(change.address, f"{self.operation} rollback", detail=change.reason)
                 self.result.rolled_back.append(change.address)
             else:
-                outputs = provider.apply(ctx) or {}
+                outputs = self._reporting(ctx, provider.apply) or {}
                 self.recorder.complete(change.address, change.type, change.action, outputs, self.operation)
                 self.result.completed.append(change.address)
+                errors = outputs.get(ERRORS_OUTPUT_KEY)
+                if isinstance(errors, dict):
+                    self.result.with_errors[change.address] = errors
             self._live.pop(change.address, None)
             self.hooks.stage_finished(change.address, "ok")
             return None
@@ -292,7 +325,8 @@ class Walker:
             try:
                 self.recorder.failed(change.address, change.type, message, self.operation, rollback=phase == "rollback")
             except Exception as save_err:  # noqa: BLE001
-                message += f" (and the state could not be saved: {save_err})"
+                if not self.result.lock_lost:  # a lost lock is said once, not per stage
+                    message += f" (and the state could not be saved: {save_err})"
             self._live.pop(change.address, None)
             self.hooks.stage_finished(change.address, f"FAILED: {message}")
             return message

@@ -37,16 +37,24 @@ MAX_PLOT_POINTS = 300
 def backfill_facts(upstream: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per target index: the expectation the backfill stages recorded.
 
-    `expected` is the snapshot's live documents less those skipped by sampling and dropped
-    by transforms (dead letters are not subtracted: a dead-lettered document is missing).
-    An index a transform renamed falls back to what the backfill counted as written there.
+    `expected` is what the document ledger says was written there: the snapshot's live
+    top-level documents less those skipped by sampling, dropped by transforms, not
+    migratable and dead-lettered (the ledger check decides whether dead letters are
+    tolerated; the count check only proves the target holds what the ledger says). Without
+    a transform every index the backfill selected is checked, also one that received
+    nothing. An index a transform renamed falls back to what the backfill wrote there.
     """
     facts: dict[str, dict[str, Any]] = {}
     for address, out in upstream.items():
         if address.split(".", 1)[0] != "backfill" or not out:
             continue
         per_source = dict(out.get("indices") or {})
-        for index, counts in sorted((out.get("targetIndices") or {}).items()):
+        ledger = dict(out.get("ledger") or {})
+        targets = dict(out.get("targetIndices") or {})
+        if not out.get("transforms"):
+            for index in ledger:
+                targets.setdefault(index, {"expected": int(ledger[index].get("written", 0)), "actual": None})
+        for index, counts in sorted(targets.items()):
             fact = facts.setdefault(
                 index,
                 {
@@ -54,6 +62,7 @@ def backfill_facts(upstream: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[
                     "expected": 0,
                     "skipped": 0,
                     "dropped": 0,
+                    "notMigratable": 0,
                     "live": 0,
                     "deadLettered": 0,
                     "backfills": [],
@@ -61,7 +70,15 @@ def backfill_facts(upstream: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[
                 },
             )
             src = per_source.get(index)
-            if src is not None:
+            row = ledger.get(index)
+            if row is not None:
+                fact["live"] += int(row.get("live", 0))
+                fact["skipped"] += int(row.get("skippedBySampling", 0))
+                fact["dropped"] += int(row.get("droppedByTransform", 0))
+                fact["notMigratable"] += int(row.get("notMigratable", 0))
+                fact["deadLettered"] += int(row.get("deadLettered", 0))
+                fact["expected"] += int(row.get("written", 0))
+            elif src is not None:  # recorded before the ledger existed
                 fact["live"] += int(src.get("live", 0))
                 fact["skipped"] += int(src.get("skippedBySampling", 0))
                 fact["dropped"] += int(src.get("dropped", 0))
@@ -80,6 +97,36 @@ def backfill_facts(upstream: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[
             if definition is not None:
                 fact["definition"] = definition
     return facts
+
+
+def backfill_ledgers(upstream: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each upstream backfill's document ledger (per source index), as it recorded it."""
+    return {
+        address: dict(out.get("ledger") or {})
+        for address, out in sorted(upstream.items())
+        if address.split(".", 1)[0] == "backfill" and out and isinstance(out.get("ledger"), Mapping)
+    }
+
+
+def check_ledger(index: str, row: Mapping[str, Any], max_failed: int) -> dict[str, Any]:
+    """One source index's ledger: every live document of the snapshot in exactly one column,
+    and no more dead-lettered (or unaccounted) documents than `thresholds.maxFailedDocs`."""
+    from mactl.backfill.verify import top_reasons
+
+    dead = int(row.get("deadLettered", 0))
+    unaccounted = int(row.get("unaccounted", 0))
+    bad = dead + abs(unaccounted)
+    result: dict[str, Any] = {"index": index, **dict(row), "passed": bad <= max_failed}
+    problems = []
+    if dead:
+        problems.append(f"{dead} dead-lettered ({top_reasons(row)})")
+    if unaccounted:
+        problems.append(f"{unaccounted} of {row.get('live')} live documents unaccounted for")
+    if problems:
+        result["detail"] = ", ".join(problems) + f"; at most {max_failed} allowed (thresholds.maxFailedDocs)"
+    elif int(row.get("notMigratable", 0)):
+        result["detail"] = f"{row['notMigratable']} not migratable: {row.get('notMigratableReason', '')}"
+    return result
 
 
 def replay_outputs(upstream: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -111,9 +158,13 @@ def check_count(
         now = _count(source, index)
         result["sourceNow"] = now
         if now is not None:
-            reference = now - fact.get("skipped", 0) - fact.get("dropped", 0)
+            reference = now - sum(int(fact.get(k, 0)) for k in ("skipped", "dropped", "notMigratable", "deadLettered"))
             result["basis"] = "source now (replayed)"
     result["expected"] = reference
+    if actual is None and reference == 0:
+        actual = 0  # nothing was to be written there, and the target has nothing
+        result["detail"] = "the target has no such index; nothing was written there"
+    result["target"] = actual
     result["difference"] = None if actual is None else actual - reference
     result["passed"] = actual is not None and abs(actual - reference) <= max_diff
     if actual is None:
@@ -242,6 +293,8 @@ def check_sample(
     live: list[dict[str, Any] | None] = []
     mismatches: list[dict[str, Any]] = []
     matched = 0
+    missing = 0
+    dead_lettered = int(fact.get("deadLettered", 0))
     for k, ((doc, out), got) in enumerate(zip(expected, actual, strict=True)):
         if got == out.source:
             matched += 1
@@ -254,11 +307,14 @@ def check_sample(
             if (now_out is None and got is None) or (now_out is not None and got == now_out.source):
                 matched += 1
                 continue
+        if got is None and missing < dead_lettered:
+            missing += 1  # one of the index's dead letters: the ledger check judges those
+            continue
         if len(mismatches) < MAX_MISMATCHES_SHOWN:
             mismatches.append({"id": out.id, "index": out.index, "diff": _short_diff(out.source, got)})
-    checked = len(expected)
+    checked = len(expected) - missing
     rate = matched / checked if checked else None
-    return {
+    result: dict[str, Any] = {
         "checked": checked,
         "matched": matched,
         "rate": rate,
@@ -266,6 +322,13 @@ def check_sample(
         "mismatches": mismatches,
         **({"detail": "the snapshot holds no document to sample"} if not checked else {}),
     }
+    if missing:
+        result["missingDeadLettered"] = missing
+        result["detail"] = (
+            f"{missing} sampled document(s) missing on the target, at most as many as the backfill "
+            "dead-lettered (judged by the ledger check)"
+        )
+    return result
 
 
 # --------------------------------------------------------------------------- mappings and settings
@@ -518,6 +581,19 @@ def run_validation(ctx: StageView, inputs: ValidateInputs, queries: Sequence[Que
                 failures.append(f"{res['index']}: query {res['name']!r}: {res['detail']}")
         return indices, query_rows, failures
 
+    ledgers = backfill_ledgers(ctx.upstream)
+    ledger_rows: list[dict[str, Any]] = []
+    ledger_failures: list[str] = []
+    for address, ledger in ledgers.items():
+        for index, row in sorted(ledger.items()):
+            if inputs.indices and not passes(index, inputs.indices):
+                continue
+            res = check_ledger(index, row, th.maxFailedDocs)
+            res["backfill"] = address
+            ledger_rows.append(res)
+            if not res["passed"]:
+                ledger_failures.append(f"{index}: ledger: {res['detail']}")
+
     # With a replay upstream the source is live: a following replayer may still be
     # applying the last writes, so a mismatch is re-checked until the target settles or
     # `settleSeconds` runs out. Without replay the snapshot is fixed and one pass decides.
@@ -529,6 +605,7 @@ def run_validation(ctx: StageView, inputs: ValidateInputs, queries: Sequence[Que
         time.sleep(2.0)
         settle_attempts += 1
         indices, query_rows, failures = compare()
+    failures = ledger_failures + failures
     replay_rows = []
     for address, out in replays:
         res = check_replay(address, out, th.minStatusMatchRate, th.maxLatencyRatio)
@@ -553,6 +630,7 @@ def run_validation(ctx: StageView, inputs: ValidateInputs, queries: Sequence[Que
         "passed": not failures,
         "failures": failures,
         "indices": indices,
+        "ledger": ledger_rows,
         "queries": query_rows,
         "replay": replay_rows,
         "backfillTimelines": timelines,

@@ -61,6 +61,34 @@ def summary_rows(report: Report) -> list[list[str]]:
     return rows
 
 
+LEDGER_HEADS = (
+    ("live", "live"),
+    ("written", "written"),
+    ("deadLettered", "dead-lettered"),
+    ("skippedBySampling", "skipped (sample)"),
+    ("droppedByTransform", "dropped (transform)"),
+    ("notMigratable", "not migratable"),
+    ("unaccounted", "unaccounted"),
+)
+
+
+def ledger_rows(report: Report) -> list[list[str]]:
+    """The document ledger: per source index, the snapshot's live top-level documents and
+    where each went; the last cells are the verdict and the top dead-letter reasons."""
+    rows = []
+    for row in report.get("ledger") or []:
+        reasons = ", ".join(f"{k} {v}" for k, v in list((row.get("deadLetterReasons") or {}).items())[:3])
+        rows.append(
+            [
+                row["index"],
+                *(f"{int(row.get(key, 0) or 0):,}" for key, _ in LEDGER_HEADS),
+                "ok" if row["passed"] else "FAIL",
+                reasons or str(row.get("notMigratableReason") or ""),
+            ]
+        )
+    return rows
+
+
 def render_text(reports: Sequence[Report]) -> str:
     out: list[str] = []
     for r in reports:
@@ -73,6 +101,20 @@ def render_text(reports: Sequence[Report]) -> str:
         )
         for name, count, sample, mappings in summary_rows(r):
             out.append(f"  {name.ljust(width)}  {count:24}  {sample:24}  {mappings}")
+        lrows = ledger_rows(r)
+        if lrows:
+            out.append(
+                "  document ledger (snapshot live top-level = written + dead-lettered + skipped + dropped + not migratable):"
+            )
+            lw = max([5, *(len(x[0]) for x in lrows)])
+            heads = [h for _, h in LEDGER_HEADS]
+            out.append(
+                "    " + "index".ljust(lw) + "  " + "  ".join(h.rjust(max(len(h), 7)) for h in heads) + "  result"
+            )
+            for cells in lrows:
+                nums = "  ".join(c.rjust(max(len(h), 7)) for c, h in zip(cells[1:8], heads, strict=True))
+                tail = f"  {cells[8]}" + (f"  {cells[9]}" if cells[9] else "")
+                out.append("    " + cells[0].ljust(lw) + "  " + nums + tail)
         for q in r["queries"]:
             out.append(
                 f"  query {q['name']!r} on {q['index']}: {'ok' if q['passed'] else 'FAIL'} "
@@ -110,6 +152,16 @@ def render_markdown(reports: Sequence[Report]) -> str:
             "|---|---|---|---|",
         ]
         out += [f"| `{a}` | {b} | {c} | {d} |" for a, b, c, d in summary_rows(r)]
+        lrows = ledger_rows(r)
+        if lrows:
+            out += [
+                "",
+                "Document ledger (snapshot live top-level = written + dead-lettered + skipped + dropped + not migratable):",
+                "",
+                "| index | " + " | ".join(h for _, h in LEDGER_HEADS) + " | result | reasons |",
+                "|---|" + "---:|" * len(LEDGER_HEADS) + "---|---|",
+            ]
+            out += [f"| `{c[0]}` | " + " | ".join(c[1:]) + " |" for c in lrows]
         if r["queries"]:
             out += ["", "| query | index | source hits | target hits | result |", "|---|---|---|---|---|"]
             out += [
@@ -183,6 +235,21 @@ def render_html(reports: Sequence[Report]) -> str:
                 f"{escape(_cell(maps, 'mappings'))}{'' if not maps or maps['passed'] else '<pre>' + escape(maps.get('detail', '')) + '</pre>'}</td></tr>"
             )
         body.append("</table>")
+        lrows = ledger_rows(r)
+        if lrows:
+            body.append(
+                "<h3>Document ledger</h3><p>snapshot live top-level documents = written + dead-lettered + "
+                "skipped by sampling + dropped by a transform + not migratable</p><table><tr><th>index</th>"
+                + "".join(f"<th>{escape(h)}</th>" for _, h in LEDGER_HEADS)
+                + "<th>result</th><th>reasons</th></tr>"
+            )
+            for c in lrows:
+                body.append(
+                    f"<tr><td><code>{escape(c[0])}</code></td>"
+                    + "".join(f"<td>{escape(x)}</td>" for x in c[1:8])
+                    + f"<td class='{_cls(c[8] == 'ok')}'>{c[8]}</td><td>{escape(c[9])}</td></tr>"
+                )
+            body.append("</table>")
         labels = [row["index"] for row in r["indices"]]
         expected = [(row["checks"].get("count") or {}).get("expected") for row in r["indices"]]
         actual = [(row["checks"].get("count") or {}).get("target") for row in r["indices"]]

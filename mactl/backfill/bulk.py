@@ -25,7 +25,11 @@ from opensearchpy.exceptions import TransportError
 
 from mactl.backfill.retry import RETRYABLE_STATUS, TargetUnavailable, backoff_delay
 
-_BULK_PARAMS = {"filter_path": "errors,items.*.status,items.*.error"}
+# `pipeline=_none`: a document in the snapshot is already what the source's ingest pipeline
+# made of it. Running the target index's `default_pipeline` again would change it a second
+# time (or, for a pipeline missing on the target, reject every document). A `final_pipeline`
+# always runs; the metadata stage names those.
+_BULK_PARAMS = {"filter_path": "errors,items.*.status,items.*.error", "pipeline": "_none"}
 _HEADERS = {"content-type": "application/json"}
 
 
@@ -88,10 +92,14 @@ class BatchResult:
 
 
 class RateLimiter:
-    """A byte-rate cap shared by the sending threads of one process (None: no cap)."""
+    """A byte-rate cap shared by the sending threads of one process (None: no cap).
 
-    def __init__(self, mb_per_s: float | None) -> None:
-        self._rate = None if not mb_per_s else mb_per_s * 1024 * 1024
+    In bytes per second: the stage's `maxThroughputMbps` (megabits) is converted and
+    split between the workers by `JobSpec.worker_bytes_per_s`.
+    """
+
+    def __init__(self, bytes_per_s: float | None) -> None:
+        self._rate = None if not bytes_per_s else bytes_per_s
         self._lock = threading.Lock()
         self._next_free = time.monotonic()
 

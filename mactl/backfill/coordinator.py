@@ -24,6 +24,7 @@ from mactl.backfill.progress import RateTracker, Snapshot, summarise
 from mactl.backfill.source import open_snapshot_repository
 from mactl.backfill.spec import JobSpec
 from mactl.errors import ProviderError
+from mactl.state.workdir import StageFiles
 
 POLL_S = 1.0
 MAX_RESTARTS_PER_SLOT = 3
@@ -99,9 +100,9 @@ def run_stage(
         on_progress(snap, rates)
         return StageRun(snap)
     count = max(1, min(workers, snap.units_total - snap.units_done))
-    spec_json = spec.to_json()
+    spec_json = spec.shared_by(count).to_json()  # the throughput cap is the stage's: each worker gets 1/count
     env = _child_env()
-    slots = [_Slot(i, workdir / "workers" / f"worker-{i}.log") for i in range(count)]
+    slots = [_Slot(i, StageFiles(workdir).backfill_worker_log(i)) for i in range(count)]
     log(f"starting {count} worker process(es); logs in {workdir / 'workers'}")
     exit_codes: dict[int, list[int]] = {}
     for slot in slots:

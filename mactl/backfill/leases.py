@@ -63,7 +63,10 @@ class Counters:
     failed: int = 0
     skipped: int = 0  # by sampling
     dropped: int = 0  # by a transform
+    unmigratable: int = 0  # live in the snapshot, but the reader cannot rebuild them (no `_source`)
     written_by_index: dict[str, int] = field(default_factory=dict)
+    failed_reasons: dict[str, int] = field(default_factory=dict)  # dead letters by error type
+    failed_examples: dict[str, str] = field(default_factory=dict)  # error type -> one full reason
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,8 +75,22 @@ class Counters:
             "failed": self.failed,
             "skipped": self.skipped,
             "dropped": self.dropped,
+            "unmigratable": self.unmigratable,
             "written_by_index": dict(self.written_by_index),
+            "failed_reasons": dict(self.failed_reasons),
+            "failed_examples": dict(self.failed_examples),
         }
+
+    def add_failure(self, status: int, reason: Any) -> None:
+        """Count one dead letter under its error type (keeping the first full reason of each type)."""
+        if isinstance(reason, Mapping):
+            kind = str(reason.get("type") or f"status {status}")
+            text = str(reason.get("reason") or "")
+        else:
+            kind, text = f"status {status}", str(reason or "")
+        self.failed_reasons[kind] = self.failed_reasons.get(kind, 0) + 1
+        if kind not in self.failed_examples and len(self.failed_examples) < 20:
+            self.failed_examples[kind] = text[:300]
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> Counters:
@@ -84,7 +101,10 @@ class Counters:
             failed=int(data.get("failed", 0)),
             skipped=int(data.get("skipped", 0)),
             dropped=int(data.get("dropped", 0)),
+            unmigratable=int(data.get("unmigratable", 0)),
             written_by_index=dict(data.get("written_by_index") or {}),
+            failed_reasons={str(k): int(v) for k, v in (data.get("failed_reasons") or {}).items()},
+            failed_examples={str(k): str(v) for k, v in (data.get("failed_examples") or {}).items()},
         )
 
     def copy(self) -> Counters:

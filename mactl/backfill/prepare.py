@@ -13,8 +13,9 @@ from opensearchpy import OpenSearch
 from mactl.backfill.leases import LeaseStore
 from mactl.backfill.sampling import percent_threshold, smallest_hashes_threshold
 from mactl.backfill.spec import JobSpec
-from mactl.backfill.units import WorkUnit, list_units
+from mactl.backfill.units import WorkUnit, list_units, unmigratable_indices
 from mactl.cluster import client_for
+from mactl.errors import ProviderError
 
 
 def coordinator_client(spec: JobSpec, **extra: Any) -> OpenSearch:
@@ -53,14 +54,32 @@ def prepare(spec: JobSpec, repo: Any, store: LeaseStore) -> dict[str, Any]:
     if meta is not None:
         return meta
     units, excluded = list_units(repo, spec.snapshot, spec.indices)  # fails early on a bad repository
+    unmigratable = unmigratable_indices(repo, spec.snapshot, sorted({u.index for u in units}))
+    refuse_unmigratable(spec, unmigratable)
     store.ensure_index()
     meta = {
         "address": spec.address,
         "snapshot": spec.snapshot,
         "units": [{"index": u.index, "shard": u.shard, "total": u.total} for u in units],
         "excluded": excluded,
+        "unmigratable": unmigratable,
         "thresholds": thresholds(spec, repo, units),
     }
     meta = store.register(units, meta)
     store.drop_other_generations()
     return meta
+
+
+def refuse_unmigratable(spec: JobSpec, unmigratable: dict[str, str]) -> None:
+    """Stop before any document is written when an index cannot be rebuilt and the config
+    did not say to skip such indices. (Skipped, their documents are read and counted in
+    the ledger's "not migratable" column.)"""
+    if not unmigratable or spec.on_unmigratable == "skip":
+        return
+    raise ProviderError(
+        f"{spec.address}: {len(unmigratable)} selected index(es) cannot be backfilled: "
+        + "; ".join(f"{i}: {why}" for i, why in sorted(unmigratable.items()))
+        + "; nothing was written",
+        hint="leave them out with `onUnmigratable: skip` in the backfill config (they are counted as not migratable), "
+        "or exclude them with `indices`",
+    )

@@ -27,6 +27,9 @@ class IndexProgress:
     failed: int = 0
     skipped: int = 0
     dropped: int = 0
+    unmigratable: int = 0
+    failed_reasons: dict[str, int] = field(default_factory=dict)
+    failed_examples: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,6 +58,11 @@ def summarise(units: Sequence[UnitRecord], at: float | None = None) -> Snapshot:
         p.failed += c.failed
         p.skipped += c.skipped
         p.dropped += c.dropped
+        p.unmigratable += c.unmigratable
+        for kind, n in c.failed_reasons.items():
+            p.failed_reasons[kind] = p.failed_reasons.get(kind, 0) + n
+        for kind, text in c.failed_examples.items():
+            p.failed_examples.setdefault(kind, text)
     return Snapshot(
         at=time.monotonic() if at is None else at,
         done_docs=sum(p.read for p in indices.values()),

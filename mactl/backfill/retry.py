@@ -7,7 +7,6 @@ else (a 400, a 404, a conflict) is returned to the caller immediately.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -16,6 +15,9 @@ from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
 from mactl.errors import ProviderError
+from mactl.retrying import backoff_delay, retrying
+
+__all__ = ["RETRYABLE_STATUS", "TargetUnavailable", "backoff_delay", "is_retryable", "with_retry"]
 
 T = TypeVar("T")
 
@@ -34,24 +36,12 @@ def is_retryable(exc: BaseException) -> bool:
     return False
 
 
-def backoff_delay(attempt: int, *, base: float = 0.25, cap: float = 10.0) -> float:
-    """Exponential backoff with full jitter: spreads retrying workers out in time."""
-    return random.uniform(base, min(cap, base * (2**attempt)))
-
-
 def with_retry(
     call: Callable[[], T], *, deadline_s: float, what: str, sleep: Callable[[float], object] = time.sleep
 ) -> T:
-    """`call()`, retried on retryable failures until `deadline_s` seconds have passed."""
-    started = time.monotonic()
-    attempt = 0
-    while True:
-        try:
-            return call()
-        except Exception as exc:  # noqa: BLE001 - filtered just below
-            if not is_retryable(exc):
-                raise
-            if time.monotonic() - started > deadline_s:
-                raise TargetUnavailable(f"{what}: the target kept failing for {deadline_s:.0f}s ({exc})") from None
-            sleep(backoff_delay(attempt))
-            attempt += 1
+    """`call()`, retried on retryable failures until `deadline_s` seconds have passed.
+
+    The one retry loop of `mactl.retrying`, with the backfill's wider idea of retryable
+    (any 5xx) and its own error type.
+    """
+    return retrying(call, what, retry_for_s=deadline_s, transient=is_retryable, give_up=TargetUnavailable, sleep=sleep)

@@ -8,6 +8,7 @@ It travels to worker processes on stdin (never in a file: it may carry a passwor
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,12 +41,25 @@ class JobSpec:
     max_batch_docs: int = 1000
     max_batch_bytes: int = 10 * 1024 * 1024
     max_in_flight: int = 2
-    max_mbps: float | None = None
+    max_throughput_mbps: float | None = None  # megabits per second for the whole stage
+    throughput_share: int = 1  # how many workers share that budget: each sends at most 1/share of it
     lease_seconds: float = 60.0
     retry_deadline_s: float = 600.0
+    on_unmigratable: str = "fail"  # `fail` or `skip` an index the reader cannot rebuild
 
     def with_deadletter(self, location: str) -> JobSpec:
         return replace(self, deadletter=location)
+
+    def shared_by(self, workers: int) -> JobSpec:
+        """This spec for one of `workers` worker processes splitting the stage's throughput cap."""
+        return replace(self, throughput_share=max(1, workers))
+
+    @property
+    def worker_bytes_per_s(self) -> float | None:
+        """One worker's byte-rate cap: the stage's megabits per second, split evenly."""
+        if not self.max_throughput_mbps:
+            return None
+        return self.max_throughput_mbps * 1_000_000 / 8 / max(1, self.throughput_share)
 
     def to_json(self) -> bytes:
         return orjson.dumps({k: _reveal(v) for k, v in self.__dict__.items()})
@@ -120,7 +134,9 @@ def build_spec(
         max_batch_docs=inputs.maxBatchDocs,
         max_batch_bytes=inputs.maxBatchBytes,
         max_in_flight=inputs.maxInFlight,
-        max_mbps=inputs.maxMbps,
+        max_throughput_mbps=inputs.maxThroughputMbps,
+        throughput_share=inputs.workers or os.cpu_count() or 1,
         lease_seconds=inputs.leaseSeconds,
         retry_deadline_s=inputs.retryTimeoutSeconds,
+        on_unmigratable=inputs.onUnmigratable,
     )

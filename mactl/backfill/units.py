@@ -18,7 +18,7 @@ from mactl.schema.common import IndexFilter
 class WorkUnit:
     index: str
     shard: int
-    total: int = 0  # live documents in the snapshot's shard
+    total: int = 0  # live top-level documents in the snapshot's shard (nested children excluded)
 
     @property
     def key(self) -> str:
@@ -37,8 +37,26 @@ def list_units(repo: Any, snapshot: str, filters: Sequence[IndexFilter]) -> tupl
     """The units of the selected indices, and the names a built-in rule left out."""
     kept, excluded = split_builtin_exclusions(snapshot_index_names(repo, snapshot), filters)
     units = [
-        WorkUnit(index, shard, int(repo.live_doc_count(snapshot, index, shard)))
+        WorkUnit(index, shard, int(repo.top_level_doc_count(snapshot, index, shard)))
         for index in kept
         for shard in range(int(repo.shard_count(snapshot, index)))
     ]
     return units, [e.name for e in excluded]
+
+
+def unmigratable_indices(repo: Any, snapshot: str, indices: Sequence[str]) -> dict[str, str]:
+    """The indices whose documents the reader cannot rebuild, each with the reason.
+
+    Read from the snapshot's index metadata only: today that is `_source` disabled
+    (`mappings._source.enabled: false`), so the snapshot holds no document bodies.
+    """
+    from mactl.snapshot_reader.repository import source_disabled
+
+    found: dict[str, str] = {}
+    for index in indices:
+        meta = repo.index_metadata(snapshot, index)
+        if source_disabled(meta.mappings, meta.types):
+            found[index] = (
+                "_source is disabled (mappings._source.enabled: false): the snapshot holds no documents' bodies"
+            )
+    return found

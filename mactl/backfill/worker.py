@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from mactl.backfill import deadletter
-from mactl.backfill.bulk import Batch, BatchResult, BulkSender, Item, RateLimiter, Rejection, action_line, source_line
+from mactl.backfill.bulk import Batch, BatchResult, BulkSender, Item, RateLimiter, action_line, source_line
 from mactl.backfill.doc_transforms import DocumentTransformer
 from mactl.backfill.leases import Counters, Lease, LeaseLost, LeaseStore
 from mactl.backfill.prepare import lease_store, prepare
@@ -54,6 +54,7 @@ class _Mark:
     read: int
     skipped: int
     dropped: int
+    unmigratable: int
 
 
 @dataclass
@@ -78,9 +79,14 @@ class Worker:
         self.holder = holder or new_holder_id()
         self.repo = open_snapshot_repository(spec.repository)
         self.store: LeaseStore = lease_store(spec)
-        self.target = client_for(spec.target, pool_maxsize=max(4, spec.max_in_flight + 2), timeout=120)
+        self.target = client_for(
+            spec.target, pool_maxsize=max(4, spec.max_in_flight + 2), timeout=120, retry_for=0
+        )  # BulkSender and the leases retry on their own, up to retryTimeoutSeconds
         self.sender = BulkSender(
-            self.target, limiter=RateLimiter(spec.max_mbps), retry_deadline_s=spec.retry_deadline_s, log=self.log
+            self.target,
+            limiter=RateLimiter(spec.worker_bytes_per_s),
+            retry_deadline_s=spec.retry_deadline_s,
+            log=self.log,
         )
         self.transformer = DocumentTransformer(
             spec.transforms, base_dir=Path(spec.transforms_base_dir) if spec.transforms_base_dir else None
@@ -165,7 +171,10 @@ class Worker:
                     )
                 )
             committed.read, committed.skipped, committed.dropped = mark.read, mark.skipped, mark.dropped
+            committed.unmigratable = mark.unmigratable
             committed.failed += len(result.rejected)
+            for rejection in result.rejected:
+                committed.add_failure(rejection.status, rejection.reason)
             committed.written += result.written
             for index, n in result.written_by_index.items():
                 committed.written_by_index[index] = committed.written_by_index.get(index, 0) + n
@@ -179,31 +188,24 @@ class Worker:
 
         def submit() -> None:
             nonlocal batch
-            mark = _Mark(last_cursor.to_json(), counters.read, counters.skipped, counters.dropped)
+            mark = _Mark(
+                last_cursor.to_json(), counters.read, counters.skipped, counters.dropped, counters.unmigratable
+            )
             inflight.append((self.pool.submit(self.sender.send, batch), mark, batch))
             batch = Batch()
             while len(inflight) >= spec.max_in_flight:
                 acknowledge(inflight.popleft())
 
         try:
-            for doc in self.repo.documents(spec.snapshot, unit.index, unit.shard, after=after):
+            docs = self.repo.documents(spec.snapshot, unit.index, unit.shard, after=after, with_sourceless=True)
+            for doc in docs:
                 counters.read += 1
                 last_cursor = doc.cursor
+                if not doc.source:  # no `_source` in the snapshot: it cannot be rebuilt
+                    counters.unmigratable += 1
+                    continue
                 if not keep_all and not sampler.keep(doc.id):
                     counters.skipped += 1
-                    continue
-                if not doc.source:
-                    item = Item(action_line(doc.index, doc.id, doc.routing) + b"{}\n", doc.index, doc.id, doc.routing)
-                    batch.local_rejections.append(
-                        Rejection(
-                            item,
-                            0,
-                            {
-                                "type": "no_source",
-                                "reason": "the snapshot holds no _source for this document (_source disabled?)",
-                            },
-                        )
-                    )
                     continue
                 if identity:
                     prefix = prefix_cache.get(doc.index)
@@ -242,6 +244,7 @@ class Worker:
             raise
         final_cursor = last_cursor.to_json() if last_cursor is not None else committed_cursor
         committed.read, committed.skipped, committed.dropped = counters.read, counters.skipped, counters.dropped
+        committed.unmigratable = counters.unmigratable
         self.dlq.flush()
         lease.complete(final_cursor, committed)
         if self.on_unit:

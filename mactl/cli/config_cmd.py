@@ -97,13 +97,28 @@ def find_stage(graph: Any, address: str, stage_type: str, *, none_hint: str) -> 
     return stage
 
 
-def lock_state(backend: Any, operation: str, lock_timeout: str) -> AbstractContextManager[Any]:
+LockTakeoverOpt = Annotated[
+    bool,
+    typer.Option(
+        "-lock-takeover-stale",
+        "--lock-takeover-stale",
+        help="Take over the state lock if its holder is provably gone (its process ended on this host, or its "
+        "heartbeat stopped); recorded in the history. A live holder is never taken over.",
+    ),
+]
+
+
+def lock_state(
+    backend: Any, operation: str, lock_timeout: str, takeover_stale: bool = False
+) -> AbstractContextManager[Any]:
     """Take the state lock for `operation`, waiting up to `lock_timeout` (`0s`, `30s`, `5m`).
 
     Every command that changes the state waits the same way and says on stderr whom it
-    is waiting for, so that a command queued behind another never looks hung.
+    is waiting for, so that a command queued behind another never looks hung. With
+    `takeover_stale` (-lock-takeover-stale) a lock whose holder is provably gone is taken
+    over, said on stderr and recorded in the history.
     """
-    from mactl.state import parse_duration
+    from mactl.state import current_who, parse_duration
 
     timeout = parse_duration(lock_timeout)
 
@@ -112,7 +127,17 @@ def lock_state(backend: Any, operation: str, lock_timeout: str) -> AbstractConte
             f"Waiting for the state lock held by {holder.who} (pid {holder.pid}) for {holder.operation!r}…", err=True
         )
 
-    held: AbstractContextManager[Any] = backend.lock(operation, timeout, on_wait=say_waiting)
+    def record_takeover(old: Any, why: str) -> None:
+        detail = f"took over stale lock {old.id} of {old.who} pid {old.pid} ({old.operation}): {why}"
+        typer.echo(f"Took over the stale state lock {old.id} of {old.who} (pid {old.pid}): {why}.", err=True)
+        doc = backend.read()
+        if doc is not None:
+            doc.record(who=current_who(), operation="lock takeover", result="ok", detail=f"for {operation}: {detail}")
+            backend.write(doc)
+
+    held: AbstractContextManager[Any] = backend.lock(
+        operation, timeout, on_wait=say_waiting, takeover_stale=takeover_stale, on_takeover=record_takeover
+    )
     return held
 
 

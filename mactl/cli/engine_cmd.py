@@ -19,7 +19,15 @@ import orjson
 import typer
 
 from mactl.cli.app import app
-from mactl.cli.config_cmd import ConfigPathOpt, NoPythonTransformsOpt, VarFileOpt, VarOpt, lock_state, print_warnings
+from mactl.cli.config_cmd import (
+    ConfigPathOpt,
+    LockTakeoverOpt,
+    NoPythonTransformsOpt,
+    VarFileOpt,
+    VarOpt,
+    lock_state,
+    print_warnings,
+)
 from mactl.errors import ConfigError, MactlError, PlanError
 
 if TYPE_CHECKING:
@@ -231,6 +239,7 @@ def plan_command(
     detailed_exitcode: DetailedOpt = False,
     out: OutOpt = None,
     lock_timeout: LockTimeoutOpt = "0s",
+    lock_takeover_stale: LockTakeoverOpt = False,
     parallelism: ParallelismOpt = 4,
     as_json: JsonOpt = False,
     markdown: MarkdownOpt = False,
@@ -250,7 +259,7 @@ def plan_command(
         check_plan_path(out)  # before any work: a plan that cannot be saved is not made
     options = _options(target, exclude, replace, keep_downstream, refresh, refresh_only, parallelism=parallelism)
     session = _open(config, var, var_file)
-    with lock_state(session.backend, "plan", lock_timeout):
+    with lock_state(session.backend, "plan", lock_timeout, lock_takeover_stale):
         doc = session.backend.read()
         plan = make_plan(session, options, doc)
     if out is not None:
@@ -315,6 +324,18 @@ def _walk(session: Session, plan: Any, doc: Any, parallelism: int, operation: st
     return _report(result, operation)
 
 
+def _report_with_errors(with_errors: dict[str, dict[str, Any]]) -> None:
+    """Stages that finished with errors (a backfill's dead letters): per index, counts and top reasons."""
+    if not with_errors:
+        return
+    typer.secho("\nFinished with errors (recorded as complete_with_errors):", fg="yellow")
+    for address, errors in sorted(with_errors.items()):
+        typer.secho(f"  {address}: {errors.get('deadLettered')} document(s) dead-lettered", fg="yellow")
+        for index, row in sorted((errors.get("indices") or {}).items()):
+            typer.echo(f"    {index}: {row.get('deadLettered')} dead-lettered ({row.get('topReasons')})")
+    typer.echo("See `mactl status` and `mactl audit`; resend them with `mactl backfill resend-failed ADDR`.")
+
+
 def _report(result: Any, operation: str) -> int:
     out = typer.echo
     done = len(result.completed)
@@ -328,9 +349,14 @@ def _report(result: Any, operation: str) -> int:
         for address in result.awaiting_approval:
             out(f"  - {address}: approve with `mactl approve {address}`")
         out("Then run `mactl apply` again to continue from there.")
-    if result.failed or result.interrupted:
+    _report_with_errors(result.with_errors)
+    if result.failed or result.interrupted or result.lock_lost:
         typer.secho(f"\n{operation.capitalize()} stopped.", fg="red", err=True)
+        if result.lock_lost:
+            typer.secho(f"  {result.lock_lost[:1].upper()}{result.lock_lost[1:]}", fg="red", err=True)
         for address, message in result.failed.items():
+            if result.lock_lost and message == result.lock_lost:
+                message = "stopped by the lost lock; its end is not recorded in the state"
             typer.secho(f"  {address} FAILED: {message}", fg="red", err=True)
         for address in result.tainted:
             typer.secho(f"  {address}: stopped at once, marked tainted", fg="red", err=True)
@@ -341,9 +367,16 @@ def _report(result: Any, operation: str) -> int:
             "To resume: fix the cause and run `mactl apply` again. Failed or interrupted stages are tainted:\n"
             "the next plan replaces them (or resumes them from their checkpoint), and finished stages are kept."
         )
-        return 130 if result.interrupted and not result.failed else 1
+        return 130 if result.interrupted and not result.failed and not result.lock_lost else 1
     verb = "Destroy" if operation == "destroy" else "Apply"
-    typer.secho(f"\n{verb} complete! Stages: {done} applied, {rolled} rolled back.", fg="green")
+    if result.with_errors:
+        typer.secho(
+            f"\n{verb} complete with errors! Stages: {done} applied ({len(result.with_errors)} with errors), "
+            f"{rolled} rolled back.",
+            fg="yellow",
+        )
+    else:
+        typer.secho(f"\n{verb} complete! Stages: {done} applied, {rolled} rolled back.", fg="green")
     if result.not_started and not result.awaiting_approval:
         out(f"{len(result.not_started)} stage(s) could not start:")
         for address, why in sorted(result.not_started.items())[:20]:
@@ -361,6 +394,7 @@ def _plan_confirm_walk(
     as_json: bool = False,
     no_changes: str,
     question: str,
+    takeover_stale: bool = False,
 ) -> int | None:
     """Plan, show the plan, ask for `yes`, and walk it, all under one hold of the state lock.
 
@@ -370,7 +404,7 @@ def _plan_confirm_walk(
     """
     from mactl.apply.walker import check_available
 
-    with lock_state(session.backend, operation, lock_timeout):
+    with lock_state(session.backend, operation, lock_timeout, takeover_stale):
         doc = session.backend.read()
         plan = make_plan(session, options, doc)
         _emit(_render(plan, as_json, False))
@@ -389,6 +423,7 @@ def _apply_saved(
     var_file: list[Path] | None,
     parallelism: int,
     lock_timeout: str,
+    takeover_stale: bool = False,
 ) -> int:
     from mactl.apply.walker import check_available
     from mactl.plan.builder import config_digest, prepare
@@ -407,7 +442,7 @@ def _apply_saved(
         )
     digest = config_digest(prepare(session.graph, session.secrets))
     check_available(plan)
-    with lock_state(session.backend, "apply", lock_timeout):
+    with lock_state(session.backend, "apply", lock_timeout, takeover_stale):
         doc = session.backend.read()
         check_fresh(plan, doc, digest, session.backend.describe())
         _emit(render_text(plan))
@@ -435,6 +470,7 @@ def apply_command(
     auto_approve: AutoApproveOpt = False,
     parallelism: ParallelismOpt = 4,
     lock_timeout: LockTimeoutOpt = "0s",
+    lock_takeover_stale: LockTakeoverOpt = False,
 ) -> None:
     """Apply the plan: run stages through their providers, saving the state as it goes."""
     if planfile is not None:
@@ -443,7 +479,7 @@ def apply_command(
                 "planning flags (-target, -exclude, -replace, -refresh…) cannot be used with a saved plan",
                 hint="they were fixed when the plan was made",
             )
-        raise typer.Exit(_apply_saved(planfile, config, var, var_file, parallelism, lock_timeout))
+        raise typer.Exit(_apply_saved(planfile, config, var, var_file, parallelism, lock_timeout, lock_takeover_stale))
     options = _options(target, exclude, replace, keep_downstream, refresh, refresh_only, parallelism=parallelism)
     session = _open(config, var, var_file)
     code = _plan_confirm_walk(
@@ -454,6 +490,7 @@ def apply_command(
         auto_approve,
         no_changes="\nApply complete! No changes.",
         question="perform these actions",
+        takeover_stale=lock_takeover_stale,
     )
     if code is not None:
         raise typer.Exit(code)
@@ -469,6 +506,7 @@ def destroy_command(
     auto_approve: AutoApproveOpt = False,
     parallelism: ParallelismOpt = 4,
     lock_timeout: LockTimeoutOpt = "0s",
+    lock_takeover_stale: LockTakeoverOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Roll back every stage in the state (or -target ADDR and what depends on it), in reverse order."""
@@ -483,6 +521,7 @@ def destroy_command(
         as_json=as_json,
         no_changes="\nNothing to destroy.",
         question="destroy these stages",
+        takeover_stale=lock_takeover_stale,
     )
     if code is not None:
         raise typer.Exit(code)
@@ -496,13 +535,14 @@ def approve_command(
     var_file: VarFileOpt = None,
     no_python_transforms: NoPythonTransformsOpt = False,
     lock_timeout: LockTimeoutOpt = "0s",
+    lock_takeover_stale: LockTakeoverOpt = False,
 ) -> None:
     """Approve a stage waiting at an approval gate (or a manual step); the next apply continues."""
     from mactl.state import current_who
 
     session = _open(config, var, var_file)
     who = current_who()
-    with lock_state(session.backend, "approve", lock_timeout):
+    with lock_state(session.backend, "approve", lock_timeout, lock_takeover_stale):
         doc = session.backend.read()
         record = doc.stages.get(address) if doc is not None else None
         if record is None:

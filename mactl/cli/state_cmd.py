@@ -15,7 +15,14 @@ from rich.console import Console
 from rich.table import Table
 
 from mactl.cli.app import app
-from mactl.cli.config_cmd import ConfigPathOpt, VarFileOpt, VarOpt, load_from_options, lock_state
+from mactl.cli.config_cmd import (
+    ConfigPathOpt,
+    LockTakeoverOpt,
+    VarFileOpt,
+    VarOpt,
+    load_from_options,
+    lock_state,
+)
 from mactl.errors import ConfigError, LockError, StateError
 from mactl.state import (
     LocalStateConfig,
@@ -31,7 +38,7 @@ from mactl.state import (
 )
 from mactl.state.config import S3StateConfig
 from mactl.state.document import StateDocument, decode_document
-from mactl.state.locking import age_seconds, format_age
+from mactl.state.locking import age_seconds, format_age, staleness
 
 state_app = typer.Typer(help="Inspect and change the state: list, show, rm, pull, push.", no_args_is_help=True)
 lock_app = typer.Typer(help="Inspect the state lock.", no_args_is_help=True)
@@ -132,13 +139,14 @@ def state_show(
 def state_rm(
     addresses: list[str] = typer.Argument(..., help="Stage addresses to forget."),
     lock_timeout: str = LockTimeoutOpt,
+    lock_takeover_stale: LockTakeoverOpt = False,
     config: ConfigPathOpt = None,
     var: VarOpt = None,
     var_file: VarFileOpt = None,
 ) -> None:
     """Forget stage records (nothing is rolled back on the clusters); recorded in the history."""
     backend = _backend(config, var, var_file)
-    with lock_state(backend, "state rm", lock_timeout):
+    with lock_state(backend, "state rm", lock_timeout, lock_takeover_stale):
         doc = backend.read()
         missing = [a for a in addresses if doc is None or a not in doc.stages]
         if missing:
@@ -202,6 +210,7 @@ def state_push(
     file: Path = typer.Argument(..., help="A state JSON file (from `mactl state pull`)."),
     force: bool = typer.Option(False, "--force", help="Replace even a state of another lineage or a newer serial."),
     lock_timeout: str = LockTimeoutOpt,
+    lock_takeover_stale: LockTakeoverOpt = False,
     config: ConfigPathOpt = None,
     var: VarOpt = None,
     var_file: VarFileOpt = None,
@@ -211,7 +220,7 @@ def state_push(
         raise ConfigError(f"state file {file} does not exist (FILE)")
     pushed = decode_document(file.read_bytes(), str(file))
     backend = _backend(config, var, var_file)
-    with lock_state(backend, "state push", lock_timeout):
+    with lock_state(backend, "state push", lock_timeout, lock_takeover_stale):
         current = backend.read()
         if current is not None and not force and pushed.model_dump() == current.model_dump():
             typer.echo(f"The stored state already is {file} (serial {current.serial}); nothing to push.")
@@ -274,10 +283,14 @@ def history(
 
 
 def lock_summary(info: LockInfo) -> dict[str, Any]:
+    verdict = staleness(info)
     return {
         **{k: getattr(info, k) for k in ("id", "who", "pid", "operation", "created_at", "heartbeat_at", "workspace")},
         "age_s": age_seconds(info.created_at),
         "heartbeat_age_s": age_seconds(info.heartbeat_at),
+        "heartbeat_interval_s": info.heartbeat_s or None,
+        "stale": verdict.stale,
+        "stale_reason": verdict.reason,
     }
 
 
@@ -308,7 +321,14 @@ def lock_status(
     typer.echo(f"  operation:      {info.operation}")
     typer.echo(f"  taken:          {info.created_at} ({format_age(summary['age_s'])} ago)")
     typer.echo(f"  last heartbeat: {info.heartbeat_at} ({format_age(summary['heartbeat_age_s'])} ago)")
-    typer.echo("  (a holder that crashed stops heartbeating; if so: mactl force-unlock ID)")
+    if summary["stale"]:
+        typer.echo(f"  holder state:   GONE — {summary['stale_reason']}")
+        typer.echo(
+            f"  (take it over with `mactl apply -lock-takeover-stale`, or remove it: mactl force-unlock {info.id})"
+        )
+    else:
+        typer.echo(f"  holder state:   {summary['stale_reason']}")
+        typer.echo("  (a holder that crashed stops heartbeating; if so: mactl force-unlock ID)")
 
 
 @app.command("force-unlock")
@@ -320,9 +340,16 @@ def force_unlock(
     var_file: VarFileOpt = None,
 ) -> None:
     """Remove a stuck state lock. Only do this when its holder is really gone."""
+    import sys
+
     backend = _backend(config, var, var_file)
     info = backend.lock_info()
     if info is not None and info.id == lock_id and not yes:
+        if not sys.stdin.isatty():
+            raise LockError(
+                f"force-unlock {lock_id} needs a confirmation and there is no terminal to ask on; "
+                "pass --yes to remove the lock without asking"
+            )
         summary = lock_summary(info)
         typer.echo(
             f"Lock {info.id}: {info.who} pid {info.pid}, {info.operation!r}, "

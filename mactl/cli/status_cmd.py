@@ -20,6 +20,7 @@ import typer
 from mactl.cli.app import app
 from mactl.cli.config_cmd import ConfigPathOpt, NoPythonTransformsOpt, VarFileOpt, VarOpt
 from mactl.errors import ConfigError
+from mactl.state.document import ERRORS_OUTPUT_KEY
 from mactl.state.workdir import Workdir
 
 
@@ -40,6 +41,9 @@ class StageStatus:
     last_error: str | None
     approval: str | None  # "pending" (waiting for `mactl approve`), "approved by WHO", or None
     in_config: bool
+    # a backfill's document ledger per source index (live = written + deadLettered + …), when recorded
+    ledger: dict[str, Any] | None = None
+    errors: str | None = None  # the summary of a `complete_with_errors` stage
 
 
 def _seconds(start: str | None, end: str | None) -> float | None:
@@ -79,7 +83,14 @@ def collect(graph: Any, doc: Any, workdir: Path) -> list[StageStatus]:
             approval = "pending"
         elif rec is not None and rec.approved_by:
             approval = f"approved by {rec.approved_by}"
-        progress = _last_progress(workdir, address) if status in ("running", "failed", "complete", "tainted") else None
+        progress = (
+            _last_progress(workdir, address)
+            if status in ("running", "failed", "complete", "complete_with_errors", "tainted")
+            else None
+        )
+        outputs = (rec.outputs or {}) if rec is not None else {}
+        ledger = outputs.get("ledger") if isinstance(outputs.get("ledger"), dict) else None
+        errors = outputs.get(ERRORS_OUTPUT_KEY)
         rows.append(
             StageStatus(
                 address=address,
@@ -95,6 +106,8 @@ def collect(graph: Any, doc: Any, workdir: Path) -> list[StageStatus]:
                 last_error=rec.last_error if rec else None,
                 approval=approval,
                 in_config=stage is not None,
+                ledger=ledger,
+                errors=str(errors.get("summary")) if isinstance(errors, dict) else None,
             )
         )
     return rows
@@ -102,6 +115,7 @@ def collect(graph: Any, doc: Any, workdir: Path) -> list[StageStatus]:
 
 _STYLE = {
     "complete": "green",
+    "complete_with_errors": "yellow",
     "running": "cyan",
     "failed": "red",
     "tainted": "yellow",
@@ -136,7 +150,7 @@ def _table(rows: list[StageStatus], where: str) -> Any:
             + ("" if r.in_config else "  (not in config)")
         )
         took = f"{r.duration_s:.1f}s" if r.duration_s is not None else ""
-        error = (r.last_error or "").splitlines()[0][:120] if r.last_error else ""
+        error = (r.last_error or "").splitlines()[0][:120] if r.last_error else (r.errors or "")[:200]
         table.add_row(
             name,
             f"[{_STYLE.get(r.status, 'white')}]{r.status}[/]",
@@ -145,6 +159,43 @@ def _table(rows: list[StageStatus], where: str) -> Any:
             r.approval or "",
             error,
         )
+    ledgers = [r for r in rows if r.ledger]
+    if not ledgers:
+        return table
+    from rich.console import Group
+
+    return Group(table, *(_ledger_table(r.address, r.ledger or {}) for r in ledgers))
+
+
+LEDGER_COLUMNS = (
+    ("live", "live (snapshot)"),
+    ("written", "written"),
+    ("deadLettered", "dead-lettered"),
+    ("skippedBySampling", "skipped (sample)"),
+    ("droppedByTransform", "dropped (transform)"),
+    ("notMigratable", "not migratable"),
+    ("unaccounted", "unaccounted"),
+)
+
+
+def _ledger_table(address: str, ledger: dict[str, Any]) -> Any:
+    """A backfill's document ledger: live top-level documents in the snapshot, and where each went."""
+    from rich.table import Table
+
+    from mactl.backfill.verify import top_reasons
+
+    table = Table(title=f"document ledger of {address}", title_justify="left")
+    table.add_column("index")
+    for _key, head in LEDGER_COLUMNS:
+        table.add_column(head, justify="right")
+    table.add_column("top dead-letter reasons", overflow="fold")
+    for index, row in sorted(ledger.items()):
+        cells = []
+        for key, _head in LEDGER_COLUMNS:
+            n = int(row.get(key, 0) or 0)
+            bad = key in ("deadLettered", "unaccounted") and n
+            cells.append(f"[red]{n:,}[/]" if bad else f"{n:,}")
+        table.add_row(index, *cells, top_reasons(row))
     return table
 
 

@@ -269,16 +269,42 @@ class _Normalizer:
             backfills = value["documentBackfillConfigs"]
             self.origins.record((*loc, "backfills"), bpath)
             if isinstance(backfills, dict):
-                canon["backfills"] = [self.stage_block(backfills, bpath, (*loc, "backfills", 0))]
+                canon["backfills"] = [self.backfill_block(backfills, bpath, (*loc, "backfills", 0))]
             elif isinstance(backfills, list):
                 canon["backfills"] = [
-                    self.stage_block(b, join_path(bpath, i), (*loc, "backfills", i)) for i, b in enumerate(backfills)
+                    self.backfill_block(b, join_path(bpath, i), (*loc, "backfills", i)) for i, b in enumerate(backfills)
                 ]
             else:
                 canon["backfills"] = backfills
         return canon
 
     # -- leaf helpers -------------------------------------------------------------
+
+    def backfill_block(self, value: Any, path: str, loc: Loc) -> Any:
+        """A backfill block; the deprecated `maxMbps` becomes `maxThroughputMbps` with a warning.
+
+        `maxMbps` used to be applied as megabytes per second per worker; it is now read as
+        what its name says, megabits per second for the whole stage, like the replay's.
+        """
+        value = self.stage_block(value, path, loc)
+        if not isinstance(value, dict) or "maxMbps" not in value:
+            return value
+        value = dict(value)
+        old = join_path(path, "maxMbps")
+        if "maxThroughputMbps" in value:
+            self.issues.append(
+                ConfigIssue(old, "give either `maxThroughputMbps` or its deprecated spelling `maxMbps`, not both")
+            )
+            value.pop("maxMbps")
+            return value
+        value["maxThroughputMbps"] = value.pop("maxMbps")
+        self.origins.record((*loc, "maxThroughputMbps"), old)
+        self.out.warnings.append(
+            f"{old} is deprecated: write `maxThroughputMbps: {value['maxThroughputMbps']}` instead. It is read as "
+            "megabits per second for the whole stage (shared by its workers), as the replay's `maxThroughputMbps`; "
+            "before, it was megabytes per second per worker"
+        )
+        return value
 
     def stage_block(self, value: Any, path: str, loc: Loc) -> Any:
         """A metadata or backfill block: the seed placeholder dropped, lists made lists."""

@@ -4,33 +4,16 @@ It must not read or write state, nor talk to clusters: it is a pure function of 
 config. Planning (what changes) lives in `mactl.plan`; running lives in `mactl.apply`.
 
     from mactl.graph.expand import expand
+    from mactl.graph.render import render_graph
     graph = expand(loaded.config)
     print(render_graph(graph, "mermaid"))
 
-`StageGraph` and `render_graph` are imported lazily: `Stage` is a contract type many
-layers import, and it must not drag the config loader in with it. (`expand` is not
-re-exported: the name is taken by its module, `mactl.graph.expand`.)
+`Stage` (in `mactl.graph.stage`) is the contract type many layers read; importing this
+package loads only it, never the expander (which needs the config models).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from mactl.graph.stage import Lifecycle, Stage
 
-if TYPE_CHECKING:
-    from mactl.graph.expand import StageGraph
-    from mactl.graph.render import render_graph
-
-_LAZY = {"StageGraph": "mactl.graph.expand", "render_graph": "mactl.graph.render"}
-
-__all__ = ["Lifecycle", "Stage", "StageGraph", "render_graph"]
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mactl.graph' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__all__ = ["Lifecycle", "Stage"]

@@ -443,7 +443,8 @@ def _target_checker(model: type[BaseModel]) -> TypeAdapter[Any] | None:
     """A validator for the schema's `target` field alone, if clones may use the shortcut."""
     if model.__pydantic_decorators__.model_validators or "target" not in model.model_fields:
         return None
-    return TypeAdapter(model.model_fields["target"].annotation)
+    annotation: Any = model.model_fields["target"].annotation  # a type, not a string: models are built
+    return TypeAdapter(annotation)
 
 
 def _invalid(stage: Stage, exc: ValidationError, prefix: tuple[str, ...] = ()) -> ConfigIssue:

@@ -30,6 +30,7 @@ KNOWN_STYLES: dict[str, tuple[str, str]] = {
     "noop": ("#eeeeee", "#9e9e9e"),
     "read": ("#e3f2fd", "#1565c0"),
     "complete": ("#d4edda", "#2e7d32"),
+    "complete_with_errors": ("#fff3cd", "#b26a00"),
     "running": ("#e3f2fd", "#1565c0"),
     "pending": ("#ffffff", "#9e9e9e"),
     "failed": ("#f8d7da", "#c62828"),

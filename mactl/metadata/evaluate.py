@@ -123,7 +123,7 @@ def _snapshot_source_version(repository: Any, inputs: MetadataInputs, snap_out: 
         )
         return str(distribution), number
     try:
-        return cluster_version(client_for(inputs.source, retries=0, timeout=10))
+        return cluster_version(client_for(inputs.source, retries=0, timeout=10, retry_for=0))
     except MactlError:
         raise ProviderError(
             f"cannot tell which version wrote snapshot '{inputs.snapshotName}' (the source is unreachable too)"
@@ -170,6 +170,9 @@ def evaluate(
         raise ConfigError(f"metadata.transforms: {exc.message}") from None
     selected, excluded = _select(source, inputs)
     items = [_evaluate_one(item, profile, user) for item in selected]
+    from mactl.metadata.pipelines import pipeline_items  # it builds on this module's classes
+
+    items += pipeline_items(inputs, source, items, target_client, profile, user, excluded)
     items.sort(key=lambda i: (KIND_ORDER[i.kind], i.name))
     return Evaluation(
         source={"distribution": source.distribution, "version": source.version, "name": inputs.source.name},
@@ -205,7 +208,7 @@ def _select(source: SourceMetadata, inputs: MetadataInputs) -> tuple[list[Item],
     if inputs.templates:
         filters = _template_filters(inputs)
         for item in source.items:
-            if item.kind == "index" or not select_names([item.name], filters):
+            if item.kind in ("index", "pipeline") or not select_names([item.name], filters):
                 continue
             reason = template_exclusion_reason(item)
             if reason and not any(f.mode == "include" and item.name in f.names for f in filters):

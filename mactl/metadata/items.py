@@ -19,11 +19,18 @@ from opensearchpy.exceptions import NotFoundError, TransportError
 
 from mactl.errors import ProviderError
 
-Kind = Literal["component_template", "index_template", "legacy_template", "index"]
+Kind = Literal["pipeline", "component_template", "index_template", "legacy_template", "index"]
 
 # Order of kinds in reports and among templates on the target (components before the
-# composable templates that use them). The provider creates indices before templates.
-KIND_ORDER: dict[str, int] = {"component_template": 0, "index_template": 1, "legacy_template": 2, "index": 3}
+# composable templates that use them). The provider creates ingest pipelines first (the
+# indices and templates name them), then indices, then templates.
+KIND_ORDER: dict[str, int] = {
+    "pipeline": -1,
+    "component_template": 0,
+    "index_template": 1,
+    "legacy_template": 2,
+    "index": 3,
+}
 
 
 @dataclass
@@ -49,6 +56,9 @@ class SourceMetadata:
     version: str
     items: list[Item] = field(default_factory=list)
     origin: str = "live"  # "live" | "snapshot <name>"
+    # Where the ingest pipelines among `items` came from ("snapshot <name>" / "live"), or
+    # None when they are not read yet (a snapshot without the global state).
+    pipelines_origin: str | None = None
 
     def of_kind(self, kind: Kind) -> list[Item]:
         return [i for i in self.items if i.kind == kind]
@@ -110,12 +120,38 @@ def load_live(client: OpenSearch, distribution: str, version: str) -> SourceMeta
             if isinstance(tmpl, dict) and "settings" in tmpl:
                 tmpl["settings"] = normalise_settings(tmpl["settings"])
             meta.items.append(Item(kind, entry["name"], body))  # type: ignore[arg-type]
+    meta.items.extend(live_pipelines(client))
+    meta.pipelines_origin = "live"
     indices = client.indices.get(index="*", expand_wildcards="open,hidden", flat_settings=True)
     for name, body in sorted(indices.items()):
         meta.items.append(
             Item("index", name, index_body(body.get("settings"), body.get("mappings"), body.get("aliases")))
         )
     return meta
+
+
+def live_pipelines(client: OpenSearch) -> list[Item]:
+    """Every ingest pipeline of a running cluster (`GET _ingest/pipeline`)."""
+    try:
+        found = client.transport.perform_request("GET", "/_ingest/pipeline")
+    except NotFoundError:  # a cluster without any pipeline answers 404
+        return []
+    except TransportError as exc:
+        raise ProviderError(f"cannot read ingest pipelines from the source: {exc.error}") from None
+    return [Item("pipeline", name, copy.deepcopy(body)) for name, body in sorted((found or {}).items())]
+
+
+def snapshot_pipelines(raw_global: dict[str, Any]) -> list[Item]:
+    """The ingest pipelines of a snapshot's global state (the cluster metadata's `ingest` custom).
+
+    Elasticsearch and OpenSearch store them as `{"pipeline": [{"id": ..., "config": {...}}]}`.
+    """
+    entries = (raw_global.get("ingest") or {}).get("pipeline") or []
+    items = []
+    for entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str) and isinstance(entry.get("config"), dict):
+            items.append(Item("pipeline", entry["id"], copy.deepcopy(entry["config"])))
+    return sorted(items, key=lambda i: i.name)
 
 
 def legacy_template_body(raw: dict[str, Any]) -> dict[str, Any]:
@@ -154,6 +190,12 @@ def load_from_snapshot(repository: Any, snapshot_name: str, distribution: str, v
             if isinstance(tmpl, dict) and "settings" in tmpl:
                 tmpl["settings"] = normalise_settings(tmpl["settings"])
             meta.items.append(Item(kind, name, body))  # type: ignore[arg-type]
+    raw_global = getattr(glob, "raw", None) or {}
+    has_global = getattr(repository, "includes_global_state", None)
+    if raw_global and callable(has_global) and has_global(snap) is True:
+        # the snapshot kept the global state: its pipelines are the source's, even when none
+        meta.items.extend(snapshot_pipelines(raw_global))
+        meta.pipelines_origin = f"snapshot {snapshot_name}"
     for index in sorted(_index_names(snap)):
         im = repository.index_metadata(snap, index)
         meta.items.append(Item("index", index, index_body(im.settings, im.mappings, im.aliases)))

@@ -22,6 +22,7 @@ _PATHS = {
     "component_template": "/_component_template/{name}",
     "index_template": "/_index_template/{name}",
     "index": "/{name}",
+    "pipeline": "/_ingest/pipeline/{name}",
 }
 
 
@@ -60,6 +61,10 @@ def fetch(client: OpenSearch, kind: str, name: str) -> dict[str, Any] | None:
                 "mappings": body.get("mappings", {}),
                 "aliases": body.get("aliases", {}),
             }
+        if kind == "pipeline":
+            found = client.transport.perform_request("GET", _PATHS[kind].format(name=name))
+            # GET _ingest/pipeline/<id> maps the id to the pipeline's body
+            return cast("dict[str, Any] | None", (found or {}).get(name))
         if kind == "legacy_template":
             found = client.indices.get_template(name=name, flat_settings=True)
             # opensearch-py is untyped: GET _template maps each template name to its body
@@ -174,6 +179,8 @@ def create(client: OpenSearch, kind: str, name: str, body: dict[str, Any]) -> li
 
 
 def _settings_of(kind: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    if kind == "pipeline":
+        return None
     if kind in ("index", "legacy_template"):
         return body.get("settings")
     tmpl = body.get("template")

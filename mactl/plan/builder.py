@@ -37,7 +37,7 @@ from mactl.masking import SENSITIVE, inputs_digest, mask_inputs, mask_values, pa
 from mactl.plan.definition import GATED_ACTIONS, AttributeChange, Change, Plan
 from mactl.providers import registry
 from mactl.providers.base import StageContext
-from mactl.state.document import StageRecord, StateDocument
+from mactl.state.document import COMPLETE_STATUSES, StageRecord, StateDocument
 from mactl.state.workdir import Workdir
 
 TAINTED_STATUSES = frozenset({"failed", "tainted", "running"})
@@ -365,6 +365,8 @@ class Planner:
             changes = self._normal(selected, excluded)
         self._check_prevent_rollback(changes)
         self._check_validate(changes)
+        if not o.destroy:
+            self._provider_notes(changes)
         ordered = self._order({a: walk_decisions(c, self.records.get(a)) for a, c in changes.items()})
         return Plan(
             changes=ordered,
@@ -378,6 +380,25 @@ class Planner:
             stage_count=len(self.graph.stages),
         )
 
+    def _provider_notes(self, changes: Mapping[str, Change]) -> None:
+        """What a provider can tell about a stage that will run, before it runs (a backfill:
+        the indices its snapshot holds that cannot be backfilled). Best effort: a provider
+        without `plan_notes`, or one that cannot look (the snapshot is not taken yet), adds
+        nothing, and apply checks again before any document is written."""
+        for address, change in changes.items():
+            stage = self.graph.stages.get(address)
+            if stage is None or change.action not in ("create", "update", "replace"):
+                continue
+            provider = registry.get_provider(change.type)
+            notes = getattr(provider, "plan_notes", None)
+            if notes is None:
+                continue
+            try:
+                found = notes(provider.Inputs.model_validate(stage.inputs))
+            except Exception:  # noqa: BLE001 - a note is an extra; apply checks for itself
+                continue
+            self.warnings.extend(f"{address}: {note}" for note in found)
+
     def _normal(self, selected: set[str], excluded: set[str]) -> dict[str, Change]:
         o = self.options
         changes: dict[str, Change] = {}
@@ -387,7 +408,9 @@ class Planner:
                 changes[address] = self._change(self.desired[address], self.records.get(address))
         if o.refresh:
             candidates = [
-                a for a, c in changes.items() if c.action in ("noop", "update") and self.records[a].status == "complete"
+                a
+                for a, c in changes.items()
+                if c.action in ("noop", "update") and self.records[a].status in COMPLETE_STATUSES
             ]
             for address, (outputs, drifted) in self._refresh(candidates).items():
                 if not drifted:

@@ -43,13 +43,25 @@ class BackfillUserInputs(Model):
     maxBatchDocs: PositiveInt = 1000
     maxBatchBytes: PositiveInt = 10 * 1024 * 1024
     maxInFlight: PositiveInt = 2
-    maxMbps: PositiveFloat | None = None
+    # megabits (10^6 bits) per second of _bulk request bytes for the whole stage, shared
+    # by its workers (the replay's `maxThroughputMbps` is the same unit); None: no cap.
+    # The old spelling `maxMbps` is still read, with a warning (`mactl.config.normalize`).
+    maxThroughputMbps: PositiveFloat | None = Field(
+        None,
+        description="Megabits per second of _bulk requests for the whole stage, shared by its workers "
+        "(the replay's unit). Old spelling `maxMbps` accepted with a warning.",
+    )
     deadLetter: DeadLetter | None = None
     coordinator: ClusterRef | None = None
     rollbackMode: Literal["delete_by_query", "recreate"] = "delete_by_query"
     leaseSeconds: float = Field(60.0, gt=0)  # a unit's lease lasts this long without a checkpoint
     retryTimeoutSeconds: float = Field(600.0, gt=0)  # how long a worker waits out an unavailable target
-    verifyCounts: bool = True  # exit check: target count per index == snapshot live count less sampling/drops/DLQ
+    verifyCounts: bool = True  # exit check: the ledger balances with the snapshot, and the target holds what it says
+    onUnmigratable: Literal["fail", "skip"] = Field(
+        "fail",
+        description="An index the reader cannot rebuild (`_source` disabled): `fail` stops the stage before any "
+        "document is written and names it; `skip` leaves it out, counted in the ledger as not migratable.",
+    )
 
 
 class BackfillInputs(BackfillUserInputs, _BackfillWiring):

@@ -16,6 +16,19 @@ class _MetadataWiring(Model):
     snapshotName: str
 
 
+class PipelineSelection(Model):
+    """Which ingest pipelines the metadata stage brings along.
+
+    `referenced`: the pipelines the migrated indices and templates name in
+    `index.default_pipeline` / `index.final_pipeline` (and the pipelines those call);
+    `all`: every pipeline on the source; `none`: no pipeline (references are still checked
+    against the target). `filters` select by pipeline name, the one filter syntax.
+    """
+
+    include: Literal["referenced", "all", "none"] = "referenced"
+    filters: list[IndexFilter] = []
+
+
 class MetadataUserInputs(Model):
     """The metadata inputs a user sets in a migration's `metadata` block."""
 
@@ -30,6 +43,7 @@ class MetadataUserInputs(Model):
     # "fail": any failed item fails the stage (evaluation failures before anything is
     # written); "continue": failed items are reported and the rest is created.
     onItemFailure: Literal["fail", "continue"] = "fail"
+    pipelines: PipelineSelection = PipelineSelection()
 
 
 class MetadataInputs(MetadataUserInputs, _MetadataWiring):

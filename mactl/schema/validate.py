@@ -19,6 +19,10 @@ class Thresholds(Model):
     minStatusMatchRate: float = Field(
         0.99, description="Replayed requests: the share whose target outcome must match the source's."
     )
+    maxFailedDocs: int = Field(
+        0,
+        description="Per index: how many documents the backfill may have dead-lettered (or left unaccounted for) and still pass.",
+    )
     maxLatencyRatio: float | None = Field(
         None, description="Replayed requests: the highest allowed target/source median latency; unchecked when unset."
     )

@@ -153,6 +153,16 @@ class Repository:
         components = dict((meta.get("component_template") or {}).get("component_template") or {})
         return GlobalMetadata(templates, index_templates, components, raw=meta)
 
+    def includes_global_state(self, snapshot: str | SnapshotInfo) -> bool | None:
+        """Whether the snapshot kept the cluster's global state (templates, ingest pipelines...).
+
+        None when its `snap-*.dat` does not say. Without the global state, `global_metadata`
+        is empty: an empty list of templates or pipelines then means "not recorded", not "none".
+        """
+        snap = self.snapshot(snapshot)
+        value = self._snapshot_blob(snap.uuid).get("include_global_state")
+        return value if isinstance(value, bool) else None
+
     def _index_entry(self, index: str) -> dict[str, Any]:
         # index-N (JSON): "indices" maps each index name to {"id": ..., "snapshots": [...], ...}
         entry: dict[str, Any] | None = self.repository_data().get("indices", {}).get(index)
@@ -237,11 +247,31 @@ class Repository:
     def live_doc_count(self, snapshot: str | SnapshotInfo, index: str, shard: int) -> int:
         return self._shard(snapshot, index, shard).live_doc_count()
 
+    def top_level_doc_count(self, snapshot: str | SnapshotInfo, index: str, shard: int) -> int:
+        """Live top-level documents of a shard (nested children excluded), `_source` or not.
+
+        Lucene's live count includes the hidden child documents of `nested` fields; an index
+        whose mappings have no `nested` field has none, so its count comes from the commit
+        alone. Otherwise every live document's stored fields are read for a stored `_id`.
+        """
+        if not has_nested_fields(self.index_metadata(snapshot, index).mappings):
+            return self.live_doc_count(snapshot, index, shard)
+        reader = self._shard(snapshot, index, shard)
+        return sum(1 for _ in _guarded(reader.documents(with_sourceless=True), index, shard))
+
     def documents(
-        self, snapshot: str | SnapshotInfo, index: str, shard: int, *, after: Cursor | None = None
+        self,
+        snapshot: str | SnapshotInfo,
+        index: str,
+        shard: int,
+        *,
+        after: Cursor | None = None,
+        with_sourceless: bool = False,
     ) -> Iterator[Document]:
+        """Live top-level documents; `with_sourceless` also yields those the snapshot holds
+        no `_source` for (with `source == b""`): they exist but cannot be rebuilt."""
         reader = self._shard(snapshot, index, shard)  # eager: a bad name fails at the call
-        return _guarded(reader.documents(after), index, shard)
+        return _guarded(reader.documents(after, with_sourceless=with_sourceless), index, shard)
 
     def shard_size(self, snapshot: str | SnapshotInfo, index: str, shard: int) -> int:
         return sum(f.length for f in self._shard(snapshot, index, shard).dir.files.values())
@@ -284,6 +314,30 @@ def _guarded(docs: Iterator[Document], index: str, shard: int) -> Iterator[Docum
             f"{index}[{shard}]: cannot parse the Lucene files ({type(err).__name__}: {err}); "
             "an unsupported format variant?"
         ) from None
+
+
+def has_nested_fields(mappings: Any) -> bool:
+    """Whether a mappings body (typeless or `{type: body}`) declares any `nested` field."""
+    if isinstance(mappings, dict):
+        if mappings.get("type") == "nested":
+            return True
+        return any(has_nested_fields(v) for v in mappings.values())
+    if isinstance(mappings, list):
+        return any(has_nested_fields(v) for v in mappings)
+    return False
+
+
+def source_disabled(mappings: Any, types: list[str] | None = None) -> bool:
+    """Whether the mappings turn `_source` off (`_source.enabled: false`, for any mapping type)."""
+    if not isinstance(mappings, dict):
+        return False
+    bodies = [mappings.get(t) for t in types or []] if types and len(types) > 1 else [mappings]
+    for body in bodies:
+        if isinstance(body, dict):
+            src = body.get("_source")
+            if isinstance(src, dict) and str(src.get("enabled", True)).lower() == "false":
+                return True
+    return False
 
 
 def _created_before_7(meta: IndexMetadata) -> bool:

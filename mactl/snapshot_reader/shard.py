@@ -158,7 +158,18 @@ class ShardReader:
             total += info.max_doc - sci.del_count - sci.soft_del_count
         return total
 
-    def documents(self, after: Cursor | None = None) -> Iterator[Document]:
+    def top_level_doc_count(self) -> int:
+        """Live top-level documents: every live doc with a stored `_id` (or `_uid`).
+
+        Nested child documents have no stored `_id`, so unlike `live_doc_count` this is the
+        number of documents a user indexed (and sees in `_count`), `_source` or not. It reads
+        every stored field block, so callers use it only when the index has nested fields.
+        """
+        return sum(1 for _ in self.documents(with_sourceless=True))
+
+    def documents(self, after: Cursor | None = None, *, with_sourceless: bool = False) -> Iterator[Document]:
+        """Live top-level documents after `after`. With `with_sourceless`, those without a
+        stored `_source` (`_source` disabled) come out too, with an empty `source` (b"")."""
         index, shard, doc_type = self.index, self.shard, self.doc_type
         segs = self.commit.segments
         start_ordinal = 0
@@ -261,8 +272,10 @@ class ShardReader:
                     else:
                         continue  # nested child doc (no stored _id)
                     if source is None:
-                        self.skipped_no_source += 1  # tombstone or _source disabled
-                        continue
+                        self.skipped_no_source += 1  # _source disabled (tombstones are never live)
+                        if not with_sourceless:
+                            continue
+                        source = b""
                     yield Document(index, shard, doc_id, typ_name, routing, source, ordinal, doc, seg_name)
 
 

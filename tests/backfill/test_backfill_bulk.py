@@ -44,6 +44,20 @@ def test_rejected_items_come_back_with_reasons_and_the_rest_is_written_with_rout
     assert target.count(index=index)["count"] == 90
 
 
+def test_documents_skip_the_target_default_pipeline(target: OpenSearch) -> None:
+    """A snapshot's documents already went through the source's pipeline: the target's
+    `default_pipeline` must not run on them again (here it does not even exist, so running
+    it would reject every document, as it did before)."""
+    index = name(f"bulk-pipe-{uuid.uuid4().hex[:4]}")
+    target.indices.create(
+        index=index, body={"settings": {"number_of_replicas": 0, "index.default_pipeline": f"{index}-absent"}}
+    )
+    docs = [(f"d{i}", None, {"n": i}) for i in range(20)]
+    result = BulkSender(target).send(_batch(index, docs))
+    assert result.written == 20 and not result.rejected
+    assert target.get(index=index, id="d7")["_source"] == {"n": 7}
+
+
 def test_multiline_source_is_made_one_line() -> None:
     assert source_line(b'{\n  "a": 1\n}') == b'{"a":1}\n'
     assert source_line(b'{"a":"x\\ny"}') == b'{"a":"x\\ny"}\n'
@@ -68,7 +82,7 @@ def test_a_cut_connection_is_retried_until_the_target_is_back(os2: Any, target: 
 
 
 def test_rate_limiter_spaces_requests() -> None:
-    limiter = RateLimiter(1.0)  # 1 MB/s
+    limiter = RateLimiter(1024 * 1024)  # 1 MiB/s
     started = time.monotonic()
     for _ in range(3):
         limiter.acquire(256 * 1024)

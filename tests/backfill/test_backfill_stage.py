@@ -138,7 +138,7 @@ def test_apply_workers_and_a_joining_mactl_worker_copy_every_live_document_each_
             "indices": {"names": source_snapshot.index},
             "workers": 2,
             "maxBatchDocs": 100,
-            "maxMbps": 0.1,
+            "maxThroughputMbps": 1.68,  # 0.1 MiB/s for each of the 2 workers
             "leaseSeconds": 3,
         },
     )
@@ -190,7 +190,7 @@ def test_kill_9_five_times_then_rerun_is_exact(
     source_snapshot: SourceSnapshot, target: OpenSearch, tmp_path: Path
 ) -> None:
     address = _address()
-    inputs = _inputs(source_snapshot, source_snapshot.os_url, workers=2, maxBatchDocs=50, maxMbps=0.05)
+    inputs = _inputs(source_snapshot, source_snapshot.os_url, workers=2, maxBatchDocs=50, maxThroughputMbps=0.84)
     rnd = random.Random()
     seen = 0
     for _ in range(5):
@@ -338,7 +338,9 @@ def test_target_cut_for_a_while_mid_run_then_the_stage_still_completes_exactly(
     proxy = TcpProxy(host, int(port))
     proc: subprocess.Popen[str] | None = None
     try:
-        inputs = _inputs(source_snapshot, proxy.url, workers=2, maxBatchDocs=50, maxMbps=0.1, leaseSeconds=10)
+        inputs = _inputs(
+            source_snapshot, proxy.url, workers=2, maxBatchDocs=50, maxThroughputMbps=1.68, leaseSeconds=10
+        )
         proc = _start(tmp_path, inputs, _address())
         _wait_for_more_docs(target, source_snapshot.index, 0, proc)
         proxy.cut()

@@ -32,6 +32,7 @@ from opensearchpy import OpenSearch, helpers
 
 from mactl.capture import fleet
 from mactl.capture import log as capture_log
+from mactl.errors import ProviderError
 from mactl.schema.backfill import BackfillInputs
 from mactl.schema.capture import CaptureInputs, FileLog, KafkaLog, ProxySpec
 from mactl.schema.common import ClusterRef, IndexFilter, SnapshotRepository
@@ -150,6 +151,17 @@ def test_capture_snapshot_backfill_replay_converges(
             stage_context("capture.cap", "capture", cap_inputs, state / "capture.cap", prior=cap_out)
         )
         assert again["proxies"][0]["reused"] and again["proxies"][0]["pid"] == cap_out["proxies"][0]["pid"]
+        # another migration (its own state and log) with the same source name and listen
+        # address must not adopt this proxy: it would record into a log that one never reads
+        foreign = CaptureInputs(
+            source=source,
+            log=FileLog(path=str(tmp_path / "another-migration-log")),
+            proxies=[ProxySpec(listen=f"127.0.0.1:{proxy_port}")],
+        )
+        with pytest.raises(ProviderError, match="capture proxy of another migration already listens there"):
+            capture.CaptureProvider().apply(
+                stage_context("capture.cap", "capture", foreign, tmp_path / "other-work" / "capture.cap")
+            )
 
         # 2. clients write through the proxy while the snapshot and the backfill run
         writer = Writer(proxy_url, index, 300)

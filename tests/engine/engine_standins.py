@@ -13,6 +13,7 @@ call so a test can change it between runs:
      "checkpoint": ["ADDR"],                # checkpoints {"done": n} every step while sleeping
      "ignore_cancel": ["ADDR"],             # keeps working after ctx.cancelled is set
      "read": {"ADDR": {...} | null},        # what refresh reads (default: what the state says)
+     "outputs": {"ADDR": {...}},            # merged into what apply returns
      "log_secret": "text"}                  # ctx.log()s this text (masking tests)
 """
 
@@ -76,6 +77,7 @@ class StandinProvider(BaseProvider):
             "applied": ctx.address,
             "upstream": sorted(ctx.upstream),
             "resumed_from": (ctx.checkpoint_data or {}).get("done"),
+            **c.get("outputs", {}).get(ctx.address, {}),
         }
 
     def rollback(self, ctx: StageContext) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from engine_helpers import Project, pipeline_config
 
 
@@ -261,3 +263,33 @@ def test_removing_a_stage_that_only_waited_at_its_gate_calls_no_rollback(project
     assert r.code == 0, r.err
     assert not project.calls("rollback")
     assert "manual.upgrade_clients" not in project.state()["stages"]
+
+
+def test_a_stage_with_errors_is_recorded_complete_with_errors_and_not_run_again(project: Project) -> None:
+    project.write(pipeline_config(indices=1, replayer=False))
+    bf = "backfill.src.snap1.t1.i0.b0"
+    errors = {
+        "deadLettered": 3,
+        "indices": {"idx0": {"deadLettered": 3, "topReasons": "mapper_parsing_exception 3"}},
+        "summary": "3 document(s) dead-lettered: idx0 3 (mapper_parsing_exception 3)",
+    }
+    project.control(outputs={bf: {"completeWithErrors": errors}})
+    r = project.run("apply", "-auto-approve", "-refresh=false")
+    assert r.code == 0, r.err
+    assert "Apply complete with errors!" in r.out and "(1 with errors)" in r.out
+    assert f"{bf}: 3 document(s) dead-lettered" in r.out
+    assert "idx0: 3 dead-lettered (mapper_parsing_exception 3)" in r.out
+    st = statuses(project)
+    assert st[bf] == "complete_with_errors"
+    assert {s for a, s in st.items() if a != bf} == {"complete"}  # its dependents ran
+    history = [h for h in project.state()["history"] if h["address"] == bf]
+    assert history[-1]["result"] == "ok with errors" and errors["summary"] in history[-1]["detail"]
+    status = project.run("status", "--json")
+    assert status.code == 0, status.err
+    row = next(s for s in json.loads(status.out)["stages"] if s["address"] == bf)
+    assert row["status"] == "complete_with_errors" and row["errors"] == errors["summary"]
+    # unchanged inputs: nothing to do, and the status stays visible
+    project.control()
+    r = project.run("plan", "-detailed-exitcode")
+    assert r.code == 0 and "No changes." in r.out
+    assert statuses(project)[bf] == "complete_with_errors"

@@ -200,7 +200,10 @@ NUMBERS: dict[str, tuple[list[str | int], str]] = {
     "maxBatchBytes": (["static-migration-configs", 0, "documentBackfillConfigs", 0, "maxBatchBytes"], "maxBatchBytes"),
     "maxInFlight": (["static-migration-configs", 0, "documentBackfillConfigs", 0, "maxInFlight"], "maxInFlight"),
     "workers": (["static-migration-configs", 0, "documentBackfillConfigs", 0, "workers"], "workers"),
-    "maxMbps": (["static-migration-configs", 0, "documentBackfillConfigs", 0, "maxMbps"], "maxMbps"),
+    "maxThroughputMbps": (
+        ["static-migration-configs", 0, "documentBackfillConfigs", 0, "maxThroughputMbps"],
+        "maxThroughputMbps",
+    ),
     "leaseSeconds": (["static-migration-configs", 0, "documentBackfillConfigs", 0, "leaseSeconds"], "leaseSeconds"),
     "retryTimeoutSeconds": (
         ["static-migration-configs", 0, "documentBackfillConfigs", 0, "retryTimeoutSeconds"],

@@ -1,0 +1,28 @@
+"""Fixtures of the end-to-end tests: a unique prefix, a repository folder, everything cleaned up after."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rw_e2e import Migration, purge  # type: ignore[import-not-found]
+
+
+@pytest.fixture
+def migration(tmp_path: Path, es710: Any, os2: Any) -> Iterator[Migration]:
+    prefix = f"rw{uuid.uuid4().hex[:6]}-"
+    repo_dir = Path(es710.repo_dir) / "realworld" / prefix.rstrip("-")
+    repo_dir.mkdir(parents=True, exist_ok=True)
+    for p in (repo_dir.parent, repo_dir):
+        p.chmod(0o777)
+    m = Migration(tmp_path, prefix, es710.url, os2.url, repo_dir)
+    try:
+        yield m
+    finally:
+        purge(es710.url, prefix)
+        purge(os2.url, prefix)
+        shutil.rmtree(repo_dir, ignore_errors=True)
