@@ -156,6 +156,9 @@ def lock_to_json(info: LockInfo) -> bytes:
     return orjson.dumps(dataclasses.asdict(info), option=orjson.OPT_INDENT_2)
 
 
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float)}
+
+
 def lock_from_json(data: bytes, source: str) -> LockInfo:
     """Parse a stored lock. An unreadable one still gets a stable ID so it can be force-unlocked."""
     try:
@@ -167,8 +170,8 @@ def lock_from_json(data: bytes, source: str) -> LockInfo:
         for key, value in kept.items():
             # Written by another process (or by hand): a field of the wrong type would only
             # fail later, in the middle of printing who holds the lock.
-            wanted = int if key == "pid" else str
-            if not isinstance(value, wanted) or isinstance(value, bool):
+            wanted = _FIELD_TYPES.get(str(fields[key].type))
+            if wanted is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
                 raise TypeError(f"lock field {key} has the wrong type")
         return LockInfo(**kept)
     except (orjson.JSONDecodeError, TypeError, ValueError):
