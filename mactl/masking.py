@@ -2,8 +2,10 @@
 
 Stage inputs carry real secrets (a provider needs the password to connect). Before an
 input reaches the state, a plan file, a renderer or a log line it passes through here:
-every dotted path in `Stage.sensitive_paths` becomes `(sensitive)`, and so does any
-string containing the value of a sensitive variable. The digest that tells the planner
+every dotted path in `Stage.sensitive_paths` becomes `(sensitive)`, and then the one
+masking rule of `mactl.state.masking` applies (every form of a sensitive variable's
+value, URL userinfo, credential-named keys and headers): the state writes with the same
+rule, so what a plan shows and what the state records agree. The digest that tells the planner
 whether a stage changed is taken over the UNMASKED inputs, so a rotated password is
 still a change (shown as `(sensitive)`). This module decides nothing else.
 """
@@ -16,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from mactl.state.masking import SENSITIVE_MASK
+from mactl.state.masking import SENSITIVE_MASK, Masker, mask_secrets
 
 # The engine's mask is the state layer's: its own guard (`mactl.state.masking.MASKS`)
 # must recognise values the engine already masked, or it would count them again.
@@ -41,7 +43,8 @@ def mask_inputs(
         out = _mask_path(out, path.split("."))
     if sensitive_values:
         out = mask_values(out, sensitive_values)
-    return out
+    masked: dict[str, Any] = mask_secrets(out)[0]  # unchanged: the same object, not a copy
+    return masked
 
 
 def _mask_path(value: Any, parts: list[str]) -> Any:
@@ -64,38 +67,31 @@ def _mask_path(value: Any, parts: list[str]) -> Any:
     return copy
 
 
-def mask_values(value: Any, sensitive_values: Collection[str]) -> Any:
-    """`value` with every string containing a sensitive value replaced by the mask."""
-    secrets = [s for s in sensitive_values if s]
-    if not secrets:
+def masker(sensitive_values: Iterable[object]) -> Masker:
+    """The `Masker` for these values (built once per set of values: forms are computed up front)."""
+    key = frozenset(v for v in sensitive_values if v is not None)
+    found = _maskers.get(key)
+    if found is None:
+        if len(_maskers) > 64:
+            _maskers.clear()
+        found = _maskers[key] = Masker(key)
+    return found
+
+
+_maskers: dict[frozenset[object], Masker] = {}
+
+
+def mask_values(value: Any, sensitive_values: Collection[object]) -> Any:
+    """`value` with every string holding a sensitive value (in any form) replaced by the mask."""
+    if not sensitive_values:
         return value
-    return _mask_values(value, secrets)
+    found = masker(sensitive_values)
+    return found.value(value) if found else value
 
 
-def _mask_values(value: Any, secrets: list[str]) -> Any:
-    if isinstance(value, str):
-        return SENSITIVE if any(s in value for s in secrets) else value
-    if isinstance(value, dict):
-        changed: dict[str, Any] | None = None
-        for key, item in value.items():
-            new = _mask_values(item, secrets)
-            if new is not item:
-                if changed is None:
-                    changed = dict(value)
-                changed[key] = new
-        return changed if changed is not None else value
-    if isinstance(value, list):
-        items = [_mask_values(item, secrets) for item in value]
-        return items if any(a is not b for a, b in zip(items, value)) else value
-    return value
-
-
-def mask_text(text: str, sensitive_values: Iterable[str]) -> str:
-    """`text` (an error message, a log line) with every sensitive value replaced."""
-    for secret in sensitive_values:
-        if secret and secret in text:
-            text = text.replace(secret, SENSITIVE)
-    return text
+def mask_text(text: str, sensitive_values: Iterable[object]) -> str:
+    """`text` (an error message, a log line) with every sensitive value, in any form, and URL password replaced."""
+    return masker(sensitive_values).text(text)
 
 
 def path_is_sensitive(path: str, sensitive_paths: Collection[str]) -> bool:

@@ -134,8 +134,6 @@ class CaptureProvider(BaseProvider[CaptureInputs]):
                     )
                 args = [
                     "capture-proxy",
-                    "--source",
-                    inputs.source.endpoint,
                     "--listen",
                     spec.listen,
                     "--log",
@@ -153,7 +151,12 @@ class CaptureProvider(BaseProvider[CaptureInputs]):
                     args += ["--skip-header", f"{name}={pattern}"]
                 for pattern in inputs.filters.skipPaths:
                     args += ["--skip-path", pattern]
-                pid = fleet.spawn(args, StageFiles(ctx.workdir).proxy_log(pid_))
+                # The source URL may hold a password: through the environment, not `ps`-visible argv.
+                pid = fleet.spawn(
+                    args,
+                    StageFiles(ctx.workdir).proxy_log(pid_),
+                    env={"MACTL_CAPTURE_SOURCE": inputs.source.endpoint},
+                )
                 reused = False
             proxies.append(
                 {

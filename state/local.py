@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -107,16 +108,20 @@ class LocalLockStore:
 
     def _read(self) -> LockInfo | None:
         try:
+            if not self.path.is_file() and self.path.exists():
+                raise StateError(f"cannot read the lock {self.describe()}: it is not a regular file")
             data = self.path.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as err:
+            raise StateError(f"cannot read the lock {self.describe()}: {err.strerror or err}") from None
         return lock_from_json(data, self.describe())
 
     def current(self) -> LockInfo | None:
         return self._read()
 
     def try_create(self, info: LockInfo) -> LockInfo | None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         with folder_lock(self.folder):
             holder = self._read()
             if holder is not None:
@@ -173,7 +178,12 @@ class LocalBackend(BackendLocking):
 
     @property
     def workdir(self) -> Path:
-        self._workdir.mkdir(parents=True, exist_ok=True)
+        self._workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self._workdir
+
+    @property
+    def workdir_path(self) -> Path:
+        """The working folder's path, without creating it (a plan only reads from it)."""
         return self._workdir
 
     def describe(self) -> str:
@@ -183,11 +193,16 @@ class LocalBackend(BackendLocking):
 
     def read(self) -> StateDocument | None:
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             return None
+        except OSError as err:
+            raise StateError(f"cannot read the state {self.describe()}: {err.strerror or err}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise StateError(f"cannot read the state {self.describe()}: it is not a regular file")
         with os.fdopen(fd, "rb") as file:
-            st = os.fstat(file.fileno())
             data = file.read()
         doc = self._decode(data)
         self._stored = _Stored(_stat_key(st), doc.serial, doc.lineage, len(doc.history))
@@ -219,7 +234,7 @@ class LocalBackend(BackendLocking):
 
     def write(self, doc: StateDocument, *, replace: bool = False) -> StateDocument:
         masked, _ = mask_document(doc)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         with folder_lock(self.folder):
             if self._held is not None:
                 self._held.check()  # under the folder lock: a force-unlock cannot slip in before the write
@@ -240,7 +255,7 @@ class LocalBackend(BackendLocking):
 
     def _backup_current(self, serial: int) -> None:
         """Keep the file about to be replaced as `backups/state.N.json` (a hard link: no copy)."""
-        self.backups.mkdir(exist_ok=True)
+        self.backups.mkdir(mode=0o700, exist_ok=True)
         target = self.backups / f"state.{serial}.json"
         temp = self.backups / f".state.json.{os.getpid()}.{os.urandom(6).hex()}.tmp"
         os.link(self.path, temp)

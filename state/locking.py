@@ -156,12 +156,24 @@ def lock_to_json(info: LockInfo) -> bytes:
     return orjson.dumps(dataclasses.asdict(info), option=orjson.OPT_INDENT_2)
 
 
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float)}
+
+
 def lock_from_json(data: bytes, source: str) -> LockInfo:
     """Parse a stored lock. An unreadable one still gets a stable ID so it can be force-unlocked."""
     try:
-        raw: dict[str, Any] = orjson.loads(data)
-        known = {f.name for f in dataclasses.fields(LockInfo)}
-        return LockInfo(**{k: v for k, v in raw.items() if k in known})
+        raw: Any = orjson.loads(data)
+        if not isinstance(raw, dict):
+            raise TypeError("a lock is a JSON object")
+        fields = {f.name: f for f in dataclasses.fields(LockInfo)}
+        kept = {k: v for k, v in raw.items() if k in fields}
+        for key, value in kept.items():
+            # Written by another process (or by hand): a field of the wrong type would only
+            # fail later, in the middle of printing who holds the lock.
+            wanted = _FIELD_TYPES.get(str(fields[key].type))
+            if wanted is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
+                raise TypeError(f"lock field {key} has the wrong type")
+        return LockInfo(**kept)
     except (orjson.JSONDecodeError, TypeError, ValueError):
         import hashlib
 
@@ -182,8 +194,10 @@ def age_seconds(timestamp: str, now: datetime | None = None) -> float | None:
         return None
     try:
         then = datetime.fromisoformat(timestamp)
-    except ValueError:
+    except (TypeError, ValueError):
         return None
+    if then.tzinfo is None:  # written by hand or another tool: mactl writes UTC
+        then = then.replace(tzinfo=UTC)
     return ((now or datetime.now(UTC)) - then).total_seconds()
 
 

@@ -1,4 +1,16 @@
-"""The state layer's own defence against storing secrets in plain text.
+"""The one masking rule: what counts as a secret, and how it is hidden, in every output and file.
+
+Every writer uses this module (the engine through `mactl.masking`): plan renderers, plan
+files, the state and its backups, logs, stderr messages, status and audit. The rule:
+
+- a value of a sensitive variable is masked in every form it can be rendered into (raw,
+  URL-encoded, JSON-escaped, base64; a number also as a number): a string containing one
+  becomes the mask, and so does a number equal to one (`Masker`);
+- the userinfo of any URL is masked (`http://admin:pw@host` → `http://admin:(sensitive)@host`,
+  a password holding `@` included; a bare `token@host` → `(sensitive)@host`);
+- a string under a key named like a credential is masked: `password`, `secretKey`,
+  `x-api-key`, and the header names `Authorization`, `Cookie` and `X-Amz-*` (so the values of
+  `capture.filters.skipHeaders` for those headers are masked too).
 
 The engine hands stage inputs over with secrets already masked; this module makes sure
 nothing that *looks* like a secret slips through anyway (a provider output holding a
@@ -10,16 +22,24 @@ so index mappings with a field called `password` keep their structure.
 
 from __future__ import annotations
 
+import base64
+import html
+import json
 import re
+import urllib.parse
+from collections.abc import Iterable
 from typing import Any
 
 SENSITIVE_MASK = "(sensitive)"
 MASKS = frozenset({SENSITIVE_MASK, "********"})
 
-_SECRET_WORDS = frozenset({"password", "passwd", "secret", "token", "authorization", "apikey", "credential"})
+_SECRET_WORDS = frozenset(
+    {"password", "passwd", "secret", "token", "authorization", "apikey", "credential", "cookie", "cookies"}
+)
 _SECRET_PAIRS = frozenset({("access", "key"), ("secret", "key"), ("api", "key"), ("private", "key")})
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
-_URL_USERINFO = re.compile(r"(\w+://[^/\s:@]+):([^/\s@]+)@")
+# The userinfo of a URL runs to the LAST `@` before the host (a password may hold `@`).
+_URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#\s\"'<>]*)@")
 _key_cache: dict[str, bool] = {}
 
 
@@ -28,6 +48,9 @@ def is_secret_key(key: str) -> bool:
     cached = _key_cache.get(key)
     if cached is not None:
         return cached
+    if key[:6].lower() == "x-amz-":  # AWS signing headers: the signature, the session token
+        _key_cache[key] = True
+        return True
     words = [w.lower() for w in _WORD.findall(key)]
     secret = any(w in _SECRET_WORDS or (w.endswith("s") and w[:-1] in _SECRET_WORDS) for w in words) or any(
         pair in _SECRET_PAIRS for pair in zip(words, words[1:])
@@ -41,10 +64,101 @@ def mask_url_password(text: str) -> tuple[str, int]:
     """`https://user:pw@host` -> `https://user:(sensitive)@host`, wherever it appears in `text`."""
     if "@" not in text or "://" not in text:
         return text, 0
-    masked, count = _URL_USERINFO.subn(
-        lambda m: f"{m.group(1)}:{SENSITIVE_MASK}@" if m.group(2) not in MASKS else m.group(0), text
-    )
+
+    def hide(match: re.Match[str]) -> str:
+        user, colon, password = match.group(2).partition(":")
+        if (password if colon else user) in MASKS:
+            return match.group(0)
+        return f"{match.group(1)}{user}:{SENSITIVE_MASK}@" if colon else f"{match.group(1)}{SENSITIVE_MASK}@"
+
+    masked, count = _URL_USERINFO.subn(hide, text)
     return (masked, count) if masked != text else (text, 0)
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+# A numeric secret this short is only masked where a whole value equals it: masking every
+# string that contains `42` would hide half a plan and still tell nothing.
+_SHORT_NUMBER = 4
+
+
+def secret_text(value: object) -> str | None:
+    """The text of one sensitive value (a number as JSON writes it), or None for nothing to mask."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    return value if isinstance(value, str) and value else None
+
+
+def secret_forms(secret: str) -> set[str]:
+    """Every form `secret` can be rendered into: raw, URL-encoded, JSON-escaped, base64."""
+    raw = secret.encode("utf-8")
+    forms = {
+        secret,
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote(secret),
+        urllib.parse.quote_plus(secret),
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        html.escape(secret),
+    }
+    return {form for form in forms if form}
+
+
+class Masker:
+    """Masks the values of sensitive variables (every form) and URL userinfo in text and JSON values."""
+
+    def __init__(self, secrets: Iterable[object]) -> None:
+        texts = {t for t in (secret_text(s) for s in secrets) if t is not None}
+        self.numbers = {t for t in texts if _NUMBER.fullmatch(t)}
+        self.forms = sorted(
+            {f for t in texts if not (t in self.numbers and len(t) < _SHORT_NUMBER) for f in secret_forms(t)},
+            key=len,
+            reverse=True,
+        )
+        self.exact = {t for t in self.numbers if len(t) < _SHORT_NUMBER}
+
+    def __bool__(self) -> bool:
+        return bool(self.forms or self.numbers)
+
+    def text(self, text: str) -> str:
+        """`text` (a message, a log line, a rendered plan) with every secret form and URL password replaced."""
+        for form in self.forms:
+            if form in text:
+                text = text.replace(form, SENSITIVE_MASK)
+        return mask_url_password(text)[0]
+
+    def hides(self, text: str) -> bool:
+        """True if a string value must be masked as a whole: it holds a secret in some form."""
+        return text in self.exact or any(form in text for form in self.forms)
+
+    def value(self, value: Any) -> Any:
+        """`value` with every string holding a secret, and every number equal to one, replaced by the mask.
+
+        Containers are copied only along changed paths; an unchanged value is returned as is.
+        """
+        kind = type(value)
+        if kind is str:
+            return SENSITIVE_MASK if value not in MASKS and self.hides(value) else value
+        if kind is bool or value is None:
+            return value
+        if kind is int or kind is float:
+            return SENSITIVE_MASK if self.numbers and json.dumps(value) in self.numbers else value
+        if isinstance(value, dict):
+            changed: dict[Any, Any] | None = None
+            for key, item in value.items():
+                new = self.value(item)
+                if new is not item:
+                    if changed is None:
+                        changed = dict(value)
+                    changed[key] = new
+            return changed if changed is not None else value
+        if isinstance(value, (list, tuple)):
+            items = [self.value(item) for item in value]
+            return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+        return value
 
 
 def mask_secrets(value: Any, *, under_secret: bool = False) -> tuple[Any, int]:

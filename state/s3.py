@@ -271,7 +271,12 @@ class S3Backend(BackendLocking):
 
     @property
     def workdir(self) -> Path:
-        self._workdir.mkdir(parents=True, exist_ok=True)
+        self._workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self._workdir
+
+    @property
+    def workdir_path(self) -> Path:
+        """The working folder's path, without creating it (a plan only reads from it)."""
         return self._workdir
 
     def describe(self) -> str:

@@ -51,10 +51,22 @@ def current_workspace(config: AnyStateConfig | None = None, base_dir: Path | Non
     if override:
         return check_workspace_name(override.strip())
     try:
-        name = (local_folder(config, base_dir) / "environment").read_text().strip()
+        file = local_folder(config, base_dir) / "environment"
+        name = file.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return DEFAULT_WORKSPACE
-    return check_workspace_name(name) if name else DEFAULT_WORKSPACE
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else "it is not UTF-8 text"
+        raise StateError(
+            f"cannot read the selected workspace from {file}: {reason}",
+            hint="select one with `mactl workspace select NAME` (or delete the file)",
+        ) from None
+    if not name:
+        return DEFAULT_WORKSPACE
+    try:
+        return check_workspace_name(name[:200])
+    except ConfigError as err:
+        raise StateError(f"{file}: {err.message}", hint=err.hint) from None
 
 
 def open_backend(
@@ -138,7 +150,7 @@ def select_workspace(config: AnyStateConfig | None, name: str, base_dir: Path | 
     if not workspace_exists(backend):
         raise StateError(f"workspace {name!r} does not exist", hint=f"create it with `mactl workspace new {name}`")
     folder = local_folder(config, base_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     temp = write_temp(folder, "environment", (name + "\n").encode())
     os.replace(temp, folder / "environment")
     fsync_folder(folder)

@@ -71,7 +71,7 @@ class ContextBuilder:
             if dep_record is not None:
                 upstream[dep] = dep_record.outputs
         stage_dir = self.workdir.stage_dir(address)
-        stage_dir.mkdir(parents=True, exist_ok=True)
+        stage_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         resume = phase == "apply" and record is not None and change.from_checkpoint
         ctx = StageContext(
             address=address,

@@ -35,8 +35,6 @@ class SecretRestorer:
         if self._index is None:
             index: dict[tuple[str, bytes], Any] = {}
             for stage in self.graph.stages.values():
-                if not stage.sensitive_paths and not self.secrets:
-                    continue
                 masked = mask_inputs(stage.inputs, stage.sensitive_paths, self.secrets)
                 for key, value in stage.inputs.items():
                     if masked.get(key) is not value:

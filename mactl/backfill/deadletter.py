@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import orjson
 
 from mactl.errors import ConfigError
+from mactl.state.masking import mask_secrets
 
 
 def _safe(name: str) -> str:
@@ -49,7 +50,9 @@ def entry(
                 "id": doc_id,
                 "routing": routing,
                 "status": status,
-                "reason": reason,
+                # The metadata passes the one masking rule (a reason may quote a URL with a password);
+                # the document itself is kept byte for byte: it is what gets resent.
+                "reason": mask_secrets(reason)[0],
                 "source": orjson.Fragment(source_line.rstrip(b"\n")),
                 "original": original,
                 "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -98,7 +101,7 @@ class FileSink:
 
     def __init__(self, location: Location, holder: str) -> None:
         folder = location.folder()
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # dead letters are documents
         self.path = folder / f"{_safe(holder)}.ndjson"
         self._buffer: list[bytes] = []
 
@@ -108,7 +111,8 @@ class FileSink:
     def flush(self) -> None:
         if not self._buffer:
             return
-        with open(self.path, "ab") as fh:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as fh:
             fh.write(b"".join(self._buffer))
             fh.flush()
             os.fsync(fh.fileno())
@@ -182,9 +186,9 @@ def write_file(location: Location, name: str, lines: list[bytes]) -> None:
         _s3_client(location.s3_endpoint).put_object(Bucket=bucket, Key=f"{prefix}{name}", Body=b"".join(lines))
         return
     folder = location.folder()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = folder / f".{name}.tmp"
-    with open(tmp, "wb") as fh:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
         fh.write(b"".join(lines))
         fh.flush()
         os.fsync(fh.fileno())

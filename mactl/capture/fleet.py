@@ -82,8 +82,12 @@ def control(proxy_url: str, action: str, body: dict[str, Any] | None = None) -> 
         raise ProviderError(f"proxy {proxy_url}: {action} failed: {exc}") from None
 
 
-def spawn(args: list[str], log_path: Path) -> int:
-    """Start `python -m mactl <args>` detached (own session), output to `log_path`."""
+def spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> int:
+    """Start `python -m mactl <args>` detached (own session), output to `log_path`.
+
+    `env` adds environment variables: the way to hand a process a secret (a URL with a
+    password), since its arguments are readable by every user through `ps`.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as out:
         proc = subprocess.Popen(
@@ -93,6 +97,7 @@ def spawn(args: list[str], log_path: Path) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            env={**os.environ, **env} if env else None,
         )
     return proc.pid
 

@@ -58,8 +58,8 @@ def partition_name(producer_id: str) -> str:
 
 def init_log(cfg: dict[str, Any]) -> None:
     root = _root(cfg)
-    (root / "partitions").mkdir(parents=True, exist_ok=True)
-    (root / "consumers").mkdir(parents=True, exist_ok=True)
+    (root / "partitions").mkdir(mode=0o700, parents=True, exist_ok=True)
+    (root / "consumers").mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def delete_log(cfg: dict[str, Any]) -> bool:
@@ -152,10 +152,10 @@ class FileLogWriter:
     def __init__(self, cfg: dict[str, Any], producer_id: str) -> None:
         self.partition = partition_name(producer_id)
         self._dir = _partitions_dir(cfg) / self.partition
-        self._dir.mkdir(parents=True, exist_ok=True)
+        self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._segment_bytes = int(cfg.get("segmentBytes") or 64 * 1024 * 1024)
         self._fsync = cfg.get("fsync", "interval")
-        self._lock_fd = os.open(self._dir / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        self._lock_fd = os.open(self._dir / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -176,7 +176,7 @@ class FileLogWriter:
         if not segs:
             base = 0
             path = _segment_path(self._dir, 0)
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)  # captured requests
             return fd, base, 0, 0
         base, path = segs[-1]
         valid, next_offset = _scan_valid_end(path, base)
@@ -224,7 +224,7 @@ class FileLogWriter:
         self._base = self.next_offset
         self._size = 0
         path = _segment_path(self._dir, self._base)
-        self._fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
+        self._fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)  # captured requests
         dir_fd = os.open(self._dir, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

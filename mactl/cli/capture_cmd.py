@@ -75,7 +75,12 @@ def _parse_listen(listen: str) -> tuple[str, int]:
 
 @app.command("capture-proxy")
 def capture_proxy(
-    source: str = typer.Option(..., "--source", help="The source cluster URL, e.g. http://127.0.0.1:9200."),
+    source: str = typer.Option(
+        ...,
+        "--source",
+        envvar="MACTL_CAPTURE_SOURCE",
+        help="The source cluster URL, e.g. http://127.0.0.1:9200 (or MACTL_CAPTURE_SOURCE: keeps a password out of ps).",
+    ),
     listen: str = typer.Option("127.0.0.1:19210", "--listen", help="HOST:PORT to accept clients on."),
     log: str = typer.Option(
         ".mactl/capture", "--log", help="Log folder, kafka://bootstrap/topic, or a JSON log block."

@@ -146,12 +146,13 @@ def make_plan(session: Session, options: PlanOptions, doc: Any) -> Any:
         doc,
         options,
         sensitive_values=session.secrets,
-        workdir=session.backend.workdir,
+        workdir=session.backend.workdir_path,
         config_dir=session.loaded.base_dir,
     )
     plan.workspace = session.backend.workspace
     plan.config_path = str(Path(session.loaded.path).resolve())
     plan.variables, plan.sensitive_variables = _variables_for_plan(session)
+    plan.sensitive_from_config = sorted(set(plan.sensitive_variables) & session.loaded.defaulted)
     return plan
 
 
@@ -277,6 +278,10 @@ def plan_command(
     ] = False,
 ) -> None:
     """Show what apply would do: diff the config against the state, in order."""
+    if out is not None:
+        from mactl.plan.planfile import check_plan_path
+
+        check_plan_path(out)  # before any work: a plan that cannot be saved is not made
     options = _options(target, exclude, replace, keep_downstream, refresh, refresh_only, parallelism=parallelism)
     session = _open(config, var, var_file)
     _check_transforms(session)

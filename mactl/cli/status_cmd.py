@@ -8,6 +8,7 @@ to a cluster. `mactl graph --state` (in `config_cmd`) draws the same statuses as
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -299,7 +300,9 @@ def audit_command(
     reports = reports_from_state(backend.read(), address)
     if html is not None:
         try:
-            html.write_text(render_html(reports))
+            # The report quotes documents (sample mismatches): readable by its owner only.
+            with os.fdopen(os.open(html, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+                fh.write(render_html(reports))
         except OSError as exc:
             raise ConfigError(f"--html: cannot write {html}: {exc.strerror}") from None
     if as_json:

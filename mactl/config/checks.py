@@ -18,16 +18,19 @@ warning, so the seed's samples plan as written.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from mactl.config.issues import ConfigIssue, Loc, Origins, did_you_mean
 from mactl.config.model import Config, StageBlock, TargetConfig
+from mactl.schema.capture import FileLog
 from mactl.schema.common import IndexFilter, LifecycleConfig, SnapshotRepository, TransformSpec
 from mactl.schema.stages import BUILTIN_INPUTS
+from mactl.state.config import LocalStateConfig
 
 AddIssue = Callable[[Loc, str], None]
 
@@ -86,6 +89,7 @@ def check(
     def add(loc: Loc, message: str) -> None:
         issues.append(ConfigIssue(origins.user_path(loc), message))
 
+    _paths(config, add)
     _unique([(("sources", i, "source"), sm.source.name) for i, sm in enumerate(config.sources)], "source", add, origins)
     _unique([(("targets", i), t.name) for i, t in enumerate(config.targets)], "target", add, origins)
     clusters: list[tuple[Loc, TargetConfig]] = [(("targets", i), t) for i, t in enumerate(config.targets)]
@@ -155,19 +159,114 @@ def check(
 
 
 def _unique(named: Iterable[tuple[Loc, str | None]], what: str, add: AddIssue, origins: Origins) -> None:
-    """Each (location of the named thing, its name): a repeated name is reported at its `name`."""
-    first: dict[str, Loc] = {}
+    """Each (location of the named thing, its name): a repeated name is reported at its `name`.
+
+    Names are compared without case: they become snapshot names (which the cluster
+    lower-cases) and folder names (case-insensitive on some file systems).
+    """
+    first: dict[str, tuple[Loc, str]] = {}
     for loc, name in named:
         if name is None:
             continue
-        if name in first:
+        key = name.lower()
+        if key in first:
+            earlier, spelled = first[key]
+            same = "" if spelled == name else f" (as '{spelled}': names must differ in more than upper/lower case)"
             add(
                 (*loc, "name"),
-                f"{what} name '{name}' is already used at {origins.user_path(first[name])} "
+                f"{what} name '{name}' is already used at {origins.user_path(earlier)}{same} "
                 "(names, given or generated, must be unique: stage addresses are built from them)",
             )
         else:
-            first[name] = loc
+            first[key] = (loc, name)
+
+
+# Characters an index name can never hold (Elasticsearch and OpenSearch refuse them), so
+# a filter naming one matches nothing; `*` is the wildcard and `re:` patterns are regexes.
+_NEVER_IN_INDEX_NAMES = frozenset('\\/?"<>| ,#:')
+
+
+def filter_warnings(config: Config, origins: Origins, warnings: list[str]) -> None:
+    """Warn about index filter names that can never match an index: a typo that would migrate nothing."""
+    lists: list[tuple[Loc, list[IndexFilter]]] = []
+    for i, sm in enumerate(config.sources):
+        sloc: Loc = ("sources", i)
+        lists.append(((*sloc, "validation", "indices"), sm.validation.indices))
+        for j, snap in enumerate(sm.snapshots):
+            eloc: Loc = (*sloc, "snapshots", j)
+            lists.append(((*eloc, "indices"), snap.indices))
+            for k, migration in enumerate(snap.migrations):
+                mloc: Loc = (*eloc, "migrations", k)
+                if migration.metadata is not None:
+                    lists.append(((*mloc, "metadata", "indices"), migration.metadata.indices))
+                for n, backfill in enumerate(migration.backfills):
+                    lists.append(((*mloc, "backfills", n, "indices"), backfill.indices))
+    for loc, filters in lists:
+        for f, flt in enumerate(filters):
+            for n, name in enumerate(flt.names):
+                why = _never_matches(name)
+                if why:
+                    where = origins.user_path((*loc, f, "names", n))
+                    warnings.append(f"{where}: {name!r} can never match an index: {why}")
+
+
+def _never_matches(name: str) -> str | None:
+    if name.startswith("re:"):
+        return None
+    if name != name.lower():
+        return "index names are lower-case"
+    bad = sorted(set(name) & _NEVER_IN_INDEX_NAMES)
+    if bad:
+        return f"index names cannot contain {' '.join(repr(c) for c in bad)}"
+    if name[:1] in ("-", "+") or (name[:1] == "_" and name != "_all"):
+        return f"index names cannot start with {name[0]!r}"
+    return None
+
+
+def _paths(config: Config, add: AddIssue) -> None:
+    """Files mactl writes stay under the config's folder, unless absolute and `allowOutsidePaths: true`.
+
+    A relative path that climbs out (`../..`) is always refused: the config's folder is
+    what a reviewer looks at, and a pull request's config must not make even
+    `plan -refresh=false` create folders elsewhere.
+    """
+    places: list[tuple[Loc, str | None]] = []
+    if isinstance(config.state, LocalStateConfig):
+        places.append((("state", "path"), config.state.path))
+    for i, sm in enumerate(config.sources):
+        if sm.capture is not None and isinstance(sm.capture.log, FileLog):
+            places.append((("sources", i, "capture", "log", "path"), sm.capture.log.path))
+        for j, snap in enumerate(sm.snapshots):
+            for k, migration in enumerate(snap.migrations):
+                for n, backfill in enumerate(migration.backfills):
+                    if backfill.deadLetter is not None:
+                        loc: Loc = (
+                            "sources",
+                            i,
+                            "snapshots",
+                            j,
+                            "migrations",
+                            k,
+                            "backfills",
+                            n,
+                            "deadLetter",
+                            "location",
+                        )
+                        places.append((loc, backfill.deadLetter.location))
+    for loc, value in places:
+        if value is None or "://" in value:
+            continue  # s3://… is not a local path
+        if "\x00" in value:
+            add(loc, "a path may not contain NUL characters")
+        elif PurePosixPath(value).is_absolute():
+            if not config.allowOutsidePaths:
+                add(
+                    loc,
+                    f"{value!r} is an absolute path: files mactl writes stay under the config's folder unless "
+                    "the config sets `allowOutsidePaths: true`",
+                )
+        elif ".." in PurePosixPath(posixpath.normpath(value)).parts:
+            add(loc, f"{value!r} leaves the config's folder: relative paths must stay under it")
 
 
 def _filters(filters: list[IndexFilter], loc: Loc, add: AddIssue) -> None:

@@ -23,7 +23,7 @@ from mactl.config.files import read_document
 from mactl.config.issues import ConfigErrors, ConfigIssue, Origins, issues_from_validation
 from mactl.config.model import Config
 from mactl.config.normalize import normalize
-from mactl.config.variables import parse_declarations, render, resolve
+from mactl.config.variables import mark_auth_variables, parse_declarations, render, resolve
 
 DEFAULT_FILES = ("mactl.yaml", "mactl.json")
 
@@ -43,6 +43,8 @@ class LoadedConfig:
     sensitive_values: set[str] = field(default_factory=set)
     variables: dict[str, Any] = field(default_factory=dict)
     origins: Origins = field(default_factory=Origins)
+    # Variables whose value is the config's own default: a saved plan re-reads them from the config.
+    defaulted: set[str] = field(default_factory=set)
 
     @property
     def base_dir(self) -> Path:
@@ -87,6 +89,8 @@ def _load(
     issues: list[ConfigIssue] = []
 
     decls = parse_declarations(raw.get("variables") if isinstance(raw, dict) else None, issues)
+    early_warnings: list[str] = []
+    mark_auth_variables(raw, decls, early_warnings)
     resolved = resolve(
         decls,
         var_args=list(var_args),
@@ -112,7 +116,7 @@ def _load(
     if issues:
         raise ConfigErrors(_dedupe(issues), source=source)
 
-    warnings = list(normalized.warnings)
+    warnings = [*early_warnings, *normalized.warnings]
     config._sensitive_values = frozenset(resolved.sensitive_values)
     checks.assign_names(config)
     from mactl.transforms import python_transforms_refused
@@ -120,6 +124,7 @@ def _load(
     refuse_python = python_transforms_refused(os.environ if env is None else env)
     issues.extend(checks.check(config, normalized.origins, base_dir=config_path.parent, allow_python=not refuse_python))
     checks.default_repositories(config, normalized.origins, warnings)
+    checks.filter_warnings(config, normalized.origins, warnings)
     if issues:
         raise ConfigErrors(_dedupe(issues), source=source)
     return LoadedConfig(
@@ -129,6 +134,7 @@ def _load(
         sensitive_values=set(resolved.sensitive_values),
         variables=dict(resolved.values),
         origins=normalized.origins,
+        defaulted={n for n, where in resolved.origins.items() if where.startswith("the default in ")},
     )
 
 

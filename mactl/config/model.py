@@ -34,7 +34,7 @@ from mactl.config.issues import INTERNAL
 from mactl.config.variables import VariableDecl
 from mactl.schema.backfill import BackfillUserInputs
 from mactl.schema.capture import CaptureUserInputs
-from mactl.schema.common import Auth, IndexFilter, LifecycleConfig, Model, SnapshotRepository
+from mactl.schema.common import Auth, IndexFilter, LifecycleConfig, Model, SnapshotRepository, check_http_url
 from mactl.schema.metadata import MetadataUserInputs
 from mactl.schema.replay import ReplayUserInputs
 from mactl.schema.snapshot import SnapshotUserInputs
@@ -42,18 +42,21 @@ from mactl.schema.validate import ValidateUserInputs
 from mactl.state.config import LocalStateConfig, StateConfig
 
 NAME_CHARS = "letters, digits, '_' and '-'"
+# A stage address (up to five names) is a folder name under `.mactl/work`, which file
+# systems cap at 255 bytes: five names of 40 and the stage type stay below it.
+NAME_MAX = 40
 
 
 def _address_safe(value: str) -> str:
     if not value or not all(c.isascii() and (c.isalnum() or c in "_-") for c in value):
         raise ValueError(f"a name may contain only {NAME_CHARS} (it becomes part of stage addresses)")
+    if len(value) > NAME_MAX:
+        raise ValueError(f"a name may be at most {NAME_MAX} characters long (it becomes part of folder names)")
     return value
 
 
 def _http_endpoint(value: str) -> str:
-    if not value.startswith(("http://", "https://")) or len(value) <= len("https://"):
-        raise ValueError("an endpoint must be an http:// or https:// URL")
-    return value
+    return check_http_url(value)
 
 
 Name = Annotated[str, AfterValidator(_address_safe)]
@@ -173,6 +176,11 @@ class Config(Model):
     targets: Annotated[list[TargetConfig], Field(min_length=1)]
     sources: Annotated[list[SourceMigration], Field(min_length=1)]
     workflow: list[WorkflowStep] = Field(default_factory=list)
+    allowOutsidePaths: bool = Field(
+        False,
+        description="Files mactl writes (local state, file capture logs, dead letters) stay under the config's "
+        "folder; set true to allow absolute paths elsewhere. A relative path that climbs out (`..`) is always refused.",
+    )
 
     # Text of every sensitive variable's value, set by the loader, so that the graph
     # expander can mark inputs that came from one (`Stage.sensitive_paths`).

@@ -36,7 +36,18 @@ SOURCE_LIST_KEY = "source-migration-configurations"
 SNAPSHOT_KEYS = ("snapshot-and-migration-configs", "static-migration-configs")
 PER_SOURCE_KEYS = ("replayer-config", "capture", "validation")
 TOP_KEYS = frozenset(
-    {"variables", "state", "targets", "target", SOURCE_LIST_KEY, "source", *SNAPSHOT_KEYS, *PER_SOURCE_KEYS, "workflow"}
+    {
+        "variables",
+        "state",
+        "targets",
+        "target",
+        SOURCE_LIST_KEY,
+        "source",
+        *SNAPSHOT_KEYS,
+        *PER_SOURCE_KEYS,
+        "workflow",
+        "allowOutsidePaths",
+    }
 )
 SOURCE_ENTRY_KEYS = frozenset({"source", *SNAPSHOT_KEYS, *PER_SOURCE_KEYS})
 # The snapshot entry's own keys come from its model (which follows the snapshot
@@ -88,7 +99,7 @@ class _Normalizer:
         for key in raw:
             if key not in TOP_KEYS:
                 self.issues.append(unknown_key("", str(key), TOP_KEYS))
-        for key in ("variables", "state", "workflow"):
+        for key in ("variables", "state", "workflow", "allowOutsidePaths"):
             if key in raw:
                 data[key] = raw[key]
 

@@ -193,6 +193,7 @@ def render(
 
     env = config_environment()  # sandboxed: config strings come from untrusted configs
     context = {"var": resolved.values}
+    sensitive = frozenset(name for name, decl in decls.items() if decl.sensitive)
 
     def walk(node: Any, path: str) -> Any:
         if isinstance(node, str):
@@ -222,6 +223,12 @@ def render(
         whole = _WHOLE_REF.match(text)
         if whole:
             return resolved.values[whole.group(1)]
+        if sensitive:
+            problem = sensitive_use_problem(text, env, sensitive)
+            if problem:
+                issues.append(ConfigIssue(path, f"template refused: {problem}"))
+                skipped.add(path)
+                return text
         try:
             return compile_template(env, text).render(context)
         except TemplateProblem as exc:
@@ -317,5 +324,136 @@ def _collect_secrets(value: Any, into: set[str]) -> None:
         for item in value:
             _collect_secrets(item, into)
     elif isinstance(value, str) and value:
-        # Only text is masked: masking every `1` or `true` would hide the whole plan.
         into.add(value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        # A sensitive number: masked wherever a value equals it (and, if long enough, in text).
+        into.add(json.dumps(value))
+
+
+# --- sensitive values in config strings ------------------------------------------------
+
+# The filters a sensitive value may go through in a config string: their output is one of
+# the forms the masking rule knows (`mactl.state.masking.secret_forms`), so it stays masked.
+SAFE_SENSITIVE_FILTERS = frozenset({"urlencode", "tojson"})
+
+
+def mark_auth_variables(raw: Any, decls: Mapping[str, VariableDecl], warnings: list[str]) -> None:
+    """Treat a variable used in an `auth` block, or under a credential-named key, as sensitive.
+
+    A password passed through a variable that is not marked `sensitive: true` would
+    otherwise show under "variables" in `plan -json`, `show --json` and plan files.
+    """
+    from mactl.state.masking import is_secret_key
+
+    found: dict[str, str] = {}
+
+    def walk(node: Any, path: str, secret: bool) -> None:
+        if isinstance(node, str):
+            if secret and "{" in node:
+                for match in _REFS.finditer(node):
+                    found.setdefault(match.group(1) or match.group(2), path)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if path == "" and key == "variables":
+                    continue
+                name = str(key)
+                walk(value, join_path(path, name), secret or name == "auth" or is_secret_key(name))
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, join_path(path, i), secret)
+
+    walk(raw, "", False)
+    for name, path in sorted(found.items()):
+        decl = decls.get(name)
+        if decl is not None and not decl.sensitive:
+            decl.sensitive = True
+            warnings.append(
+                f"variables.{name}: used in {path}, so it is treated as sensitive (masked everywhere); "
+                "mark it `sensitive: true`"
+            )
+
+
+def sensitive_use_problem(text: str, env: Any, sensitive: frozenset[str]) -> str | None:
+    """Why `text` (a config string) uses a sensitive variable in a way masking cannot follow, or None.
+
+    The rule: a sensitive variable may only be output whole (`{{ var.pw }}`) or through
+    `urlencode`/`tojson` (`{{ var.pw | urlencode }}`), each in its own `{{ }}`, and `var` may
+    not be used in any other way (looked up with a computed key, passed to a filter or a
+    loop) in a config that has sensitive variables. Anything else (`| reverse`, slicing,
+    concatenation, `{% if %}` on it) could reshape the value so the mask no longer finds it.
+    """
+    from jinja2 import nodes
+
+    try:
+        tree = env.parse(text)
+    except jinja2.TemplateSyntaxError:
+        return None  # reported by the render itself
+    problems: list[str] = []
+
+    def ref_name(node: nodes.Node) -> str | None:
+        if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.name == "var":
+            return node.attr
+        if (
+            isinstance(node, nodes.Getitem)
+            and isinstance(node.node, nodes.Name)
+            and node.node.name == "var"
+            and isinstance(node.arg, nodes.Const)
+            and isinstance(node.arg.value, str)
+        ):
+            return node.arg.value
+        return None
+
+    def visit(node: nodes.Node, parent: nodes.Node | None, grandparent: nodes.Node | None) -> None:
+        name = ref_name(node)
+        if name is not None:
+            if name in sensitive:
+                whole = isinstance(parent, nodes.Output)
+                filtered = (
+                    isinstance(parent, nodes.Filter)
+                    and parent.node is node
+                    and parent.name in SAFE_SENSITIVE_FILTERS
+                    and not parent.args
+                    and not parent.kwargs
+                    and isinstance(grandparent, nodes.Output)
+                )
+                if not (whole or filtered):
+                    problems.append(
+                        f"the sensitive variable var.{name} may only be used whole ({{{{ var.{name} }}}}) or "
+                        f"through {' or '.join(sorted(SAFE_SENSITIVE_FILTERS))}: anything else could reshape it "
+                        "past masking"
+                    )
+            return
+        if isinstance(node, nodes.Name) and node.name == "var":
+            problems.append("`var` may only be used as var.NAME in a config with sensitive variables")
+            return
+        for child in node.iter_child_nodes():
+            visit(child, node, parent)
+
+    visit(tree, None, None)
+    if not problems and "://" in text:
+        problems.extend(_outside_userinfo(text, sensitive))
+    return problems[0] if problems else None
+
+
+_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+
+
+def _outside_userinfo(text: str, sensitive: frozenset[str]) -> list[str]:
+    """In a URL, a sensitive variable may only be the userinfo (`http://user:{{ var.pw }}@host`).
+
+    Anywhere else (host, path, query, fragment) the URL would carry the secret to whatever
+    server the config names, in the request line, where no mask reaches.
+    """
+    start = text.index("://") + 3
+    plain = _TAG.sub(lambda m: "x" * len(m.group(0)), text)  # tags hold no URL delimiters
+    end = min((i for i in (plain.find(c, start) for c in "/?#") if i >= 0), default=len(text))
+    at = plain.rfind("@", start, end)
+    for match in _TAG.finditer(text):
+        names = {m.group(1) or m.group(2) for m in _REFS.finditer(match.group(0))}
+        secret = sorted(names & sensitive)
+        if secret and not (match.start() >= start and match.end() <= at):
+            return [
+                f"the sensitive variable var.{secret[0]} may only be a URL's userinfo "
+                "(scheme://user:{{ var.NAME }}@host): elsewhere in a URL it is sent to the server it names"
+            ]
+    return []

@@ -88,11 +88,8 @@ def prepare(graph: StageGraph, sensitive_values: Collection[str]) -> dict[str, D
     secrets = [s for s in sensitive_values if s]
     for address, stage in graph.stages.items():
         digest = inputs_digest(stage.inputs)
-        masked = (
-            mask_inputs(stage.inputs, stage.sensitive_paths, secrets)
-            if (stage.sensitive_paths or secrets)
-            else stage.inputs
-        )
+        # Always masked: a URL's userinfo or a credential-named key needs no declaration.
+        masked = mask_inputs(stage.inputs, stage.sensitive_paths, secrets)
         masked_digest = digest if masked is stage.inputs else inputs_digest(masked)
         out[address] = Desired(stage, digest, masked, masked_digest)
     return out

@@ -123,6 +123,9 @@ class Plan:
     config_digest: str = ""
     variables: dict[str, Any] = field(default_factory=dict)
     sensitive_variables: list[str] = field(default_factory=list)
+    # Sensitive variables whose value was the config's default: referenced, not stored;
+    # an apply of the saved plan reads them from the config again.
+    sensitive_from_config: list[str] = field(default_factory=list)
     mode: Literal["normal", "destroy", "refresh-only"] = "normal"
     refreshed: bool = True
     options: dict[str, Any] = field(default_factory=dict)

@@ -11,12 +11,15 @@ still be at the saved lineage and serial; otherwise the plan is stale and refuse
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import TypeAdapter
 
 from mactl.errors import PlanError
 from mactl.plan.definition import Change, Plan
@@ -39,6 +42,7 @@ def save_plan(plan: Plan, path: Path) -> None:
         "config_digest": plan.config_digest,
         "variables": plan.variables,
         "sensitive_variables": plan.sensitive_variables,
+        "sensitive_from_config": plan.sensitive_from_config,
         "mode": plan.mode,
         "refreshed": plan.refreshed,
         "options": plan.options,
@@ -47,24 +51,49 @@ def save_plan(plan: Plan, path: Path) -> None:
         "changes": [c.to_dict() for c in plan.changes],
     }
     blob = orjson.dumps(data)
+    if path.is_dir():
+        raise PlanError(f"cannot write the plan file {path}: it is a folder", hint="-out takes a file name")
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        file.write(blob)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temp, path)
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(blob)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except OSError as err:
+        if temp.parent.is_dir():
+            temp.unlink(missing_ok=True)
+        raise PlanError(f"cannot write the plan file {path}: {err.strerror or err}") from None
+
+
+def check_plan_path(path: Path) -> None:
+    """Refuse a `-out` path the plan could not be saved to, naming it."""
+    if not str(path) or str(path) == ".":
+        raise PlanError("-out: give a file name for the plan")
+    if path.is_dir():
+        raise PlanError(f"-out {path}: it is a folder", hint="-out takes a file name")
+    if not path.parent.is_dir():
+        raise PlanError(f"-out {path}: the folder {path.parent} does not exist")
 
 
 def load_plan(path: Path) -> Plan:
     try:
+        if path.exists() and not path.is_file():
+            raise PlanError(f"cannot read the plan file {path}: it is not a regular file")
+        if path.stat().st_size > MAX_PLAN_BYTES:
+            raise PlanError(f"{path} is not a mactl plan file: it is larger than {MAX_PLAN_BYTES // 2**20} MB")
         raw = orjson.loads(path.read_bytes())
     except FileNotFoundError:
         raise PlanError(f"plan file {path} does not exist") from None
+    except OSError as err:
+        raise PlanError(f"cannot read the plan file {path}: {err.strerror or err}") from None
     except orjson.JSONDecodeError as err:
         raise PlanError(f"{path} is not a mactl plan file: {err}") from None
     if not isinstance(raw, dict) or raw.get("format") != MAGIC:
         raise PlanError(f"{path} is not a mactl plan file (made with `mactl plan -out FILE`)")
+    if not isinstance(raw.get("file_version", 0), int):
+        raise PlanError(f"plan file {path} is damaged: file_version is not a number")
     if raw.get("file_version", 0) > FILE_VERSION:
         raise PlanError(f"{path} was written by a newer mactl (plan file version {raw['file_version']})")
     if raw.get("file_version", 0) < FILE_VERSION:
@@ -75,8 +104,12 @@ def load_plan(path: Path) -> Plan:
             hint="make the plan again with `mactl plan -out FILE`",
         )
     try:
+        _check_fields(raw)
+        changes = raw["changes"]
+        if not isinstance(changes, list):
+            raise TypeError("changes is not a list")
         return Plan(
-            changes=[Change.from_dict(c) for c in raw["changes"]],
+            changes=[_change(c, i) for i, c in enumerate(changes)],
             lineage=raw["lineage"],
             serial=raw["serial"],
             workspace=raw.get("workspace", "default"),
@@ -84,14 +117,73 @@ def load_plan(path: Path) -> Plan:
             config_digest=raw["config_digest"],
             variables=raw.get("variables", {}),
             sensitive_variables=raw.get("sensitive_variables", []),
+            sensitive_from_config=raw.get("sensitive_from_config", []),
             mode=raw.get("mode", "normal"),
             refreshed=raw.get("refreshed", True),
             options=raw.get("options", {}),
             warnings=raw.get("warnings", []),
             stage_count=raw.get("stage_count", 0),
         )
-    except (KeyError, TypeError, ValueError) as err:
-        raise PlanError(f"plan file {path} is damaged: {err}") from None
+    except KeyError as err:
+        raise PlanError(f"plan file {path} is damaged: {err} is missing") from None
+    except (TypeError, ValueError) as err:
+        raise PlanError(f"plan file {path} is damaged: {' '.join(str(err).split())[:300]}") from None
+
+
+MAX_PLAN_BYTES = 512 * 1024 * 1024
+
+# The plan file's top-level fields and the types they must have (None allowed where noted).
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "lineage": (str, type(None)),
+    "serial": (int,),
+    "workspace": (str,),
+    "config_path": (str,),
+    "config_digest": (str,),
+    "variables": (dict,),
+    "sensitive_variables": (list,),
+    "sensitive_from_config": (list,),
+    "mode": (str,),
+    "refreshed": (bool,),
+    "options": (dict,),
+    "warnings": (list,),
+    "stage_count": (int,),
+}
+_MODES = ("normal", "destroy", "refresh-only")
+
+
+def _check_fields(raw: dict[str, Any]) -> None:
+    for name, types in _FIELDS.items():
+        if name in raw and not isinstance(raw[name], types):
+            raise TypeError(f"{name} has the wrong type ({type(raw[name]).__name__})")
+    if raw.get("mode", "normal") not in _MODES:
+        raise ValueError(f"mode {str(raw.get('mode'))[:40]!r} is not one of {', '.join(_MODES)}")
+    for key in ("sensitive_variables", "sensitive_from_config"):
+        if not all(isinstance(n, str) for n in raw.get(key, [])):
+            raise TypeError(f"{key} must list names")
+
+
+_CHANGE_FIELDS = frozenset(f.name for f in dataclasses.fields(Change))
+
+
+@functools.cache
+def _change_adapter() -> TypeAdapter[Change]:
+    return TypeAdapter(Change)
+
+
+def _change(data: Any, index: int) -> Change:
+    """One change, its fields checked against `Change`'s types: a hand-edited file fails here."""
+    from pydantic import ValidationError
+
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - _CHANGE_FIELDS)
+        if unknown:
+            raise ValueError(f"changes[{index}] has unknown field(s) {', '.join(str(u)[:40] for u in unknown[:3])}")
+    try:
+        return _change_adapter().validate_python(data, strict=False)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"changes[{index}].{where}: {first['msg']}") from None
 
 
 def non_sensitive_variables(plan: Plan) -> dict[str, Any]:
@@ -114,7 +206,12 @@ def check_sensitive_supplied(
                 given |= set(data)
         except (OSError, yaml.YAMLError):
             pass  # the config loader reports unreadable var files itself
-    missing = [name for name in plan.sensitive_variables if name not in given and f"{ENV_PREFIX}{name}" not in env]
+    from_config = set(plan.sensitive_from_config)
+    missing = [
+        name
+        for name in plan.sensitive_variables
+        if name not in given and f"{ENV_PREFIX}{name}" not in env and name not in from_config
+    ]
     if missing:
         names = ", ".join(missing)
         raise PlanError(

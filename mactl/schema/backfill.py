@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from mactl.schema.common import ClusterRef, IndexFilter, Model, SnapshotRepository, TransformSpec
+from mactl.schema.common import ClusterRef, HttpUrl, IndexFilter, Model, NonEmptyStr, SnapshotRepository, TransformSpec
 
 
 class Sample(Model):
     percent: float | None = None
-    maxDocsPerIndex: int | None = None
+    maxDocsPerIndex: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> Sample:
@@ -23,8 +23,8 @@ class Sample(Model):
 
 
 class DeadLetter(Model):
-    location: str  # a local folder or s3://bucket/prefix
-    endpoint: str | None = None  # S3 endpoint override (MinIO, moto); AWS when unset
+    location: NonEmptyStr  # a local folder or s3://bucket/prefix
+    endpoint: HttpUrl | None = None  # S3 endpoint override (MinIO, moto); AWS when unset
 
 
 class _BackfillWiring(Model):
@@ -39,14 +39,14 @@ class BackfillUserInputs(Model):
     indices: list[IndexFilter] = []
     transforms: list[TransformSpec] = []
     sample: Sample | None = None
-    workers: int | None = None
-    maxBatchDocs: int = 1000
-    maxBatchBytes: int = 10 * 1024 * 1024
-    maxInFlight: int = 2
+    workers: PositiveInt | None = None
+    maxBatchDocs: PositiveInt = 1000
+    maxBatchBytes: PositiveInt = 10 * 1024 * 1024
+    maxInFlight: PositiveInt = 2
     # megabits (10^6 bits) per second of _bulk request bytes for the whole stage, shared
     # by its workers (the replay's `maxThroughputMbps` is the same unit); None: no cap.
     # The old spelling `maxMbps` is still read, with a warning (`mactl.config.normalize`).
-    maxThroughputMbps: float | None = Field(
+    maxThroughputMbps: PositiveFloat | None = Field(
         None,
         description="Megabits per second of _bulk requests for the whole stage, shared by its workers "
         "(the replay's unit). Old spelling `maxMbps` accepted with a warning.",

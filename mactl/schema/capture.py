@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from mactl.schema.common import ClusterRef, Model
 
@@ -12,7 +12,7 @@ from mactl.schema.common import ClusterRef, Model
 class FileLog(Model):
     type: Literal["file"] = "file"
     path: str = ".mactl/capture"
-    segmentBytes: int = 64 * 1024 * 1024
+    segmentBytes: PositiveInt = 64 * 1024 * 1024
     fsync: Literal["always", "interval", "never"] = "interval"
 
 
@@ -20,7 +20,7 @@ class KafkaLog(Model):
     type: Literal["kafka"]
     bootstrapServers: str
     topic: str = "mactl-capture"
-    partitions: int = 1
+    partitions: PositiveInt = 1
 
 
 # A capture log block (a file log unless `type: kafka` says otherwise).
@@ -47,7 +47,7 @@ class CaptureUserInputs(Model):
     proxies: list[ProxySpec] = Field(default_factory=lambda: [ProxySpec()])
     filters: CaptureFilters = Field(default_factory=CaptureFilters)
     deleteTopicOnRollback: bool = False
-    healthTimeoutSeconds: float = 30.0
+    healthTimeoutSeconds: PositiveFloat = 30.0
 
 
 class CaptureInputs(CaptureUserInputs, _CaptureWiring):

@@ -7,15 +7,49 @@ They hold no behaviour beyond validation.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class Model(BaseModel):
-    """Strict base: unknown keys are errors (the validator turns them into "did you mean")."""
+    """Strict base: unknown keys are errors (the validator turns them into "did you mean").
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    No field of any input takes NaN or infinity (`maxSpeedupFactor: .inf` would turn a rate
+    limit into no limit, `.nan` into comparisons that are always false).
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+
+def check_http_url(value: str) -> str:
+    """`value` if it is a well-formed http(s) URL with a host and a valid port; else ValueError."""
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("a URL may not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises for a port out of 0-65535 or not a number
+    except ValueError as err:
+        # Never quote the parser's message: it repeats parts of the URL, a password included.
+        text = str(err)
+        what = (
+            "its port is not a number from 1 to 65535"
+            if "ort" in text
+            else "its IPv6 address is malformed"
+            if "IPv6" in text
+            else "it cannot be parsed"
+        )
+        raise ValueError(f"not a valid URL: {what}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("an endpoint must be an http:// or https:// URL with a host")
+    if port == 0:
+        raise ValueError("port 0 is not a port a cluster listens on")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(check_http_url)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
 
 
 class Auth(Model):
@@ -64,7 +98,7 @@ class SnapshotRepository(Model):
     bucket: str | None = None
     basePath: str | None = None
     region: str | None = None
-    endpoint: str | None = None
+    endpoint: HttpUrl | None = None
     compress: bool = False
 
     @model_validator(mode="after")

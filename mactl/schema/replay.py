@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from mactl.schema.capture import FileLog, KafkaLog
 from mactl.schema.common import ClusterRef, Model, TransformSpec
@@ -30,15 +30,15 @@ class _ReplayWiring(Model):
 class ReplayUserInputs(Model):
     """The replay inputs a user sets in `replayer-config`."""
 
-    maxSpeedupFactor: float = MAX_SPEEDUP_FACTOR
-    maxThroughputMbps: float | None = MAX_THROUGHPUT_MBPS
+    maxSpeedupFactor: PositiveFloat = MAX_SPEEDUP_FACTOR
+    maxThroughputMbps: PositiveFloat | None = MAX_THROUGHPUT_MBPS
     transforms: list[TransformSpec] = []
-    maxLagSeconds: float = MAX_LAG_SECONDS
-    lagWindowSeconds: float = LAG_WINDOW_SECONDS
+    maxLagSeconds: PositiveFloat = MAX_LAG_SECONDS
+    lagWindowSeconds: NonNegativeFloat = LAG_WINDOW_SECONDS
     follow: bool = False
     startPosition: dict[str, Any] | None = None
-    timeoutSeconds: float = 3600.0
-    workers: int = WORKERS
+    timeoutSeconds: PositiveFloat = 3600.0
+    workers: PositiveInt = WORKERS
 
 
 class ReplayInputs(ReplayUserInputs, _ReplayWiring):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import PositiveFloat
+
 from mactl.schema.common import ClusterRef, IndexFilter, Model, SnapshotRepository
 
 
@@ -17,7 +19,7 @@ class SnapshotUserInputs(Model):
     """The snapshot inputs a user sets in a `snapshot-and-migration-configs` entry."""
 
     includeGlobalState: bool = True
-    maxSnapshotRateMbPerNode: float | None = None
+    maxSnapshotRateMbPerNode: PositiveFloat | None = None
 
 
 class SnapshotInputs(SnapshotUserInputs, _SnapshotWiring):

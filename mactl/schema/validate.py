@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, NonNegativeInt
 
 from mactl.schema.common import ClusterRef, IndexFilter, Model, SnapshotRepository
 
@@ -36,7 +36,7 @@ class Query(Model):
     name: str | None = None
     query: dict[str, Any] = Field(default_factory=lambda: {"match_all": {}})
     sort: list[Any] | None = None  # with a sort the top ids are compared in order, else as a set
-    size: int = 10
+    size: NonNegativeInt = 10
 
 
 class _ValidateWiring(Model):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from mactl.snapshot_reader.blobs import BlobStore, blob_store_for
 from mactl.snapshot_reader.directory import FileInfo, ShardDirectory
-from mactl.snapshot_reader.errors import SnapshotReaderError, UnsupportedFormatError
+from mactl.snapshot_reader.errors import CorruptFileError, SnapshotReaderError, UnsupportedFormatError
 from mactl.snapshot_reader.framing import decode_metadata_blob, inflate_compressed_xcontent
 from mactl.snapshot_reader.model import Cursor, Document, GlobalMetadata, IndexMetadata, SnapshotInfo
 from mactl.snapshot_reader.shard import ShardReader
@@ -83,7 +83,13 @@ class Repository:
             raw = self.store.read(f"index-{gen}")
             if raw[:1] != b"{":
                 raise UnsupportedFormatError(f"{self.store.description}/index-{gen}: repository data is not JSON")
-            self._data = json.loads(raw)
+            where = f"{self.store.description}/index-{gen}"
+            try:
+                data = json.loads(raw)
+            except (ValueError, RecursionError) as err:
+                raise CorruptFileError(f"{where}: repository data is damaged: {str(err)[:200]}") from None
+            _check_repository_data(data, where)
+            self._data = data
             self._data["__generation"] = gen
         return self._data
 
@@ -269,6 +275,34 @@ class Repository:
 
     def shard_size(self, snapshot: str | SnapshotInfo, index: str, shard: int) -> int:
         return sum(f.length for f in self._shard(snapshot, index, shard).dir.files.values())
+
+
+def _check_repository_data(data: Any, where: str) -> None:
+    """Refuse repository data whose shape the reader relies on is wrong, naming the file and field."""
+
+    def bad(what: str) -> CorruptFileError:
+        return CorruptFileError(f"{where}: repository data is damaged: {what}")
+
+    if not isinstance(data, dict):
+        raise bad("it is not a JSON object")
+    snapshots = data.get("snapshots", [])
+    if not isinstance(snapshots, list):
+        raise bad("`snapshots` is not a list")
+    for i, entry in enumerate(snapshots):
+        if not isinstance(entry, dict):
+            raise bad(f"snapshots[{i}] is not an object")
+        for key in ("name", "uuid"):
+            if not isinstance(entry.get(key), str):
+                raise bad(f"snapshots[{i}].{key} is not a string")
+    indices = data.get("indices", {})
+    if not isinstance(indices, dict):
+        raise bad("`indices` is not an object")
+    for name, entry in indices.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            raise bad(f"indices.{name[:100]} has no string `id`")
+        snaps = entry.get("snapshots", [])
+        if not isinstance(snaps, list) or not all(isinstance(s, str) for s in snaps):
+            raise bad(f"indices.{name[:100]}.snapshots is not a list of snapshot ids")
 
 
 def _guarded(docs: Iterator[Document], index: str, shard: int) -> Iterator[Document]:

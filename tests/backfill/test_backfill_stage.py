@@ -90,6 +90,7 @@ def _config(tmp: Path, src: SourceSnapshot, target_url: str, backfill: dict[str,
     from mactl.graph.expand import expand
 
     config = {
+        "allowOutsidePaths": True,  # the dead-letter folder is an absolute path under tmp
         "targets": [{"name": "t1", "endpoint": target_url}],
         "source-migration-configurations": [
             {
