@@ -17,6 +17,7 @@ Rollback stops the proxies; it deletes the topic (or log folder) only when
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -147,15 +148,17 @@ class CaptureProvider(BaseProvider[CaptureInputs]):
                 ]
                 if inputs.source.insecure:
                     args.append("--insecure")
-                for name, pattern in inputs.filters.skipHeaders.items():
-                    args += ["--skip-header", f"{name}={pattern}"]
                 for pattern in inputs.filters.skipPaths:
                     args += ["--skip-path", pattern]
-                # The source URL may hold a password: through the environment, not `ps`-visible argv.
+                # The source URL may hold a password and a skipped header's pattern a token:
+                # both go through the environment, never the `ps`-visible command line.
                 pid = fleet.spawn(
                     args,
                     StageFiles(ctx.workdir).proxy_log(pid_),
-                    env={"MACTL_CAPTURE_SOURCE": inputs.source.endpoint},
+                    env={
+                        "MACTL_CAPTURE_SOURCE": inputs.source.endpoint,
+                        "MACTL_CAPTURE_SKIP_HEADERS": json.dumps(dict(inputs.filters.skipHeaders)),
+                    },
                 )
                 reused = False
             proxies.append(

@@ -33,7 +33,7 @@ def _probe(ref: ClusterRef, role: str, timeout_s: float) -> str | None:
 
     where = f"{role} '{ref.name}' ({masked_endpoint(ref.endpoint)})"
     try:
-        client = client_for(ref, timeout=timeout_s, retries=0)
+        client = client_for(ref, timeout=timeout_s, retries=0, retry_for=0)
         client.cluster.health()
     except (AuthenticationException, AuthorizationException) as exc:
         return f"{where} refused the credentials (HTTP {exc.status_code})"

@@ -113,6 +113,14 @@ def capture_proxy(
     except ValueError as exc:
         raise ConfigError(f"--source: {exc}") from None
     headers: dict[str, str] = {}
+    if from_env := os.environ.get("MACTL_CAPTURE_SKIP_HEADERS"):  # how the capture stage passes them
+        try:
+            loaded = json.loads(from_env)
+        except ValueError:
+            loaded = None
+        if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
+            raise ConfigError("MACTL_CAPTURE_SKIP_HEADERS: expected a JSON object of NAME: REGEX")
+        headers.update({str(k): v for k, v in loaded.items()})
     for item in skip_header:
         name, sep, pattern = item.partition("=")
         if not sep or not name:

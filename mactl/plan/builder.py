@@ -431,6 +431,9 @@ class Planner:
         for address in order:
             if address in selected:
                 changes[address] = self._change(self.desired[address], self.records.get(address))
+        # Recorded stages whose real-world result is gone as a whole: created again, and, like
+        # a replacement, they invalidate what was built on them.
+        gone: set[str] = set()
         if o.refresh:
             candidates = [
                 a
@@ -456,6 +459,7 @@ class Planner:
                     changes[address] = _replace(
                         c, action="create", reason="changed outside mactl: it no longer exists", drift=drift
                     )
+                    gone.add(address)
                 elif redo:
                     # The stage's result is gone: redo it, and (as a replacement) what is built on it.
                     reason = "changed outside mactl: " + ", ".join(redo) + "; redone with what depends on it"
@@ -512,9 +516,10 @@ class Planner:
                     base = current or self._change(self.desired[address], self.records[address])
                     # A resume from the old checkpoint would build on what the upstream's
                     # replacement removes: a replaced descendant starts over.
-                    current = _replace(base, action="replace", reason=f"upstream {upstream} replaced", resume=False)
+                    why = "no longer exists and is created again" if upstream in gone else "replaced"
+                    current = _replace(base, action="replace", reason=f"upstream {upstream} {why}", resume=False)
                     changes[address] = current
-            if current is not None and current.action == "replace" and address not in keep:
+            if current is not None and (current.action == "replace" or address in gone) and address not in keep:
                 replaced_by[address] = upstream or address
         for address in keep:
             kept_change = changes.get(address)

@@ -34,7 +34,7 @@ from mactl.capture import fleet
 from mactl.capture import log as capture_log
 from mactl.errors import ProviderError
 from mactl.schema.backfill import BackfillInputs
-from mactl.schema.capture import CaptureInputs, FileLog, KafkaLog, ProxySpec
+from mactl.schema.capture import CaptureFilters, CaptureInputs, FileLog, KafkaLog, ProxySpec
 from mactl.schema.common import ClusterRef, IndexFilter, SnapshotRepository
 from mactl.schema.disable_capture import DisableCaptureInputs
 from mactl.schema.replay import ReplayInputs
@@ -130,7 +130,12 @@ def test_capture_snapshot_backfill_replay_converges(
     state = tmp_path / "work"
     messages: list[str] = []
     proxy_port = free_port()
-    cap_inputs = CaptureInputs(source=source, log=log, proxies=[ProxySpec(listen=f"127.0.0.1:{proxy_port}")])
+    cap_inputs = CaptureInputs(
+        source=source,
+        log=log,
+        proxies=[ProxySpec(listen=f"127.0.0.1:{proxy_port}")],
+        filters=CaptureFilters(skipHeaders={"x-skip-token": "tok-4417-.*"}),
+    )
     writer = None
     try:
         es.indices.create(index=index, body={"settings": {"number_of_shards": 2, "number_of_replicas": 0}})
@@ -147,6 +152,10 @@ def test_capture_snapshot_backfill_replay_converges(
         assert any("all_capturing" in m for m in messages if m.startswith("progress"))
         proxy_url = cap_out["proxies"][0]["url"]
         assert fleet.health(proxy_url)["capturing"] is True
+        # what a header filter matches (a token, often) is not on the proxy's command line,
+        # where `ps` shows it to every user of the host
+        cmdline = Path(f"/proc/{cap_out['proxies'][0]['pid']}/cmdline").read_bytes()
+        assert b"capture-proxy" in cmdline and b"tok-4417" not in cmdline
         again = capture.CaptureProvider().apply(
             stage_context("capture.cap", "capture", cap_inputs, state / "capture.cap", prior=cap_out)
         )

@@ -155,10 +155,15 @@ def test_refresh_reports_changes_outside_mactl_and_refresh_false_never_reads(pro
     assert actions(doc) == {} and not project.calls("read")
     doc = plan_json(project)
     assert project.calls("read")
-    assert actions(doc) == {"metadata.src.snap1.t1.i0": "create", "backfill.src.snap1.t1.i0.b0": "update"}
+    # a stage whose result is gone as a whole is created again, and what was built on it is redone
+    assert actions(doc) == {
+        "metadata.src.snap1.t1.i0": "create",
+        "backfill.src.snap1.t1.i0.b0": "delete/create",
+        "validate.src.t1": "delete/create",
+    }
     assert reasons(doc)["metadata.src.snap1.t1.i0"] == "changed outside mactl: it no longer exists"
     assert reasons(doc)["backfill.src.snap1.t1.i0.b0"] == (
-        "changed outside mactl: applied someone else, resumed_from gone, upstream gone"
+        "upstream metadata.src.snap1.t1.i0 no longer exists and is created again"
     )
     doc = plan_json(project, "-refresh-only")
     assert actions(doc) == {"metadata.src.snap1.t1.i0": "read", "backfill.src.snap1.t1.i0.b0": "read"}

@@ -97,7 +97,7 @@ def test_nested_documents_are_counted_top_level_and_the_count_check_passes(
 def test_kill_9_mid_run_then_resume_still_balances_the_nested_ledger(
     ledger_source: Any, target: OpenSearch, tmp_path: Path
 ) -> None:
-    inputs = _inputs(ledger_source, [data.NESTED], workers=1, maxBatchDocs=10, maxMbps=0.05)
+    inputs = _inputs(ledger_source, [data.NESTED], workers=1, maxBatchDocs=10, maxThroughputMbps=0.4)
     address = _address()
     model = BackfillInputs.model_validate(inputs)
     spec = build_spec(address, model, workdir=tmp_path, snapshot_uuid=snapshot_uuid(model.repository, data.SNAPSHOT))
@@ -116,7 +116,7 @@ def test_kill_9_mid_run_then_resume_still_balances_the_nested_ledger(
     assert progressed is not None, "the run finished before it could be killed; slow it down"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    rc, outputs, err = _apply(tmp_path, dict(inputs, maxMbps=None), address)
+    rc, outputs, err = _apply(tmp_path, dict(inputs, maxThroughputMbps=None), address)
     assert rc == 0, err[-3000:]
     assert outputs is not None and outputs["differences"] == []
     expected = ledger_source.counts[data.NESTED]

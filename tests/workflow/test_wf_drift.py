@@ -96,6 +96,27 @@ def test_drift_is_named_repaired_in_depth_and_status_is_never_drift(
         assert rows[products]["count"]["target"] == 400
         _no_changes(qs)
 
+        # (e) the snapshot deleted by hand: it is taken again, and everything built on it is
+        # redone from the new one (documents included)
+        pull = qs.run("state", "pull")
+        assert pull.code == 0, pull.err
+        snapshot_address = next(a for a in json.loads(pull.out)["stages"] if a.startswith("snapshot."))
+        snap_out = json.loads(pull.out)["stages"][snapshot_address]["outputs"]
+        request(es710.url, "DELETE", f"/_snapshot/{snap_out['repository']['name']}/{snap_out['name']}")
+        text, changes = _plan(qs)
+        assert text.code == 2, text.out + text.err
+        assert _action(changes[snapshot_address]) == "create"
+        assert changes[snapshot_address]["action_reason"] == "changed outside mactl: it no longer exists"
+        for address in (metadata, backfill, validate):
+            assert _action(changes[address]) == "delete/create", address
+        assert (
+            changes[metadata]["action_reason"] == f"upstream {snapshot_address} no longer exists and is created again"
+        )
+        _apply(qs)
+        for index in (products, logs):
+            assert docs_of(os2.url, index) == want[index], index
+        _no_changes(qs)
+
         # (c) the capture proxy stopped: named, and applying again restarts it
         pull = qs.run("state", "pull")
         assert pull.code == 0, pull.err
