@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mactl.indexfilter import split_builtin_exclusions
 from mactl.schema.common import IndexFilter
+
+if TYPE_CHECKING:
+    from mactl.snapshot_reader.repository import Repository
 
 
 @dataclass(frozen=True, order=True)
@@ -25,15 +28,12 @@ class WorkUnit:
         return f"{self.index}/{self.shard}"
 
 
-def snapshot_index_names(repo: Any, snapshot: str) -> list[str]:
-    """Index names of one snapshot, whatever shape the reader uses for them."""
-    indices = repo.snapshot(snapshot).indices
-    if isinstance(indices, dict):
-        return list(indices)
-    return [i if isinstance(i, str) else i.name for i in indices]
+def snapshot_index_names(repo: Repository, snapshot: str) -> list[str]:
+    """Index names of one snapshot."""
+    return list(repo.snapshot(snapshot).indices)
 
 
-def list_units(repo: Any, snapshot: str, filters: Sequence[IndexFilter]) -> tuple[list[WorkUnit], list[str]]:
+def list_units(repo: Repository, snapshot: str, filters: Sequence[IndexFilter]) -> tuple[list[WorkUnit], list[str]]:
     """The units of the selected indices, and the names a built-in rule left out."""
     kept, excluded = split_builtin_exclusions(snapshot_index_names(repo, snapshot), filters)
     units = [
@@ -44,7 +44,7 @@ def list_units(repo: Any, snapshot: str, filters: Sequence[IndexFilter]) -> tupl
     return units, [e.name for e in excluded]
 
 
-def unmigratable_indices(repo: Any, snapshot: str, indices: Sequence[str]) -> dict[str, str]:
+def unmigratable_indices(repo: Repository, snapshot: str, indices: Sequence[str]) -> dict[str, str]:
     """The indices whose documents the reader cannot rebuild, each with the reason.
 
     Read from the snapshot's index metadata only: today that is `_source` disabled

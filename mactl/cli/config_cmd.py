@@ -13,7 +13,7 @@ import json
 import os
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,6 +21,10 @@ from mactl.cli.app import app
 from mactl.config.issues import ConfigErrors, ConfigIssue
 from mactl.config.loader import LoadedConfig, load_config
 from mactl.errors import ConfigError, MactlError
+
+if TYPE_CHECKING:
+    from mactl.graph.expand import StageGraph
+    from mactl.graph.stage import Stage
 
 ConfigPathOpt = Annotated[
     Path | None,
@@ -78,7 +82,7 @@ def print_warnings(loaded: LoadedConfig) -> None:
         typer.secho(f"Warning: {warning}", fg="yellow", err=True)
 
 
-def find_stage(graph: Any, address: str, stage_type: str, *, none_hint: str) -> Any:
+def find_stage(graph: StageGraph, address: str, stage_type: str, *, none_hint: str) -> Stage:
     """The stage at `address` in the expanded graph, which must be a `stage_type` stage.
 
     Commands that work on one stage (`mactl worker`, `backfill resend-failed`,
@@ -216,7 +220,7 @@ def validate_command(
     typer.secho(f"Success! {loaded.path} is valid: {len(types)} stages ({_count_by_type(types)}).", fg="green")
 
 
-def expand_named(loaded: LoadedConfig) -> Any:
+def expand_named(loaded: LoadedConfig) -> StageGraph:
     """`expand(loaded.config)` with the transforms' code digests, and graph-level errors naming the config file."""
     from mactl.graph.expand import expand
 
@@ -228,7 +232,7 @@ def expand_named(loaded: LoadedConfig) -> Any:
         raise
 
 
-def provider_problems(graph: Any) -> list[ConfigIssue]:
+def provider_problems(graph: StageGraph) -> list[ConfigIssue]:
     """Each provider's own plan-time checks (`Provider.validate`), named by stage address."""
     from mactl.providers.registry import get_provider
 
@@ -284,7 +288,7 @@ def graph_command(
     typer.echo(render_graph(graph, fmt, colors), nl=False)
 
 
-def _status_colors(loaded: LoadedConfig, graph: Any) -> dict[str, str]:
+def _status_colors(loaded: LoadedConfig, graph: StageGraph) -> dict[str, str]:
     """Each stage's status in the state; stages the state has never seen are `pending`."""
     try:
         from mactl.state import open_backend

@@ -31,7 +31,10 @@ from mactl.cli.config_cmd import (
 from mactl.errors import ConfigError, MactlError, PlanError
 
 if TYPE_CHECKING:
+    from mactl.apply.walker import WalkResult
     from mactl.plan.builder import PlanOptions
+    from mactl.plan.definition import Plan
+    from mactl.state.document import StateDocument
 
 TargetOpt = Annotated[
     list[str] | None,
@@ -138,7 +141,7 @@ def _variables_for_plan(session: Session) -> tuple[dict[str, Any], list[str]]:
     return values, sensitive
 
 
-def make_plan(session: Session, options: PlanOptions, doc: Any) -> Any:
+def make_plan(session: Session, options: PlanOptions, doc: StateDocument | None) -> Plan:
     from mactl.plan.builder import build_plan
 
     plan = build_plan(
@@ -180,7 +183,7 @@ def _options(
     )
 
 
-def _render(plan: Any, as_json: bool, markdown: bool) -> str:
+def _render(plan: Plan, as_json: bool, markdown: bool) -> str:
     if as_json and markdown:
         raise ConfigError("--json and --markdown cannot be used together")
     if as_json:
@@ -196,7 +199,7 @@ def _render(plan: Any, as_json: bool, markdown: bool) -> str:
     return render_text(plan)
 
 
-def _metadata_evaluations(session: Session, plan: Any, doc: Any) -> str:
+def _metadata_evaluations(session: Session, plan: Plan, doc: StateDocument | None) -> str:
     """`plan --evaluate`: the bodies each planned metadata stage would create.
 
     Reads the source (or its snapshot) and the target's version; writes nothing.
@@ -229,7 +232,7 @@ def _check_transforms(session: Session) -> None:
         raise ConfigErrors(issues, source=str(session.loaded.path))
 
 
-def _warn_preflight(session: Session, plan: Any, doc: Any) -> None:
+def _warn_preflight(session: Session, plan: Plan, doc: StateDocument | None) -> None:
     """What apply's preflight would refuse (an unreachable cluster, an unreadable snapshot), on stderr."""
     from mactl.plan.preflight import plan_warnings
 
@@ -237,7 +240,7 @@ def _warn_preflight(session: Session, plan: Any, doc: Any) -> None:
         typer.secho(f"Warning: {line}", fg="yellow", err=True)
 
 
-def _preflight(session: Session, plan: Any, doc: Any) -> None:
+def _preflight(session: Session, plan: Plan, doc: StateDocument | None) -> None:
     """Refuse the walk, before anything is rolled back, if a stage it runs could not be redone."""
     from mactl.plan.preflight import check_apply
 
@@ -329,7 +332,7 @@ def _confirm(what: str, auto_approve: bool) -> None:
         raise typer.Exit(1)
 
 
-def _walk(session: Session, plan: Any, doc: Any, parallelism: int, operation: str) -> int:
+def _walk(session: Session, plan: Plan, doc: StateDocument | None, parallelism: int, operation: str) -> int:
     from mactl.apply.display import ApplyDisplay
     from mactl.apply.recorder import StateRecorder
     from mactl.apply.walker import Walker
@@ -363,7 +366,7 @@ def _report_with_errors(with_errors: dict[str, dict[str, Any]]) -> None:
     typer.echo("See `mactl status` and `mactl audit`; resend them with `mactl backfill resend-failed ADDR`.")
 
 
-def _report(result: Any, operation: str) -> int:
+def _report(result: WalkResult, operation: str) -> int:
     out = typer.echo
     done = len(result.completed)
     rolled = len(result.rolled_back)

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +22,10 @@ from mactl.cli.config_cmd import ConfigPathOpt, NoPythonTransformsOpt, VarFileOp
 from mactl.errors import ConfigError
 from mactl.state.document import ERRORS_OUTPUT_KEY
 from mactl.state.workdir import Workdir
+
+if TYPE_CHECKING:
+    from mactl.graph.expand import StageGraph
+    from mactl.state.document import StateDocument
 
 
 @dataclass
@@ -69,7 +73,7 @@ def _last_progress(workdir: Path, address: str) -> dict[str, Any] | None:
         return None
 
 
-def collect(graph: Any, doc: Any, workdir: Path) -> list[StageStatus]:
+def collect(graph: StageGraph, doc: StateDocument | None, workdir: Path) -> list[StageStatus]:
     """Every stage of the graph in order, then stages only the state knows (to be rolled back)."""
     recorded = dict(doc.stages) if doc is not None else {}
     rows: list[StageStatus] = []
