@@ -39,6 +39,17 @@ class RunningCluster:
     version: str
     repo_dir: Path  # the `path.repo` folder every local cluster shares, for fs snapshots
 
+    def repo_folder(self, *parts: str) -> Path:
+        """A folder under `repo_dir` for a test's fs repository, made writable by the
+        clusters (they run as the unprivileged `mactl` user), each level it adds too."""
+        folder = self.repo_dir.joinpath(*parts)
+        folder.mkdir(parents=True, exist_ok=True)
+        for level in [folder, *folder.parents]:
+            if level == self.repo_dir:
+                break
+            level.chmod(0o777)
+        return folder
+
 
 @dataclass(frozen=True)
 class S3Server:

@@ -122,10 +122,7 @@ def test_capture_snapshot_backfill_replay_converges(
         log = KafkaLog(type="kafka", bootstrapServers=broker.bootstrap, topic=f"cap-{uid}", partitions=2)
     else:
         log = FileLog(path=str(tmp_path / "caplog"), fsync="always")
-    repo_dir = es710.repo_dir / "capture" / uid
-    repo_dir.mkdir(parents=True, exist_ok=True)
-    for p in (repo_dir.parent, repo_dir):
-        p.chmod(0o777)
+    repo_dir = es710.repo_folder("capture", uid)
     repository = SnapshotRepository(type="fs", name=f"cap-repo-{uid}", location=str(repo_dir))
     state = tmp_path / "work"
     messages: list[str] = []

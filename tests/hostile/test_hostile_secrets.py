@@ -218,10 +218,7 @@ def test_a_real_apply_leaks_no_secret(tmp_path: Path, es710: Any, os2: Any, s3_s
         "s3", endpoint_url=s3_server.url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
     )
     s3.create_bucket(Bucket=bucket)
-    repo_dir = Path(es710.repo_dir) / "hostile" / uid
-    repo_dir.mkdir(parents=True, exist_ok=True)
-    for folder in (repo_dir.parent, repo_dir):
-        folder.chmod(0o777)
+    repo_dir = es710.repo_folder("hostile", uid)
     docs = b"".join(
         json.dumps({"index": {"_index": index, "_id": str(i)}}).encode()
         + b"\n"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import ledger_data as data  # type: ignore[import-not-found]
@@ -15,10 +14,7 @@ from opensearchpy import OpenSearch
 @pytest.fixture(scope="session")
 def ledger_source(es710: Any, os2: Any) -> Iterator[Any]:
     es = OpenSearch(es710.url, timeout=120)
-    repo_dir = Path(es710.repo_dir) / "ledger" / data.RUN
-    repo_dir.mkdir(parents=True, exist_ok=True)
-    for p in (repo_dir.parent, repo_dir):
-        p.chmod(0o777)
+    repo_dir = es710.repo_folder("ledger", data.RUN)
     counts = data.build(es, repo_dir)
     try:
         yield data.LedgerSource(es710.url, os2.url, repo_dir, data.SNAPSHOT, counts)

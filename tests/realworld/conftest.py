@@ -15,10 +15,7 @@ from rw_e2e import Migration, purge  # type: ignore[import-not-found]
 @pytest.fixture
 def migration(tmp_path: Path, es710: Any, os2: Any) -> Iterator[Migration]:
     prefix = f"rw{uuid.uuid4().hex[:6]}-"
-    repo_dir = Path(es710.repo_dir) / "realworld" / prefix.rstrip("-")
-    repo_dir.mkdir(parents=True, exist_ok=True)
-    for p in (repo_dir.parent, repo_dir):
-        p.chmod(0o777)
+    repo_dir = es710.repo_folder("realworld", prefix.rstrip("-"))
     m = Migration(tmp_path, prefix, es710.url, os2.url, repo_dir)
     try:
         yield m

@@ -197,10 +197,7 @@ def _load(world: World, entries: list[dict[str, Any]]) -> None:
 def _migrated(base: Path, es710: Any, os2: Any, entries: list[dict[str, Any]], tag: str) -> Iterator[World]:
     """The entries on the source under a fresh prefix, migrated by one `mactl apply`; cleaned up after."""
     prefix = f"rw{tag}{uuid.uuid4().hex[:6]}-"
-    repo_dir = Path(es710.repo_dir) / "realworld" / prefix.rstrip("-")
-    repo_dir.mkdir(parents=True, exist_ok=True)
-    for p in (repo_dir.parent, repo_dir):
-        p.chmod(0o777)
+    repo_dir = es710.repo_folder("realworld", prefix.rstrip("-"))
     folder = base / prefix.rstrip("-")
     folder.mkdir()
     w = World(Migration(folder, prefix, es710.url, os2.url, repo_dir))

@@ -25,10 +25,7 @@ def quickstart(tmp_path: Path, es710: Any, os2: Any) -> Iterator[Quickstart]:
     assert source_name in text and f"wf-{uid}" in text
     config = tmp_path / "quickstart.yaml"
     config.write_text(text)
-    repo_dir = Path(es710.repo_dir) / "workflow" / uid
-    repo_dir.mkdir(parents=True, exist_ok=True)
-    for p in (repo_dir.parent, repo_dir):
-        p.chmod(0o777)
+    repo_dir = es710.repo_folder("workflow", uid)
     port = free_port()
     env = {
         "MACTL_VAR_source_url": es710.url,

@@ -37,10 +37,7 @@ def test_ab_targets_apply_fills_both_targets_with_cloned_stages(
         text = text.replace(old, new)
     config = tmp_path / "ab-targets.yaml"
     config.write_text(text)
-    repo_dir = Path(es710.repo_dir) / "workflow" / f"ab-{uid}"
-    repo_dir.mkdir(parents=True, exist_ok=True)
-    for sub in (repo_dir.parent, repo_dir):
-        sub.chmod(0o777)
+    repo_dir = es710.repo_folder("workflow", f"ab-{uid}")
     args = [
         "-c",
         str(config),

@@ -54,10 +54,7 @@ def test_apply_from_another_folder_reads_transform_files_beside_the_config(
     (conf / "incremental.yaml").write_text(text)
     (conf / "index.j2").write_text(INDEX_TEMPLATE)
     (conf / "doc.j2").write_text(DOC_TEMPLATE)
-    repo_dir = Path(es710.repo_dir) / "workflow" / f"cdir-{uid}"
-    repo_dir.mkdir(parents=True, exist_ok=True)
-    for p in (repo_dir.parent, repo_dir):
-        p.chmod(0o777)
+    repo_dir = es710.repo_folder("workflow", f"cdir-{uid}")
     env = {
         "MACTL_VAR_source_url": es710.url,
         "MACTL_VAR_target_url": os2.url,

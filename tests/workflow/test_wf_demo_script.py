@@ -57,10 +57,7 @@ def test_demo_script_runs_passes_and_its_destroy_line_undoes_it(tmp_path: Path, 
     with socket.socket() as s:  # a free port for the capture proxy: a demo left running keeps 19210
         s.bind(("127.0.0.1", 0))
         proxy_port = s.getsockname()[1]
-    repo_base = Path(es710.repo_dir) / "workflow" / f"demo-{uuid.uuid4().hex[:6]}"
-    repo_base.mkdir(parents=True, exist_ok=True)
-    for sub in (repo_base.parent, repo_base):
-        sub.chmod(0o777)
+    repo_base = es710.repo_folder("workflow", f"demo-{uuid.uuid4().hex[:6]}")
     registered_before = _repository(es710.url)
     demo_dir = tmp_path / "demo"
     env = {

@@ -33,10 +33,7 @@ def test_incremental_sampling_grows_in_place_and_a_new_transform_replaces(tmp_pa
         .replace("      name: es\n", f"      name: {prefix}\n")
         .replace("name: mactl-incremental,", f"name: wi-{uid},")
     )
-    repo_dir = Path(es710.repo_dir) / "workflow" / f"inc-{uid}"
-    repo_dir.mkdir(parents=True, exist_ok=True)
-    for p in (repo_dir.parent, repo_dir):
-        p.chmod(0o777)
+    repo_dir = es710.repo_folder("workflow", f"inc-{uid}")
     env = {
         "MACTL_VAR_source_url": es710.url,
         "MACTL_VAR_target_url": os2.url,

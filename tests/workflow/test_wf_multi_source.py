@@ -36,13 +36,9 @@ def test_multi_source_apply_copies_both_sources_into_one_target(
     prefix = f"wfms{uid}"
     es_names = [f"{prefix}-es-a", f"{prefix}-es-b"]
     os_names = [f"{prefix}-os-c"]
-    repo_dir = Path(es710.repo_dir) / "workflow" / f"multi-{uid}"
-    repo_dir.mkdir(parents=True, exist_ok=True)
-    for sub in (repo_dir.parent, repo_dir):
-        sub.chmod(0o777)
+    repo_dir = es710.repo_folder("workflow", f"multi-{uid}")
     for name in ("es710", "os13"):  # the example puts each source's repository in a sub-folder
-        (repo_dir / name).mkdir()
-        (repo_dir / name).chmod(0o777)
+        es710.repo_folder("workflow", f"multi-{uid}", name)
     config = tmp_path / "multi-source.yaml"  # its state folder is relative to the config: keep it out of the checkout
     shutil.copy(EXAMPLES / "multi-source.yaml", config)
     args = [

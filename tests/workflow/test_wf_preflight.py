@@ -54,10 +54,7 @@ def test_broken_transform_refused_before_any_rollback_and_code_edits_show_in_pla
 
     configure("{kind: jinja, file: doc.j2}")
     (conf / "doc.j2").write_text(DOC_TEMPLATE)
-    repo_dir = Path(es710.repo_dir) / "workflow" / f"pf-{uid}"
-    repo_dir.mkdir(parents=True, exist_ok=True)
-    for p in (repo_dir.parent, repo_dir):
-        p.chmod(0o777)
+    repo_dir = es710.repo_folder("workflow", f"pf-{uid}")
     env = {
         "MACTL_VAR_source_url": es710.url,
         "MACTL_VAR_target_url": os2.url,
