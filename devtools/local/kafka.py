@@ -56,6 +56,22 @@ def ensure_jars() -> Path:
     return libs
 
 
+def _formatted_cluster_id(data: Path) -> str | None:
+    """The cluster id a data folder was formatted with, if it was.
+
+    A data folder outlives the broker (a machine restart, a killed session); formatting it again
+    with a fresh id fails ("Invalid cluster.id"), so a restart keeps the id the folder already has.
+    """
+    meta = data / "meta.properties"
+    if not meta.is_file():
+        return None
+    for line in meta.read_text(encoding="utf-8", errors="replace").splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "cluster.id" and value.strip():
+            return value.strip()
+    return None
+
+
 def _cluster_id() -> str:
     """A Kafka cluster id: 16 random bytes, base64url without padding."""
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -130,7 +146,15 @@ def start_kafka(runtime: Path, *, port_number: int | None = None, timeout: float
         _java(
             libs,
             folder,
-            ["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config), "--ignore-formatted"],
+            [
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                _formatted_cluster_id(folder / "data") or _cluster_id(),
+                "-c",
+                str(config),
+                "--ignore-formatted",
+            ],
         ),
         env=env,
         cwd=folder,
