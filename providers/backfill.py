@@ -153,21 +153,28 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
         """For `plan`: the selected indices the snapshot holds that cannot be backfilled, read
         from the snapshot's index metadata (nothing when the snapshot is not there yet).
 
-        Only for a file-system repository: a plan must stay quick, and an S3 client waits out
-        an unreachable endpoint for minutes. Apply checks every repository before writing."""
+        A plan must stay quick: an S3 repository is read with short timeouts and one attempt,
+        and when it does not answer the plan says the check was not made (apply checks every
+        repository again before writing any document)."""
         from pathlib import Path
 
         from mactl.backfill.source import open_snapshot_repository
         from mactl.backfill.units import unmigratable_indices
         from mactl.indexfilter import split_builtin_exclusions
+        from mactl.snapshot_reader.errors import RepositoryUnreachableError, SnapshotReaderError
 
         location = inputs.repository.location
-        if inputs.repository.type != "fs" or not location or not Path(str(location)).is_dir():
+        if inputs.repository.type == "fs" and (not location or not Path(str(location)).is_dir()):
             return []
-        repo = open_snapshot_repository(inputs.repository)
-        names = list(repo.snapshot(inputs.snapshotName).indices)
-        kept = split_builtin_exclusions(names, inputs.indices)[0]
-        found = unmigratable_indices(repo, inputs.snapshotName, kept)
+        try:
+            repo = open_snapshot_repository(inputs.repository, quick=True)
+            names = list(repo.snapshot(inputs.snapshotName).indices)
+            kept = split_builtin_exclusions(names, inputs.indices)[0]
+            found = unmigratable_indices(repo, inputs.snapshotName, kept)
+        except RepositoryUnreachableError as err:
+            return [f"not checked which selected indices can be backfilled ({err}); apply checks before writing"]
+        except SnapshotReaderError:
+            return []  # no snapshot yet (or not one this reader can read): apply says which
         then = (
             "skipped (onUnmigratable: skip), counted in the ledger as not migratable"
             if inputs.onUnmigratable == "skip"

@@ -74,7 +74,28 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
             problems.append(cluster_problem(inputs.source, "source", ctx))
         elif not ctx.redoes("snapshot"):
             problems.append(snapshot_problem(inputs.repository, inputs.snapshotName, ctx))
-        return [p for p in problems if p]
+        found = [p for p in problems if p]
+        if found or inputs.onItemFailure != "fail":
+            return found
+        return self._items_that_would_fail(inputs, ctx)
+
+    def _items_that_would_fail(self, inputs: MetadataInputs, ctx: PreflightContext) -> list[str]:
+        """The items apply would refuse ("nothing was written"), found by the same evaluation
+        apply runs: an index whose default pipeline exists nowhere, a field type the target
+        lacks, a transform that raises. Found here, they stop the run before any rollback.
+
+        When this run takes the snapshot again first, the live source stands in for it (the
+        snapshot will be taken from it), as `plan --evaluate` does."""
+        from mactl.errors import MactlError
+        from mactl.metadata.evaluate import evaluate
+
+        if inputs.from_ == "snapshot" and ctx.redoes("snapshot"):
+            inputs = inputs.model_copy(update={"from_": "live"})
+        try:
+            ev = evaluate(inputs, upstream=ctx.upstream, base_dir=ctx.config_dir)
+        except MactlError as err:
+            return [f"cannot work out what it would create: {err.message}"]
+        return [f"{i.kind} {i.name} cannot be migrated: {i.reason}" for i in ev.items if i.action == "fail"]
 
     # --- apply --------------------------------------------------------------------------
 

@@ -11,10 +11,11 @@ from typing import Any
 from mactl.schema.common import SnapshotRepository
 
 
-def open_snapshot_repository(repository: SnapshotRepository) -> Any:
+def open_snapshot_repository(repository: SnapshotRepository, *, quick: bool = False) -> Any:
+    """`quick`: short timeouts and one attempt, for a look `plan` takes on the side."""
     from mactl.snapshot_reader import open_repository
 
-    return open_repository(repository)
+    return open_repository(repository, quick=quick)
 
 
 def snapshot_uuid(repository: SnapshotRepository, snapshot: str) -> str | None:

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from mactl.snapshot_reader.errors import SnapshotReaderError
+from mactl.snapshot_reader.errors import RepositoryUnreachableError, SnapshotReaderError
 
 
 class BlobStore(Protocol):
@@ -83,7 +83,10 @@ class S3BlobStore:
         region: str | None = None,
         endpoint: str | None = None,
         cache_dir: str | Path | None = None,
+        quick: bool = False,
     ) -> None:
+        """`quick`: for a look `plan` takes on the side (a few seconds at most, one attempt);
+        the reads that do the work keep botocore's patient retries."""
         import boto3
         from botocore.config import Config
 
@@ -94,7 +97,11 @@ class S3BlobStore:
             "s3",
             region_name=region or os.environ.get("AWS_REGION") or "us-east-1",
             endpoint_url=endpoint,
-            config=Config(retries={"max_attempts": 5, "mode": "standard"}),
+            config=(
+                Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1, "mode": "standard"})
+                if quick
+                else Config(retries={"max_attempts": 5, "mode": "standard"})
+            ),
         )
         key = hashlib.sha1(self.description.encode()).hexdigest()[:16]
         base = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "mactl-snapshot-cache"
@@ -118,7 +125,7 @@ class S3BlobStore:
         except self._client.exceptions.NoSuchKey:
             raise SnapshotReaderError(f"blob {path} is missing from repository {self.description}") from None
         except Exception as err:  # botocore errors: say which blob, no traceback
-            raise SnapshotReaderError(f"cannot read blob {path} from {self.description}: {err}") from None
+            raise _s3_error(f"cannot read blob {path} from {self.description}: {err}", err) from None
         if cacheable:
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_suffix(cached.suffix + f".tmp{os.getpid()}")
@@ -144,7 +151,7 @@ class S3BlobStore:
                 for cp in page.get("CommonPrefixes", []):
                     names.add(cp["Prefix"][len(full) :].rstrip("/"))
         except Exception as err:
-            raise SnapshotReaderError(f"cannot list {self.description}: {err}") from None
+            raise _s3_error(f"cannot list {self.description}: {err}", err) from None
         return sorted(names)
 
     def size(self, path: str) -> int:
@@ -169,19 +176,31 @@ class S3BlobStore:
         return cached
 
 
+def _s3_error(message: str, err: Exception) -> SnapshotReaderError:
+    """A connection failure or timeout is `RepositoryUnreachableError` (the store said
+    nothing); any other error is an answer about the repository."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError
+
+    if isinstance(err, (BotoConnectionError, HTTPClientError)):
+        return RepositoryUnreachableError(message)
+    return SnapshotReaderError(message)
+
+
 def blob_store_for(
     location: str | Path,
     *,
     s3_endpoint: str | None = None,
     s3_region: str | None = None,
     cache_dir: str | Path | None = None,
+    quick: bool = False,
 ) -> BlobStore:
-    """`s3://bucket/prefix` → S3, anything else → a local folder."""
+    """`s3://bucket/prefix` → S3, anything else → a local folder. `quick`: see `S3BlobStore`."""
     text = str(location)
     if text.startswith("s3://"):
         rest = text[5:]
         bucket, _, prefix = rest.partition("/")
         if not bucket:
             raise SnapshotReaderError(f"repository {text!r} names no bucket")
-        return S3BlobStore(bucket, prefix, region=s3_region, endpoint=s3_endpoint, cache_dir=cache_dir)
+        return S3BlobStore(bucket, prefix, region=s3_region, endpoint=s3_endpoint, cache_dir=cache_dir, quick=quick)
     return FsBlobStore(text)

@@ -15,3 +15,8 @@ class CorruptFileError(SnapshotReaderError):
 
 class UnsupportedFormatError(SnapshotReaderError):
     """A version or codec this reader does not know; the message names what was found."""
+
+
+class RepositoryUnreachableError(SnapshotReaderError):
+    """The repository's store did not answer (no connection, a timeout): nothing is known
+    about its contents, unlike a missing snapshot or blob, which is an answer."""

@@ -391,8 +391,12 @@ def open_repository(
     s3_endpoint: str | None = None,
     s3_region: str | None = None,
     cache_dir: str | Path | None = None,
+    quick: bool = False,
 ) -> Repository:
-    """Open a repository: a folder path, `s3://bucket/prefix`, or a config `SnapshotRepository`."""
+    """Open a repository: a folder path, `s3://bucket/prefix`, or a config `SnapshotRepository`.
+
+    `quick` gives an S3 repository short timeouts and one attempt: for looks `plan` takes on
+    the side, which must not hang on an unreachable endpoint."""
     where: str | Path
     if isinstance(location, (str, Path)):
         where = location
@@ -403,4 +407,6 @@ def open_repository(
         where = f"s3://{location.bucket}/{prefix}"
     else:
         where = str(location.location)  # the config model requires `location` for an fs repository
-    return Repository(blob_store_for(where, s3_endpoint=s3_endpoint, s3_region=s3_region, cache_dir=cache_dir))
+    return Repository(
+        blob_store_for(where, s3_endpoint=s3_endpoint, s3_region=s3_region, cache_dir=cache_dir, quick=quick)
+    )

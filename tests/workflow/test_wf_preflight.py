@@ -131,3 +131,81 @@ def test_broken_transform_refused_before_any_rollback_and_code_edits_show_in_pla
         wf_data.drop(os2.url, prefix)
         wf_data.request(es710.url, "DELETE", f"/_snapshot/pf-{uid}")
         shutil.rmtree(repo_dir, ignore_errors=True)
+
+
+PIN_PIPELINE = """def pin(ctx):
+    item = ctx["item"]
+    if item["kind"] != "index":
+        return item
+    body = dict(item["body"])
+    body["settings"] = {**body.get("settings", {}), "index.default_pipeline": "PIPELINE"}
+    return {**item, "body": body}
+"""
+
+
+def test_an_index_naming_a_pipeline_that_exists_nowhere_is_refused_before_any_rollback(
+    tmp_path: Path, es710: Any, os2: Any
+) -> None:
+    """A metadata transform that points the index at an ingest pipeline neither cluster has:
+    the metadata stage (and all built on it) would be replaced, and the new index would reject
+    every document. The preflight runs the metadata evaluation first and stops the apply with
+    the index and the pipeline named, before the old index and its documents are rolled back."""
+    import wf_data  # type: ignore[import-not-found]
+
+    uid = uuid.uuid4().hex[:6]
+    prefix, index, module, pipeline = f"pp{uid}", f"pp{uid}-products", f"pp{uid}_meta", f"pp{uid}-nowhere"
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    base = (
+        (EXAMPLES / "incremental.yaml")
+        .read_text()
+        .replace("      name: es\n", f"      name: {prefix}\n")
+        .replace("name: mactl-incremental,", f"name: pp-{uid},")
+    )
+    plain = "            metadata:\n              templates: false\n"
+    assert plain in base
+    (conf / "incremental.yaml").write_text(base)
+    (conf / f"{module}.py").write_text(PIN_PIPELINE.replace("PIPELINE", pipeline))
+    repo_dir = es710.repo_folder("workflow", f"pp-{uid}")
+    env = {
+        "MACTL_VAR_source_url": es710.url,
+        "MACTL_VAR_target_url": os2.url,
+        "MACTL_VAR_repo_dir": str(repo_dir),
+        "MACTL_VAR_index": index,
+        "MACTL_VAR_sample_percent": "100",
+    }
+
+    def run(*args: str) -> Any:
+        return mactl(tmp_path, *args, "-c", "conf/incremental.yaml", env=env)
+
+    wf_data.load(es710.url, prefix)
+    try:
+        applied = run("apply", "-auto-approve")
+        assert applied.code == 0, applied.out[-2000:] + applied.err[-2000:]
+        migrated = docs_of(os2.url, index)
+        assert len(migrated) == 400
+        state_before = run("state", "pull").out
+
+        (conf / "incremental.yaml").write_text(
+            base.replace(plain, plain + f"              transforms: ['{module}:pin']\n")
+        )
+        planned = run("plan", "-detailed-exitcode")
+        assert planned.code == 2 and f"metadata.{prefix}.snap.os2.m0 must be REPLACED" in planned.out, planned.out
+        assert f"index {index} cannot be migrated: index.default_pipeline names" in planned.out + planned.err
+        refused = run("apply", "-auto-approve")
+        assert refused.code == 1, refused.out + refused.err
+        assert "preflight failed: 1 problem(s); nothing was rolled back or changed" in refused.err
+        assert (
+            f"metadata.{prefix}.snap.os2.m0: index {index} cannot be migrated: index.default_pipeline names"
+            f" ingest pipeline '{pipeline}', which will not be on the target" in refused.err
+        ), refused.err
+        assert "Traceback" not in refused.err
+        assert docs_of(os2.url, index) == migrated  # the old index and every document are still there
+        assert run("state", "pull").out == state_before
+    finally:
+        (conf / "incremental.yaml").write_text(base)
+        run("destroy", "-auto-approve")
+        wf_data.drop(es710.url, prefix)
+        wf_data.drop(os2.url, prefix)
+        wf_data.request(es710.url, "DELETE", f"/_snapshot/pp-{uid}")
+        shutil.rmtree(repo_dir, ignore_errors=True)
