@@ -40,6 +40,7 @@ TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 _SAY_EVERY_S = 5.0  # at most one waiting line this often per call
 
 _reporter: ContextVar[Say | None] = ContextVar("mactl_retry_reporter", default=None)
+_patience: ContextVar[float | None] = ContextVar("mactl_retry_patience", default=None)
 
 
 class ClusterUnavailable(ProviderError):
@@ -47,14 +48,31 @@ class ClusterUnavailable(ProviderError):
 
 
 def default_retry_for_s() -> float:
-    """How long to wait out transient errors: `MACTL_RETRY_FOR_S` seconds, else 120."""
+    """How long to wait out transient errors: `MACTL_RETRY_FOR_S` seconds, else 120; never
+    longer than a `waiting_at_most` block around the call allows."""
+    limit = DEFAULT_RETRY_FOR_S
     raw = os.environ.get("MACTL_RETRY_FOR_S", "").strip()
     if raw:
         try:
-            return max(0.0, float(raw))
+            limit = max(0.0, float(raw))
         except ValueError:
             pass
-    return DEFAULT_RETRY_FOR_S
+    cap = _patience.get()
+    return limit if cap is None else min(limit, cap)
+
+
+@contextmanager
+def waiting_at_most(seconds: float) -> Iterator[None]:
+    """Calls in this block (on this thread) wait out transient errors for at most `seconds`.
+
+    For looks taken on the side, like `plan`'s refresh: a stage that must finish its work
+    waits two minutes for a restarting cluster, but a preview should say at once that a
+    cluster does not answer rather than sit silent for minutes."""
+    token = _patience.set(seconds)
+    try:
+        yield
+    finally:
+        _patience.reset(token)
 
 
 @contextmanager

@@ -41,10 +41,13 @@ from mactl.plan.definition import GATED_ACTIONS, AttributeChange, Change, Plan
 from mactl.plan.drift import Finding, compare
 from mactl.providers import registry
 from mactl.providers.base import StageContext
+from mactl.retrying import waiting_at_most
 from mactl.state.document import COMPLETE_STATUSES, StageRecord, StateDocument
 from mactl.state.workdir import Workdir
 
 TAINTED_STATUSES = frozenset({"failed", "tainted", "running"})
+#: How long a refresh read waits out a cluster that does not answer (apply waits longer).
+REFRESH_RETRY_FOR_S = 10.0
 
 
 @dataclass
@@ -349,7 +352,8 @@ class Planner:
                 workdir=Workdir(self.workdir).stage_dir(address),
                 config_dir=self.config_dir,
             )
-            found = provider.read(ctx)
+            with waiting_at_most(REFRESH_RETRY_FOR_S):
+                found = provider.read(ctx)
             if found is None:
                 return address, None, []
             masked = mask_values(found, self.secrets)

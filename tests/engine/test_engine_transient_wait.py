@@ -45,3 +45,33 @@ def test_the_wait_is_shown_on_the_display_and_logged(project: Project, monkeypat
     assert line in r.out
     log = Workdir(open_backend(None, base_dir=project.root).workdir).stage(VALIDATE).log.read_text()
     assert "target http://127.0.0.1:9 unreachable (connection refused); retrying for 1m" in log
+
+
+def test_a_look_on_the_side_waits_at_most_its_own_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`plan`'s refresh reads run under `waiting_at_most(10)`: a cluster that does not answer
+    fails the read after that budget, not after the two minutes a stage's work waits."""
+    from mactl.plan.builder import REFRESH_RETRY_FOR_S
+    from mactl.retrying import ClusterUnavailable, default_retry_for_s, waiting_at_most
+
+    monkeypatch.delenv("MACTL_RETRY_FOR_S", raising=False)
+    assert default_retry_for_s() == 120.0
+    clock = [0.0]
+    calls = [0]
+
+    def refused() -> str:
+        calls[0] += 1
+        raise OSConnectionError("N/A", "refused", OSError("[Errno 111] Connection refused"))
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    monkeypatch.setattr("mactl.retrying.time.monotonic", lambda: clock[0])
+    with waiting_at_most(REFRESH_RETRY_FOR_S):
+        assert default_retry_for_s() == REFRESH_RETRY_FOR_S
+        with pytest.raises(ClusterUnavailable, match="gave up after retrying for 10s"):
+            retrying(refused, "target http://127.0.0.1:9", sleep=sleep, say=lambda line: None)
+    assert calls[0] > 1 and 0 < clock[0] <= REFRESH_RETRY_FOR_S
+    assert default_retry_for_s() == 120.0  # outside the block, the stage budget again
+    monkeypatch.setenv("MACTL_RETRY_FOR_S", "3")
+    with waiting_at_most(REFRESH_RETRY_FOR_S):
+        assert default_retry_for_s() == 3.0  # the smaller of the two
