@@ -145,8 +145,7 @@ def _table(rows: list[StageStatus], where: str) -> Any:
         counts[r.status] = counts.get(r.status, 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     table = Table(title=f"mactl status: {len(rows)} stages ({summary}); state: {where}", title_justify="left")
-    for col in ("stage", "status", "time", "progress", "approval", "last error"):
-        table.add_column(col, overflow="fold")
+    cells: list[tuple[str, str, str, str, str, str]] = []
     for r in rows:
         name = (
             r.address
@@ -155,14 +154,16 @@ def _table(rows: list[StageStatus], where: str) -> Any:
         )
         took = f"{r.duration_s:.1f}s" if r.duration_s is not None else ""
         error = (r.last_error or "").splitlines()[0][:120] if r.last_error else (r.errors or "")[:200]
-        table.add_row(
-            name,
-            f"[{_STYLE.get(r.status, 'white')}]{r.status}[/]",
-            took,
-            _progress_text(r.progress),
-            r.approval or "",
-            error,
-        )
+        status = f"[{_STYLE.get(r.status, 'white')}]{r.status}[/]"
+        cells.append((name, status, took, _progress_text(r.progress), r.approval or "", error))
+    # Columns nobody has a value in are left out: on an 80-column terminal the room goes to
+    # the stage addresses (never wrapped: they are what a reader copies) and the progress.
+    heads = ("stage", "status", "time", "progress", "approval", "last error")
+    shown = [i for i, head in enumerate(heads) if i < 2 or any(row[i] for row in cells)]
+    for i in shown:
+        table.add_column(heads[i], overflow="fold", no_wrap=i in (0, 1, 2))
+    for row in cells:
+        table.add_row(*(row[i] for i in shown))
     ledgers = [r for r in rows if r.ledger]
     if not ledgers:
         return table
@@ -171,36 +172,54 @@ def _table(rows: list[StageStatus], where: str) -> Any:
     return Group(table, *(_ledger_table(r.address, r.ledger or {}) for r in ledgers))
 
 
-LEDGER_COLUMNS = (
-    ("live", "live (snapshot)"),
+LEDGER_TERMS = (
     ("written", "written"),
     ("deadLettered", "dead-lettered"),
-    ("skippedBySampling", "skipped (sample)"),
-    ("droppedByTransform", "dropped (transform)"),
+    ("skippedBySampling", "sampled out"),
+    ("droppedByTransform", "dropped by a transform"),
     ("notMigratable", "not migratable"),
-    ("unaccounted", "unaccounted"),
 )
 
 
 def _ledger_table(address: str, ledger: dict[str, Any]) -> Any:
-    """A backfill's document ledger: live top-level documents in the snapshot, and where each went."""
+    """A backfill's document ledger, one line an index, as the sum it must be:
+    `demo-products  1,005 live = 1,000 written + 5 dead-lettered (mapper_parsing_exception 5)`.
+
+    Only the columns a document landed in are written out, so the line stays readable on an
+    80-column terminal; a count in no column is shown in red as unaccounted."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     from mactl.backfill.verify import top_reasons
 
-    table = Table(title=f"document ledger of {address}", title_justify="left")
-    table.add_column("index")
-    for _key, head in LEDGER_COLUMNS:
-        table.add_column(head, justify="right")
-    table.add_column("top dead-letter reasons", overflow="fold")
+    table = Table(
+        show_header=False,
+        box=None,
+        pad_edge=False,
+    )
+    table.add_column("index", no_wrap=True)
+    table.add_column("live", justify="right", no_wrap=True)
+    table.add_column("where they went", overflow="fold")
     for index, row in sorted(ledger.items()):
-        cells = []
-        for key, _head in LEDGER_COLUMNS:
-            n = int(row.get(key, 0) or 0)
-            bad = key in ("deadLettered", "unaccounted") and n
-            cells.append(f"[red]{n:,}[/]" if bad else f"{n:,}")
-        table.add_row(index, *cells, top_reasons(row))
-    return table
+        live = int(row.get("live", 0) or 0)
+        terms = [(int(row.get(key, 0) or 0), words) for key, words in LEDGER_TERMS]
+        shown = [(n, words) for n, words in terms if n] or [(0, "written")]
+        sum_text = Text("= ")
+        for i, (n, words) in enumerate(shown):
+            if i:
+                sum_text.append(" + ")
+            sum_text.append(f"{n:,} {words}", style="red" if words == "dead-lettered" else "")
+        reasons = top_reasons(row)
+        if reasons:
+            sum_text.append(f" ({reasons})")
+        missing = int(row.get("unaccounted", 0) or 0)
+        if missing:
+            sum_text.append(f"; {missing:,} unaccounted", style="bold red")
+        table.add_row(index, f"{live:,} live", sum_text)
+    title = Text(f"document ledger of {address}", style="bold")
+    title.append(" (live top-level documents in the snapshot, and where each went)", style="dim")
+    return Group(title, table)
 
 
 def _status_json(rows: list[StageStatus], where: str, workspace: str) -> str:
