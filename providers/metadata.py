@@ -245,6 +245,9 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
         instances.update(_instances(sub, rows))
         outputs = {
             **prior,
+            "sourceVersion": ev.source["version"],
+            "sourceDistribution": ev.source["distribution"],
+            "targetVersion": ev.target["version"],
             "created": created,
             "excluded": [{"kind": e.kind, "name": e.name, "reason": e.reason} for e in ev.excluded],
             "report": report,

@@ -690,12 +690,21 @@ class Planner:
             c = changes[address]
             want = desired.get(address)
             if c.action == "create":
+                narrowed = self.filters.get(address)
                 if want is None:
                     changes[address] = _replace(c, instances_unknown=True)
-                else:
-                    changes[address] = _replace(
-                        c, instances=tuple(InstanceChange(k, "create", "new") for k in sorted(want))
-                    )
+                    if narrowed is not None and (narrowed.targets or narrowed.excludes):
+                        self.warnings.append(
+                            f"{address}: its instances are known only after apply, so -target/-exclude of an "
+                            "instance cannot narrow it: the whole stage is created"
+                        )
+                    continue
+                instances = diff_instances({}, want, filters=narrowed)
+                changes[address] = _replace(
+                    c,
+                    instances=instances,
+                    partial=narrowed is not None and any(i.action == "noop" for i in instances),
+                )
                 continue
             recorded = recorded_instances(self.records[address].outputs)
             if want is None or recorded is None:
@@ -722,6 +731,17 @@ class Planner:
             changes[address] = _replace(c, action="update", reason=reason, instances=instances, partial=True)
             if scope:
                 changed_by[address] = scope
+        for address, narrowed in self.filters.items():
+            found = changes.get(address)
+            if found is None or found.partial or found.action == "create":
+                continue
+            if narrowed.replaces or ((narrowed.targets or narrowed.excludes) and found.rolls_back):
+                flag = "-replace" if narrowed.replaces else ("-target" if narrowed.targets else "-exclude")
+                raise PlanError(
+                    f"{flag} {address}[...]: the instances of {address} cannot be computed now "
+                    f"(known after apply), so this plan cannot narrow it to an instance",
+                    hint="plan with refresh on and the snapshot readable, or name the whole stage",
+                )
 
     def _follow_instances(
         self, address: str, depends_on: Iterable[str], changes: Mapping[str, Change]

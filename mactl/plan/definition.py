@@ -63,7 +63,7 @@ class Change:
     them (`Provider.plan_instances`); `instances_unknown` says they are known only after
     apply (the snapshot is not readable yet). `partial` means the walker runs only the
     changed instances (`instance_scope`), the others left as they are: the change is an
-    `update` of the stage.
+    `update` of the stage (or a `create` narrowed by `-target ADDR["key"]`).
 
     Three decisions for the walker, taken by the planner from the state the plan was made
     from (the walker does not derive them again), each with its invariant:
@@ -107,8 +107,8 @@ class Change:
             raise ValueError(f"{self.address}: only a change that does not roll back first resumes a checkpoint")
         if self.forget_only and not self.rolls_back:
             raise ValueError(f"{self.address}: only a change that rolls back can forget its record")
-        if self.partial and self.action != "update":
-            raise ValueError(f"{self.address}: only an update changes some of its instances")
+        if self.partial and self.action not in ("create", "update"):
+            raise ValueError(f"{self.address}: only a create or an update does some of its instances")
 
     @property
     def instance_scope(self) -> dict[str, str] | None:

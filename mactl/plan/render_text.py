@@ -116,10 +116,17 @@ def _render_text(plan: Plan, *, show_noop: bool = False) -> str:
     out.append(LEGEND)
     out.append("")
     rollbacks = [c for c in actionable if c.rolls_back]
-    if rollbacks:
+    instances = plan.instance_counts()
+    undone = instances["replace"] + instances["rollback"]
+    if rollbacks or undone:
         out.append("!" * 78)
-        out.append(f"!! {len(rollbacks)} stage(s) will be ROLLED BACK: this undoes work already done.")
-        out.append("!! (replacements roll back first, dependents before what they depend on)")
+        if rollbacks:
+            out.append(f"!! {len(rollbacks)} stage(s) will be ROLLED BACK: this undoes work already done.")
+            out.append("!! (replacements roll back first, dependents before what they depend on)")
+        if undone:
+            out.append(
+                f"!! {undone} instance(s) will be ROLLED BACK or redone: what mactl made for them is removed first."
+            )
         out.append("!" * 78)
         out.append("")
     out.append("mactl will perform the following actions:")

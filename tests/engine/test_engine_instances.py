@@ -243,3 +243,54 @@ def test_a_state_recorded_without_instances_plans_as_before(project: Project) ->
     _want(project, {"a": "1"}, {"a": "x"})
     plan = _plan(project)
     assert plan[META]["change"]["actions"] == ["no-op"] and "instance_changes" not in plan[META]
+
+
+def test_plan_output_with_instances_is_pinned(project: Project, snapshot) -> None:  # noqa: ANN001
+    """One instance replaced, one new, one gone, eight unchanged: text, JSON and markdown."""
+    same = {f"k{i}": "1" for i in range(8)}
+    _applied(project, {**same, "a": "1", "gone": "1"}, {**same, "a": "x", "gone": "x"})
+    _want(project, {**same, "a": "2", "new": "1"}, {**same, "a": "x", "new": "x"})
+    text = project.run("plan")
+    assert text.code == 0, text.err
+    assert text.out == snapshot(name="text")
+    doc = json.loads(project.run("plan", "--json").out)
+    pinned = {
+        "summary": doc["summary"],
+        "instance_summary": doc["instance_summary"],
+        "changes": [
+            {
+                k: c[k]
+                for k in ("address", "action_reason", "instance_changes", "partial", "instances_known_after_apply")
+            }
+            for c in doc["resource_changes"]
+            if "instance_changes" in c
+        ],
+    }
+    assert pinned == snapshot(name="json")
+    assert project.run("plan", "--markdown").out == snapshot(name="markdown")
+
+
+def test_target_an_instance_of_a_new_stage_creates_only_it(project: Project) -> None:
+    project.write(_config())
+    _want(project, {"a": "1", "b": "1"}, {"a": "x", "b": "x"})
+    r = project.run("apply", "-auto-approve", "-target", f'{META}["a"]')
+    assert r.code == 0, r.out + r.err
+    assert _scopes(project) == {"snapshot.src.snap1": None, META: {"a": "create"}}
+    assert set(project.state()["stages"][META]["outputs"]["instances"]) == {"a"}
+    plan = _plan(project)
+    assert _instances(plan[META]) == {"a": "no-op", "b": "create"}
+    assert plan[BF]["change"]["actions"] == ["create"] and not plan[BF]["partial"]
+    # instances not computable (no plan_instances answer): the whole stage, said so
+    project.control(instances={})
+    r = project.run("plan", "-target", f'{BF}["a"]')
+    assert r.code == 0, r.err
+    assert "instances are known only after apply" in r.out and "# instances: (known after apply)" in r.out
+
+
+def test_an_instance_address_that_cannot_be_honoured_is_refused(project: Project) -> None:
+    _applied(project, {"a": "1", "b": "1"}, {"a": "x", "b": "x"})
+    r = project.run("plan", "-refresh=false", "-replace", f'{META}["a"]')
+    assert r.code != 0 and "cannot be computed now" in r.err and "Traceback" not in r.err
+    project.write(_config().replace("{indices: {names: idx0}}", "{indices: {names: idx9}}"))
+    r = project.run("plan", "-refresh=false", "-target", f'{META}["a"]')
+    assert r.code != 0 and f"-target {META}[...]" in r.err

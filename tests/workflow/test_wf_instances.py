@@ -118,6 +118,14 @@ def setup(tmp_path: Path, es710: Any, os2: Any) -> Iterator[Setup]:
 def test_one_index_at_a_time_inside_the_stages(setup: Setup) -> None:
     s = setup
     s.write(["a", "b", "c"])
+    # before the snapshot exists: instances are known after apply; --evaluate -target shows one item
+    plan = s.run("plan", "--evaluate", "-target", f'{s.meta}["{s.name("a")}"]')
+    assert plan.code == 0, plan.err
+    assert "# instances: (known after apply)" in plan.out
+    assert f"# would create index {s.name('a')}" in plan.out
+    assert f"# would create index {s.name('b')}" not in plan.out
+    assert "its instances are known only after apply" in plan.out  # the whole stage is created
+    assert "# 2 item(s) outside -target not shown" in plan.out
     first = s.run("apply", "-auto-approve")
     assert first.code == 0, first.out[-3000:] + first.err[-3000:]
     before = {letter: s.identity(letter) for letter in "abc"}
