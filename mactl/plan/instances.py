@@ -44,7 +44,7 @@ def recorded_instances(outputs: Mapping[str, Any] | None) -> dict[str, Mapping[s
     found = (outputs or {}).get("instances")
     if not isinstance(found, Mapping):
         return None
-    return {str(k): v for k, v in found.items() if isinstance(v, Mapping)}
+    return {str(k): v for k, v in found.items() if isinstance(v, dict)}  # plain JSON: no ABC check per key
 
 
 def diff_instances(
@@ -62,6 +62,7 @@ def diff_instances(
     """
     upstream = upstream or {}
     filters = filters or InstanceFilters()
+    narrowing = bool(filters.targets or filters.excludes)
     out: list[InstanceChange] = []
     for key in sorted(set(recorded) | set(desired)):
         before = recorded.get(key)
@@ -73,13 +74,13 @@ def diff_instances(
             change = InstanceChange(key, "replace", f"status {before.get('status')}")
         elif before.get("digest") != desired[key]:
             change = InstanceChange(key, "replace", "its definition changed")
-        elif filters.replaced(key):
+        elif filters.replaces and filters.replaced(key):
             change = InstanceChange(key, "replace", "replacement requested with -replace")
         elif key in upstream:
             change = InstanceChange(key, "replace", upstream[key])
         else:
             change = InstanceChange(key, "noop", "unchanged")
-        if change.action != "noop":
+        if change.action != "noop" and narrowing:
             if filters.excluded(key):
                 change = InstanceChange(key, "noop", f"left out with -exclude (would {change.action})")
             elif not filters.targeted(key):

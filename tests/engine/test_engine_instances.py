@@ -294,3 +294,16 @@ def test_an_instance_address_that_cannot_be_honoured_is_refused(project: Project
     project.write(_config().replace("{indices: {names: idx0}}", "{indices: {names: idx9}}"))
     r = project.run("plan", "-refresh=false", "-target", f'{META}["a"]')
     assert r.code != 0 and f"-target {META}[...]" in r.err
+
+
+def test_a_failed_partial_apply_is_never_reported_as_success_and_is_redone_whole(project: Project) -> None:
+    _applied(project, {"a": "1", "b": "1"}, {"a": "x", "b": "x"})
+    project.control(instances={META: {"a": "2", "b": "1"}, BF: {"a": "x", "b": "x"}}, fail={META: "boom"})
+    r = project.run("apply", "-auto-approve")
+    assert r.code != 0 and "boom" in r.out + r.err
+    assert project.state()["stages"][META]["status"] == "failed"
+    project.control(instances={META: {"a": "2", "b": "1"}, BF: {"a": "x", "b": "x"}})
+    plan = _plan(project)
+    # a failed stage is tainted: replaced as a whole, with what is built on it
+    assert plan[META]["change"]["actions"] == ["delete", "create"]
+    assert plan[BF]["change"]["actions"] == ["delete", "create"]
