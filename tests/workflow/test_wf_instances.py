@@ -41,6 +41,7 @@ source-migration-configurations:
               templates: false
               indices: {names: INDICES}
               transforms: TRANSFORMS
+              from: FROM
             documentBackfillConfigs:
               - name: b0
                 workers: 1
@@ -73,7 +74,7 @@ class Setup:
     def name(self, letter: str) -> str:
         return f"{self.prefix}-{letter}"
 
-    def write(self, indices: list[str], transforms: str = "[]") -> None:
+    def write(self, indices: list[str], transforms: str = "[]", origin: str = "snapshot") -> None:
         text = (
             CONFIG.replace("TARGET", self.os.url)
             .replace("SOURCE", self.es.url)
@@ -81,6 +82,7 @@ class Setup:
             .replace("REPO", f"wn-{self.uid}")
             .replace("SRC", self.source)
             .replace("INDICES", json.dumps([self.name(i) for i in indices]))
+            .replace("FROM", origin)
             .replace("TRANSFORMS", transforms)
             .replace("PREFIX", self.prefix)
         )
@@ -175,3 +177,21 @@ def test_one_index_at_a_time_inside_the_stages(setup: Setup) -> None:
     for letter in "abd":
         assert len(docs_of(s.os.url, s.name(letter))) == 6
     assert s.identity("a") == before["a"]
+
+
+def test_a_new_index_matching_a_wildcard_plans_one_new_instance(setup: Setup) -> None:
+    """Metadata read live: an index created on the source after the apply, matched by `*`."""
+    s = setup
+    s.write(["*"], origin="live")
+    first = s.run("apply", "-auto-approve")
+    assert first.code == 0, first.out[-3000:] + first.err[-3000:]
+    assert "No changes." in s.run("plan").out
+    request(s.es.url, "PUT", f"/{s.name('e')}", {"settings": {"number_of_shards": 1, "number_of_replicas": 0}})
+    plan = s.run("plan")
+    assert plan.code == 0, plan.err
+    assert f"# {s.meta} will be updated in place" in plan.out
+    assert f'+   ["{s.name("e")}"]  # new' in plan.out and "# instances: 1 to create, 4 unchanged" in plan.out
+    assert "must be REPLACED" not in plan.out.split("validate.")[0]
+    doc = json.loads(s.run("plan", "--json").out)
+    (meta,) = [c for c in doc["resource_changes"] if c["address"] == s.meta]
+    assert [i["key"] for i in meta["instance_changes"] if i["actions"] == ["create"]] == [s.name("e")]
