@@ -17,6 +17,7 @@ creates it again, leaving every other item on the target as it is.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -31,8 +32,8 @@ from mactl.errors import MactlError, ProviderError
 from mactl.indexfilter import validate_filters
 from mactl.metadata import report as report_mod
 from mactl.metadata import target as tgt
-from mactl.metadata.evaluate import EvaluatedItem, Evaluation, evaluate
-from mactl.metadata.items import KIND_ORDER
+from mactl.metadata.evaluate import EvaluatedItem, Evaluation, evaluate, load_source
+from mactl.metadata.items import KIND_ORDER, SourceMetadata
 from mactl.schema.metadata import MetadataInputs
 
 INDEX_WORKERS = 8
@@ -57,6 +58,35 @@ def _instances(ev: Evaluation, rows: Mapping[str, Mapping[str, Any]]) -> dict[st
         for i in ev.items
         if i.action == "create" and (rows.get(_key(i.kind, i.name)) or {}).get("outcome") in ("created", "existing")
     }
+
+
+# A plan evaluates every metadata stage with instances; the seed's shape has thousands of
+# them reading one snapshot. Its metadata is read once per plan (a minute at most), not
+# once per stage: the snapshot is immutable, and a minute bounds what a long-running
+# process (the console) may reuse of pipelines read live beside it.
+SOURCE_CACHE_S = 60.0
+_sources: dict[bytes, tuple[float, SourceMetadata]] = {}
+_sources_lock = threading.Lock()
+
+
+def _plan_source(inputs: MetadataInputs, upstream: Mapping[str, Mapping[str, Any]]) -> SourceMetadata | None:
+    """The snapshot's metadata for `plan_instances`, shared between stages (None for `from: live`)."""
+    if inputs.from_ == "live":
+        return None
+    snap = next((o for a, o in upstream.items() if a.split(".", 1)[0] == "snapshot"), {})
+    key = orjson.dumps(
+        [inputs.repository.model_dump(mode="json"), inputs.snapshotName, snap.get("name"), snap.get("uuid")],
+        option=orjson.OPT_SORT_KEYS,
+    )
+    with _sources_lock:
+        hit = _sources.get(key)
+        if hit is not None and time.monotonic() - hit[0] < SOURCE_CACHE_S:
+            return hit[1]
+        source = load_source(inputs, upstream)
+        if len(_sources) >= 8:
+            _sources.clear()
+        _sources[key] = (time.monotonic(), source)
+        return source
 
 
 def _template_bodies(client: Any, created: list[dict[str, str]]) -> dict[str, Any]:
@@ -117,7 +147,8 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
                 return None
         try:
             client = client_for(inputs.target, retries=0, timeout=10, retry_for=0)
-            ev = evaluate(inputs, upstream=ctx.upstream, target_client=client, base_dir=ctx.config_dir)
+            source = _plan_source(inputs, ctx.upstream)
+            ev = evaluate(inputs, upstream=ctx.upstream, target_client=client, source=source, base_dir=ctx.config_dir)
         except (MactlError, OSError):
             return None
         return {instance_key(i.kind, i.name): item_digest(i) for i in ev.items if i.action == "create"}
