@@ -9,19 +9,31 @@ A run that dead-lettered documents finishes with `completeWithErrors` in its out
 which the engine records as the status `complete_with_errors`. The work itself lives in
 `mactl.backfill`. `sample` is deliberately not in `replace_on`: a larger sample is a
 superset of a smaller one, so growing it only adds documents (an update in place).
+
+Each index is an instance (`backfill.ADDR["logs"]`), keyed by its name in the snapshot.
+Outputs record every selected index's digest (of the document transforms and sampling,
+the same for all indices), and `plan_instances` lists the snapshot's selected indices
+with it. With `ctx.instances`, apply deletes the documents it wrote to the replaced or
+rolled-back indices (by their ids, re-read from the snapshot, as rollback does), then
+backfills only the created and replaced ones in a generation of their own, and merges
+their ledger rows into the recorded ones: the other indices are not touched.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from mactl.providers.base import BaseProvider, PreflightContext, Progress, StageContext
 from opensearchpy.exceptions import NotFoundError
 
 from mactl.errors import ProviderError
 from mactl.schema.backfill import BackfillInputs
+from mactl.schema.common import IndexFilter
 
 Context = StageContext[BackfillInputs]
 
@@ -31,6 +43,8 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
     Inputs = BackfillInputs
     replace_on = frozenset({"target", "repository", "snapshotName", "indices", "transforms", "coordinator"})
     available = True
+    # Each index is an instance: a filter that adds or drops one touches only that one.
+    instance_fields = frozenset({"indices"})
 
     def validate(self, inputs: BackfillInputs) -> list[str]:
         from mactl.indexfilter import validate_filters
@@ -57,7 +71,78 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
             problems.append(snapshot_problem(inputs.repository, name or inputs.snapshotName, ctx))
         return [p for p in problems if p]
 
+    def plan_instances(self, ctx: Context) -> dict[str, str] | None:
+        """index → digest for every index of the snapshot the filters select.
+
+        None (known after apply) while the snapshot is not taken, for an S3 repository (a
+        plan stays quick), and with document transforms, which may rename indices."""
+        inputs = ctx.inputs
+        snapshot_stages = [a for a in ctx.upstream if a.split(".", 1)[0] == "snapshot"]
+        if any(not ctx.upstream[a] for a in snapshot_stages) or inputs.transforms:
+            return None
+        if inputs.repository.type != "fs":
+            return None
+        try:
+            names = _selected_indices(inputs, _upstream_snapshot_name(ctx) or inputs.snapshotName)
+        except Exception:  # noqa: BLE001 - not readable now: known after apply
+            return None
+        digest = _instance_digest(inputs)
+        return {name: digest for name in names}
+
     def apply(self, ctx: Context) -> dict[str, Any]:
+        if ctx.instances is not None:
+            return self._apply_instances(ctx, ctx.instances)
+        return self._apply(ctx, ctx.inputs)
+
+    def _apply_instances(self, ctx: Context, scope: Mapping[str, str]) -> dict[str, Any]:
+        """Only the indices in `scope`: undo the replaced and rolled-back ones' documents,
+        backfill the created and replaced ones, merge their records into the prior outputs."""
+        from mactl.backfill.prepare import lease_store
+        from mactl.backfill.spec import build_spec
+        from mactl.cluster import client_for
+        from mactl.metadata.target import existing_index_names
+
+        prior = dict(ctx.prior_outputs or {})
+        if not scope:
+            return prior
+        inputs = ctx.inputs
+        undo = {k for k, a in scope.items() if a in ("replace", "rollback")}
+        redo = sorted(k for k, a in scope.items() if a in ("create", "replace"))
+        if undo:
+            spec = build_spec(ctx.address, inputs, workdir=ctx.workdir)
+            store = lease_store(spec)
+            try:
+                units: list[dict[str, Any]] | None = _all_generations_units(store)
+                metas = _all_generations_meta(store)
+            except NotFoundError:
+                units, metas = None, {}
+            present = existing_index_names(client_for(inputs.target))
+            known = set(prior.get("targetIndices") or {}) | set(prior.get("indices") or {}) | undo
+            skip = {i for i in known if i not in undo} | {i for i in undo if i not in present}
+            used: dict[str, str] = {}
+            if undo - skip:
+                self._delete_written(ctx, spec, units, metas, prior, skip, used)
+            ctx.log("removed the documents of " + ", ".join(sorted(undo)) + (f": {used}" if used else ""))
+        merged = {
+            key: {k: v for k, v in (prior.get(key) or {}).items() if k not in scope}
+            for key in ("indices", "targetIndices", "ledger", "unmigratable", "definitions", "instances")
+        }
+        differences = [d for d in prior.get("differences") or [] if not any(d.startswith(f"{i} ") for i in scope)]
+        outputs = dict(prior)
+        if redo:
+            narrowed = inputs.model_copy(update={"indices": [*inputs.indices, IndexFilter(names=redo)]})
+            # A generation of its own each time: the same indices redone again must not
+            # find the last redo's units done.
+            fresh = self._apply(ctx, narrowed, gen_salt=os.urandom(4).hex())
+            for key in merged:
+                merged[key].update(fresh.get(key) or {})
+            differences += fresh.get("differences") or []
+            outputs.update({k: v for k, v in fresh.items() if k not in merged and k != "differences"})
+        outputs.update(merged)
+        outputs["differences"] = differences
+        return outputs
+
+    def _apply(self, ctx: Context, inputs: BackfillInputs, gen_salt: str = "") -> dict[str, Any]:
         from mactl.backfill.coordinator import run_stage
         from mactl.backfill.prepare import lease_store
         from mactl.backfill.progress import RateTracker, Snapshot, one_line
@@ -67,7 +152,6 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
         from mactl.backfill.verify import check_counts, errors_summary, per_index_outputs
         from mactl.cluster import client_for
 
-        inputs = ctx.inputs
         snapshot = _upstream_snapshot_name(ctx) or inputs.snapshotName
         spec = build_spec(
             ctx.address,
@@ -77,6 +161,8 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
             snapshot=snapshot,
             snapshot_uuid=snapshot_uuid(inputs.repository, snapshot),
         )
+        if gen_salt:
+            spec = dataclasses.replace(spec, gen=f"{spec.gen}-{gen_salt}")
         ctx.checkpoint(
             {
                 "stateIndex": spec.state_index,
@@ -128,6 +214,7 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
             "definitions": {
                 i: d for i in sorted(check.target) if (d := _metadata_definition(ctx.upstream, i)) is not None
             },
+            "instances": _recorded_instances(inputs, snapshot),
         }
         if errors is not None:
             outputs["completeWithErrors"] = errors
@@ -267,6 +354,29 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
 
     def read(self, ctx: Context) -> dict[str, Any] | None:
         return dict(ctx.prior_outputs) if ctx.prior_outputs is not None else None
+
+
+def _selected_indices(inputs: BackfillInputs, snapshot: str) -> list[str]:
+    """The snapshot's indices the stage's filters select (built-in exclusions left out)."""
+    from mactl.backfill.source import open_snapshot_repository
+    from mactl.indexfilter import split_builtin_exclusions
+
+    repo = open_snapshot_repository(inputs.repository)
+    return sorted(split_builtin_exclusions(list(repo.snapshot(snapshot).indices), inputs.indices)[0])
+
+
+def _instance_digest(inputs: BackfillInputs) -> str:
+    """What every index's backfill depends on besides its documents: transforms and sampling."""
+    data = inputs.model_dump(mode="json", include={"transforms", "sample"})
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def _recorded_instances(inputs: BackfillInputs, snapshot: str) -> dict[str, dict[str, str]]:
+    """One instance per selected index, as `plan_instances` computes them (none with transforms)."""
+    if inputs.transforms:
+        return {}
+    digest = _instance_digest(inputs)
+    return {name: {"digest": digest, "status": "complete"} for name in _selected_indices(inputs, snapshot)}
 
 
 def _upstream_snapshot_name(ctx: Context) -> str | None:

@@ -11,7 +11,13 @@ A provider owns one stage type. The engine asks it four things:
   can be checked before anything is undone (clusters reachable, snapshot readable);
   `apply` runs it for every stage it will run, and refuses before any rollback;
 - `apply(ctx)` / `rollback(ctx)` / `read(ctx)`: do, undo and observe the real thing;
-- `facts(outputs)`: the drift-relevant facts in a stage's outputs (see `Fact`).
+- `facts(outputs)`: the drift-relevant facts in a stage's outputs (see `Fact`);
+- instances (optional): a stage type whose work splits into keyed parts (a metadata
+  stage's items, a backfill's indices) sets `instance_fields`, the inputs whose change
+  may touch only some parts, and `plan_instances(ctx)`: key → digest of each part as the
+  inputs now want it (None: not knowable before apply). Its apply records the same
+  digests under `outputs["instances"]` (`INSTANCES_OUTPUT_KEY`), and, when the engine
+  passes `ctx.instances` (key → create / replace / rollback), does only those parts.
 
 `apply` is called for both create and update; `ctx.prior_outputs` tells which. A long
 stage calls `ctx.progress(...)` as it goes and `ctx.checkpoint(data)` whenever it has
@@ -36,6 +42,7 @@ __all__ = [
     "BaseProvider",
     "CheckpointFn",
     "Fact",
+    "INSTANCES_OUTPUT_KEY",
     "InputsT",
     "LogFn",
     "PreflightContext",
@@ -46,6 +53,8 @@ __all__ = [
 ]
 
 CheckpointFn = Callable[[dict[str, Any]], None]
+# Where a stage with instances records them in its outputs: key → {"digest", "status", ...}.
+INSTANCES_OUTPUT_KEY = "instances"
 LogFn = Callable[[str], None]
 
 # The stage type's inputs model (`mactl.schema.<type>`): a provider sees its own, typed.
@@ -75,6 +84,9 @@ class StageContext(Generic[InputsT]):
     checkpoint: CheckpointFn = lambda _d: None
     log: LogFn = lambda _m: None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # key → "create" | "replace" | "rollback": the only instances this run touches (a
+    # partially changed stage); None: the whole stage.
+    instances: Mapping[str, str] | None = None
 
     def upstream_of_type(self, stage_type: str) -> list[Mapping[str, Any]]:
         """Outputs of the dependencies whose address starts with `stage_type.`."""
@@ -127,8 +139,11 @@ class Provider(Protocol[InputsT]):
     Inputs: builtins.type[InputsT]  # (`type` is the stage type name in here)
     replace_on: ClassVar[frozenset[str]]
     available: ClassVar[bool]
+    instance_fields: ClassVar[frozenset[str]]
 
     def validate(self, inputs: InputsT) -> list[str]: ...
+
+    def plan_instances(self, ctx: StageContext[InputsT]) -> dict[str, str] | None: ...
 
     def preflight(self, inputs: InputsT, ctx: PreflightContext) -> list[str]: ...
 
@@ -156,9 +171,14 @@ class BaseProvider(Generic[InputsT]):
     Inputs: builtins.type[InputsT]
     replace_on: ClassVar[frozenset[str]] = frozenset()
     available: ClassVar[bool] = True
+    instance_fields: ClassVar[frozenset[str]] = frozenset()
 
     def validate(self, inputs: InputsT) -> list[str]:
         return []
+
+    def plan_instances(self, ctx: StageContext[InputsT]) -> dict[str, str] | None:
+        """key → digest of each instance the inputs want; None: known only after apply."""
+        return None
 
     def preflight(self, inputs: InputsT, ctx: PreflightContext) -> list[str]:
         return []

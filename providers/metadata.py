@@ -5,24 +5,35 @@ conflicts with what the target already has (all before writing anything), then c
 indices concurrently, then templates in dependency order. Outputs record exactly what this
 stage created, so rollback deletes those and nothing else (per-index rollback), and the
 JSON report of every item.
+
+Each item is an instance (`mactl.address.instance_key`: an index by its name, anything
+else as `kind:name`). Outputs record each instance's digest (its final body after every
+transform); `plan_instances` evaluates the same at plan time, so a transform that
+touches one index of twenty changes one digest, and the engine asks apply for only that
+instance (`ctx.instances`): apply then deletes what this stage created for it and
+creates it again, leaving every other item on the target as it is.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
+import orjson
 from mactl.providers.base import BaseProvider, Fact, PreflightContext, Progress, StageContext
 
+from mactl.address import instance_key
 from mactl.cluster import client_for
-from mactl.errors import ProviderError
+from mactl.errors import MactlError, ProviderError
 from mactl.indexfilter import validate_filters
 from mactl.metadata import report as report_mod
 from mactl.metadata import target as tgt
-from mactl.metadata.evaluate import EvaluatedItem, Evaluation, evaluate
-from mactl.metadata.items import KIND_ORDER
+from mactl.metadata.evaluate import EvaluatedItem, Evaluation, evaluate, load_source
+from mactl.metadata.items import KIND_ORDER, SourceMetadata
 from mactl.schema.metadata import MetadataInputs
 
 INDEX_WORKERS = 8
@@ -32,6 +43,50 @@ Context = StageContext[MetadataInputs]
 
 def _key(kind: str, name: str) -> str:
     return f"{kind}:{name}"
+
+
+def item_digest(item: EvaluatedItem) -> str:
+    """What an instance is: its kind, target name, source name and final body, hashed."""
+    data = {"kind": item.kind, "name": item.name, "source": item.source_name, "body": item.body}
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def _instances(ev: Evaluation, rows: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, str]]:
+    """The instances this run leaves on the target as the inputs want them (created or already there)."""
+    return {
+        instance_key(i.kind, i.name): {"digest": item_digest(i), "status": "complete"}
+        for i in ev.items
+        if i.action == "create" and (rows.get(_key(i.kind, i.name)) or {}).get("outcome") in ("created", "existing")
+    }
+
+
+# A plan evaluates every metadata stage with instances; the seed's shape has thousands of
+# them reading one snapshot. Its metadata is read once per plan (a minute at most), not
+# once per stage: the snapshot is immutable, and a minute bounds what a long-running
+# process (the console) may reuse of pipelines read live beside it.
+SOURCE_CACHE_S = 60.0
+_sources: dict[bytes, tuple[float, SourceMetadata]] = {}
+_sources_lock = threading.Lock()
+
+
+def _plan_source(inputs: MetadataInputs, upstream: Mapping[str, Mapping[str, Any]]) -> SourceMetadata | None:
+    """The snapshot's metadata for `plan_instances`, shared between stages (None for `from: live`)."""
+    if inputs.from_ == "live":
+        return None
+    snap = next((o for a, o in upstream.items() if a.split(".", 1)[0] == "snapshot"), {})
+    key = orjson.dumps(
+        [inputs.repository.model_dump(mode="json"), inputs.snapshotName, snap.get("name"), snap.get("uuid")],
+        option=orjson.OPT_SORT_KEYS,
+    )
+    with _sources_lock:
+        hit = _sources.get(key)
+        if hit is not None and time.monotonic() - hit[0] < SOURCE_CACHE_S:
+            return hit[1]
+        source = load_source(inputs, upstream)
+        if len(_sources) >= 8:
+            _sources.clear()
+        _sources[key] = (time.monotonic(), source)
+        return source
 
 
 def _template_bodies(client: Any, created: list[dict[str, str]]) -> dict[str, Any]:
@@ -59,6 +114,9 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
         }
     )
     available = True
+    # Each item (index, template, pipeline) is an instance: a change to these fields may
+    # touch only some of them (`plan_instances`).
+    instance_fields = frozenset({"indices", "transforms", "templateFilters", "templates", "pipelines"})
 
     def validate(self, inputs: MetadataInputs) -> list[str]:
         problems = validate_filters(inputs.indices)
@@ -97,9 +155,30 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
             return [f"cannot work out what it would create: {err.message}"]
         return [f"{i.kind} {i.name} cannot be migrated: {i.reason}" for i in ev.items if i.action == "fail"]
 
+    def plan_instances(self, ctx: Context) -> dict[str, str] | None:
+        """key → digest of every item the stage would create now, evaluated as apply would.
+
+        None (known after apply) while the snapshot is not taken yet, for a snapshot in S3
+        (a plan must stay quick, and an S3 client waits out an unreachable endpoint), or
+        when the source or target cannot be read now."""
+        inputs = ctx.inputs
+        if inputs.from_ == "snapshot":
+            snapshot_stages = [a for a in ctx.upstream if a.split(".", 1)[0] == "snapshot"]
+            if any(not ctx.upstream[a] for a in snapshot_stages) or inputs.repository.type != "fs":
+                return None
+        try:
+            client = client_for(inputs.target, retries=0, timeout=10, retry_for=0)
+            source = _plan_source(inputs, ctx.upstream)
+            ev = evaluate(inputs, upstream=ctx.upstream, target_client=client, source=source, base_dir=ctx.config_dir)
+        except (MactlError, OSError):
+            return None
+        return {instance_key(i.kind, i.name): item_digest(i) for i in ev.items if i.action == "create"}
+
     # --- apply --------------------------------------------------------------------------
 
     def apply(self, ctx: Context) -> dict[str, Any]:
+        if ctx.instances is not None:
+            return self._apply_instances(ctx, ctx.instances)
         inputs = ctx.inputs
         client = client_for(inputs.target, pool_maxsize=INDEX_WORKERS + 2)
         ev = evaluate(inputs, upstream=ctx.upstream, target_client=client, base_dir=ctx.config_dir)
@@ -145,6 +224,7 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
             # The templates as the target holds them right after this run: refresh compares
             # them with the target's to notice a template changed outside mactl.
             "templateBodies": _template_bodies(client, created),
+            "instances": _instances(ev, rows),
         }
         if failures and inputs.onItemFailure == "fail":
             ctx.checkpoint({"created": created, "intended": self._intents_left(ctx, todo, recreate, created)})
@@ -153,6 +233,100 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
                 + "\n".join(f"  {r['kind']} {r['name']}: {r.get('reason', '')}" for r in failures)
             )
         return outputs
+
+    def _apply_instances(self, ctx: Context, scope: Mapping[str, str]) -> dict[str, Any]:
+        """Redo only the instances in `scope` (key → create / replace / rollback).
+
+        What this stage created for a replaced or rolled-back instance is deleted first;
+        then the created and replaced ones are evaluated and created as a full apply would
+        (the same conflict rules). Every other item, and its record, stays as it is."""
+        inputs = ctx.inputs
+        prior = dict(ctx.prior_outputs or {})
+        if not scope:
+            return prior
+        client = client_for(inputs.target, pool_maxsize=INDEX_WORKERS + 2)
+        ours = self._created(ctx)
+        undo = [r for r in ours if scope.get(instance_key(r["kind"], r["name"])) in ("replace", "rollback")]
+        self._delete_items(client, undo)
+        undone = {instance_key(r["kind"], r["name"]) for r in undo}
+        kept = [r for r in ours if instance_key(r["kind"], r["name"]) not in undone]
+        if undo:
+            ctx.log("deleted for a redo or rollback: " + ", ".join(f"{r['kind']} {r['name']}" for r in undo))
+        ev = evaluate(inputs, upstream=ctx.upstream, target_client=client, base_dir=ctx.config_dir)
+        wanted = [i for i in ev.items if scope.get(instance_key(i.kind, i.name)) in ("create", "replace")]
+        rows: dict[str, dict[str, Any]] = {}
+        for item in wanted:
+            if item.action != "create":
+                rows[_key(item.kind, item.name)] = report_mod.entry(
+                    item.kind,
+                    item.name,
+                    "failed" if item.action == "fail" else "skipped",
+                    reason=item.reason,
+                    transforms=item.transforms,
+                    source_name=item.source_name,
+                )
+        failed_eval = [i for i in wanted if i.action == "fail"]
+        if failed_eval and inputs.onItemFailure == "fail":
+            raise ProviderError(
+                f"{len(failed_eval)} metadata item(s) cannot be migrated; nothing was created:\n"
+                + "\n".join(f"  {i.kind} {i.name}: {i.reason}" for i in failed_eval),
+                hint="fix them with a transform, leave them out with `indices`, or set `onItemFailure: continue`",
+            )
+        sub = Evaluation(ev.source, ev.target, ev.origin, wanted, [])
+        todo, recreate = self._resolve_conflicts(client, sub, inputs, set(), rows)
+        new = self._create_all(ctx, client, todo, recreate, set(), rows)
+        created = sorted([*kept, *new], key=lambda r: (KIND_ORDER[r["kind"]], r["name"]))
+        prior_rows = {
+            _key(r["kind"], r["name"]): r
+            for r in (prior.get("report") or {}).get("items") or []
+            if instance_key(r["kind"], r["name"]) not in scope
+        }
+        report = report_mod.build(ev.source, ev.target, ev.origin, self._ordered({**prior_rows, **rows}))
+        ctx.log(report_mod.render_text(report, show_transforms=False))
+        definitions = {k: v for k, v in (prior.get("definitions") or {}).items() if k not in scope}
+        definitions.update(
+            {
+                i.name: i.body
+                for i in wanted
+                if i.kind == "index" and i.body and i.name in {r["name"] for r in new if r["kind"] == "index"}
+            }
+        )
+        bodies = {k: v for k, v in (prior.get("templateBodies") or {}).items() if k not in undone}
+        bodies.update(_template_bodies(client, new))
+        instances = {k: v for k, v in (prior.get("instances") or {}).items() if k not in scope}
+        instances.update(_instances(sub, rows))
+        outputs = {
+            **prior,
+            "sourceVersion": ev.source["version"],
+            "sourceDistribution": ev.source["distribution"],
+            "targetVersion": ev.target["version"],
+            "created": created,
+            "excluded": [{"kind": e.kind, "name": e.name, "reason": e.reason} for e in ev.excluded],
+            "report": report,
+            "definitions": definitions,
+            "templateBodies": bodies,
+            "instances": instances,
+        }
+        failures = [r for r in rows.values() if r["outcome"] == "failed"]
+        if failures and inputs.onItemFailure == "fail":
+            ctx.checkpoint({"created": created, "intended": []})
+            raise ProviderError(
+                f"{len(failures)} metadata item(s) failed on the target:\n"
+                + "\n".join(f"  {r['kind']} {r['name']}: {r.get('reason', '')}" for r in failures)
+            )
+        return outputs
+
+    @staticmethod
+    def _delete_items(client: Any, rows: list[dict[str, str]]) -> None:
+        """Delete items this stage created: indices, then templates (dependents first), pipelines last."""
+        tgt.delete_indices(client, [r["name"] for r in rows if r["kind"] == "index"])
+        for row in sorted(
+            (r for r in rows if r["kind"] not in ("index", "pipeline")), key=lambda r: -KIND_ORDER[r["kind"]]
+        ):
+            tgt.delete(client, row["kind"], row["name"])
+        for row in rows:
+            if row["kind"] == "pipeline":
+                tgt.delete(client, "pipeline", row["name"])
 
     def _no_longer_selected_pipelines(self, ctx: Context, created: list[dict[str, str]]) -> list[dict[str, str]]:
         """Pipelines an earlier run created that this one no longer selects (`pipelines` changed in place).

@@ -27,7 +27,7 @@ SKIPPED: set[str] = set()  # units left out of the layering (none: development t
 LAYERS: list[set[str]] = [
     {"mactl", "mactl.errors", "mactl.schema", "mactl.templating"},
     {"mactl.sigv4", "mactl.transforms", "mactl.indexfilter", "mactl.snapshot_reader", "mactl.state", "mactl.retrying"},
-    {"mactl.cluster", "mactl.masking"},
+    {"mactl.cluster", "mactl.masking", "mactl.address"},
     {"mactl.backfill", "mactl.capture", "mactl.metadata"},
     {"mactl.audit"},
     {"mactl.providers", "mactl.config"},

@@ -89,6 +89,8 @@ class ContextBuilder:
             checkpoint_data=(record.checkpoint if (resume or phase == "rollback") and record is not None else None),
             workdir=stage_dir,
             config_dir=self.config_dir,
+            # a partially changed stage runs only the instances that change
+            instances=change.instance_scope if phase == "apply" else None,
         )
         hooks, recorder = self.hooks, self.recorder
 

@@ -39,17 +39,28 @@ if TYPE_CHECKING:
 TargetOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "-target", "--target", help="Plan only ADDR and what it depends on. Repeatable; `*` wildcards.", metavar="ADDR"
+        "-target",
+        "--target",
+        help='Plan only ADDR (a stage, or an instance: ADDR["key"]) and what it depends on. Repeatable; `*` wildcards.',
+        metavar="ADDR",
     ),
 ]
 ExcludeOpt = Annotated[
     list[str] | None,
-    typer.Option("-exclude", "--exclude", help="Leave out ADDR and what depends on it. Repeatable.", metavar="ADDR"),
+    typer.Option(
+        "-exclude",
+        "--exclude",
+        help='Leave out ADDR (or one instance, ADDR["key"]) and what depends on it. Repeatable.',
+        metavar="ADDR",
+    ),
 ]
 ReplaceOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "-replace", "--replace", help="Force ADDR (and its descendants) to be replaced. Repeatable.", metavar="ADDR"
+        "-replace",
+        "--replace",
+        help='Force ADDR (or one instance, ADDR["key"]) and its descendants to be replaced. Repeatable.',
+        metavar="ADDR",
     ),
 ]
 KeepOpt = Annotated[
@@ -202,12 +213,18 @@ def _render(plan: Plan, as_json: bool, markdown: bool) -> str:
 def _metadata_evaluations(session: Session, plan: Plan, doc: StateDocument | None) -> str:
     """`plan --evaluate`: the bodies each planned metadata stage would create.
 
+    Per instance: a partially changed stage shows only the items that change, an instance
+    address in `-target` only the items it names; the rest is counted in one line.
     Reads the source (or its snapshot) and the target's version; writes nothing.
     """
+    from dataclasses import replace
+
+    from mactl.address import instance_key, parse_address
     from mactl.metadata.evaluate import evaluate_for_plan
     from mactl.metadata.report import render_evaluation
 
     recorded = doc.stages if doc is not None else {}
+    targets = [parse_address(t, flag="-target") for t in plan.options.get("targets") or []]
     sections: list[str] = []
     for change in plan.changes:
         if change.type != "metadata" or change.action in ("noop", "rollback", "read"):
@@ -215,7 +232,22 @@ def _metadata_evaluations(session: Session, plan: Plan, doc: StateDocument | Non
         stage = session.graph.stages[change.address]
         upstream = {dep: dict(recorded[dep].outputs) for dep in stage.depends_on if dep in recorded}
         evaluation, note = evaluate_for_plan(stage.inputs, upstream, base_dir=session.loaded.base_dir)
-        text = render_evaluation(change.address, evaluation)
+        scope = change.instance_scope
+        narrowed = [a for a in targets if a.is_instance and a.matches_stage(change.address)]
+        shown, unchanged, untargeted = [], 0, 0
+        for item in evaluation.items:
+            key = instance_key(item.kind, item.name)
+            if scope is not None and key not in scope:
+                unchanged += 1
+            elif narrowed and not any(a.matches_key(key) for a in narrowed):
+                untargeted += 1
+            else:
+                shown.append(item)
+        text = render_evaluation(change.address, replace(evaluation, items=shown))
+        if unchanged:
+            text += f"\n# {unchanged} unchanged item(s) not shown"
+        if untargeted:
+            text += f"\n# {untargeted} item(s) outside -target not shown"
         sections.append(f"# note: {note}\n{text}" if note else text)
     if not sections:
         return "\nNo metadata stage is planned to change: nothing to evaluate.\n"

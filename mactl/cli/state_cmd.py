@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mactl.address import instance_address, parse_address
 from mactl.cli.app import app
 from mactl.cli.config_cmd import (
     ConfigPathOpt,
@@ -24,6 +25,7 @@ from mactl.cli.config_cmd import (
     lock_state,
 )
 from mactl.errors import ConfigError, LockError, StateError
+from mactl.plan.instances import forget_instance, instance_view, recorded_instances
 from mactl.state import (
     LocalStateConfig,
     LockInfo,
@@ -98,13 +100,23 @@ def state_list(
     backend = _backend(config, var, var_file)
     doc = backend.read()
     stages = doc.stages if doc else {}
-    if json_out:
-        _print_json(
-            [
-                {"address": a, "type": r.type, "status": r.status, "attempts": r.attempts, "updated_at": r.updated_at}
-                for a, r in sorted(stages.items())
-            ]
+    rows: list[dict[str, Any]] = []
+    for a, r in sorted(stages.items()):
+        rows.append(
+            {"address": a, "type": r.type, "status": r.status, "attempts": r.attempts, "updated_at": r.updated_at}
         )
+        for key, instance in sorted((recorded_instances(r.outputs) or {}).items()):
+            rows.append(
+                {
+                    "address": instance_address(a, key),
+                    "type": r.type,
+                    "status": str(instance.get("status", "complete")),
+                    "instance_of": a,
+                    "key": key,
+                }
+            )
+    if json_out:
+        _print_json(rows)
         return
     if not stages:
         typer.echo(f"No stages in the state ({backend.describe()}, workspace {backend.workspace}).")
@@ -114,30 +126,51 @@ def state_list(
     )
     for column in ("address", "type", "status", "attempts", "updated"):
         table.add_column(column)
-    for address, record in sorted(stages.items()):
-        table.add_row(address, record.type, record.status, str(record.attempts), record.updated_at or "")
+    for row in rows:
+        attempts = "" if "instance_of" in row else str(row["attempts"])
+        table.add_row(row["address"], row["type"], row["status"], attempts, row.get("updated_at") or "")
     _console().print(table)
 
 
 @state_app.command("show")
 def state_show(
-    address: str = typer.Argument(..., help="The stage address, e.g. snapshot.source.snap1."),
+    address: str = typer.Argument(
+        ..., help='The stage address, e.g. snapshot.source.snap1, or an instance, e.g. metadata.s.snap1.t.m0["logs"].'
+    ),
     config: ConfigPathOpt = None,
     var: VarOpt = None,
     var_file: VarFileOpt = None,
 ) -> None:
-    """Print one stage's record (inputs with secrets masked, outputs, status, timestamps) as JSON."""
+    """Print one stage's record (inputs with secrets masked, outputs, status, timestamps) as JSON;
+    for an instance address (`ADDR["key"]`), what the stage records about that instance."""
     backend = _backend(config, var, var_file)
     doc = backend.read()
-    record = doc.stages.get(address) if doc else None
+    addr = parse_address(address, flag="state show")
+    record = doc.stages.get(addr.stage) if doc else None
     if record is None:
-        raise StateError(f"no stage {address!r} in the state ({backend.describe()})", hint="see `mactl state list`")
-    _print_json({"address": address, **record.model_dump(mode="json")})
+        raise StateError(f"no stage {addr.stage!r} in the state ({backend.describe()})", hint="see `mactl state list`")
+    if addr.key is None:
+        _print_json({"address": address, **record.model_dump(mode="json")})
+        return
+    instance = (recorded_instances(record.outputs) or {}).get(addr.key)
+    if instance is None:
+        raise StateError(f"no instance {addr} in the state ({backend.describe()})", hint="see `mactl state list`")
+    view = {k: v for k, v in instance_view(record.outputs, addr.key).items() if k != "instances"}
+    _print_json(
+        {
+            "address": str(addr),
+            "instance_of": addr.stage,
+            "key": addr.key,
+            "type": record.type,
+            **instance,
+            "outputs": view,
+        }
+    )
 
 
 @state_app.command("rm")
 def state_rm(
-    addresses: list[str] = typer.Argument(..., help="Stage addresses to forget."),
+    addresses: list[str] = typer.Argument(..., help='Stage or instance addresses (ADDR["key"]) to forget.'),
     lock_timeout: str = LockTimeoutOpt,
     lock_takeover_stale: LockTakeoverOpt = False,
     config: ConfigPathOpt = None,
@@ -148,16 +181,31 @@ def state_rm(
     backend = _backend(config, var, var_file)
     with lock_state(backend, "state rm", lock_timeout, lock_takeover_stale):
         doc = backend.read()
-        missing = [a for a in addresses if doc is None or a not in doc.stages]
-        if missing:
-            raise StateError(
-                f"no stage {missing[0]!r} in the state ({backend.describe()})", hint="see `mactl state list`"
-            )
+        parsed = [parse_address(a, flag="state rm") for a in addresses]
+        for addr in parsed:
+            record = doc.stages.get(addr.stage) if doc is not None else None
+            if record is None:
+                raise StateError(
+                    f"no stage {addr.stage!r} in the state ({backend.describe()})", hint="see `mactl state list`"
+                )
+            if addr.key is not None and addr.key not in (recorded_instances(record.outputs) or {}):
+                raise StateError(
+                    f"no instance {addr} in the state ({backend.describe()})", hint="see `mactl state list`"
+                )
         assert doc is not None
         who = current_who()
-        for address in addresses:
-            record = doc.stages.pop(address)
-            doc.record(who=who, operation="state rm", address=address, result="ok", detail=f"was {record.status}")
+        for addr in parsed:
+            if addr.key is None:
+                record = doc.stages.pop(addr.stage)
+                detail = f"was {record.status}"
+            else:
+                # Forget one instance: the stage no longer owns it (nothing is rolled back).
+                record = doc.stages[addr.stage]
+                doc.stages[addr.stage] = record.model_copy(
+                    update={"outputs": forget_instance(record.outputs, addr.key)}
+                )
+                detail = "instance forgotten"
+            doc.record(who=who, operation="state rm", address=str(addr), result="ok", detail=detail)
         stored = backend.write(doc)
     for address in addresses:
         typer.echo(f"Removed {address} from the state (serial {stored.serial}).")

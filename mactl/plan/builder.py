@@ -9,6 +9,12 @@ Rules (the issue's section 4 and the seed's invalidation):
   unless `-keep-downstream ADDR`;
 - `-target` keeps targets plus their dependencies, `-exclude` drops stages plus their
   dependents, `-replace` forces a replacement;
+- a stage with instances (a metadata stage's items, a backfill's indices; see
+  `mactl.plan.instances`) whose inputs changed only in its `instance_fields`, or whose
+  source holds other items now, is an update of only the instances that change, when
+  refresh can compute them; an instance address (`ADDR["key"]`, `mactl.address`) in
+  `-target`, `-exclude` or `-replace` narrows that stage (and the same key in the stages
+  around it) to those instances;
 - refresh asks each provider to `read` what it made and compares the provider's `facts`
   of it with the recorded ones (`mactl.plan.drift`); a difference is "changed outside
   mactl": an update that repairs it, or, when the stage's result is gone, a replacement
@@ -31,14 +37,23 @@ from typing import Any
 import networkx as nx
 from deepdiff import DeepDiff
 
+from mactl.address import Address, instance_address, parse_address
 from mactl.config.bulk import paused_gc
 from mactl.config.issues import did_you_mean
-from mactl.errors import PlanError
+from mactl.errors import MactlError, PlanError
 from mactl.graph.expand import StageGraph
 from mactl.graph.stage import Stage
 from mactl.masking import SENSITIVE, inputs_digest, mask_inputs, mask_values, path_is_sensitive
-from mactl.plan.definition import GATED_ACTIONS, AttributeChange, Change, Plan
+from mactl.plan.definition import GATED_ACTIONS, AttributeChange, Change, InstanceChange, Plan
 from mactl.plan.drift import Finding, compare
+from mactl.plan.instances import (
+    InstanceFilters,
+    changed_keys,
+    diff_instances,
+    recorded_instances,
+    rollback_instances,
+    summary,
+)
 from mactl.providers import registry
 from mactl.providers.base import StageContext
 from mactl.retrying import waiting_at_most
@@ -195,8 +210,32 @@ class Planner:
         self.changes: dict[str, Change] = {}
         self.warnings: list[str] = []
         self._names: dict[str, dict[str, str]] = {}
+        self.filters: dict[str, InstanceFilters] = {}  # what instance addresses said, per stage
 
     # -- selection ------------------------------------------------------------------
+
+    def _type_of(self, address: str) -> str | None:
+        stage = self.graph.stages.get(address)
+        if stage is not None:
+            return stage.type
+        record = self.records.get(address)
+        return record.type if record is not None else None
+
+    def _has_instances(self, address: str) -> bool:
+        stage_type = self._type_of(address)
+        return stage_type is not None and bool(registry.get_provider(stage_type).instance_fields)
+
+    def _filter(self, address: str) -> InstanceFilters:
+        return self.filters.setdefault(address, InstanceFilters())
+
+    def _instance_stages(self, flag: str, addr: Address, every: Iterable[str]) -> set[str]:
+        found = _match(addr.stage, every, flag)
+        if addr.is_instance and not any(self._has_instances(a) for a in found):
+            raise PlanError(
+                f"{flag} {addr}: {addr.stage} has no instances",
+                hint="metadata and backfill stages have instances, one per index, template or pipeline",
+            )
+        return found
 
     def _selection(self) -> tuple[set[str], set[str]]:
         """(selected addresses, excluded addresses) from -target/-exclude."""
@@ -205,20 +244,39 @@ class Planner:
         o = self.options
         if o.targets:
             selected = set()
+            narrowed: dict[str, list[Address]] = {}
+            whole: set[str] = set()
             for pattern in o.targets:
-                for address in _match(pattern, every, "-target"):
-                    selected.add(address)
+                addr = parse_address(pattern, flag="-target")
+                for address in self._instance_stages("-target", addr, every):
+                    related = {address}
                     if o.destroy:
-                        selected |= self._state_descendants(address)
+                        related |= self._state_descendants(address)
                     elif address in self.graph.stages:
-                        selected |= self.graph.ancestors(address)
+                        related |= self.graph.ancestors(address)
+                    selected |= related
+                    for a in related:
+                        if addr.is_instance and self._has_instances(a):
+                            narrowed.setdefault(a, []).append(Address(a, addr.key))
+                        else:
+                            whole.add(a)
+            for a, addrs in narrowed.items():
+                if a not in whole:
+                    self._filter(a).targets = addrs
         excluded: set[str] = set()
         for pattern in o.excludes:
-            for address in _match(pattern, every, "-exclude"):
-                excluded.add(address)
+            addr = parse_address(pattern, flag="-exclude")
+            for address in self._instance_stages("-exclude", addr, every):
+                below = {address} | self._state_descendants(address)
                 if address in self.graph.stages:
-                    excluded |= self.graph.descendants(address)
-                excluded |= self._state_descendants(address)
+                    below |= self.graph.descendants(address)
+                if addr.is_instance:
+                    # The instance and the instances of the same key built on it.
+                    for a in below:
+                        if self._has_instances(a):
+                            self._filter(a).excludes.append(Address(a, addr.key))
+                    continue
+                excluded |= below
         return selected - excluded, excluded
 
     def _state_dag(self) -> nx.DiGraph:
@@ -374,11 +432,18 @@ class Planner:
         o = self.options
         if o.destroy and o.refresh_only:
             raise PlanError("-refresh-only cannot be combined with destroy")
-        for address in o.replaces:
+        for text in o.replaces:
+            addr = parse_address(text, flag="-replace")
+            address = addr.stage
             if address not in self.graph.stages:
                 raise PlanError(
-                    f"-replace {address}: no stage has that address in the config{did_you_mean(address, list(self.graph.stages))}"
+                    f"-replace {text}: no stage has that address in the config{did_you_mean(address, list(self.graph.stages))}"
                 )
+            if addr.is_instance:
+                if not self._has_instances(address):
+                    raise PlanError(f"-replace {text}: {address} has no instances")
+                self._filter(address).replaces.append(addr)
+                continue
             if address not in self.records:
                 self.warnings.append(f"-replace {address}: the stage is not in the state yet, so it is simply created")
         for address in o.keep_downstream:
@@ -488,6 +553,8 @@ class Planner:
                 for a, c in changes.items()
             }
 
+        self._instances(changes)
+
         # Stages that left the config.
         for address, record in self.records.items():
             if address in self.graph.stages or address not in selected:
@@ -506,10 +573,29 @@ class Planner:
         # Invalidation: a replaced stage replaces its descendants in the state.
         keep = set(o.keep_downstream)
         replaced_by: dict[str, str] = {}
+        partly: set[str] = set()  # stages that change some of their instances
         for address in order:
             stage = self.graph.stages[address]
             current = changes.get(address)
             upstream = next((replaced_by[d] for d in stage.depends_on if d in replaced_by), None)
+            partial_up = next((d for d in stage.depends_on if d in partly), None)
+            if current is not None and (current.partial or current.instances) and address not in gone:
+                if upstream is None:
+                    # Its instances already follow the upstream's by key (`_instances`).
+                    if current.instance_scope:
+                        partly.add(address)
+                    continue
+            elif upstream is None and partial_up is not None:
+                follows = self._follow_instances(address, stage.depends_on, changes) if current is None else None
+                if follows is not None:
+                    # Not selected, but built on instances that change: the same keys are redone.
+                    if follows.instance_scope:
+                        changes[address] = follows
+                        partly.add(address)
+                    continue
+                # Built on some instances that change, without instances of its own (or
+                # with instances unknown now): redone as a whole.
+                upstream = partial_up
             if upstream is not None and address in self.records and self.records[address].status != "left_manual":
                 if address in excluded:
                     raise PlanError(
@@ -520,8 +606,19 @@ class Planner:
                     base = current or self._change(self.desired[address], self.records[address])
                     # A resume from the old checkpoint would build on what the upstream's
                     # replacement removes: a replaced descendant starts over.
-                    why = "no longer exists and is created again" if upstream in gone else "replaced"
-                    current = _replace(base, action="replace", reason=f"upstream {upstream} {why}", resume=False)
+                    why = (
+                        "no longer exists and is created again"
+                        if upstream in gone
+                        else ("changes some of its instances" if upstream in partly else "replaced")
+                    )
+                    current = _replace(
+                        base,
+                        action="replace",
+                        reason=f"upstream {upstream} {why}",
+                        resume=False,
+                        partial=False,
+                        instances=(),
+                    )
                     changes[address] = current
             if current is not None and (current.action == "replace" or address in gone) and address not in keep:
                 replaced_by[address] = upstream or address
@@ -536,12 +633,179 @@ class Planner:
                 )
         return changes
 
+    # -- instances ----------------------------------------------------------------------
+
+    def _instance_candidate(self, address: str, change: Change) -> bool:
+        """True when the stage's instances are worth computing for `change` (see the module docstring)."""
+        stage = self.graph.stages.get(address)
+        if stage is None or not self.options.refresh:
+            return False
+        provider = registry.get_provider(stage.type)
+        if not provider.instance_fields:
+            return False
+        if change.action == "create":
+            return True  # shown one by one (or as known after apply)
+        record = self.records.get(address)
+        if record is None or record.status not in COMPLETE_STATUSES or change.drift or change.resume:
+            return False
+        if recorded_instances(record.outputs) is None or address in self.options.replaces:
+            return False
+        if change.action in ("noop", "update"):
+            return True
+        names = self._names_for(stage.type)
+        forcing = {
+            names.get(a.path.split(".")[0], a.path.split(".")[0]) for a in change.attributes if a.forces_replacement
+        }
+        return change.action == "replace" and bool(forcing) and forcing <= provider.instance_fields
+
+    def _desired_instances(self, candidates: list[str]) -> dict[str, dict[str, str] | None]:
+        """address → key → digest from each provider's `plan_instances`, in parallel (None: unknown)."""
+
+        def one(address: str) -> tuple[str, dict[str, str] | None]:
+            stage = self.graph.stages[address]
+            record = self.records.get(address)
+            provider = registry.get_provider(stage.type)
+            ctx = StageContext(
+                address=address,
+                type=stage.type,
+                inputs=provider.Inputs.model_validate(stage.inputs),
+                prior_outputs=record.outputs if record is not None else None,
+                upstream={dep: self.records[dep].outputs for dep in stage.depends_on if dep in self.records},
+                checkpoint_data=None,
+                workdir=Workdir(self.workdir).stage_dir(address),
+                config_dir=self.config_dir,
+            )
+            try:
+                return address, provider.plan_instances(ctx)
+            except MactlError:
+                return address, None  # not knowable now: apply decides, as for a whole stage
+
+        if not candidates:
+            return {}
+        with ThreadPoolExecutor(max_workers=max(1, min(8, self.options.parallelism * 2))) as pool:
+            return dict(pool.map(one, candidates))
+
+    def _instances(self, changes: dict[str, Change]) -> None:
+        """Turn the changes of stages with instances into per-instance ones (in place)."""
+        order = [a for a in self.graph.topological() if a in changes and self._instance_candidate(a, changes[a])]
+        desired = self._desired_instances(order)
+        changed_by: dict[str, dict[str, str]] = {}  # stage → key → action, of partial changes
+        for address in order:
+            c = changes[address]
+            want = desired.get(address)
+            if c.action == "create":
+                narrowed = self.filters.get(address)
+                if want is None:
+                    changes[address] = _replace(c, instances_unknown=True)
+                    if narrowed is not None and (narrowed.targets or narrowed.excludes):
+                        self.warnings.append(
+                            f"{address}: its instances are known only after apply, so -target/-exclude of an "
+                            "instance cannot narrow it: the whole stage is created"
+                        )
+                    continue
+                instances = diff_instances({}, want, filters=narrowed)
+                changes[address] = _replace(
+                    c,
+                    instances=instances,
+                    partial=narrowed is not None and any(i.action == "noop" for i in instances),
+                )
+                continue
+            recorded = recorded_instances(self.records[address].outputs)
+            if want is None or recorded is None:
+                if c.action != "noop":
+                    changes[address] = _replace(c, instances_unknown=True)
+                continue
+            upstream: dict[str, str] = {}
+            for dep in self.graph.stages[address].depends_on:
+                for key, action in changed_by.get(dep, {}).items():
+                    verb = {"create": "created", "replace": "replaced", "rollback": "rolled back"}[action]
+                    upstream.setdefault(key, f"upstream {instance_address(dep, key)} {verb}")
+            instances = diff_instances(recorded, want, upstream=upstream, filters=self.filters.get(address))
+            scope = changed_keys(instances)
+            if c.action == "noop" and not scope:
+                changes[address] = _replace(c, instances=instances)
+                continue
+            reason = (
+                f"{len(scope)} of {len(instances)} instance(s) change: {summary(instances)}"
+                if scope
+                else f"no instance changes: {summary(instances)}"
+            )
+            if c.action != "noop":
+                reason = f"inputs changed; {reason}"
+            changes[address] = _replace(c, action="update", reason=reason, instances=instances, partial=True)
+            if scope:
+                changed_by[address] = scope
+        for address, narrowed in self.filters.items():
+            found = changes.get(address)
+            if found is None or found.partial or found.action == "create":
+                continue
+            if narrowed.replaces or ((narrowed.targets or narrowed.excludes) and found.rolls_back):
+                flag = "-replace" if narrowed.replaces else ("-target" if narrowed.targets else "-exclude")
+                raise PlanError(
+                    f"{flag} {address}[...]: the instances of {address} cannot be computed now "
+                    f"(known after apply), so this plan cannot narrow it to an instance",
+                    hint="plan with refresh on and the snapshot readable, or name the whole stage",
+                )
+
+    def _follow_instances(
+        self, address: str, depends_on: Iterable[str], changes: Mapping[str, Change]
+    ) -> Change | None:
+        """For a recorded stage with instances that the plan left out (-target): a partial
+        update replacing the instances whose key an upstream partial change touches.
+        None when the stage has no recorded instances (it is then redone as a whole)."""
+        record = self.records.get(address)
+        recorded = recorded_instances(record.outputs) if record is not None else None
+        if record is None or not recorded or not self._has_instances(address) or record.status not in COMPLETE_STATUSES:
+            return None
+        upstream: dict[str, str] = {}
+        for dep in depends_on:
+            c = changes.get(dep)
+            for key, action in ((c.instance_scope or {}) if c is not None else {}).items():
+                verb = {"create": "created", "replace": "replaced", "rollback": "rolled back"}[action]
+                upstream.setdefault(key, f"upstream {instance_address(dep, key)} {verb}")
+        instances = tuple(
+            InstanceChange(k, "replace", upstream[k]) if k in upstream else InstanceChange(k, "noop", "unchanged")
+            for k in sorted(recorded)
+        )
+        base = self._change(self.desired[address], record)
+        return _replace(
+            base,
+            action="update",
+            reason=f"{sum(i.action != 'noop' for i in instances)} of {len(instances)} instance(s) change: "
+            + summary(instances),
+            instances=instances,
+            partial=True,
+            resume=False,
+        )
+
     def _destroy(self, selected: set[str]) -> dict[str, Change]:
         changes: dict[str, Change] = {}
         for address, record in self.records.items():
             if address not in selected or record.status == "left_manual":
                 continue
             stage = self.graph.stages.get(address)
+            narrowed = self.filters.get(address)
+            recorded = recorded_instances(record.outputs)
+            if narrowed is not None and narrowed.targets and recorded is not None:
+                if stage is None:
+                    raise PlanError(
+                        f"-target {address}[...]: the stage is no longer in the config; destroy it as a whole",
+                        hint=f"mactl destroy -target {address}",
+                    )
+                instances = rollback_instances(recorded, narrowed)
+                changes[address] = Change(
+                    address=address,
+                    type=record.type,
+                    action="update",
+                    reason="destroy: " + summary(instances),
+                    before=record.inputs or None,
+                    after=self.desired[address].masked,
+                    depends_on=tuple(record.depends_on),
+                    description=stage.description,
+                    instances=instances,
+                    partial=True,
+                )
+                continue
             changes[address] = Change(
                 address=address,
                 type=record.type,

@@ -39,6 +39,17 @@ class AttributeChange:
 
 
 @dataclass(frozen=True)
+class InstanceChange:
+    """What the plan will do to one instance of a stage (one index, template or pipeline of
+    a metadata stage, one index of a backfill): `create`, `replace`, `rollback` or `noop`.
+    `key` is the instance key (`mactl.address`)."""
+
+    key: str
+    action: Action
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Change:
     """What the plan will do to one stage, and why.
 
@@ -47,6 +58,12 @@ class Change:
     left to a person (`lifecycle.rollback: manual`). `drift` lists what refresh found
     changed outside mactl. `resume` means a tainted stage continues from its checkpoint
     instead of being rolled back first.
+
+    `instances` lists the stage's instances one by one when the planner could compute
+    them (`Provider.plan_instances`); `instances_unknown` says they are known only after
+    apply (the snapshot is not readable yet). `partial` means the walker runs only the
+    changed instances (`instance_scope`), the others left as they are: the change is an
+    `update` of the stage (or a `create` narrowed by `-target ADDR["key"]`).
 
     Three decisions for the walker, taken by the planner from the state the plan was made
     from (the walker does not derive them again), each with its invariant:
@@ -79,6 +96,9 @@ class Change:
     gated: bool = False
     from_checkpoint: bool = False
     forget_only: bool = False
+    instances: tuple[InstanceChange, ...] = ()
+    partial: bool = False
+    instances_unknown: bool = False
 
     def __post_init__(self) -> None:
         if self.gated and not (self.approval_required and self.action in GATED_ACTIONS):
@@ -87,6 +107,21 @@ class Change:
             raise ValueError(f"{self.address}: only a change that does not roll back first resumes a checkpoint")
         if self.forget_only and not self.rolls_back:
             raise ValueError(f"{self.address}: only a change that rolls back can forget its record")
+        if self.partial and self.action not in ("create", "update"):
+            raise ValueError(f"{self.address}: only a create or an update does some of its instances")
+
+    @property
+    def instance_scope(self) -> dict[str, str] | None:
+        """key → action of the instances a partial change runs (None: the whole stage)."""
+        if not self.partial:
+            return None
+        return {i.key: i.action for i in self.instances if i.action != "noop"}
+
+    def instance_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {a: 0 for a in ACTIONS_IN_ORDER}
+        for instance in self.instances:
+            counts[instance.action] += 1
+        return counts
 
     @property
     def rolls_back(self) -> bool:
@@ -102,6 +137,7 @@ class Change:
         data["attributes"] = tuple(AttributeChange(**a) for a in data.get("attributes", ()))
         data["drift"] = tuple(AttributeChange(**a) for a in data.get("drift", ()))
         data["depends_on"] = tuple(data.get("depends_on", ()))
+        data["instances"] = tuple(InstanceChange(**i) for i in data.get("instances", ()))
         return cls(**data)
 
 
@@ -146,14 +182,27 @@ class Plan:
     def has_changes(self) -> bool:
         return any(c.action != "noop" for c in self.changes)
 
+    def instance_counts(self) -> dict[str, int]:
+        """Changed instances of partially changed stages, by action."""
+        counts: dict[str, int] = {a: 0 for a in ACTIONS_IN_ORDER}
+        for change in self.changes:
+            if change.partial:
+                for action, n in change.instance_counts().items():
+                    counts[action] += n
+        return counts
+
     def summary_line(self) -> str:
         c = self.counts()
         if self.mode == "refresh-only":
             return f"Refresh: {c['read']} stage(s) changed outside mactl will be recorded in the state."
-        return (
+        line = (
             f"Plan: {c['create']} to create, {c['update']} to update, "
             f"{c['replace']} to replace, {c['rollback']} to roll back."
         )
+        i = self.instance_counts()
+        if any(change.partial for change in self.changes):
+            line += f" Instances: {i['create']} to create, {i['replace']} to replace, {i['rollback']} to roll back."
+        return line
 
     def colors(self) -> dict[str, str]:
         """address → action, for `mactl graph --plan`."""

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from mactl import __version__
+from mactl.address import instance_address
 from mactl.config.bulk import paused_gc
 from mactl.plan.definition import JSON_ACTIONS, Change, Plan
 
@@ -17,7 +18,7 @@ FORMAT_VERSION = "1.0"
 
 
 def _change(c: Change) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "address": c.address,
         "type": c.type,
         "action_reason": c.reason,
@@ -43,10 +44,25 @@ def _change(c: Change) -> dict[str, Any]:
         "keep_downstream": c.keep_downstream,
         "resume": c.resume,
     }
+    if c.instances or c.instances_unknown:
+        # Per-instance changes (docs/plan-json.md): every instance, with its full address.
+        doc["instance_changes"] = [
+            {
+                "address": instance_address(c.address, i.key),
+                "key": i.key,
+                "actions": JSON_ACTIONS[i.action],
+                "action_reason": i.reason,
+            }
+            for i in c.instances
+        ]
+        doc["instances_known_after_apply"] = c.instances_unknown
+        doc["partial"] = c.partial
+    return doc
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:
     counts = plan.counts()
+    instances = plan.instance_counts()
     return {
         "format_version": FORMAT_VERSION,
         "mactl_version": __version__,
@@ -64,6 +80,11 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             "noop": counts["noop"],
             "has_changes": plan.has_changes,
         },
+        **(
+            {"instance_summary": {k: v for k, v in instances.items() if k in ("create", "replace", "rollback")}}
+            if any(c.partial for c in plan.changes)
+            else {}
+        ),
         "warnings": plan.warnings,
         "resource_changes": [_change(c) for c in plan.changes],
     }

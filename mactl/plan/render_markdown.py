@@ -26,6 +26,10 @@ def render_markdown(plan: Plan, *, limit: int = LIMIT) -> str:
         ):
             if counts[action]:
                 head.append(f"| {label} | {counts[action]} |")
+        instances = plan.instance_counts()
+        for action, label in (("rollback", "roll back"), ("replace", "replace"), ("create", "create")):
+            if instances[action]:
+                head.append(f"| {label} (instances) | {instances[action]} |")
         head.append("")
         rollbacks = [c.address for c in plan.actionable() if c.rolls_back]
         if rollbacks:

@@ -4,7 +4,8 @@ Roll-backs come first, under a loud banner, because they undo work already done 
 seed's "invalidated downstream stages needing rollback" are visible before anything
 runs). Attribute diffs are marked `# forces replacement` where they do; approval gates
 and roll-backs left to a person are called out. Values are already masked in the plan.
-Nothing here decides anything.
+A stage with instances lists each instance that changes (`-/+ ["rw-pmc"]`) and
+counts the unchanged ones in one line. Nothing here decides anything.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from typing import Any
 
 import orjson
 
+from mactl.address import instance_address
 from mactl.config.bulk import paused_gc
 from mactl.plan.definition import Change, Plan
+from mactl.plan.instances import summary
 
 SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "rollback": "-", "read": "<=", "noop": " "}
 VERBS = {
@@ -74,8 +77,28 @@ def _block(change: Change, out: list[str]) -> None:
         hidden = len(change.after or {}) - len({a.path.split(".")[0] for a in change.attributes})
         if hidden > 0 and change.attributes:
             out.append(f"        ({hidden} unchanged attribute{'s' if hidden != 1 else ''} hidden)")
+    _instances(change, out)
     out.append("    }")
     out.append("")
+
+
+INSTANCE_WORDS = {"create": "new", "replace": "replace", "rollback": "roll back"}
+
+
+def _instances(change: Change, out: list[str]) -> None:
+    """The stage's instances: each one that changes on its own line, the unchanged in one."""
+    if change.instances_unknown:
+        out.append("      # instances: (known after apply)")
+        return
+    if not change.instances:
+        return
+    out.append(f"      # instances: {summary(change.instances)}")
+    for i in change.instances:
+        if i.action == "noop":
+            if i.reason.startswith(("not targeted", "left out")):
+                out.append(f"        {instance_address('', i.key)}  # {i.reason}")
+            continue
+        out.append(f"      {SYMBOLS[i.action]:<3} {instance_address('', i.key)}  # {i.reason}")
 
 
 def _render_text(plan: Plan, *, show_noop: bool = False) -> str:
@@ -93,10 +116,17 @@ def _render_text(plan: Plan, *, show_noop: bool = False) -> str:
     out.append(LEGEND)
     out.append("")
     rollbacks = [c for c in actionable if c.rolls_back]
-    if rollbacks:
+    instances = plan.instance_counts()
+    undone = instances["replace"] + instances["rollback"]
+    if rollbacks or undone:
         out.append("!" * 78)
-        out.append(f"!! {len(rollbacks)} stage(s) will be ROLLED BACK: this undoes work already done.")
-        out.append("!! (replacements roll back first, dependents before what they depend on)")
+        if rollbacks:
+            out.append(f"!! {len(rollbacks)} stage(s) will be ROLLED BACK: this undoes work already done.")
+            out.append("!! (replacements roll back first, dependents before what they depend on)")
+        if undone:
+            out.append(
+                f"!! {undone} instance(s) will be ROLLED BACK or redone: what mactl made for them is removed first."
+            )
         out.append("!" * 78)
         out.append("")
     out.append("mactl will perform the following actions:")

@@ -15,7 +15,8 @@ call so a test can change it between runs:
      "read": {"ADDR": {...} | null},        # what refresh reads (default: what the state says)
      "outputs": {"ADDR": {...}},            # merged into what apply returns
      "preflight": {"ADDR": ["problem"]},    # what the preflight hook reports (default: nothing)
-     "log_secret": "text"}                  # ctx.log()s this text (masking tests)
+     "log_secret": "text",                  # ctx.log()s this text (masking tests)
+     "instances": {"ADDR": {"key": "digest"}}}  # what plan_instances says; apply records it
 """
 
 from __future__ import annotations
@@ -81,13 +82,21 @@ class StandinProvider(BaseProvider):
                 ctx.checkpoint({"done": i + 1})
         if ctx.address in c.get("fail", {}):
             raise ProviderError(c["fail"][ctx.address])
-        _record("applied", ctx)
-        return {
+        _record("applied", ctx, scope=None if ctx.instances is None else dict(ctx.instances))
+        outputs = {
             "applied": ctx.address,
             "upstream": sorted(ctx.upstream),
             "resumed_from": (ctx.checkpoint_data or {}).get("done"),
             **c.get("outputs", {}).get(ctx.address, {}),
         }
+        wanted = c.get("instances", {}).get(ctx.address)
+        if wanted is not None:
+            outputs["instances"] = _instances_after(ctx, wanted)
+        return outputs
+
+    def plan_instances(self, ctx: StageContext) -> dict[str, str] | None:
+        found = control().get("instances", {}).get(ctx.address)
+        return dict(found) if found is not None else None
 
     def preflight(self, inputs: Any, ctx: PreflightContext) -> list[str]:
         _record_preflight(ctx)
@@ -110,12 +119,31 @@ class StandinProvider(BaseProvider):
         return dict(ctx.prior_outputs) if ctx.prior_outputs is not None else None
 
 
+def _instances_after(ctx: StageContext, wanted: dict[str, str]) -> dict[str, Any]:
+    """The instances a real provider would record: all of them, or the prior ones with the scope redone."""
+    if ctx.instances is None:
+        return {k: {"digest": d, "status": "complete"} for k, d in wanted.items()}
+    found = dict((ctx.prior_outputs or {}).get("instances") or {})
+    for key, action in ctx.instances.items():
+        if action == "rollback":
+            found.pop(key, None)
+        else:
+            found[key] = {"digest": wanted[key], "status": "complete"}
+    return found
+
+
 def _make(stage_type: str) -> type[StandinProvider]:
     real = registry._load(registry.BUILTIN[stage_type])
     return type(
         f"Standin_{stage_type}",
         (StandinProvider,),
-        {"type": stage_type, "Inputs": real.Inputs, "replace_on": real.replace_on, "__module__": __name__},
+        {
+            "type": stage_type,
+            "Inputs": real.Inputs,
+            "replace_on": real.replace_on,
+            "instance_fields": real.instance_fields,
+            "__module__": __name__,
+        },
     )
 
 
