@@ -223,7 +223,8 @@ def stage_page(
     if stage is None and record is None:
         raise KeyError(address)
     # Recorded inputs were masked on the way into the state; the config's are masked here the same way.
-    if record is not None:
+    # (a stage stopped at its gate has a record but no applied inputs yet: the config's are shown)
+    if record is not None and (record.inputs or stage is None):
         inputs: Any = mask_secrets(record.inputs)[0]
     else:
         assert stage is not None
