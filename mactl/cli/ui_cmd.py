@@ -104,7 +104,8 @@ def ui_command(
         approve_stage(session, address, who, "10s", detail=detail)
 
     first = open_config()
-    MapCache().layout(first.graph)  # lay the map out once now: a graph dot cannot draw fails here
+    maps = MapCache()
+    maps.layout(first.graph)  # lay the map out now: a graph dot cannot draw fails before serving
     sources = ConsoleSources(
         config_path=Path(first.loaded.path),
         cli_args=_cli_args(config, var, var_file),
@@ -127,7 +128,9 @@ def ui_command(
             "(the link above sets it as a cookie)."
         )
     typer.echo("Ctrl-C stops it.")
-    server_config: Any = uvicorn.Config(build_app(sources, access, poll_ms), log_level="warning", access_log=False)
+    server_config: Any = uvicorn.Config(
+        build_app(sources, access, poll_ms, first, maps), log_level="warning", access_log=False
+    )
     server = uvicorn.Server(server_config)
     try:
         server.run(sockets=[sock])

@@ -47,13 +47,20 @@ def _config_stamp(path: Path) -> tuple[float, int]:
 class Console:
     """One migration's console: the config (loaded again when it changes on disk) and its map."""
 
-    def __init__(self, sources: ConsoleSources, access: Access, poll_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        sources: ConsoleSources,
+        access: Access,
+        poll_ms: int = 1000,
+        opened: Opened | None = None,
+        maps: MapCache | None = None,
+    ) -> None:
         self.sources = sources
         self.access = access
         self.poll_ms = poll_ms
-        self.maps = MapCache()
-        self._opened: Opened | None = None
-        self._stamp: tuple[float, int] | None = None
+        self.maps = maps or MapCache()
+        self._stamp: tuple[float, int] | None = _config_stamp(sources.config_path) if opened is not None else None
+        self._opened: Opened | None = opened  # the command loaded it already: not again for the first page
         self.env = Environment(
             loader=PackageLoader("mactl.ui", "templates"),
             autoescape=select_autoescape(default=True),
@@ -221,7 +228,9 @@ class Console:
             text=render_text(plan),
             svg=stage_map.svg,
             refresh=refresh,
-            initial=_script_json({"actions": nodes}),
+            initial=_script_json(
+                {"actions": nodes, "addresses": {n.id: n.members[0] for n in stage_map.nodes if len(n.members) == 1}}
+            ),
             changes=[c for c in plan.changes if c.action != "noop"],
         )
 
@@ -259,8 +268,15 @@ def _script_json(value: Any) -> str:
     return json.dumps(value).replace("</", "<\\/")
 
 
-def build_app(sources: ConsoleSources, access: Access, poll_ms: int = 1000) -> AccessMiddleware:
-    console = Console(sources, access, poll_ms)
+def build_app(
+    sources: ConsoleSources,
+    access: Access,
+    poll_ms: int = 1000,
+    opened: Opened | None = None,
+    maps: MapCache | None = None,
+) -> AccessMiddleware:
+    """The console as an ASGI app; `opened` and `maps` are what the command already loaded and laid out."""
+    console = Console(sources, access, poll_ms, opened, maps)
 
     async def approve(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool

@@ -72,7 +72,9 @@ def rolled_back_addresses(doc: StateDocument | None) -> set[str]:
     for entry in doc.history:
         if entry.address:
             last[entry.address] = entry
-    return {a for a, e in last.items() if a not in doc.stages and e.result == "ok" and e.operation != "approve"}
+    # The walker records an undo as `<operation> rollback` (`apply rollback`, `destroy rollback`);
+    # `state rm` only forgets a record, which undoes nothing.
+    return {a for a, e in last.items() if a not in doc.stages and e.result == "ok" and e.operation.endswith("rollback")}
 
 
 def group_status(counts: Mapping[str, int]) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from opensearchpy import OpenSearch, helpers
-from ui_helpers import FILL, RunningConsole, chromium, console, map_nodes, shots_dir  # type: ignore[import-not-found]
+from ui_helpers import FILL, RunningConsole, chromium, console, map_nodes, shots_dir, wait_for  # type: ignore[import-not-found]
 
 pytestmark = [pytest.mark.cluster]
 
@@ -146,10 +146,13 @@ def test_map_changes_colour_while_an_apply_runs_in_another_process(migration: Mi
     running = {a for a, s in seen.items() if ("running", FILL["running"]) in s}
     assert running, f"no stage was seen running (in the running colour) while apply ran: {seen}"
     # the page was not reloaded: the live refresh brings the end of the apply too
-    time.sleep(1.5)
-    nodes = map_nodes(driver)
     status = migration.status()
-    assert {a: s for a, (s, _) in nodes.items()} == {a: s["status"] for a, s in status.items()}
+    wanted = {a: s["status"] for a, s in status.items()}
+    deadline = time.monotonic() + 20
+    while {a: s for a, (s, _) in map_nodes(driver).items()} != wanted and time.monotonic() < deadline:
+        time.sleep(0.2)
+    nodes = map_nodes(driver)
+    assert {a: s for a, (s, _) in nodes.items()} == wanted
     validate = migration.stage("validate")
     for address, (state, fill) in nodes.items():
         if address == validate:
@@ -177,8 +180,7 @@ def test_stage_page_shows_the_backfills_ledger(migration: Migration) -> None:
         g for g in driver.find_elements("css selector", "#map g.stage") if g.get_attribute("data-address") == backfill
     )
     node.click()
-    time.sleep(1)
-    detail = driver.find_element("id", "detail").text
+    detail = wait_for(driver, "#detail table", migration.index).text
     assert migration.index in detail and str(DOCS) in detail
 
 
@@ -187,7 +189,7 @@ def test_approval_from_the_page_lets_the_next_apply_continue(migration: Migratio
     driver = migration.driver
     driver.get(migration.ui.base + "/stage/" + validate)
     driver.find_element("id", "approve").click()
-    assert "Approved." in driver.find_element("id", "approved").text
+    wait_for(driver, "#approved", "Approved.")
     migration.shot("stage-approved")
     status = migration.status()[validate]
     assert status["approval"].startswith("approved by ")
@@ -199,13 +201,57 @@ def test_approval_from_the_page_lets_the_next_apply_continue(migration: Migratio
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert migration.status()[validate]["status"] == "complete"
     driver.get(migration.ui.base + "/")
-    time.sleep(1)
     assert {s for s, _ in map_nodes(driver).values()} == {"complete"}
     migration.shot("map-complete")
     driver.get(migration.ui.base + "/history")
-    assert "approved from the web console" in driver.find_element("id", "history").text
+    wait_for(driver, "#history", "approved from the web console")
     driver.get(migration.ui.base + "/audit")
     driver.switch_to.frame(driver.find_element("id", "audit"))
-    assert "PASSED" in driver.find_element("tag name", "h1").text
+    wait_for(driver, "h1", "PASSED")
     driver.switch_to.default_content()
     migration.shot("audit")
+
+
+def test_plan_page_shows_the_cascade_of_a_change_on_disk_as_mactl_plan_does(migration: Migration) -> None:
+    config_file = migration.folder / "mactl.yaml"
+    original = config_file.read_text()
+    config = yaml.safe_load(original)
+    backfill_cfg = config["source-migration-configurations"][0]["snapshot-and-migration-configs"][0]["migrations"][0]
+    backfill_cfg["documentBackfillConfigs"][0]["indices"] = {"names": [migration.index]}  # forces a replacement
+    config_file.write_text(yaml.safe_dump(config))
+    try:
+        cli = migration.mactl("plan", "-refresh=false", "--json")
+        assert cli.returncode == 0, cli.stderr
+        expected = {c["address"]: c for c in json.loads(cli.stdout)["resource_changes"]}
+        driver = migration.driver
+        driver.get(migration.ui.base + "/plan")
+        shown = {
+            g.get_attribute("data-address"): g.get_attribute("data-action")
+            for g in driver.find_elements("css selector", "#map g.stage")
+        }
+        json_action = {"replace": ["delete", "create"], "update": ["update"], "noop": ["no-op"], "create": ["create"]}
+        assert {a: json_action[act] for a, act in shown.items()} == {
+            a: c["change"]["actions"] for a, c in expected.items()
+        }
+        backfill, validate = migration.stage("backfill"), migration.stage("validate")
+        assert shown[backfill] == "replace" and shown[migration.stage("snapshot")] == "noop"
+        assert shown[validate] != "noop" and "upstream" in expected[validate]["action_reason"]  # the cascade
+        table = driver.find_element("id", "changes").text
+        assert backfill in table and expected[validate]["action_reason"] in table
+        summary = driver.find_element("id", "plan-summary").text
+        assert summary in migration.mactl("plan", "-refresh=false").stdout
+        migration.shot("plan-cascade")
+    finally:
+        config_file.write_text(original)
+
+
+def test_a_stage_rolled_back_shows_as_rolled_back(migration: Migration) -> None:
+    validate = migration.stage("validate")
+    run = migration.mactl("destroy", "-auto-approve", "-target", validate)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    driver = migration.driver
+    driver.get(migration.ui.base + "/")
+    nodes = map_nodes(driver)
+    assert nodes[validate] == ("rolled_back", FILL["rolled_back"])
+    assert {s for a, (s, _) in nodes.items() if a != validate} == {"complete"}
+    migration.shot("map-rolled-back")

@@ -29,6 +29,7 @@ FILL = {
     "running": "rgb(227, 242, 253)",
     "complete": "rgb(212, 237, 218)",
     "awaiting_approval": "rgb(237, 231, 246)",
+    "rolled_back": "rgb(238, 238, 238)",
 }
 
 
@@ -117,3 +118,17 @@ return Array.from(document.querySelectorAll('#map g.stage')).map(g => [
 def map_nodes(driver: Any) -> dict[str, tuple[str, str]]:
     """address → (status, fill) of every stage node the map in `driver` draws."""
     return {a: (s, f) for a, s, f in driver.execute_script(MAP_NODES_JS)}
+
+
+def wait_for(driver: Any, css: str, text: str = "", timeout: float = 30) -> Any:
+    """The element `css` once it is on the page (and holds `text`): pages load and refresh asynchronously."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def found(d: Any) -> Any:
+        for element in d.find_elements(By.CSS_SELECTOR, css):
+            if text in element.text:
+                return element
+        return False
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(found)

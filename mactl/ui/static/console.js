@@ -118,5 +118,6 @@ function mactlPlan(initial) {
     if (!g) continue;
     mactlSetClass(g, "st-", action);
     g.setAttribute("data-action", action);
+    if (initial.addresses[id]) g.setAttribute("data-address", initial.addresses[id]);
   }
 }
