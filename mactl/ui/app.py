@@ -154,8 +154,9 @@ class Console:
         node = next((n for n in stage_map.nodes if n.id == request.path_params["node"]), None)
         if node is None:
             return JSONResponse({"error": "no such node"}, status_code=404)
-        _doc, rows, rolled = self.rows(opened)
+        doc, rows, rolled = self.rows(opened)
         by_address = {r.address: r for r in rows}
+        records = doc.stages if doc is not None else {}
         stages = []
         for address in node.members[:500]:
             row = by_address.get(address)
@@ -167,6 +168,7 @@ class Console:
                     "progress": views.progress_text(row.progress) if row else "",
                     "approval": row.approval if row else None,
                     "ledger": ledger,
+                    "items": views.metadata_items(records[address].outputs if address in records else None, 100),
                     "errors": row.errors if row else None,
                 }
             )

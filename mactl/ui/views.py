@@ -178,7 +178,7 @@ class StagePage:
     approval_required: bool
     waiting: bool
     log_tail: str
-    extra: dict[str, Any] = field(default_factory=dict)
+    items: list[dict[str, str]] = field(default_factory=list)
 
 
 def _json(value: Any) -> str:
@@ -208,6 +208,24 @@ def ledger_table(ledger: Mapping[str, Any] | None) -> tuple[list[dict[str, Any]]
             reasons[reason] = reasons.get(reason, 0) + int(n)
         rows.append({"index": index, **cells, "reasons": dict(by_reason)})
     return rows, dict(sorted(reasons.items(), key=lambda kv: -kv[1]))
+
+
+def metadata_items(outputs: Mapping[str, Any] | None, limit: int = 500) -> list[dict[str, str]]:
+    """A metadata stage's items (index, template, pipeline…) and what became of each, from its recorded report."""
+    report = (outputs or {}).get("report")
+    items = report.get("items") if isinstance(report, Mapping) else None
+    out = []
+    for item in (items or [])[:limit]:
+        if isinstance(item, Mapping):
+            out.append(
+                {
+                    "kind": str(item.get("kind", "")),
+                    "name": str(item.get("name", "")),
+                    "outcome": str(item.get("outcome", "")),
+                    "reason": str(item.get("reason") or ""),
+                }
+            )
+    return out
 
 
 def stage_page(
@@ -260,6 +278,7 @@ def stage_page(
         approval_required=bool(stage and stage.approval_required),
         waiting=status == "awaiting_approval" and not (record is not None and record.approved_by),
         log_tail=_tail(files.log),
+        items=metadata_items(outputs),
     )
 
 

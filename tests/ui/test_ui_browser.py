@@ -182,6 +182,15 @@ def test_stage_page_shows_the_backfills_ledger(migration: Migration) -> None:
     node.click()
     detail = wait_for(driver, "#detail table", migration.index).text
     assert migration.index in detail and str(DOCS) in detail
+    # and the metadata stage's node, its items: the index, created on the target
+    metadata = migration.stage("metadata")
+    node = next(
+        g for g in driver.find_elements("css selector", "#map g.stage") if g.get_attribute("data-address") == metadata
+    )
+    node.click()
+    row = wait_for(driver, "#detail table.items tr", migration.index)
+    assert row.text.split() == ["index", migration.index, "created"]
+    migration.shot("map-detail-metadata")
 
 
 def test_approval_from_the_page_lets_the_next_apply_continue(migration: Migration) -> None:

@@ -89,6 +89,19 @@ function mactlMap(initial) {
         }
         box.appendChild(table);
       }
+      if (s.items.length) {
+        const table = document.createElement("table");
+        table.className = "mini items";
+        const head = document.createElement("tr");
+        for (const h of ["kind", "name", "outcome"]) head.appendChild(mactlText("th", h));
+        table.appendChild(head);
+        for (const item of s.items) {
+          const tr = document.createElement("tr");
+          for (const k of ["kind", "name", "outcome"]) tr.appendChild(mactlText("td", item[k], k === "outcome" && item.outcome === "failed" ? "bad" : ""));
+          table.appendChild(tr);
+        }
+        box.appendChild(table);
+      }
       panel.appendChild(box);
     }
   }
