@@ -257,11 +257,15 @@ class Console:
         return HTMLResponse(render_html(reports))
 
     def history(self, request: Request) -> Response:
-        doc = self.opened().backend.read()
+        from mactl.masking import mask_text
+
+        opened = self.opened()
+        doc = opened.backend.read()
+        secrets = opened.loaded.sensitive_values
         entries = list(reversed(doc.history)) if doc is not None else []
         for i, e in enumerate(entries):
             if e.detail:
-                entries[i] = e.model_copy(update={"detail": mask_url_password(e.detail)[0]})
+                entries[i] = e.model_copy(update={"detail": mask_text(e.detail, secrets)})
         return self.page("history.html", request, entries=entries)
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from mactl.audit import svg
 from mactl.graph.expand import StageGraph
-from mactl.masking import mask_inputs
+from mactl.masking import mask_inputs, mask_text, mask_values
 from mactl.state.document import HistoryEntry, StateDocument
-from mactl.state.masking import mask_secrets, mask_url_password
+from mactl.state.masking import mask_secrets
 from mactl.state.workdir import Workdir
 from mactl.ui.sources import StageRow
 
@@ -244,19 +244,25 @@ def stage_page(
         raise KeyError(address)
     # Recorded inputs were masked on the way into the state; the config's are masked here the same way.
     # (a stage stopped at its gate has a record but no applied inputs yet: the config's are shown)
+    # Everything shown is masked again here, by key and by the config's sensitive values, so a
+    # value that slipped past the state's own guard is still never shown.
     if record is not None and (record.inputs or stage is None):
-        inputs: Any = mask_secrets(record.inputs)[0]
+        inputs: Any = mask_values(mask_secrets(record.inputs)[0], sensitive_values)
     else:
         assert stage is not None
         inputs = mask_inputs(stage.inputs, stage.sensitive_paths, sensitive_values)
-    outputs = mask_secrets(record.outputs)[0] if record is not None else {}
+    outputs = mask_values(mask_secrets(record.outputs)[0], sensitive_values) if record is not None else {}
     files = Workdir(workdir).stage(address)
     status = shown_status(row, rolled_back) if row is not None else (record.status if record else "pending")
     ledger_rows, reasons = ledger_table(row.ledger if row is not None else None)
     last_error = record.last_error if record is not None else None
     if last_error:
-        last_error = mask_url_password(last_error)[0]
-    history = [e for e in (doc.history if doc else []) if e.address == address]
+        last_error = mask_text(last_error, sensitive_values)
+    history = [
+        e.model_copy(update={"detail": mask_text(e.detail, sensitive_values)}) if e.detail else e
+        for e in (doc.history if doc else [])
+        if e.address == address
+    ]
     quoted = shlex.quote(address)
     dependents = sorted(a for a, s in graph.stages.items() if address in s.depends_on)
     return StagePage(
@@ -277,7 +283,7 @@ def stage_page(
         dependents=dependents,
         approval_required=bool(stage and stage.approval_required),
         waiting=status == "awaiting_approval" and not (record is not None and record.approved_by),
-        log_tail=_tail(files.log),
+        log_tail=mask_text(_tail(files.log), sensitive_values),
         items=metadata_items(outputs),
     )
 

@@ -17,9 +17,14 @@ import pytest
 from ui_helpers import chromium, console, shots_dir  # type: ignore[import-not-found]
 
 CONFIG = """
+variables: {pw: {type: string, sensitive: true, default: "s3cr3t-Value-9"}}
 targets: [{name: a, endpoint: "http://127.0.0.1:1"}, {name: b, endpoint: "http://127.0.0.1:2"}]
 source-migration-configurations:
-  - source: {name: es, endpoint: "http://admin:hunter2pw@127.0.0.1:3", snapshotRepository: {type: fs, location: /snapshots}}
+  - source:
+      name: es
+      endpoint: "http://admin:hunter2pw@127.0.0.1:3"
+      snapshotRepository: {type: fs, location: /snapshots}
+      auth: {type: basic, username: u, password: "{{ var.pw }}"}
     snapshot-and-migration-configs:
       - name: snap
         approval: required
@@ -86,6 +91,9 @@ def test_stage_page_masks_secrets_and_plan_page_is_mactl_plans(folder: Path) -> 
     with console(folder) as ui:
         code, page = _get(ui.base + "/stage/snapshot.es.snap")
         assert code == 200 and "hunter2pw" not in page and "(sensitive)" in page
+        assert "s3cr3t-Value-9" not in page
+        for path in ("/plan", "/history", "/api/status", "/stage/metadata.es.snap.a.m0"):
+            assert "s3cr3t-Value-9" not in _get(ui.base + path)[1] and "hunter2pw" not in _get(ui.base + path)[1]
         code, page = _get(ui.base + "/plan")
         assert code == 200 and "Plan: 7 to create, 0 to update, 0 to replace, 0 to roll back." in page
         assert _get(ui.base + "/stage/nope.nope")[0] == 404
@@ -105,3 +113,26 @@ def test_without_graphviz_dot_it_fails_in_one_line_naming_the_package(folder: Pa
     )
     assert run.returncode != 0 and "Traceback" not in run.stderr
     assert "graphviz" in run.stderr and "dot" in run.stderr.splitlines()[0]
+
+
+def test_a_bad_config_or_a_busy_port_fails_in_one_line_before_serving(folder: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        run = subprocess.run(
+            [sys.executable, "-m", "mactl", "ui", "--port", str(port)],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert run.stderr.startswith(f"Error: --host/--port: cannot listen on 127.0.0.1:{port}")
+    (folder / "mactl.yaml").write_text(CONFIG.replace("targets:", "targetz:"))
+    bad = subprocess.run(
+        [sys.executable, "-m", "mactl", "ui", "--port", "0"], cwd=folder, capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "mactl.yaml" in bad.stderr
