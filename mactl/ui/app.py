@@ -129,8 +129,10 @@ class Console:
         opened = self.opened()
         stage_map = self.maps.layout(opened.graph)
         status = self.map_status(opened, stage_map)
+        # a group's members are fetched on click (/api/node): a 12k-stage page does not carry them all
         nodes = [
-            {"id": n.id, "label": n.label, "members": list(n.members), "type": n.stage_type} for n in stage_map.nodes
+            {"id": n.id, "label": n.label, "address": n.members[0] if len(n.members) == 1 else None}
+            for n in stage_map.nodes
         ]
         return self.page(
             "map.html",

@@ -30,7 +30,7 @@ function mactlMap(initial) {
       mactlSetClass(g, "st-", node.status);
       g.setAttribute("data-status", node.status);
       const info = byId.get(id);
-      if (info) g.setAttribute("data-address", info.members.length === 1 ? info.members[0] : info.label);
+      if (info) g.setAttribute("data-address", info.address || info.label.replace("\n", " "));
       const title = g.querySelector("title");
       if (title && info) {
         const counts = Object.entries(node.counts).map(([s, n]) => n + " " + mactlLabel(s)).join(", ");
