@@ -34,6 +34,7 @@ LAYERS: list[set[str]] = [
     {"mactl.graph"},
     {"mactl.plan"},
     {"mactl.apply"},
+    {"mactl.ui"},  # the web console: the CLI hands it its own code paths (mactl.ui.sources)
     {"mactl.cli"},
     {"mactl.__main__"},
 ]

@@ -592,6 +592,39 @@ def destroy_command(
         raise typer.Exit(code)
 
 
+def approve_stage(
+    session: Session,
+    address: str,
+    who: str,
+    lock_timeout: str = "0s",
+    takeover_stale: bool = False,
+    *,
+    detail: str | None = None,
+) -> None:
+    """Record `who`'s approval of `address` (waiting at its gate) and its history entry, under the lock.
+
+    `mactl approve` and the web console's approve button both call this, so an approval
+    is recorded one way whichever door it came through (`detail` says which, if not the CLI).
+    """
+    with lock_state(session.backend, "approve", lock_timeout, takeover_stale):
+        doc = session.backend.read()
+        record = doc.stages.get(address) if doc is not None else None
+        if record is None:
+            from mactl.config.issues import did_you_mean
+
+            waiting = [a for a, r in (doc.stages.items() if doc else []) if r.status == "awaiting_approval"]
+            raise PlanError(
+                f"{address} is not waiting for approval: the state has no such stage{did_you_mean(address, waiting)}",
+                hint="`mactl apply` stops at a gate and records it; approve it then"
+                + (f". Waiting now: {', '.join(waiting)}" if waiting else ""),
+            )
+        if record.status != "awaiting_approval":
+            raise PlanError(f"{address} is not waiting for approval (its status is {record.status})")
+        doc.stages[address] = record.model_copy(update={"approved_by": who})
+        doc.record(who=who, operation="approve", address=address, result="ok", detail=detail)
+        session.backend.write(doc)
+
+
 @app.command("approve")
 def approve_command(
     address: Annotated[str, typer.Argument(help="The stage waiting at an approval gate.", metavar="ADDR")],
@@ -607,27 +640,11 @@ def approve_command(
 
     session = _open(config, var, var_file)
     who = current_who()
-    with lock_state(session.backend, "approve", lock_timeout, lock_takeover_stale):
-        doc = session.backend.read()
-        record = doc.stages.get(address) if doc is not None else None
-        if record is None:
-            from mactl.config.issues import did_you_mean
-
-            waiting = [a for a, r in (doc.stages.items() if doc else []) if r.status == "awaiting_approval"]
-            raise PlanError(
-                f"{address} is not waiting for approval: the state has no such stage{did_you_mean(address, waiting)}",
-                hint="`mactl apply` stops at a gate and records it; approve it then"
-                + (f". Waiting now: {', '.join(waiting)}" if waiting else ""),
-            )
-        if record.status != "awaiting_approval":
-            raise PlanError(f"{address} is not waiting for approval (its status is {record.status})")
-        doc.stages[address] = record.model_copy(update={"approved_by": who})
-        doc.record(who=who, operation="approve", address=address, result="ok")
-        session.backend.write(doc)
+    approve_stage(session, address, who, lock_timeout, lock_takeover_stale)
     stage = session.graph.stages.get(address)
     if stage is not None and stage.type == "manual":
         typer.echo(f"Instructions that were to be done:\n  {stage.inputs.get('instructions', '').strip()}")
     typer.secho(f"Approved {address} as {who}. Run `mactl apply` to continue from there.", fg="green")
 
 
-__all__ = ["make_plan", "Session", "MactlError"]
+__all__ = ["make_plan", "approve_stage", "Session", "MactlError"]

@@ -83,10 +83,10 @@ def collect(graph: StageGraph, doc: StateDocument | None, workdir: Path) -> list
         status = rec.status if rec is not None else "pending"
         approval = None
         needs = bool(stage and stage.approval_required)
-        if status == "awaiting_approval" or (needs and rec is None):
-            approval = "pending"
-        elif rec is not None and rec.approved_by:
+        if rec is not None and rec.approved_by:  # approved, waiting for the next apply to run it
             approval = f"approved by {rec.approved_by}"
+        elif status == "awaiting_approval" or (needs and rec is None):
+            approval = "pending"
         progress = (
             _last_progress(workdir, address)
             if status in ("running", "failed", "complete", "complete_with_errors", "tainted")
