@@ -141,9 +141,24 @@ def _variables_for_plan(session: Session) -> tuple[dict[str, Any], list[str]]:
     return values, sensitive
 
 
+def keep_recorded_names(session: Session, doc: StateDocument | None) -> None:
+    """The snapshot names this state recorded stay its names (`mactl.graph.snapshot_names`)."""
+    from mactl.graph.snapshot_names import keep_recorded_snapshot_names
+
+    if doc is None:
+        return
+    recorded = {
+        address: name
+        for address, record in doc.stages.items()
+        if record.type == "snapshot" and isinstance(name := record.inputs.get("snapshotName"), str)
+    }
+    session.graph = keep_recorded_snapshot_names(session.graph, recorded)
+
+
 def make_plan(session: Session, options: PlanOptions, doc: StateDocument | None) -> Plan:
     from mactl.plan.builder import build_plan
 
+    keep_recorded_names(session, doc)
     plan = build_plan(
         session.graph,
         doc,
@@ -472,10 +487,11 @@ def _apply_saved(
         raise PlanError(
             f"the plan was made for workspace {plan.workspace!r}, but {session.backend.workspace!r} is selected"
         )
-    digest = config_digest(prepare(session.graph, session.secrets))
     check_available(plan)
     with lock_state(session.backend, "apply", lock_timeout, takeover_stale):
         doc = session.backend.read()
+        keep_recorded_names(session, doc)
+        digest = config_digest(prepare(session.graph, session.secrets))
         check_fresh(plan, doc, digest, session.backend.describe())
         _emit(render_text(plan))
         if not plan.has_changes:
