@@ -21,9 +21,11 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 def _plan(qs: Quickstart) -> tuple[Run, dict[str, Any]]:
-    """`plan -detailed-exitcode` (its text) and `plan --json` (the changes by address)."""
+    """`plan -detailed-exitcode` (its text) and the plan document (the changes by address)."""
     text = qs.run("plan", "-detailed-exitcode")
-    doc = qs.run("plan", "--json")
+    saved = qs.run("plan", "-out", str(qs.folder / "drift.plan"))
+    assert saved.code == 0, saved.err
+    doc = qs.run("show", "-json", str(qs.folder / "drift.plan"))
     assert doc.code == 0, doc.err
     changes = {c["address"]: c for c in json.loads(doc.out)["resource_changes"]}
     return text, changes
