@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from wf_data import docs_of, request  # type: ignore[import-not-found]
-from wf_helpers import Quickstart, Run  # type: ignore[import-not-found]
+from wf_helpers import Quickstart, Run, mactl  # type: ignore[import-not-found]
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -25,7 +25,7 @@ def _plan(qs: Quickstart) -> tuple[Run, dict[str, Any]]:
     text = qs.run("plan", "-detailed-exitcode")
     saved = qs.run("plan", "-out", str(qs.folder / "drift.plan"))
     assert saved.code == 0, saved.err
-    doc = qs.run("show", "-json", str(qs.folder / "drift.plan"))
+    doc = mactl(qs.folder, "show", "-json", str(qs.folder / "drift.plan"), env=qs.env)
     assert doc.code == 0, doc.err
     changes = {c["address"]: c for c in json.loads(doc.out)["resource_changes"]}
     return text, changes
