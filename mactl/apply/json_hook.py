@@ -26,6 +26,7 @@ class _Running:
     action: str
     started: float
     last_emitted: float = 0.0
+    last_done: float | None = None
     first_done: float | None = None
     first_at: float = field(default=0.0)
 
@@ -59,9 +60,10 @@ class JsonEventsHook(Hook):
             if run.first_done is None:
                 run.first_done, run.first_at = report.done, now
             first_done = run.first_done
-            if now - run.last_emitted < PROGRESS_INTERVAL and not final:
-                return
-            run.last_emitted = now
+            recent = now - run.last_emitted < PROGRESS_INTERVAL
+            if recent and (not final or report.done == run.last_done):
+                return  # at most one a second; the last report once, even if said twice
+            run.last_emitted, run.last_done = now, report.done
             elapsed = now - run.started
             # The rate counts from the first report, not from the start: a backfill spends
             # its first seconds planning work units, which would drag the rate down.

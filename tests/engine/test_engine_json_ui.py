@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from engine_helpers import Project, pipeline_config
+from mactl.providers.base import Progress
 
+from mactl.apply.json_hook import JsonEventsHook
 from mactl.plan.events import EVENT_TYPES, EventStream
 
 SECRET = "s3cr3t-Json-Stream-do-not-leak"
@@ -175,3 +177,16 @@ def test_every_event_is_one_line_flushed_as_written_with_secrets_masked() -> Non
     assert SECRET not in out.getvalue()
     assert events[2]["extra"] == {"nested": ["(sensitive)"]}
     assert set(_types(events)) <= set(EVENT_TYPES)
+
+
+def test_progress_is_throttled_and_the_last_report_said_once() -> None:
+    out = io.StringIO()
+    hook = JsonEventsHook(EventStream(out), {"backfill.a": "backfill"})
+    hook.stage_started("backfill.a", "create")
+    for done in (0, 10, 20, 30, 30):  # within one second: the first, then only the last (once)
+        hook.stage_progress("backfill.a", Progress(done=done, total=30, unit="docs"))
+    hook.stage_finished("backfill.a", "ok")
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert _types(events) == ["apply_start", "apply_progress", "apply_progress", "apply_complete"]
+    assert [e["hook"]["done"] for e in events[1:3]] == [0, 30]
+    assert events[2]["hook"]["eta_seconds"] == 0.0 and events[2]["hook"]["per_second"] > 0
