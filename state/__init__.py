@@ -19,7 +19,7 @@ from mactl.state.backend import Backend, LockInfo, StateConflict
 from mactl.state.config import LocalStateConfig, S3StateConfig, StateConfig
 from mactl.state.document import FORMAT_VERSION, HistoryEntry, StageRecord, StageStatus, StateDocument, utcnow
 from mactl.state.duration import parse_duration
-from mactl.state.identity import current_who
+from mactl.state.identity import current_who, state_tag
 from mactl.state.locking import describe_holder
 from mactl.state.masking import SENSITIVE_MASK, is_secret_key, mask_secrets
 from mactl.state.workspaces import (
@@ -51,6 +51,7 @@ __all__ = [
     "StateDocument",
     "StateError",
     "current_who",
+    "state_tag",
     "current_workspace",
     "delete_workspace",
     "describe_holder",

@@ -78,16 +78,15 @@ def _load_backfill_stage(
     address: str, config: Path | None, var: list[str] | None, var_file: list[Path] | None, workspace: str | None
 ) -> BackfillStage:
     """Find the backfill stage ADDR in the config and read its state record, as `apply` left it."""
-    from mactl.graph.expand import expand
+    from mactl.cli.config_cmd import expand_named
     from mactl.state import open_backend
 
     loaded = load_from_options(config, var, var_file)
-    stage = find_stage(
-        expand(loaded.config, config_dir=loaded.base_dir), address, "backfill", none_hint="backfill stages: none"
-    )
-    inputs = BackfillInputs.model_validate(stage.inputs)
     backend = open_backend(loaded.config.state, workspace, base_dir=loaded.base_dir)
     doc = backend.read()
+    # The snapshot's name as this state took it is read from its record (`snapshot_name`).
+    stage = find_stage(expand_named(loaded, backend.workspace), address, "backfill", none_hint="backfill stages: none")
+    inputs = BackfillInputs.model_validate(stage.inputs)
     record = doc.stages.get(address) if doc is not None else None
     return BackfillStage(inputs, record, doc, loaded, backend)
 

@@ -220,12 +220,18 @@ def validate_command(
     typer.secho(f"Success! {loaded.path} is valid: {len(types)} stages ({_count_by_type(types)}).", fg="green")
 
 
-def expand_named(loaded: LoadedConfig) -> StageGraph:
-    """`expand(loaded.config)` with the transforms' code digests, and graph-level errors naming the config file."""
-    from mactl.graph.expand import expand
+def expand_named(loaded: LoadedConfig, workspace: str | None = None) -> StageGraph:
+    """`expand(loaded.config)` with the transforms' code digests, and graph-level errors naming the config file.
 
+    `workspace` is the state's workspace (its snapshots' names carry the state's tag); the
+    selected one when None.
+    """
+    from mactl.graph.expand import expand
+    from mactl.state.workspaces import current_workspace
+
+    workspace = current_workspace(loaded.config.state, loaded.base_dir) if workspace is None else workspace
     try:
-        return expand(loaded.config, config_dir=loaded.base_dir)
+        return expand(loaded.config, config_dir=loaded.base_dir, workspace=workspace)
     except ConfigErrors as err:
         if err.source is None:
             raise ConfigErrors(err.issues, source=str(loaded.path), hint=err.hint) from None

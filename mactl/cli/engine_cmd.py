@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from mactl.apply.walker import WalkResult
     from mactl.plan.builder import PlanOptions
     from mactl.plan.definition import Plan
+    from mactl.plan.events import EventStream
     from mactl.state.document import StateDocument
 
 TargetOpt = Annotated[
@@ -106,8 +109,30 @@ LockTimeoutOpt = Annotated[
         "-lock-timeout", "--lock-timeout", help="How long to wait for the state lock (0, 30s, 5m).", metavar="DURATION"
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("-json", "--json", help="Print the plan as JSON (docs/plan-json.md).")]
+JsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "-json",
+        "--json",
+        help="Stream machine-readable UI events, one JSON object per line (docs/json-ui.md). "
+        "The plan as one JSON document: `mactl show -json PLANFILE`.",
+    ),
+]
+ShowJsonOpt = Annotated[
+    bool, typer.Option("-json", "--json", help="Print the saved plan as one JSON document (docs/plan-json.md).")
+]
 MarkdownOpt = Annotated[bool, typer.Option("-markdown", "--markdown", help="Print the plan as a pull-request comment.")]
+MarkdownPartsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "-markdown-parts",
+        "--markdown-parts",
+        help="Also write the whole plan as numbered pull-request comments DIR/plan.1.md, plan.2.md… "
+        "(each under GitHub's limit; nothing truncated).",
+        file_okay=False,
+        metavar="DIR",
+    ),
+]
 
 
 def _refresh_flag(value: str) -> bool:
@@ -132,15 +157,55 @@ class Session:
         return set(self.loaded.sensitive_values)
 
 
-def _open(config: Path | None, var: list[str] | None, var_file: list[Path] | None) -> Session:
+def _open(
+    config: Path | None, var: list[str] | None, var_file: list[Path] | None, stream: EventStream | None = None
+) -> Session:
     from mactl.cli.config_cmd import expand_named, load_from_options
     from mactl.state import open_backend
 
     loaded = load_from_options(config, var, var_file)
     graph = expand_named(loaded)
     backend = open_backend(loaded.config.state, base_dir=loaded.base_dir)
-    print_warnings(loaded)
-    return Session(loaded, graph, backend)
+    session = Session(loaded, graph, backend)
+    if stream is None:
+        print_warnings(loaded)
+    else:
+        stream.secrets = sorted(s for s in session.secrets if s)
+        for warning in loaded.warnings:
+            stream.diagnostic("warning", warning, path=str(loaded.path))
+    return session
+
+
+def _event_stream(as_json: bool) -> EventStream | None:
+    """The `-json` stream on stdout (its `version` event written), or None for text."""
+    if not as_json:
+        return None
+    from mactl.plan.events import EventStream
+
+    stream = EventStream(sys.stdout)
+    stream.version()
+    return stream
+
+
+@contextmanager
+def _diagnosed(stream: EventStream | None) -> Iterator[None]:
+    """With `-json`, an error that ends the command is also a `diagnostic` event on the stream.
+
+    The error still propagates: the guard prints its one line on stderr and sets the
+    exit code, which is the same with `-json` as without.
+    """
+    try:
+        yield
+    except MactlError as err:
+        if stream is not None:
+            source = getattr(err, "source", None)  # a config error names its file
+            stream.diagnostic("error", err.message, err.hint or "", path=source if isinstance(source, str) else None)
+        raise
+    except OSError as err:
+        if stream is not None:
+            where = f"{err.filename}: " if err.filename is not None else ""
+            stream.diagnostic("error", where + (err.strerror or type(err).__name__))
+        raise
 
 
 def _variables_for_plan(session: Session) -> tuple[dict[str, Any], list[str]]:
@@ -152,9 +217,24 @@ def _variables_for_plan(session: Session) -> tuple[dict[str, Any], list[str]]:
     return values, sensitive
 
 
+def keep_recorded_names(session: Session, doc: StateDocument | None) -> None:
+    """The snapshot names this state recorded stay its names (`mactl.graph.snapshot_names`)."""
+    from mactl.graph.snapshot_names import keep_recorded_snapshot_names
+
+    if doc is None:
+        return
+    recorded = {
+        address: name
+        for address, record in doc.stages.items()
+        if record.type == "snapshot" and isinstance(name := record.inputs.get("snapshotName"), str)
+    }
+    session.graph = keep_recorded_snapshot_names(session.graph, recorded)
+
+
 def make_plan(session: Session, options: PlanOptions, doc: StateDocument | None) -> Plan:
     from mactl.plan.builder import build_plan
 
+    keep_recorded_names(session, doc)
     plan = build_plan(
         session.graph,
         doc,
@@ -208,6 +288,25 @@ def _render(plan: Plan, as_json: bool, markdown: bool) -> str:
     from mactl.plan.render_text import render_text
 
     return render_text(plan)
+
+
+def _write_parts(plan: Plan, folder: Path | None) -> None:
+    """`--markdown-parts DIR`: the plan as `plan.1.md`…`plan.N.md`, earlier parts in DIR replaced."""
+    if folder is None:
+        return
+    from mactl.plan.render_markdown import render_markdown_parts
+
+    parts = render_markdown_parts(plan)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("plan.*.md"):
+            if stale.name.split(".")[1].isdigit():  # a part of an earlier plan: it would be posted too
+                stale.unlink()
+        for number, text in enumerate(parts, start=1):
+            (folder / f"plan.{number}.md").write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"--markdown-parts {folder}: cannot write the parts: {err.strerror or err}") from None
+    typer.echo(f"Wrote the plan as {len(parts)} markdown part(s): {folder}/plan.1.md … plan.{len(parts)}.md", err=True)
 
 
 def _metadata_evaluations(session: Session, plan: Plan, doc: StateDocument | None) -> str:
@@ -264,12 +363,15 @@ def _check_transforms(session: Session) -> None:
         raise ConfigErrors(issues, source=str(session.loaded.path))
 
 
-def _warn_preflight(session: Session, plan: Plan, doc: StateDocument | None) -> None:
+def _warn_preflight(session: Session, plan: Plan, doc: StateDocument | None, stream: EventStream | None = None) -> None:
     """What apply's preflight would refuse (an unreachable cluster, an unreadable snapshot), on stderr."""
     from mactl.plan.preflight import plan_warnings
 
     for line in plan_warnings(plan, session.graph, session.loaded, doc):
-        typer.secho(f"Warning: {line}", fg="yellow", err=True)
+        if stream is not None:
+            stream.diagnostic("warning", line)
+        else:
+            typer.secho(f"Warning: {line}", fg="yellow", err=True)
 
 
 def _preflight(session: Session, plan: Plan, doc: StateDocument | None) -> None:
@@ -303,6 +405,7 @@ def plan_command(
     parallelism: ParallelismOpt = 4,
     as_json: JsonOpt = False,
     markdown: MarkdownOpt = False,
+    markdown_parts: MarkdownPartsOpt = None,
     evaluate: Annotated[
         bool,
         typer.Option(
@@ -313,26 +416,37 @@ def plan_command(
     ] = False,
 ) -> None:
     """Show what apply would do: diff the config against the state, in order."""
-    if out is not None:
-        from mactl.plan.planfile import check_plan_path
+    stream = _event_stream(as_json)
+    with _diagnosed(stream):
+        if as_json and (markdown or evaluate or markdown_parts is not None):
+            raise ConfigError(
+                "-json streams events: it cannot be combined with --markdown, --markdown-parts or --evaluate",
+                hint="for the plan as one JSON document: `mactl plan -out FILE` then `mactl show -json FILE`",
+            )
+        if out is not None:
+            from mactl.plan.planfile import check_plan_path
 
-        check_plan_path(out)  # before any work: a plan that cannot be saved is not made
-    options = _options(target, exclude, replace, keep_downstream, refresh, refresh_only, parallelism=parallelism)
-    session = _open(config, var, var_file)
-    _check_transforms(session)
-    with lock_state(session.backend, "plan", lock_timeout, lock_takeover_stale):
-        doc = session.backend.read()
-        plan = make_plan(session, options, doc)
-    _warn_preflight(session, plan, doc)
-    if out is not None:
-        from mactl.plan.planfile import save_plan
+            check_plan_path(out)  # before any work: a plan that cannot be saved is not made
+        options = _options(target, exclude, replace, keep_downstream, refresh, refresh_only, parallelism=parallelism)
+        session = _open(config, var, var_file, stream)
+        _check_transforms(session)
+        with lock_state(session.backend, "plan", lock_timeout, lock_takeover_stale):
+            doc = session.backend.read()
+            plan = make_plan(session, options, doc)
+        _warn_preflight(session, plan, doc, stream)
+        if out is not None:
+            from mactl.plan.planfile import save_plan
 
-        save_plan(plan, out)
-    _emit(_render(plan, as_json, markdown))
-    if evaluate:
-        _emit(_metadata_evaluations(session, plan, doc))
-    if out is not None and not as_json:
-        typer.echo(f"\nSaved the plan to {out}. Apply exactly this plan with: mactl apply {out}", err=True)
+            save_plan(plan, out)
+        if stream is not None:
+            stream.plan(plan, "plan")
+        else:
+            _emit(_render(plan, False, markdown))
+            _write_parts(plan, markdown_parts)
+        if evaluate:
+            _emit(_metadata_evaluations(session, plan, doc))
+        if out is not None and stream is None:
+            typer.echo(f"\nSaved the plan to {out}. Apply exactly this plan with: mactl apply {out}", err=True)
     if detailed_exitcode and plan.has_changes:
         raise typer.Exit(2)
 
@@ -340,13 +454,18 @@ def plan_command(
 @app.command("show")
 def show_command(
     planfile: Annotated[Path, typer.Argument(help="A plan saved with `mactl plan -out FILE`.", dir_okay=False)],
-    as_json: JsonOpt = False,
+    as_json: ShowJsonOpt = False,
     markdown: MarkdownOpt = False,
+    markdown_parts: MarkdownPartsOpt = None,
 ) -> None:
-    """Print a saved plan (text, --json or --markdown)."""
+    """Print a saved plan (text, -json as one document, or --markdown)."""
     from mactl.plan.planfile import load_plan
 
-    _emit(_render(load_plan(planfile), as_json, markdown))
+    if as_json and markdown_parts is not None:
+        raise ConfigError("--json and --markdown-parts cannot be used together")
+    plan = load_plan(planfile)
+    _emit(_render(plan, as_json, markdown))
+    _write_parts(plan, markdown_parts)
 
 
 def _confirm(what: str, auto_approve: bool) -> None:
@@ -364,25 +483,44 @@ def _confirm(what: str, auto_approve: bool) -> None:
         raise typer.Exit(1)
 
 
-def _walk(session: Session, plan: Plan, doc: StateDocument | None, parallelism: int, operation: str) -> int:
+def _walk(
+    session: Session,
+    plan: Plan,
+    doc: StateDocument | None,
+    parallelism: int,
+    operation: str,
+    stream: EventStream | None = None,
+) -> int:
     from mactl.apply.display import ApplyDisplay
+    from mactl.apply.hooks import Hook
     from mactl.apply.recorder import StateRecorder
     from mactl.apply.walker import Walker
     from mactl.state import StateDocument, current_who
 
+    hook: Hook
+    if stream is not None:
+        from mactl.apply.json_hook import JsonEventsHook
+
+        hook = JsonEventsHook(stream, {c.address: c.type for c in plan.changes})
+    else:
+        hook = ApplyDisplay()
     recorder = StateRecorder(session.backend, doc or StateDocument(), current_who(), session.secrets)
     walker = Walker(
         plan,
         session.graph,
         recorder,
         parallelism=parallelism,
-        hooks=[ApplyDisplay()],
+        hooks=[hook],
         workdir=session.backend.workdir,
         config_dir=session.loaded.base_dir,
         secrets=session.secrets,
         operation=operation,
     )
     result = walker.run()
+    if stream is not None:
+        from mactl.cli.json_report import report_walk
+
+        return report_walk(stream, plan, result, operation)
     return _report(result, operation)
 
 
@@ -453,7 +591,7 @@ def _plan_confirm_walk(
     lock_timeout: str,
     auto_approve: bool,
     *,
-    as_json: bool = False,
+    stream: EventStream | None = None,
     no_changes: str,
     question: str,
     takeover_stale: bool = False,
@@ -469,15 +607,21 @@ def _plan_confirm_walk(
     with lock_state(session.backend, operation, lock_timeout, takeover_stale):
         doc = session.backend.read()
         plan = make_plan(session, options, doc)
-        _emit(_render(plan, as_json, False))
+        if stream is not None:
+            stream.plan(plan, "plan")
+        else:
+            _emit(_render(plan, False, False))
         if not plan.has_changes:
-            typer.echo(no_changes)
+            if stream is not None:
+                stream.change_summary({}, operation, no_changes.strip())
+            else:
+                typer.echo(no_changes)
             return None
         check_available(plan)
         if operation == "apply":
             _preflight(session, plan, doc)
         _confirm(question, auto_approve)
-        return _walk(session, plan, doc, options.parallelism, operation)
+        return _walk(session, plan, doc, options.parallelism, operation, stream)
 
 
 def _apply_saved(
@@ -488,6 +632,7 @@ def _apply_saved(
     parallelism: int,
     lock_timeout: str,
     takeover_stale: bool = False,
+    stream: EventStream | None = None,
 ) -> int:
     from mactl.apply.walker import check_available
     from mactl.plan.builder import config_digest, prepare
@@ -499,22 +644,29 @@ def _apply_saved(
     with tempfile.TemporaryDirectory(prefix="mactl-plan-vars-") as tmp:
         recorded = Path(tmp) / "plan-variables.json"
         recorded.write_bytes(orjson.dumps(non_sensitive_variables(plan)))
-        session = _open(config or Path(plan.config_path), var, [recorded, *(var_file or [])])
+        session = _open(config or Path(plan.config_path), var, [recorded, *(var_file or [])], stream)
     if session.backend.workspace != plan.workspace:
         raise PlanError(
             f"the plan was made for workspace {plan.workspace!r}, but {session.backend.workspace!r} is selected"
         )
-    digest = config_digest(prepare(session.graph, session.secrets))
     check_available(plan)
     with lock_state(session.backend, "apply", lock_timeout, takeover_stale):
         doc = session.backend.read()
+        keep_recorded_names(session, doc)
+        digest = config_digest(prepare(session.graph, session.secrets))
         check_fresh(plan, doc, digest, session.backend.describe())
-        _emit(render_text(plan))
+        if stream is not None:
+            stream.plan(plan, "plan")
+        else:
+            _emit(render_text(plan))
         if not plan.has_changes:
-            typer.echo("\nApply complete! No changes.")
+            if stream is not None:
+                stream.change_summary({}, "apply", "Apply complete! No changes.")
+            else:
+                typer.echo("\nApply complete! No changes.")
             return 0
         _preflight(session, plan, doc)
-        return _walk(session, plan, doc, parallelism, "apply")
+        return _walk(session, plan, doc, parallelism, "apply", stream)
 
 
 @app.command("apply")
@@ -536,27 +688,39 @@ def apply_command(
     parallelism: ParallelismOpt = 4,
     lock_timeout: LockTimeoutOpt = "0s",
     lock_takeover_stale: LockTakeoverOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Apply the plan: run stages through their providers, saving the state as it goes."""
-    if planfile is not None:
-        if any([target, exclude, replace, keep_downstream, refresh_only]) or _refresh_flag(refresh) is False:
+    stream = _event_stream(as_json)
+    with _diagnosed(stream):
+        if as_json and planfile is None and not auto_approve:
             raise ConfigError(
-                "planning flags (-target, -exclude, -replace, -refresh…) cannot be used with a saved plan",
-                hint="they were fixed when the plan was made",
+                "-json on apply needs -auto-approve or a saved plan: there is no one to answer `yes` in a JSON stream",
+                hint="mactl apply -json -auto-approve, or mactl plan -out FILE then mactl apply -json FILE",
             )
-        raise typer.Exit(_apply_saved(planfile, config, var, var_file, parallelism, lock_timeout, lock_takeover_stale))
-    options = _options(target, exclude, replace, keep_downstream, refresh, refresh_only, parallelism=parallelism)
-    session = _open(config, var, var_file)
-    code = _plan_confirm_walk(
-        session,
-        options,
-        "apply",
-        lock_timeout,
-        auto_approve,
-        no_changes="\nApply complete! No changes.",
-        question="perform these actions",
-        takeover_stale=lock_takeover_stale,
-    )
+        if planfile is not None:
+            if any([target, exclude, replace, keep_downstream, refresh_only]) or _refresh_flag(refresh) is False:
+                raise ConfigError(
+                    "planning flags (-target, -exclude, -replace, -refresh…) cannot be used with a saved plan",
+                    hint="they were fixed when the plan was made",
+                )
+            saved = _apply_saved(
+                planfile, config, var, var_file, parallelism, lock_timeout, lock_takeover_stale, stream
+            )
+            raise typer.Exit(saved)
+        options = _options(target, exclude, replace, keep_downstream, refresh, refresh_only, parallelism=parallelism)
+        session = _open(config, var, var_file, stream)
+        code = _plan_confirm_walk(
+            session,
+            options,
+            "apply",
+            lock_timeout,
+            auto_approve,
+            stream=stream,
+            no_changes="\nApply complete! No changes.",
+            question="perform these actions",
+            takeover_stale=lock_takeover_stale,
+        )
     if code is not None:
         raise typer.Exit(code)
 
@@ -575,19 +739,26 @@ def destroy_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Roll back every stage in the state (or -target ADDR and what depends on it), in reverse order."""
-    options = _options(target, None, None, None, "false", False, destroy=True, parallelism=parallelism)
-    session = _open(config, var, var_file)
-    code = _plan_confirm_walk(
-        session,
-        options,
-        "destroy",
-        lock_timeout,
-        auto_approve,
-        as_json=as_json,
-        no_changes="\nNothing to destroy.",
-        question="destroy these stages",
-        takeover_stale=lock_takeover_stale,
-    )
+    stream = _event_stream(as_json)
+    with _diagnosed(stream):
+        if as_json and not auto_approve:
+            raise ConfigError(
+                "-json on destroy needs -auto-approve: there is no one to answer `yes` in a JSON stream",
+                hint="mactl destroy -json -auto-approve",
+            )
+        options = _options(target, None, None, None, "false", False, destroy=True, parallelism=parallelism)
+        session = _open(config, var, var_file, stream)
+        code = _plan_confirm_walk(
+            session,
+            options,
+            "destroy",
+            lock_timeout,
+            auto_approve,
+            stream=stream,
+            no_changes="\nNothing to destroy.",
+            question="destroy these stages",
+            takeover_stale=lock_takeover_stale,
+        )
     if code is not None:
         raise typer.Exit(code)
 

@@ -32,12 +32,12 @@ def evaluate_cmd(
     from_: str | None = typer.Option(None, "--from", help="Override where metadata is read: snapshot | live."),
 ) -> None:
     """Show per item the JSON that would be created after all transforms; writes nothing."""
-    from mactl.graph.expand import expand
+    from mactl.cli.config_cmd import expand_named
     from mactl.schema.metadata import MetadataInputs
 
     loaded = load_from_options(config, var, var_file)
     stage = find_stage(
-        expand(loaded.config, config_dir=loaded.base_dir),
+        expand_named(loaded),
         address,
         "metadata",
         none_hint="the config has no metadata stage",

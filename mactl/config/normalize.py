@@ -31,6 +31,20 @@ from mactl.config.model import SnapshotEntry
 from mactl.transforms import parse_spec
 
 SEED_PLACEHOLDER = "No keys are necessary to do this step"
+SEED_TRANSFORM_PLACEHOLDER = "..."  # the seed's Top-Level Configuration writes `"transforms": "..."`
+
+
+def _no_transform(spec: Any) -> bool:
+    """An empty, null or placeholder transform: the user wrote the key but no transform."""
+    if spec is None:
+        return True
+    return isinstance(spec, str) and spec.strip() in ("", SEED_TRANSFORM_PLACEHOLDER)
+
+
+def _no_transform_warning(path: str, spec: Any) -> str:
+    written = "null" if spec is None else ('the placeholder "..."' if spec.strip() else "empty")
+    return f"{path} is {written}: read as no transform. Remove the key, or write a transform there"
+
 
 SOURCE_LIST_KEY = "source-migration-configurations"
 SNAPSHOT_KEYS = ("snapshot-and-migration-configs", "static-migration-configs")
@@ -331,11 +345,21 @@ class _Normalizer:
         value = dict(value)
         tpath = join_path(path, "transforms")
         specs = value["transforms"]
-        if isinstance(specs, (str, dict)):  # one transform written without the list
+        if _no_transform(specs):  # `transforms: ""`, `null` or the seed's `"..."`: none
+            self.out.warnings.append(_no_transform_warning(tpath, specs))
+            value["transforms"] = []
+        elif isinstance(specs, (str, dict)):  # one transform written without the list
             self.origins.record((*loc, "transforms", 0), tpath)
             value["transforms"] = [self.transform(specs, tpath)]
         elif isinstance(specs, list):
-            value["transforms"] = [self.transform(s, join_path(tpath, i)) for i, s in enumerate(specs)]
+            kept: list[Any] = []
+            for i, spec in enumerate(specs):
+                if _no_transform(spec):
+                    self.out.warnings.append(_no_transform_warning(join_path(tpath, i), spec))
+                    continue
+                self.origins.record((*loc, "transforms", len(kept)), join_path(tpath, i))
+                kept.append(self.transform(spec, join_path(tpath, i)))
+            value["transforms"] = kept
         return value
 
     def transform(self, spec: Any, path: str) -> Any:

@@ -45,9 +45,11 @@ from mactl.config.bulk import paused_gc
 from mactl.config.issues import ConfigErrors, ConfigIssue, did_you_mean
 from mactl.config.model import CaptureConfig, Config, SnapshotEntry, SourceMigration, StageBlock, TargetConfig
 from mactl.graph import inputs as build
+from mactl.graph.snapshot_names import snapshot_name
 from mactl.graph.stage import Lifecycle, Stage
 from mactl.providers.registry import get_provider
 from mactl.schema.common import LifecycleConfig, SnapshotRepository
+from mactl.state.identity import state_tag
 
 
 @dataclass
@@ -111,15 +113,20 @@ def _lexicographic_order(stages: dict[str, Stage]) -> list[str]:
     return order  # shorter than `stages` if there is a cycle
 
 
-def expand(config: Config, *, validate_inputs: bool = True, config_dir: Path | None = None) -> StageGraph:
+def expand(
+    config: Config, *, validate_inputs: bool = True, config_dir: Path | None = None, workspace: str = "default"
+) -> StageGraph:
     """The stage graph of `config`; `ConfigErrors` for references that lead nowhere.
 
     `validate_inputs` checks every stage's inputs against its provider's `Inputs`
     model (about 10 µs a stage on an idle machine); turning it off is for benchmarks only.
     `config_dir` (the config's folder) turns on the transforms' `codeDigest`.
+    `workspace` (with the config's `state` block) names the state the graph is applied
+    with: snapshots a state takes carry its tag (`mactl.state.state_tag`), so two states
+    that migrate from the same source never take a snapshot of the same name.
     """
     with paused_gc():
-        expander = _Expander(config, config_dir)
+        expander = _Expander(config, config_dir, state_tag(config.state, workspace))
         expander.run()
         if expander.issues:
             raise ConfigErrors(expander.issues)
@@ -138,9 +145,10 @@ def _lifecycle(block: StageBlock | None) -> Lifecycle:
 
 
 class _Expander:
-    def __init__(self, config: Config, config_dir: Path | None = None) -> None:
+    def __init__(self, config: Config, config_dir: Path | None = None, state_tag: str = "") -> None:
         self.config = config
         self.config_dir = config_dir
+        self.state_tag = state_tag
         self._digests: dict[tuple[str, str], str | None] = {}
         self.stages: dict[str, Stage] = {}
         self.edges: list[tuple[str, str]] = []
@@ -357,7 +365,7 @@ class _Expander:
         src = sm.source.name
         existing = entry.existingSnapshot
         repo = _repository_for(sm, entry)
-        snap_name = existing.name if existing is not None else f"mactl-{src}-{entry.name}".lower()
+        snap_name = existing.name if existing is not None else snapshot_name(str(src), str(entry.name), self.state_tag)
         repo_piece = build.repository(repo)
         b = build.InputsBuilder().put("source", source_ref).put("repository", repo_piece)
         b.put("snapshotName", snap_name).put("existing", existing is not None)

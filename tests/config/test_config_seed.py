@@ -65,3 +65,38 @@ def test_the_verbatim_top_level_sketch_is_a_clear_parse_error() -> None:
     message = str(info.value)
     assert "invalid JSON at line 5, column 17" in message
     assert "placeholder" in message
+
+
+def test_transforms_left_empty_null_or_as_the_seed_placeholder_mean_none_with_a_warning() -> None:
+    """The seed writes `"transforms": "..."`; `""` and `null` say the same: no transform, and a warning naming the path."""
+    loaded = load_config(SEED / "top-level-transforms-left-out.jsonc", env={})
+    filled = load_config(SEED / "top-level-filled.jsonc", env={}).config.model_dump(mode="json")
+    assert loaded.config.model_dump(mode="json") == filled
+    prefix = "source-migration-configurations[0]."
+    migration = f"{prefix}snapshot-and-migration-configs[0].migrations[0]."
+    expected = {
+        f'{migration}metadata.transforms is the placeholder "...": read as no transform',
+        f"{migration}documentBackfillConfigs.transforms is empty: read as no transform",
+        f"{prefix}replayer-config.transforms is null: read as no transform",
+    }
+    found = {w.split(". Remove")[0] for w in loaded.warnings if "read as no transform" in w}
+    assert found == expected
+
+
+def test_an_empty_transform_inside_a_list_is_dropped_and_the_others_kept(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "target: {endpoint: 'http://t:9200'}\n"
+        "source: {endpoint: 'http://s:9200'}\n"
+        "snapshot-and-migration-configs:\n"
+        "  - migrations:\n"
+        "      - documentBackfillConfigs: {transforms: ['', '{{ _source | tojson }}', null]}\n"
+    )
+    loaded = load_config(config, env={})
+    backfill = loaded.config.sources[0].snapshots[0].migrations[0].backfills[0]
+    assert [t.template for t in backfill.transforms] == ["{{ _source | tojson }}"]
+    paths = sorted(w.split(" is ")[0] for w in loaded.warnings if "read as no transform" in w)
+    assert paths == [
+        "snapshot-and-migration-configs[0].migrations[0].documentBackfillConfigs.transforms[0]",
+        "snapshot-and-migration-configs[0].migrations[0].documentBackfillConfigs.transforms[2]",
+    ]

@@ -53,6 +53,18 @@ class Project:
         captured = self.capsys.readouterr()
         return Result(code, captured.out, captured.err)
 
+    def plan_document(self, *argv: str) -> Result:
+        """`mactl plan ARGS -out FILE` then `mactl show -json FILE`: the plan as one JSON document."""
+        planned = self.run("plan", *argv, "-out", str(self.root / "document.plan"))
+        if planned.code != 0:
+            return planned
+        return self.run("show", "-json", str(self.root / "document.plan"))
+
+    def events(self, *argv: str) -> tuple[Result, list[dict[str, Any]]]:
+        """`mactl ARGS` (with `-json`), and its stdout parsed line by line as UI events."""
+        result = self.run(*argv)
+        return result, [json.loads(line) for line in result.out.splitlines()]
+
     def state(self) -> dict[str, Any]:
         return json.loads((self.root / ".mactl" / "state.json").read_text())
 

@@ -8,7 +8,7 @@ from engine_helpers import Project, pipeline_config
 
 
 def plan_json(project: Project, *args: str) -> dict:
-    r = project.run("plan", "--json", *args)
+    r = project.plan_document(*args)
     assert r.code == 0, r.err
     return json.loads(r.out)
 

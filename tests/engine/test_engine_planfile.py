@@ -74,12 +74,14 @@ def test_secrets_never_reach_plans_plan_files_state_or_logs(project: Project, mo
     project.write(SECRET_CONFIG)
     project.control(log_secret=f"password={SECRET}")
     monkeypatch.setenv("MACTL_VAR_target_password", SECRET)
-    outputs = [project.run("plan", *fmt).out for fmt in ((), ("--json",), ("--markdown",))]
+    outputs = [project.run("plan", *fmt).out for fmt in ((), ("--markdown",))]
+    outputs.append(project.plan_document().out)
     r = project.run("plan", "-out", "s.plan")
     assert r.code == 0
     for text in outputs:
         assert SECRET not in text
         assert "(sensitive)" in text
+    assert SECRET not in project.run("plan", "-json").out  # the stream has no values of a create
     assert SECRET not in (project.root / "s.plan").read_text()
     assert SECRET not in project.run("show", "s.plan", "--json").out
 
@@ -102,7 +104,7 @@ def test_secrets_never_reach_plans_plan_files_state_or_logs(project: Project, mo
 
     # a rotated secret is still a change, shown masked
     monkeypatch.setenv("MACTL_VAR_target_password", SECRET + "-rotated")
-    doc = json.loads(project.run("plan", "--json").out)
+    doc = json.loads(project.plan_document().out)
     changed = {c["address"]: c for c in doc["resource_changes"] if c["change"]["actions"] != ["no-op"]}
     assert "backfill.src.snap1.t1.i0.b0" in changed
     attrs = changed["backfill.src.snap1.t1.i0.b0"]["change"]["attributes"]
@@ -125,7 +127,7 @@ def test_variables_precedence_end_to_end(project: Project, monkeypatch: pytest.M
     project.write('{"batch": 400}', "b.json")
 
     def batch(*args: str) -> int:
-        r = project.run("plan", "--json", *args)
+        r = project.plan_document(*args)
         assert r.code == 0, r.err
         doc = json.loads(r.out)
         change = next(c for c in doc["resource_changes"] if c["type"] == "backfill")
@@ -141,7 +143,7 @@ def test_variables_precedence_end_to_end(project: Project, monkeypatch: pytest.M
     r = project.run("plan", "-var", "nope=1")
     assert r.code == 1 and "nope" in r.err and "Traceback" not in r.err
     # the plan records the variables used, the sensitive one masked
-    doc = json.loads(project.run("plan", "--json", "-var", "batch=7").out)
+    doc = json.loads(project.plan_document("-var", "batch=7").out)
     assert doc["variables"] == {"target_password": "(sensitive)", "batch": 7}
 
 

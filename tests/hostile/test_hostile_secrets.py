@@ -190,8 +190,10 @@ def test_no_secret_in_any_offline_output_or_file(
     assert outputs["validate"][0] == 0, outputs["validate"][1]
     assert "variables.pw" in outputs["validate"][1] and "sensitive" in outputs["validate"][1]
     # The masked values are really there (the plan shows them masked, not missing).
-    plan_json = json.loads(stdout["plan -refresh=false -json"])
+    plan_json = json.loads(stdout["show --json p.bin"])
     assert plan_json["variables"]["pw"] == "(sensitive)"
+    events = [json.loads(line) for line in stdout["plan -refresh=false -json"].splitlines()]
+    assert events[0]["type"] == "version" and events[-1]["type"] == "change_summary"
     files = _written(tmp_path, {"c.json"})
     assert "p.bin" in files
     for name, data in files.items():

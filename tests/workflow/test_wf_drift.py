@@ -15,15 +15,17 @@ from typing import Any
 
 import pytest
 from wf_data import docs_of, request  # type: ignore[import-not-found]
-from wf_helpers import Quickstart, Run  # type: ignore[import-not-found]
+from wf_helpers import Quickstart, Run, mactl  # type: ignore[import-not-found]
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 def _plan(qs: Quickstart) -> tuple[Run, dict[str, Any]]:
-    """`plan -detailed-exitcode` (its text) and `plan --json` (the changes by address)."""
+    """`plan -detailed-exitcode` (its text) and the plan document (the changes by address)."""
     text = qs.run("plan", "-detailed-exitcode")
-    doc = qs.run("plan", "--json")
+    saved = qs.run("plan", "-out", str(qs.folder / "drift.plan"))
+    assert saved.code == 0, saved.err
+    doc = mactl(qs.folder, "show", "-json", str(qs.folder / "drift.plan"), env=qs.env)
     assert doc.code == 0, doc.err
     changes = {c["address"]: c for c in json.loads(doc.out)["resource_changes"]}
     return text, changes
