@@ -26,7 +26,7 @@ _SLACK = 200  # room for the part note and rounding; the limit is never reached 
 # The lines that carry an action: a stage block's first line (`  -/+ stage "…"`), its
 # attributes (`      ~ path = …`) and the legend (`  +   create`); not `  # comments`, not
 # the `  - ADDR` bullet lists, not `<=` (GitHub would colour it as a removal).
-_SYMBOL = re.compile(r'^(  )(-/\+|[-+~])(?= stage "|   \S| replace)|^(      )([-+~])(?= )', re.MULTILINE)
+_SYMBOL = re.compile(r'^(  )(-/\+|[-+~])(?= stage "|   \S| replace)|^(      )(-/\+|[-+~])(?= )', re.MULTILINE)
 _FIRST_COLUMN = {"~": "!"}
 
 

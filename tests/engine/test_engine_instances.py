@@ -112,7 +112,7 @@ def _applied(project: Project, meta: dict[str, str], bf: dict[str, str]) -> None
 
 
 def _plan(project: Project, *args: str) -> dict[str, dict]:
-    r = project.run("plan", "--json", *args)
+    r = project.plan_document(*args)
     assert r.code == 0, r.err
     return {c["address"]: c for c in json.loads(r.out)["resource_changes"]}
 
@@ -253,7 +253,7 @@ def test_plan_output_with_instances_is_pinned(project: Project, snapshot) -> Non
     text = project.run("plan")
     assert text.code == 0, text.err
     assert text.out == snapshot(name="text")
-    doc = json.loads(project.run("plan", "--json").out)
+    doc = json.loads(project.plan_document().out)
     pinned = {
         "summary": doc["summary"],
         "instance_summary": doc["instance_summary"],

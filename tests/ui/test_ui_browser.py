@@ -229,7 +229,9 @@ def test_plan_page_shows_the_cascade_of_a_change_on_disk_as_mactl_plan_does(migr
     backfill_cfg["documentBackfillConfigs"][0]["indices"] = {"names": [migration.index]}  # forces a replacement
     config_file.write_text(yaml.safe_dump(config))
     try:
-        cli = migration.mactl("plan", "-refresh=false", "--json")
+        planned = migration.mactl("plan", "-refresh=false", "-out", "ui-check.plan")
+        assert planned.returncode == 0, planned.stderr
+        cli = migration.mactl("show", "-json", "ui-check.plan")
         assert cli.returncode == 0, cli.stderr
         expected = {c["address"]: c for c in json.loads(cli.stdout)["resource_changes"]}
         driver = migration.driver
