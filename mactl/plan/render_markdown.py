@@ -23,9 +23,13 @@ def render_markdown(plan: Plan, *, limit: int = LIMIT) -> str:
             ("create", "create"),
             ("update", "update"),
             ("read", "read"),
+            ("forget", "forget (removed block: left as it is)"),
+            ("import", "import (adopted; rollback deletes it)"),
         ):
             if counts[action]:
                 head.append(f"| {label} | {counts[action]} |")
+        if plan.moves:
+            head.append(f"| move (moved block: state only) | {len(plan.moves)} |")
         head.append("")
         rollbacks = [c.address for c in plan.actionable() if c.rolls_back]
         if rollbacks:
