@@ -75,6 +75,10 @@ class StageContext(Generic[InputsT]):
     checkpoint: CheckpointFn = lambda _d: None
     log: LogFn = lambda _m: None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # The password the config gives the target of this name now, for a provider that must
+    # reach a target its own inputs do not name (a switchover draining every replay of its
+    # source): neither the state nor a stage's files ever hold one.
+    target_password: Callable[[str], str | None] = lambda _name: None
 
     def upstream_of_type(self, stage_type: str) -> list[Mapping[str, Any]]:
         """Outputs of the dependencies whose address starts with `stage_type.`."""

@@ -108,4 +108,11 @@ class ContextBuilder:
             hooks.stage_log(address, message)
 
         ctx.progress, ctx.checkpoint, ctx.log = progress, checkpoint, log
+        ctx.target_password = self._target_password
         return ctx
+
+    def _target_password(self, name: str) -> str | None:
+        ref = self.graph.clusters.targets.get(name) or {}
+        auth = ref.get("auth")
+        password = auth.get("password") if isinstance(auth, dict) else None
+        return password if isinstance(password, str) else None
