@@ -87,6 +87,10 @@ class StageContext(Generic[InputsT]):
     # key → "create" | "replace" | "rollback": the only instances this run touches (a
     # partially changed stage); None: the whole stage.
     instances: Mapping[str, str] | None = None
+    # The password the config gives the target of this name now, for a provider that must
+    # reach a target its own inputs do not name (a switchover draining every replay of its
+    # source): neither the state nor a stage's files ever hold one.
+    target_password: Callable[[str], str | None] = lambda _name: None
 
     def upstream_of_type(self, stage_type: str) -> list[Mapping[str, Any]]:
         """Outputs of the dependencies whose address starts with `stage_type.`."""

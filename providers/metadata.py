@@ -328,6 +328,73 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
             if row["kind"] == "pipeline":
                 tgt.delete(client, "pipeline", row["name"])
 
+    def adopt(self, ctx: Context, import_id: str | None) -> dict[str, Any]:
+        """`import`: take over the target's indices, templates, aliases and pipelines that
+        are exactly what this stage would create (after every transform), as if it had
+        created them. Nothing is written. Any item missing from the target, or there with
+        another definition, is a `ProviderError` that lists them (with the differences),
+        as are items the stage could not migrate. From then on the stage owns them: a
+        rollback deletes them. `import_id` is not needed (the inputs say what to look for).
+        """
+        inputs = ctx.inputs
+        client = client_for(inputs.target, pool_maxsize=INDEX_WORKERS + 2)
+        ev = evaluate(inputs, upstream=ctx.upstream, target_client=client, base_dir=ctx.config_dir)
+        existing_indices = tgt.existing_index_names(client)
+        problems: list[str] = []
+        rows: dict[str, dict[str, Any]] = {}
+        adopted: list[dict[str, str]] = []
+        for item in ev.items:
+            if item.action == "fail":
+                problems.append(f"  {item.kind} {item.name}: cannot be migrated: {item.reason}")
+                continue
+            if item.action != "create":
+                continue
+            actual = (
+                None
+                if item.kind == "index" and item.name not in existing_indices
+                else tgt.fetch(client, item.kind, item.name)
+            )
+            if actual is None:
+                problems.append(f"  {item.kind} {item.name}: not on the target")
+                continue
+            assert item.body is not None
+            diff = tgt.differences(item.kind, item.body, actual)
+            if diff:
+                problems.append(
+                    f"  {item.kind} {item.name}: on the target with another definition:\n"
+                    + "\n".join(f"    {line}" for line in diff.splitlines())
+                )
+                continue
+            adopted.append({"kind": item.kind, "name": item.name})
+            rows[_key(item.kind, item.name)] = report_mod.entry(
+                item.kind,
+                item.name,
+                "created",
+                reason="imported: already on the target, identical; owned by this stage",
+                transforms=item.transforms,
+                source_name=item.source_name,
+            )
+        if problems:
+            raise ProviderError(
+                f"{len(problems)} item(s) on the target are not what the stage would create; nothing was imported:\n"
+                + "\n".join(problems),
+                hint="create the missing items, or change the stage's `indices`/`transforms` to match the target",
+            )
+        for ex in ev.excluded:
+            rows[_key(ex.kind, ex.name)] = report_mod.entry(ex.kind, ex.name, "excluded", reason=ex.reason)
+        report = report_mod.build(ev.source, ev.target, ev.origin, self._ordered(rows))
+        return {
+            "created": adopted,
+            "imported": True,
+            "sourceVersion": ev.source["version"],
+            "sourceDistribution": ev.source["distribution"],
+            "targetVersion": ev.target["version"],
+            "excluded": [{"kind": e.kind, "name": e.name, "reason": e.reason} for e in ev.excluded],
+            "report": report,
+            "definitions": {i.name: i.body for i in ev.items if i.kind == "index" and i.action == "create" and i.body},
+            "templateBodies": _template_bodies(client, adopted),
+        }
+
     def _no_longer_selected_pipelines(self, ctx: Context, created: list[dict[str, str]]) -> list[dict[str, str]]:
         """Pipelines an earlier run created that this one no longer selects (`pipelines` changed in place).
 

@@ -37,7 +37,7 @@ from mactl.providers.base import BaseProvider, Fact, PreflightContext, Progress,
 from mactl.providers.capture import resolved_log
 from mactl.state.workdir import StageFiles
 
-from mactl.capture.spec import ReplaySpec
+from mactl.capture.spec import PASSWORD_ENV, ReplaySpec
 from mactl.errors import ProviderError
 from mactl.schema.replay import ReplayInputs
 
@@ -118,7 +118,7 @@ def _start_time(position: dict[str, Any] | None) -> float | None:
 
 
 def _spec(ctx: Context, start: dict[str, int], resume: bool) -> ReplaySpec:
-    """The replayer job spec. Its JSON holds the target's secret in clear: written 0600 only."""
+    """The replayer job spec (its JSON form leaves the target's password out)."""
     return ReplaySpec.from_inputs(
         ctx.inputs,
         log=resolved_log(ctx.inputs.log),
@@ -261,9 +261,11 @@ class ReplayProvider(BaseProvider[ReplayInputs]):
             spec_file = files.replayer_follow_spec
             _write_spec(spec_file, spec)
             status_file.unlink(missing_ok=True)
+            password = spec.password()
             fleet.spawn(
                 ["replay", "run", "--spec", str(spec_file), "--follow", "--pid-file", str(pid_file)],
                 files.replayer_log,
+                env={PASSWORD_ENV: password} if password else None,
             )
             deadline = time.monotonic() + 30
             while (pid := fleet.read_pid(pid_file)) is None and time.monotonic() < deadline:
@@ -322,7 +324,7 @@ class ReplayProvider(BaseProvider[ReplayInputs]):
 
 
 def _write_spec(path: Path, spec: ReplaySpec) -> None:
-    """The job spec holds the target's secret in clear: owner-only, never in the state."""
+    """The job spec, owner-only; it never holds the target's password (`ReplaySpec.to_json`)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(spec.to_json(), fh)

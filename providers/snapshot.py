@@ -477,6 +477,73 @@ class SnapshotProvider(BaseProvider[SnapshotInputs]):
             capture_position=None,
         )
 
+    def adopt(self, ctx: Context, import_id: str | None) -> dict[str, Any]:
+        """`import`: take over a snapshot that already exists, as if this stage had taken it.
+
+        It must be what the stage would make: its name, in the stage's repository (already
+        registered on the source: nothing is written), finished (SUCCESS), holding exactly
+        the indices the stage's filters select on the source now, with the same global
+        state choice. Otherwise `ProviderError` says what differs. From then on the stage
+        owns it: a rollback deletes it. Replay starts from the capture stage's own start
+        position (the capture must have been running before the snapshot was taken).
+        """
+        inputs = ctx.inputs
+        if inputs.existing:
+            raise ProviderError(
+                f"snapshot '{inputs.snapshotName}' is an existingSnapshot: mactl reads it and never owns it",
+                hint="drop the import, or drop existingSnapshot to let the stage own (and roll back) the snapshot",
+            )
+        if import_id is not None and import_id != inputs.snapshotName:
+            raise ProviderError(
+                f"the stage's snapshot is named '{inputs.snapshotName}', not '{import_id}'",
+                hint="import the stage's own name, or rename the snapshot entry with a `moved` block",
+            )
+        client = client_for(inputs.source)
+        version = cluster_version(client)
+        repo = repository_name(inputs)
+        try:
+            client.snapshot.get_repository(repository=repo)
+        except NotFoundError:
+            raise ProviderError(
+                f"repository '{repo}' is not registered on source '{inputs.source.name}', so no snapshot can be "
+                "imported from it",
+                hint="register it, or name the registered repository in snapshotRepository.name",
+            ) from None
+        info = _describe(client, repo, inputs.snapshotName)
+        if info is None:
+            raise ProviderError(f"snapshot '{inputs.snapshotName}' is not in repository '{repo}': nothing to import")
+        differences: list[str] = []
+        if info.get("state") != "SUCCESS":
+            differences.append(f"it is {info.get('state')}, not SUCCESS")
+        selected = set(self._select(client, inputs))
+        held = set(info.get("indices") or [])
+        if selected - held:
+            differences.append(f"it lacks indices the stage selects: {', '.join(sorted(selected - held))}")
+        if held - selected:
+            differences.append(f"it holds indices the stage does not select: {', '.join(sorted(held - selected))}")
+        if bool(info.get("include_global_state")) != inputs.includeGlobalState:
+            differences.append(
+                f"includeGlobalState is {bool(info.get('include_global_state'))} in it, {inputs.includeGlobalState} "
+                "in the config"
+            )
+        if differences:
+            raise ProviderError(
+                f"snapshot '{inputs.snapshotName}' in repository '{repo}' is not what the stage would take: "
+                + "; ".join(differences),
+                hint="change the stage's `indices`/`includeGlobalState` to match it, or let the stage take its own",
+            )
+        outputs = _outputs(
+            info,
+            inputs=inputs,
+            repo_name=repo,
+            created=True,  # owned from now on: a rollback deletes it (by its uuid)
+            source_version=version,
+            capture_position=_capture_start_position(ctx),
+        )
+        outputs["imported"] = True
+        outputs["repositoryRegisteredByMactl"] = False
+        return outputs
+
     def rollback(self, ctx: Context) -> None:
         """Delete the snapshot this stage created, and the repository if it registered it.
 

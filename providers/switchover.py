@@ -108,6 +108,8 @@ class SwitchoverProvider(BaseProvider[SwitchoverInputs]):
         for address, entry in replayers.items():
             if not entry.get("follow"):
                 spec = ReplaySpec.load(json.loads(Path(entry["specFile"]).read_text()))
+                # the file holds no password: the config gives the target's, now
+                spec = spec.with_password(ctx.target_password(spec.target.name or ""))
                 work = Path(spec.workdir) if spec.workdir else Path(entry["specFile"]).parent
                 tail = Replayer(spec.log, spec.group, options_from_spec(spec, work))
                 st = tail.run(spec.start, resume=True, until_in_sync=False, until_caught_up=True, timeout_s=600)

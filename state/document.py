@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from mactl.state.masking import mask_secrets, mask_url_password
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from mactl.credentials import without_credentials
 from mactl.errors import StateError
 
 FORMAT_VERSION = 1
@@ -56,6 +57,13 @@ class StageRecord(BaseModel):
     last_error: str | None = None
     approved_by: str | None = None
     depends_on: list[str] = Field(default_factory=list)
+
+    @field_validator("inputs")
+    @classmethod
+    def _no_credentials(cls, inputs: dict[str, Any]) -> dict[str, Any]:
+        """A state written before credentials left the state recorded them masked: they are
+        dropped as it loads (and so from its next write); a cluster is a name and an endpoint."""
+        return without_credentials(inputs)
 
 
 class HistoryEntry(BaseModel):

@@ -25,7 +25,7 @@ SKIPPED: set[str] = set()  # units left out of the layering (none: development t
 # Bottom first. A module may import from its own unit (`mactl.<first part>`) and from
 # lower layers only. A new package or top-level module goes into one of these layers.
 LAYERS: list[set[str]] = [
-    {"mactl", "mactl.errors", "mactl.schema", "mactl.templating"},
+    {"mactl", "mactl.errors", "mactl.schema", "mactl.templating", "mactl.credentials"},
     {"mactl.sigv4", "mactl.transforms", "mactl.indexfilter", "mactl.snapshot_reader", "mactl.state", "mactl.retrying"},
     {"mactl.cluster", "mactl.masking", "mactl.address"},
     {"mactl.backfill", "mactl.capture", "mactl.metadata"},

@@ -1,7 +1,8 @@
 """Build the `StageContext` a provider gets for one change of the plan.
 
 Inputs come from the config (the graph), or, for a stage that left the config, from its
-record with secrets put back (`mactl.apply.secrets`); upstream outputs, prior outputs and
+record with its clusters resolved by name from the config (`mactl.credentials`: the
+state holds no credentials) and other secrets put back (`mactl.apply.secrets`); upstream outputs, prior outputs and
 the checkpoint come from the state, as the plan decided (`Change.from_checkpoint`). The
 context carries the stage's own folder (`Workdir.stage_dir`, made here) and the config's
 folder, where a relative path in the inputs (a transform's `file:`) starts, the same rule
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from mactl.apply.hooks import Hook
 from mactl.apply.recorder import StateRecorder
 from mactl.apply.secrets import SecretRestorer
+from mactl.credentials import with_credentials
 from mactl.graph.expand import StageGraph
 from mactl.plan.definition import Change
 from mactl.providers import registry
@@ -63,7 +65,11 @@ class ContextBuilder:
         address, stage_type = change.address, change.type
         record = self.recorder.record(address)
         stage = self.graph.stages.get(address)
-        raw = stage.inputs if stage is not None else self.restorer.restore(record.inputs if record else {})
+        raw = (
+            stage.inputs
+            if stage is not None
+            else self.restorer.restore(with_credentials(record.inputs if record else {}, self.graph.clusters))
+        )
         deps = stage.depends_on if stage is not None else tuple(record.depends_on if record else ())
         upstream = {}
         for dep in deps:
@@ -104,4 +110,11 @@ class ContextBuilder:
             hooks.stage_log(address, message)
 
         ctx.progress, ctx.checkpoint, ctx.log = progress, checkpoint, log
+        ctx.target_password = self._target_password
         return ctx
+
+    def _target_password(self, name: str) -> str | None:
+        ref = self.graph.clusters.targets.get(name) or {}
+        auth = ref.get("auth")
+        password = auth.get("password") if isinstance(auth, dict) else None
+        return password if isinstance(password, str) else None

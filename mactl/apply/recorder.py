@@ -17,6 +17,7 @@ import threading
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from mactl.credentials import without_credentials
 from mactl.graph.stage import Stage
 from mactl.masking import inputs_digest, mask_inputs, mask_text, mask_values
 from mactl.state.backend import Backend
@@ -53,8 +54,10 @@ class StateRecorder:
         )
 
     def running(self, stage: Stage, action: str, operation: str) -> None:
-        """The stage starts: its (masked) inputs and dependencies are what it runs with."""
+        """The stage starts: its (masked) inputs and dependencies are what it runs with; its
+        clusters are recorded by name and endpoint, without credentials (`mactl.credentials`)."""
         record = self.record(stage.address)
+        recorded = without_credentials(stage.inputs)
         self.update(
             stage.address,
             stage.type,
@@ -63,8 +66,8 @@ class StateRecorder:
             started_at=utcnow(),
             finished_at=None,
             attempts=(record.attempts if record else 0) + 1,
-            inputs=mask_inputs(stage.inputs, stage.sensitive_paths, self.secrets),
-            inputs_digest=inputs_digest(stage.inputs),
+            inputs=mask_inputs(recorded, stage.sensitive_paths, self.secrets),
+            inputs_digest=inputs_digest(recorded),
             depends_on=list(stage.depends_on),
             last_error=None,
         )
@@ -155,6 +158,15 @@ class StateRecorder:
         with self._mutex:
             self.doc.stages.pop(address, None)
             self.doc.record(who=self.who, operation=operation, address=address, result="ok", detail=detail)
+            gen = self._changed()
+        self._commit(gen)
+
+    def replace_stages(self, stages: Mapping[str, StageRecord], operation: str, detail: str) -> None:
+        """Every stage record at once (a `moved` block renames addresses): one write, so the
+        state is either all at the old addresses or all at the new ones."""
+        with self._mutex:
+            self.doc.stages = dict(stages)
+            self.doc.record(who=self.who, operation=operation, result="ok", detail=detail)
             gen = self._changed()
         self._commit(gen)
 

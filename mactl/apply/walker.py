@@ -37,6 +37,7 @@ from mactl.apply.signals import Interrupts
 from mactl.errors import MactlError, PlanError
 from mactl.graph.expand import StageGraph
 from mactl.masking import mask_text
+from mactl.plan.builder import moved_records
 from mactl.plan.definition import Change, Plan
 from mactl.providers import registry
 from mactl.providers.base import StageContext
@@ -75,6 +76,8 @@ class WalkResult:
     left_manual: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     awaiting_approval: list[str] = field(default_factory=list)
+    moved: dict[str, str] = field(default_factory=dict)  # old address -> new (`moved` blocks)
+    forgotten: list[str] = field(default_factory=list)  # dropped from the state only (`removed` blocks)
     not_started: dict[str, str] = field(default_factory=dict)
     tainted: list[str] = field(default_factory=list)
     interrupted: bool = False
@@ -109,6 +112,7 @@ class Walker:
         self.secrets = [s for s in secrets if s]
         self.operation = operation
         files = Workdir(workdir)
+        self.files = files
         self.hooks = Hooks([*hooks, StageFilesHook(files, self.secrets)])
         self.contexts = ContextBuilder(
             graph, recorder, self.hooks, workdir=files, config_dir=config_dir, secrets=self.secrets
@@ -125,7 +129,10 @@ class Walker:
             try:
                 self.hooks.walk_started()
                 try:
+                    self._moves()
                     self._phase_rollback()
+                    if not self.scheduler.stopping:
+                        self._forgets()
                     if not self.scheduler.stopping:
                         self._phase_apply()
                 finally:
@@ -181,6 +188,33 @@ class Walker:
 
     # -- phases -----------------------------------------------------------------------
 
+    def _moves(self) -> None:
+        """`moved` blocks: every moved record (and every address that names it) moves in one
+        state write, before any stage runs; each moved stage's folder follows it."""
+        moves = self.plan.moves
+        if not moves:
+            return
+        doc = self.recorder.doc
+        stages = moved_records(doc.stages, moves, self.graph.blocks)
+        detail = "; ".join(f"{old} -> {new}" for old, new in sorted(moves.items()))
+        self.recorder.replace_stages(stages, "move", detail)
+        for old, new in moves.items():
+            before, after = self.files.stage_dir(old), self.files.stage_dir(new)
+            if before.is_dir() and not after.exists():
+                before.rename(after)
+        self.result.moved.update(moves)
+        for old, new in sorted(moves.items()):
+            self.hooks.say(f"{new}: moved from {old} (state only)")
+
+    def _forgets(self) -> None:
+        """`removed` blocks: each forgotten stage leaves the state; no provider is called."""
+        for change in self.plan.changes:
+            if change.action != "forget":
+                continue
+            self.recorder.remove(change.address, "forget", detail="removed block: not rolled back")
+            self.result.forgotten.append(change.address)
+            self.hooks.say(f"{change.address}: forgotten (removed from the state; nothing was rolled back)")
+
     def _phase_rollback(self) -> None:
         changes = {c.address: c for c in self.plan.changes if c.rolls_back}
         if not changes:
@@ -209,7 +243,9 @@ class Walker:
         self._walk(changes, waits, "rollback")
 
     def _phase_apply(self) -> None:
-        changes = {c.address: c for c in self.plan.changes if c.action in ("create", "update", "replace", "read")}
+        changes = {
+            c.address: c for c in self.plan.changes if c.action in ("create", "update", "replace", "read", "import")
+        }
         if not changes:
             return
         waits: dict[str, set[str]] = {}
@@ -296,6 +332,22 @@ class Walker:
         with reporting_to(waiting):
             return call(ctx)
 
+    @staticmethod
+    def _adopting(change: Change, provider: object) -> Callable[[StageContext[BaseModel]], dict[str, Any]] | None:
+        """For an import: the provider's `adopt` (checked again now: what exists may have
+        changed since the plan), as a stage call. None for every other action."""
+        if change.action != "import":
+            return None
+        adopt = getattr(provider, "adopt", None)
+        if adopt is None:
+            raise PlanError(f"{change.address}: a {change.type} stage cannot be imported")
+
+        def call(ctx: StageContext[BaseModel]) -> dict[str, Any]:
+            outputs: dict[str, Any] = adopt(ctx, change.import_id)
+            return outputs
+
+        return call
+
     def _work(self, change: Change, phase: Phase, ctx: StageContext[BaseModel]) -> str | None:
         """Run the provider (on the stage's own thread) and record how it ended."""
         provider = registry.get_provider(change.type)
@@ -305,7 +357,7 @@ class Walker:
                 self.recorder.remove(change.address, f"{self.operation} rollback", detail=change.reason)
                 self.result.rolled_back.append(change.address)
             else:
-                outputs = self._reporting(ctx, provider.apply) or {}
+                outputs = self._reporting(ctx, self._adopting(change, provider) or provider.apply) or {}
                 self.recorder.complete(change.address, change.type, change.action, outputs, self.operation)
                 self.result.completed.append(change.address)
                 errors = outputs.get(ERRORS_OUTPUT_KEY)

@@ -8,9 +8,12 @@ and `mactl.capture.replayer.options_from_spec` turns it into the replayer's opti
 Its tuning defaults are the stage's (`mactl.schema.replay`), so a hand-written spec, or
 `mactl replay run --log … --target …`, replays as the stage would.
 
-The JSON form holds the target's secret in clear: it is written owner-only (0600) and
-never into the state. A sigv4 target has no secret here (`auth` is type, region and
-service): the replayer takes AWS credentials from the default chain of its process.
+The JSON form never holds the target's password (credentials live in the config only):
+the detached follow replayer gets it in its environment (`PASSWORD_ENV`, set by the
+replay stage that starts it; `mactl replay run --spec FILE` reads it there too), and
+the switchover, which replays from the file in-process, gets it from the config
+(`StageContext.target_password`). A sigv4 target has no secret here (`auth` is type,
+region and service): the replayer takes AWS credentials from the default chain of its process.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from mactl.errors import ConfigError
 from mactl.schema.capture import CaptureLog, FileLog, KafkaLog
@@ -34,6 +37,11 @@ from mactl.schema.replay import (
 )
 
 DEFAULT_GROUP = "mactl-replay"  # the consumer group of `mactl replay run` without one
+
+
+# How a replayer process started by mactl receives the target's password (never a file
+# or an argument: arguments are readable by every user through `ps`).
+PASSWORD_ENV = "MACTL_REPLAY_TARGET_PASSWORD"
 
 
 class ReplayTarget(Model):
@@ -135,8 +143,20 @@ class ReplaySpec(Model):
             raise ConfigError(f"replay spec: {where}: {first['msg']}") from None
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON form, the target's password in clear (see the module docstring)."""
+        """The JSON form, without the target's password (see the module docstring)."""
         data = self.model_dump(mode="json")
-        password = self.target.auth.password
-        data["target"]["auth"]["password"] = password.get_secret_value() if password is not None else None
+        data["target"]["auth"]["password"] = None
         return data
+
+    def password(self) -> str | None:
+        """The target's password, for the environment of a process this spec is handed to."""
+        secret = self.target.auth.password
+        return secret.get_secret_value() if secret is not None else None
+
+    def with_password(self, password: str | None) -> ReplaySpec:
+        """This spec with the target's password put back (from the config or `PASSWORD_ENV`);
+        unchanged when there is none to put, or the spec already has one."""
+        if not password or self.target.auth.password is not None or self.target.auth.type != "basic":
+            return self
+        auth = self.target.auth.model_copy(update={"password": SecretStr(password)})
+        return self.model_copy(update={"target": self.target.model_copy(update={"auth": auth})})

@@ -23,6 +23,7 @@ from mactl.cli import backfill_cmd  # noqa: F401
 from mactl.cli import snapshot_cmd  # noqa: F401
 from mactl.cli import config_cmd  # noqa: F401
 from mactl.cli import engine_cmd  # noqa: F401
+from mactl.cli import import_cmd  # noqa: F401
 from mactl.cli import status_cmd  # noqa: F401
 from mactl.cli import ui_cmd  # noqa: F401
 

@@ -182,7 +182,7 @@ def replay_run(
 ) -> None:
     """Replay the capture log onto a target in the foreground (SIGTERM stops it cleanly)."""
     from mactl.capture.replayer import Replayer, options_from_spec
-    from mactl.capture.spec import ReplaySpec
+    from mactl.capture.spec import PASSWORD_ENV, ReplaySpec
 
     raw: dict[str, Any] = {}
     if spec_file is not None:
@@ -202,6 +202,9 @@ def replay_run(
         raise ConfigError("replay run: give --log or --spec")
     raw["group"] = str(raw.get("group") or group)
     spec = ReplaySpec.load(raw)
+    # A spec file never holds the target's password: the stage that starts this process
+    # hands it over in the environment.
+    spec = spec.with_password(os.environ.get(PASSWORD_ENV))
     follow = follow or spec.follow
     work = Path(spec.workdir or workdir)
     work.mkdir(parents=True, exist_ok=True)

@@ -576,7 +576,10 @@ def _report(result: WalkResult, operation: str) -> int:
             fg="yellow",
         )
     else:
-        typer.secho(f"\n{verb} complete! Stages: {done} applied, {rolled} rolled back.", fg="green")
+        extra = "".join(
+            f", {n} {word}" for n, word in ((len(result.moved), "moved"), (len(result.forgotten), "forgotten")) if n
+        )
+        typer.secho(f"\n{verb} complete! Stages: {done} applied, {rolled} rolled back{extra}.", fg="green")
     if result.not_started and not result.awaiting_approval:
         out(f"{len(result.not_started)} stage(s) could not start:")
         for address, why in sorted(result.not_started.items())[:20]:

@@ -33,6 +33,7 @@ from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 from mactl.config.issues import INTERNAL
 from mactl.config.variables import VariableDecl
 from mactl.schema.backfill import BackfillUserInputs
+from mactl.schema.blocks import ImportBlock, MovedBlock, RemovedBlock
 from mactl.schema.capture import CaptureUserInputs
 from mactl.schema.common import Auth, IndexFilter, LifecycleConfig, Model, SnapshotRepository, check_http_url
 from mactl.schema.metadata import MetadataUserInputs
@@ -176,6 +177,9 @@ class Config(Model):
     targets: Annotated[list[TargetConfig], Field(min_length=1)]
     sources: Annotated[list[SourceMigration], Field(min_length=1)]
     workflow: list[WorkflowStep] = Field(default_factory=list)
+    moved: list[MovedBlock] = Field(default_factory=list)
+    removed: list[RemovedBlock] = Field(default_factory=list)
+    imports: list[ImportBlock] = Field(default_factory=list, alias="import")
     allowOutsidePaths: bool = Field(
         False,
         description="Files mactl writes (local state, file capture logs, dead letters) stay under the config's "

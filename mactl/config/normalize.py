@@ -60,6 +60,9 @@ TOP_KEYS = frozenset(
         *SNAPSHOT_KEYS,
         *PER_SOURCE_KEYS,
         "workflow",
+        "moved",
+        "removed",
+        "import",
         "allowOutsidePaths",
     }
 )
@@ -113,7 +116,7 @@ class _Normalizer:
         for key in raw:
             if key not in TOP_KEYS:
                 self.issues.append(unknown_key("", str(key), TOP_KEYS))
-        for key in ("variables", "state", "workflow", "allowOutsidePaths"):
+        for key in ("variables", "state", "workflow", "moved", "removed", "import", "allowOutsidePaths"):
             if key in raw:
                 data[key] = raw[key]
 

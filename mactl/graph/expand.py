@@ -44,7 +44,10 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from mactl.config.bulk import paused_gc
 from mactl.config.issues import ConfigErrors, ConfigIssue, did_you_mean
 from mactl.config.model import CaptureConfig, Config, SnapshotEntry, SourceMigration, StageBlock, TargetConfig
+from mactl.credentials import ClusterBook
 from mactl.graph import inputs as build
+from mactl.graph.blocks import StateBlocks
+from mactl.graph.blocks import check as check_blocks
 from mactl.graph.snapshot_names import snapshot_name
 from mactl.graph.stage import Lifecycle, Stage
 from mactl.providers.registry import get_provider
@@ -64,6 +67,11 @@ class StageGraph:
 
     stages: dict[str, Stage]
     order: list[str] = field(repr=False)
+    # The config's `moved` and `removed` blocks: what the planner does to recorded stages.
+    blocks: StateBlocks = field(default_factory=StateBlocks, repr=False)
+    # Every source and target of the config, full references by name: how a stage that left
+    # the config finds its clusters' credentials, which the state never holds.
+    clusters: ClusterBook = field(default_factory=ClusterBook, repr=False)
 
     @cached_property
     def dag(self) -> nx.DiGraph:
@@ -128,11 +136,17 @@ def expand(
     with paused_gc():
         expander = _Expander(config, config_dir, state_tag(config.state, workspace))
         expander.run()
+        if not expander.issues:
+            expander.issues.extend(check_blocks(expander.blocks, expander.stages))
         if expander.issues:
             raise ConfigErrors(expander.issues)
         if validate_inputs:
             _validate_inputs(expander.stages.values())
-        return StageGraph(expander.stages, expander.order)
+        book = ClusterBook(
+            sources={sm.source.name: build.cluster_ref(sm.source).value for sm in config.sources if sm.source.name},
+            targets={t.name: ref.value for t, ref in expander.targets if t.name},
+        )
+        return StageGraph(expander.stages, expander.order, expander.blocks, book)
 
 
 def _lifecycle(block: StageBlock | None) -> Lifecycle:
@@ -157,6 +171,7 @@ class _Expander:
         self.sensitive = config.sensitive_values
         self.targets = [(t, build.cluster_ref(t)) for t in config.targets]
         self.first_target = config.targets[0].name
+        self.blocks = StateBlocks(tuple(config.moved), tuple(config.removed), tuple(config.imports))
 
     # -- stage bookkeeping ------------------------------------------------------
 
@@ -365,7 +380,11 @@ class _Expander:
         src = sm.source.name
         existing = entry.existingSnapshot
         repo = _repository_for(sm, entry)
-        snap_name = existing.name if existing is not None else snapshot_name(str(src), str(entry.name), self.state_tag)
+        snap_name = (
+            existing.name
+            if existing is not None
+            else snapshot_name(str(src), self.blocks.original_name("snapshot", str(entry.name)), self.state_tag)
+        )
         repo_piece = build.repository(repo)
         b = build.InputsBuilder().put("source", source_ref).put("repository", repo_piece)
         b.put("snapshotName", snap_name).put("existing", existing is not None)

@@ -29,6 +29,7 @@ KNOWN_STYLES: dict[str, tuple[str, str]] = {
     "rollback": ("#f8d7da", "#c62828"),
     "noop": ("#eeeeee", "#9e9e9e"),
     "read": ("#e3f2fd", "#1565c0"),
+    "import": ("#e0f2f1", "#00695c"),
     "complete": ("#d4edda", "#2e7d32"),
     "complete_with_errors": ("#fff3cd", "#b26a00"),
     "running": ("#e3f2fd", "#1565c0"),

@@ -35,12 +35,15 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
+import orjson
 from deepdiff import DeepDiff
 
 from mactl.address import Address, instance_address, parse_address
 from mactl.config.bulk import paused_gc
 from mactl.config.issues import did_you_mean
+from mactl.credentials import missing_clusters, without_credentials
 from mactl.errors import MactlError, PlanError
+from mactl.graph.blocks import StateBlocks
 from mactl.graph.expand import StageGraph
 from mactl.graph.stage import Stage
 from mactl.masking import SENSITIVE, inputs_digest, mask_inputs, mask_values, path_is_sensitive
@@ -77,6 +80,8 @@ class PlanOptions:
     refresh_only: bool = False
     destroy: bool = False
     parallelism: int = 4
+    # `mactl import ADDR [ID]`: imports on top of the config's `import` blocks (address → id).
+    imports: dict[str, str | None] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -105,10 +110,13 @@ def prepare(graph: StageGraph, sensitive_values: Collection[str]) -> dict[str, D
     out: dict[str, Desired] = {}
     secrets = [s for s in sensitive_values if s]
     for address, stage in graph.stages.items():
-        digest = inputs_digest(stage.inputs)
+        # What the state will record: clusters by name and endpoint, never their credentials,
+        # so a rotated password is not a change (it is read from the config at run time).
+        recorded = without_credentials(stage.inputs)
+        digest = inputs_digest(recorded)
         # Always masked: a URL's userinfo or a credential-named key needs no declaration.
-        masked = mask_inputs(stage.inputs, stage.sensitive_paths, secrets)
-        masked_digest = digest if masked is stage.inputs else inputs_digest(masked)
+        masked = mask_inputs(recorded, stage.sensitive_paths, secrets)
+        masked_digest = digest if masked is recorded else inputs_digest(masked)
         out[address] = Desired(stage, digest, masked, masked_digest)
     return out
 
@@ -179,6 +187,11 @@ def _code_changes(attrs: Iterable[AttributeChange], inputs: Mapping[str, Any]) -
     return found
 
 
+def _holds_masked(inputs: Mapping[str, Any]) -> bool:
+    """Whether a masked value is anywhere in `inputs` (recorded inputs, as plain JSON)."""
+    return SENSITIVE.encode() in orjson.dumps(inputs)
+
+
 def _present(value: Any) -> Any:
     return None if type(value).__name__ == "NotPresent" else value
 
@@ -201,7 +214,13 @@ class Planner:
     ) -> None:
         self.graph = graph
         self.doc = doc or StateDocument()
-        self.records: dict[str, StageRecord] = self.doc.stages
+        # The config's `moved` blocks apply first: from here on, records live at their new addresses.
+        self.moves = graph.blocks.moves(self.doc.stages)
+        self.records: dict[str, StageRecord] = (
+            moved_records(self.doc.stages, self.moves, graph.blocks) if self.moves else self.doc.stages
+        )
+        self.moved_from = {new: old for old, new in self.moves.items()}
+        self.imports = {**graph.blocks.import_ids(), **options.imports}
         self.options = options
         self.secrets = [s for s in sensitive_values if s]
         self.workdir = workdir or Path(".mactl/work")
@@ -311,8 +330,15 @@ class Planner:
             prevent_rollback=stage.lifecycle.prevent_rollback,
             depends_on=stage.depends_on,
             description=stage.description,
+            moved_from=self.moved_from.get(stage.address),
         )
         if record is None:
+            if stage.address in self.imports:
+                return change(
+                    action="import",
+                    reason="import: adopts what already exists instead of creating it",
+                    import_id=self.imports[stage.address],
+                )
             return change(action="create", reason="not in the state yet")
         before = record.inputs or None
         if record.status == "left_manual":
@@ -374,6 +400,10 @@ class Planner:
         stage = d.stage
         names = self._names_for(stage.type)
         attrs = attribute_diff(record.inputs, d.masked, replace_on, names)
+        if not attrs and not _holds_masked(record.inputs):
+            # Nothing masked was recorded, so nothing hidden can differ: the digest was
+            # made from another spelling of the same inputs (a rename, a migrated state).
+            return []
         if not attrs:
             # Only a masked value changed (a rotated password): show its path, masked.
             attrs = [
@@ -446,6 +476,11 @@ class Planner:
                 continue
             if address not in self.records:
                 self.warnings.append(f"-replace {address}: the stage is not in the state yet, so it is simply created")
+        for address in o.imports:
+            if address not in self.graph.stages:
+                raise PlanError(
+                    f"import {address}: no stage has that address in the config{did_you_mean(address, list(self.graph.stages))}"
+                )
         for address in o.keep_downstream:
             if address not in self.graph.stages:
                 raise PlanError(
@@ -457,7 +492,9 @@ class Planner:
             changes = self._destroy(selected)
         else:
             changes = self._normal(selected, excluded)
+            self._check_imports(changes)
         self._check_prevent_rollback(changes)
+        self._check_clusters(changes)
         self._check_validate(changes)
         if not o.destroy:
             self._provider_notes(changes)
@@ -472,7 +509,68 @@ class Planner:
             options=o.as_dict(),
             warnings=self.warnings,
             stage_count=len(self.graph.stages),
+            moves=dict(self.moves),
         )
+
+    def _check_imports(self, changes: Mapping[str, Change]) -> None:
+        """Ask each stage to be imported whether what exists is what it would create (its
+        provider's `adopt`, which writes nothing), in dependency order, an import's result
+        serving as upstream for the next: a mismatch fails the plan, saying what differs.
+        A stage whose dependencies are not complete yet is checked when apply adopts it."""
+        from mactl.errors import MactlError
+
+        pending = [a for a in self.graph.topological() if a in changes and changes[a].action == "import"]
+        if not pending:
+            return
+        if not self.options.refresh:
+            self.warnings.append(
+                f"-refresh=false: {len(pending)} import(s) not checked against the clusters; apply checks them"
+            )
+            return
+        adopted: dict[str, dict[str, Any]] = {}
+        problems: list[str] = []
+        for address in pending:
+            stage = self.graph.stages[address]
+            upstream: dict[str, dict[str, Any]] = {}
+            ready = True
+            for dep in stage.depends_on:
+                record = self.records.get(dep)
+                if dep in adopted:
+                    upstream[dep] = adopted[dep]
+                elif (
+                    record is not None
+                    and record.status in COMPLETE_STATUSES
+                    and (dep not in changes or changes[dep].action in ("noop", "update"))
+                ):
+                    upstream[dep] = record.outputs
+                else:
+                    ready = False
+            if not ready:
+                self.warnings.append(f"{address}: import checked at apply (what it builds on is not complete yet)")
+                continue
+            provider = registry.get_provider(stage.type)
+            adopt = getattr(provider, "adopt", None)
+            if adopt is None:
+                raise PlanError(f"import {address}: a {stage.type} stage cannot be imported")
+            ctx = StageContext(
+                address=address,
+                type=stage.type,
+                inputs=provider.Inputs.model_validate(stage.inputs),
+                prior_outputs=None,
+                upstream=upstream,
+                checkpoint_data=None,
+                workdir=Workdir(self.workdir).stage_dir(address),
+                config_dir=self.config_dir,
+            )
+            try:
+                adopted[address] = adopt(ctx, changes[address].import_id)
+            except MactlError as err:
+                problems.append(f"  {address}: {err.message}")
+        if problems:
+            raise PlanError(
+                "import refused: what exists is not what the stage would create:\n" + "\n".join(problems),
+                hint="make the config match what exists, or drop the import and let mactl create it",
+            )
 
     def _provider_notes(self, changes: Mapping[str, Change]) -> None:
         """What a provider can tell about a stage that will run, before it runs (a backfill:
@@ -561,13 +659,19 @@ class Planner:
                 continue
             if record.status == "left_manual":
                 continue
+            forget = self.graph.blocks.forgets(address)
             changes[address] = Change(
                 address=address,
                 type=record.type,
-                action="rollback",
-                reason="no longer in the config",
+                action="forget" if forget is not None else "rollback",
+                reason=(
+                    f"removed block (from = {forget.from_}): forgotten by mactl, NOT rolled back"
+                    if forget is not None
+                    else "no longer in the config"
+                ),
                 before=record.inputs or None,
                 depends_on=tuple(record.depends_on),
+                moved_from=self.moved_from.get(address),
             )
 
         # Invalidation: a replaced stage replaces its descendants in the state.
@@ -829,11 +933,32 @@ class Planner:
                 "or remove preventRollback",
             )
 
+    def _check_clusters(self, changes: Mapping[str, Change]) -> None:
+        """A stage that left the config is rolled back with its clusters' credentials from
+        the config (the state never holds them): refuse the plan, naming the first cluster
+        the config no longer declares."""
+        for address, c in changes.items():
+            if address in self.graph.stages or c.action != "rollback" or c.manual_rollback:
+                continue
+            record = self.records.get(address)
+            if record is None or c.forget_only:
+                continue
+            missing = missing_clusters(record.inputs, self.graph.clusters)
+            if missing:
+                role, name = missing[0]
+                raise PlanError(
+                    f"{address} must be rolled back on {role} '{name}', which is no longer in the config, "
+                    "and mactl never stores credentials in the state",
+                    hint=f"put {role} '{name}' back in the config (its credentials may come from -var or the "
+                    f"environment) and roll its stages back first with `mactl destroy -target ADDR`, or forget "
+                    f"them with a `removed` block",
+                )
+
     def _check_validate(self, changes: Mapping[str, Change]) -> None:
         problems: list[str] = []
         base_validate = registry_base_validate()
         for address, c in changes.items():
-            if c.action not in ("create", "update", "replace"):
+            if c.action not in ("create", "update", "replace", "import"):
                 continue
             stage = self.graph.stages[address]
             provider = registry.get_provider(stage.type)
@@ -845,10 +970,11 @@ class Planner:
             raise PlanError("the config does not pass the providers' checks:\n" + "\n".join(problems))
 
     def _order(self, changes: Mapping[str, Change]) -> list[Change]:
-        """Roll-backs in reverse topological order, then everything else topologically."""
-        rollbacks = [a for a, c in changes.items() if c.action == "rollback"]
+        """Roll-backs and forgets in reverse topological order, then everything else topologically."""
+        # A forget (a `removed` block) is, like a rollback, about a stage only the state knows.
+        rollbacks = [a for a, c in changes.items() if c.action in ("rollback", "forget")]
         forward_order = self.graph.topological()
-        rest = [changes[a] for a in forward_order if a in changes and changes[a].action != "rollback"]
+        rest = [changes[a] for a in forward_order if a in changes and changes[a].action not in ("rollback", "forget")]
         if not rollbacks:
             return rest
         dag = self._state_dag().copy()
@@ -856,6 +982,50 @@ class Planner:
         sub = dag.subgraph(rollbacks)
         back = list(reversed(list(nx.lexicographical_topological_sort(sub))))
         return [changes[a] for a in back] + rest
+
+
+def moved_records(
+    records: Mapping[str, StageRecord], moves: Mapping[str, str], blocks: StateBlocks
+) -> dict[str, StageRecord]:
+    """`records` with every moved record at its new address, its dependencies' addresses
+    moved too, and a renamed target's name changed in its recorded inputs (so the rename
+    alone is not a change). Raises `PlanError` when a move would land on a recorded stage."""
+    landing: dict[str, str] = {}
+    for old, new in moves.items():
+        if new in records and new not in moves:
+            raise PlanError(
+                f"moved block: cannot move {old} to {new}: {new} is already in the state",
+                hint=f"drop the moved block, or forget the old one first with `mactl state rm {old}`",
+            )
+        if new in landing:
+            raise PlanError(f"moved block: both {landing[new]} and {old} would move to {new}")
+        landing[new] = old
+    renames = [(b.from_, b.to) for b in blocks.moved if b.kind == "target"]
+    out: dict[str, StageRecord] = {}
+    for address, record in records.items():
+        update: dict[str, Any] = {}
+        if any(dep in moves for dep in record.depends_on):
+            update["depends_on"] = [moves.get(dep, dep) for dep in record.depends_on]
+        if address in moves and renames:
+            inputs = rename_clusters(record.inputs, renames)
+            if inputs is not record.inputs:
+                update["inputs"] = inputs
+        out[moves.get(address, address)] = record.model_copy(update=update) if update else record
+    return out
+
+
+def rename_clusters(inputs: dict[str, Any], renames: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """`inputs` with each cluster reference (a top-level `{name, endpoint, ...}`) named by
+    a renamed target given its new name; `inputs` itself when none is."""
+    out = inputs
+    for key, value in inputs.items():
+        if isinstance(value, dict) and "endpoint" in value:
+            for old, new in renames:
+                if value.get("name") == old:
+                    if out is inputs:
+                        out = dict(inputs)
+                    out[key] = {**value, "name": new}
+    return out
 
 
 def walk_decisions(change: Change, record: StageRecord | None) -> Change:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Action = Literal["create", "update", "replace", "rollback", "noop", "read"]
-ACTIONS_IN_ORDER: tuple[Action, ...] = ("rollback", "replace", "create", "update", "read", "noop")
+Action = Literal["create", "update", "replace", "rollback", "noop", "read", "forget", "import"]
+ACTIONS_IN_ORDER: tuple[Action, ...] = ("rollback", "forget", "replace", "create", "import", "update", "read", "noop")
 
 # The Terraform-style action list each action maps to in JSON output.
 JSON_ACTIONS: dict[str, list[str]] = {
@@ -21,6 +21,10 @@ JSON_ACTIONS: dict[str, list[str]] = {
     "rollback": ["delete"],
     "noop": ["no-op"],
     "read": ["read"],
+    # Terraform's word for a `removed` block with `destroy = false`: out of the state, left running.
+    "forget": ["forget"],
+    # An `import` block: what exists is adopted (checked to match at plan), nothing is created.
+    "import": ["import"],
 }
 
 # The actions an approval gate stops: a gate guards doing something, never undoing it.
@@ -75,6 +79,12 @@ class Change:
       update or replace that does not roll back first (`not rolls_back`).
     - `forget_only`: undoing it only removes its record, because the stage never ran (it
       only waited at its approval gate); no provider is called. Implies `rolls_back`.
+
+    `moved_from` is the address the state recorded the stage under when a `moved` block
+    renamed it: the record moves to `address` (no replacement); `action` is what else
+    the stage needs. A `forget` (a `removed` block) drops the record and calls no provider.
+    An `import` (an `import` block, `mactl import`) adopts what exists instead of creating
+    it (`import_id`: what to adopt; None: what the inputs name); the stage then owns it.
     """
 
     address: str
@@ -99,6 +109,8 @@ class Change:
     instances: tuple[InstanceChange, ...] = ()
     partial: bool = False
     instances_unknown: bool = False
+    moved_from: str | None = None
+    import_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.gated and not (self.approval_required and self.action in GATED_ACTIONS):
@@ -167,10 +179,13 @@ class Plan:
     options: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     stage_count: int = 0
+    # Recorded address → new address, for every record a `moved` block renames (selected or
+    # not: the state's addresses move together, in one write, before the walk starts).
+    moves: dict[str, str] = field(default_factory=dict)
 
     def actionable(self) -> list[Change]:
-        """The changes that do something (everything but no-ops)."""
-        return [c for c in self.changes if c.action != "noop"]
+        """The changes that do something (everything but no-ops that only stay where they are)."""
+        return [c for c in self.changes if c.action != "noop" or c.moved_from]
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {a: 0 for a in ACTIONS_IN_ORDER}
@@ -180,7 +195,7 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        return any(c.action != "noop" for c in self.changes)
+        return bool(self.moves) or any(c.action != "noop" for c in self.changes)
 
     def instance_counts(self) -> dict[str, int]:
         """Changed instances of partially changed stages, by action."""
@@ -195,9 +210,14 @@ class Plan:
         c = self.counts()
         if self.mode == "refresh-only":
             return f"Refresh: {c['read']} stage(s) changed outside mactl will be recorded in the state."
+        extra = "".join(
+            f", {n} to {word}"
+            for n, word in ((c["import"], "import"), (len(self.moves), "move"), (c["forget"], "forget"))
+            if n
+        )
         line = (
             f"Plan: {c['create']} to create, {c['update']} to update, "
-            f"{c['replace']} to replace, {c['rollback']} to roll back."
+            f"{c['replace']} to replace, {c['rollback']} to roll back{extra}."
         )
         i = self.instance_counts()
         if any(change.partial for change in self.changes):

@@ -48,6 +48,7 @@ def save_plan(plan: Plan, path: Path) -> None:
         "options": plan.options,
         "warnings": plan.warnings,
         "stage_count": plan.stage_count,
+        "moves": plan.moves,
         "changes": [c.to_dict() for c in plan.changes],
     }
     blob = orjson.dumps(data)
@@ -123,6 +124,7 @@ def load_plan(path: Path) -> Plan:
             options=raw.get("options", {}),
             warnings=raw.get("warnings", []),
             stage_count=raw.get("stage_count", 0),
+            moves=raw.get("moves", {}),
         )
     except KeyError as err:
         raise PlanError(f"plan file {path} is damaged: {err} is missing") from None
@@ -147,6 +149,7 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "options": (dict,),
     "warnings": (list,),
     "stage_count": (int,),
+    "moves": (dict,),
 }
 _MODES = ("normal", "destroy", "refresh-only")
 
@@ -160,6 +163,8 @@ def _check_fields(raw: dict[str, Any]) -> None:
     for key in ("sensitive_variables", "sensitive_from_config"):
         if not all(isinstance(n, str) for n in raw.get(key, [])):
             raise TypeError(f"{key} must list names")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.get("moves", {}).items()):
+        raise TypeError("moves must map addresses to addresses")
 
 
 _CHANGE_FIELDS = frozenset(f.name for f in dataclasses.fields(Change))

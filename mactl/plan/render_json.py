@@ -18,6 +18,15 @@ FORMAT_VERSION = "1.0"
 
 
 def _change(c: Change) -> dict[str, Any]:
+    out = _change_fields(c)
+    if c.moved_from:
+        out["previous_address"] = c.moved_from  # Terraform's key for a `moved` block
+    if c.action == "import":
+        out["change"]["importing"] = {"id": c.import_id}  # Terraform's key for an `import` block
+    return out
+
+
+def _change_fields(c: Change) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "address": c.address,
         "type": c.type,
@@ -25,7 +34,7 @@ def _change(c: Change) -> dict[str, Any]:
         "change": {
             "actions": JSON_ACTIONS[c.action],
             "before": c.before,
-            "after": c.after if c.action != "rollback" else None,
+            "after": c.after if c.action not in ("rollback", "forget") else None,
             "attributes": [
                 {
                     "path": a.path,
@@ -79,6 +88,10 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             "read": counts["read"],
             "noop": counts["noop"],
             "has_changes": plan.has_changes,
+            # only when the plan has some, so older readers see the summary they know
+            **({"forget": counts["forget"]} if counts["forget"] else {}),
+            **({"import": counts["import"]} if counts["import"] else {}),
+            **({"move": len(plan.moves)} if plan.moves else {}),
         },
         **(
             {"instance_summary": {k: v for k, v in instances.items() if k in ("create", "replace", "rollback")}}

@@ -51,6 +51,8 @@ def _head(plan: Plan) -> list[str]:
             ("create", "create"),
             ("update", "update"),
             ("read", "read"),
+            ("forget", "forget (removed block: left as it is)"),
+            ("import", "import (adopted; rollback deletes it)"),
         ):
             if counts[action]:
                 head.append(f"| {label} | {counts[action]} |")
@@ -58,6 +60,8 @@ def _head(plan: Plan) -> list[str]:
         for action, label in (("rollback", "roll back"), ("replace", "replace"), ("create", "create")):
             if instances[action]:
                 head.append(f"| {label} (instances) | {instances[action]} |")
+        if plan.moves:
+            head.append(f"| move (moved block: state only) | {len(plan.moves)} |")
         head.append("")
         rollbacks = [c.address for c in plan.actionable() if c.rolls_back]
         if rollbacks:

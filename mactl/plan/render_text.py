@@ -19,7 +19,16 @@ from mactl.config.bulk import paused_gc
 from mactl.plan.definition import Change, Plan
 from mactl.plan.instances import summary
 
-SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "rollback": "-", "read": "<=", "noop": " "}
+SYMBOLS = {
+    "create": "+",
+    "update": "~",
+    "replace": "-/+",
+    "rollback": "-",
+    "read": "<=",
+    "noop": " ",
+    "forget": ".",
+    "import": "<=",
+}
 VERBS = {
     "create": "will be created",
     "update": "will be updated in place",
@@ -27,6 +36,9 @@ VERBS = {
     "rollback": "will be ROLLED BACK",
     "read": "changed outside mactl; the state will be updated",
     "noop": "is unchanged",
+    "forget": "will be FORGOTTEN: removed from the state only, NOT rolled back (what it made is left as it is)",
+    "import": "will be IMPORTED: what exists is adopted, not created; mactl owns it from now on "
+    "(rolling it back DELETES it)",
 }
 LEGEND = """mactl used the selected stages to generate the following plan. Actions are shown with these symbols:
   +   create
@@ -34,6 +46,10 @@ LEGEND = """mactl used the selected stages to generate the following plan. Actio
   -/+ replace: roll back, then redo
   -   roll back
   <=  read: record what changed outside mactl"""
+# Legend lines shown only when the plan has such a change (older plans read as before).
+LEGEND_FORGET = "  .   forget: drop from the state, leave what it made (a `removed` block)"
+LEGEND_IMPORT = "  <=  import: adopt what already exists (an `import` block); the stage then owns it"
+LEGEND_MOVE = "  #   moved from ADDR: the state moves to the new address (a `moved` block), no replacement"
 
 
 def _value(value: Any) -> str:
@@ -44,8 +60,14 @@ def _value(value: Any) -> str:
 
 def _block(change: Change, out: list[str]) -> None:
     sym = SYMBOLS[change.action]
-    out.append(f"  # {change.address} {VERBS[change.action]}")
-    out.append(f"  # ({change.reason})")
+    if change.moved_from and change.action == "noop":
+        out.append(f"  # {change.moved_from} has moved to {change.address}")
+    else:
+        out.append(f"  # {change.address} {VERBS[change.action]}")
+    if change.moved_from:
+        out.append(f"  # (moved from {change.moved_from})")
+    if change.action != "noop":
+        out.append(f"  # ({change.reason})")
     if change.approval_required and change.action in ("create", "update", "replace"):
         out.append(f"  # APPROVAL GATE: the walk stops here until `mactl approve {change.address}`")
     if change.keep_downstream:
@@ -53,12 +75,14 @@ def _block(change: Change, out: list[str]) -> None:
     if change.manual_rollback and change.rolls_back:
         out.append("  # rollback is MANUAL: mactl records it as left; you must undo it by hand")
     out.append(f'  {sym} stage "{change.address}" ({change.type}) {{')
-    if change.action == "create":
+    if change.action == "import":
+        out.append(f"      <= import id = {_value(change.import_id or '(what the inputs name)')}")
+    if change.action in ("create", "import"):
         for key, value in (change.after or {}).items():
             out.append(f"      + {key} = {_value(value)}")
-    elif change.action == "rollback":
+    elif change.action in ("rollback", "forget"):
         for key, value in (change.before or {}).items():
-            out.append(f"      - {key} = {_value(value)}")
+            out.append(f"      {sym} {key} = {_value(value)}")
     else:
         for attr in change.attributes:
             mark = "  # forces replacement" if attr.forces_replacement else ""
@@ -114,6 +138,12 @@ def _render_text(plan: Plan, *, show_noop: bool = False) -> str:
         out.append("No changes. The migration matches the configuration.")
         return "\n".join(out) + "\n"
     out.append(LEGEND)
+    if any(c.action == "forget" for c in actionable):
+        out.append(LEGEND_FORGET)
+    if any(c.action == "import" for c in actionable):
+        out.append(LEGEND_IMPORT)
+    if any(c.moved_from for c in actionable):
+        out.append(LEGEND_MOVE)
     out.append("")
     rollbacks = [c for c in actionable if c.rolls_back]
     instances = plan.instance_counts()

@@ -21,6 +21,7 @@ call so a test can change it between runs:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -106,7 +107,12 @@ class StandinProvider(BaseProvider):
         c = control()
         auth = getattr(getattr(ctx.inputs, "target", None), "auth", None)
         password = auth.password.get_secret_value() if auth is not None and auth.password is not None else None
-        _record("rollback", ctx, password_is_real=password not in (None, "(sensitive)"))
+        _record(
+            "rollback",
+            ctx,
+            password_is_real=password not in (None, "(sensitive)"),
+            password_sha256=hashlib.sha256(password.encode()).hexdigest() if password else None,
+        )
         if ctx.address in c.get("fail_rollback", {}):
             raise ProviderError(c["fail_rollback"][ctx.address])
 

@@ -146,7 +146,7 @@ def test_one_changed_instance_replaces_only_it_and_the_same_key_downstream(proje
     assert "# instances: 1 to replace, 2 unchanged" in text
     assert "Instances: 0 to create, 2 to replace, 0 to roll back." in text
     md = project.run("plan", "--markdown").out
-    assert "| replace (instances) | 2 |" in md and '-/+ ["a"]' in md
+    assert "| replace (instances) | 2 |" in md and '\n-/+       ["a"]  # its definition changed' in md
 
     # through a saved plan: the instances survive the plan file
     assert project.run("plan", "-out", "instances.plan").code == 0
