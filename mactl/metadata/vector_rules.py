@@ -20,6 +20,8 @@ OpenSearch 2.19 and 3.x with the k-NN plugin):
   refuse: the target would answer approximately;
 - `index: false` → a `knn_vector` without a graph (doc values only, like the source:
   usable by scripts, not by k-NN queries); `index.knn` is set only when a field is indexed.
+  An absent `index` means true from Elasticsearch 8.11 and false before (ES 7's x-pack
+  `dense_vector` never had a graph).
 """
 
 from __future__ import annotations
@@ -54,8 +56,10 @@ def _options(spec: dict[str, Any]) -> dict[str, Any]:
     return dict(options) if isinstance(options, dict) else {}
 
 
-def knn_vector_for(path: str, spec: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+def knn_vector_for(path: str, spec: dict[str, Any], indexed_by_default: bool = True) -> tuple[dict[str, Any], bool]:
     """The `knn_vector` definition equivalent to the `dense_vector` `spec`, and whether it is indexed.
+
+    `indexed_by_default`: what an absent `index` means (false before Elasticsearch 8.11).
 
     Raises `ItemFailed` naming `path` when a parameter has no faithful counterpart.
     """
@@ -71,7 +75,7 @@ def knn_vector_for(path: str, spec: dict[str, Any]) -> tuple[dict[str, Any], boo
     out: dict[str, Any] = {"type": "knn_vector", "dimension": int(dims)}
     if DATA_TYPES[element]:
         out["data_type"] = DATA_TYPES[element]
-    indexed = str(spec.get("index", "true")).lower() != "false"
+    indexed = str(spec.get("index", indexed_by_default)).lower() == "true"
     if not indexed:
         return out, False
     similarity = str(spec.get("similarity") or ("l2_norm" if element == "bit" else "cosine"))
@@ -114,7 +118,7 @@ def dense_vector_to_knn_vector(item: Item, profile: TargetProfile) -> Notes:
         for path, spec in _field_maps(mapping):
             if spec.get("type") != "dense_vector":
                 continue
-            new, indexed = knn_vector_for(path, spec)
+            new, indexed = knn_vector_for(path, spec, indexed_by_default=profile.source >= (8, 11))
             any_indexed |= indexed
             options = _options(spec)
             spec.clear()

@@ -366,6 +366,8 @@ FIELD_TYPE_COMPONENT = {
     "percolator": "percolator",
     "icu_collation_keyword": "analysis-icu",
     "geo_shape": "geo",
+    "xy_point": "geo",
+    "xy_shape": "geo",
 }
 
 

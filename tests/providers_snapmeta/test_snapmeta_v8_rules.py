@@ -240,3 +240,18 @@ def test_nmslib_spaces_faiss_lacks_and_trained_models_refuse() -> None:
     assert l1.action == "fail" and "'e'" in l1.reason and "'l1'" in l1.reason
     model = _run(_index({"m": {"type": "knn_vector", "model_id": "pq-1"}}, {"knn": "true"}), OS2_TO_OS3)
     assert model.action == "fail" and "'m' (model pq-1)" in model.reason
+
+
+def test_an_absent_index_flag_means_what_the_source_version_meant() -> None:
+    before = _run(_index({"v": _vector()}), TargetProfile("elasticsearch", "8.10.4", "opensearch", "3.3.0"))
+    es7 = _run(_index({"v": _vector()}), TargetProfile("elasticsearch", "7.17.0", "opensearch", "3.3.0"))
+    after = _run(_index({"v": _vector()}), ES8_TO_OS3)
+    assert (
+        before.body["mappings"]["properties"]["v"]
+        == es7.body["mappings"]["properties"]["v"]
+        == {
+            "type": "knn_vector",
+            "dimension": 4,
+        }
+    )
+    assert after.body["mappings"]["properties"]["v"]["method"]["space_type"] == "cosinesimil"
