@@ -30,7 +30,7 @@ from devtools.local.services import (
 
 cli = typer.Typer(
     name="clusters",
-    help="Local ES 7.10.2 / OpenSearch 1.3 / OpenSearch 2.x clusters, moto S3 and Kafka, without Docker.",
+    help="Local ES 7.10.2 / 8.x / 9.x and OpenSearch 1.3 / 2.x / 3.x clusters, moto S3 and Kafka, without Docker.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
