@@ -134,7 +134,7 @@ def es8_field_types(item: Item, profile: TargetProfile) -> Notes:
     for mapping in _mappings(item):
         for path, spec in _field_maps(mapping):
             kind = spec.get("type")
-            if kind == "version":
+            if kind == "version" and profile.target < (3, 5):
                 spec["type"] = "keyword"
                 changed.append(f"{path} version→keyword (sorts and ranges compare as strings)")
             elif kind == "sparse_vector":
@@ -195,7 +195,7 @@ OPENSEARCH_TYPES = frozenset(
         "double_range", "date_range", "ip_range", "alias", "geo_point", "geo_shape", "xy_point", "xy_shape",
         "completion", "search_as_you_type", "token_count", "rank_feature", "rank_features", "percolator",
         "join", "knn_vector", "murmur3", "annotated_text", "icu_collation_keyword", "semantic", "star_tree",
-        "derived",
+        "derived", "version",
     }
 )  # fmt: skip
 

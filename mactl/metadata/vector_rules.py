@@ -100,9 +100,9 @@ def knn_vector_for(path: str, spec: dict[str, Any], indexed_by_default: bool = T
     if kind == "int8_hnsw":
         if element != "float":
             raise ItemFailed(f"dense_vector '{path}': int8_hnsw on {element} vectors has no OpenSearch counterpart")
-        encoder: dict[str, Any] = {"name": "sq"}
+        encoder: dict[str, Any] = {"name": "sq", "parameters": {}}  # as the target echoes it back
         if options.get("confidence_interval") is not None:
-            encoder["parameters"] = {"confidence_interval": float(options["confidence_interval"])}
+            encoder["parameters"]["confidence_interval"] = float(options["confidence_interval"])
         parameters["encoder"] = encoder
     method: dict[str, Any] = {"name": "hnsw", "engine": "lucene", "space_type": space}
     if parameters:

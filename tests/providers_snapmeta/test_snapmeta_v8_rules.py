@@ -16,9 +16,9 @@ from mactl.metadata.user_transforms import UserTransforms
 from mactl.metadata.version_transforms import TargetProfile
 from mactl.schema.common import TransformSpec
 
-ES8_TO_OS3 = TargetProfile("elasticsearch", "8.15.0", "opensearch", "3.3.0")
-ES8_TO_OS2 = TargetProfile("elasticsearch", "8.15.0", "opensearch", "2.19.6")
-OS2_TO_OS3 = TargetProfile("opensearch", "2.19.6", "opensearch", "3.3.0")
+ES8_TO_OS3 = TargetProfile("elasticsearch", "8.19.21", "opensearch", "3.5.0")
+ES8_TO_OS2 = TargetProfile("elasticsearch", "8.19.21", "opensearch", "2.19.6")
+OS2_TO_OS3 = TargetProfile("opensearch", "2.19.6", "opensearch", "3.5.0")
 OS2_TO_OS2 = TargetProfile("opensearch", "2.11.0", "opensearch", "2.19.6")
 
 
@@ -52,6 +52,7 @@ def test_dense_vector_maps_each_similarity_and_quantization_to_its_knn_counterpa
                 index=True,
                 index_options={"type": "int8_hnsw", "m": 16, "ef_construction": 100, "confidence_interval": 0.95},
             ),
+            "sq": _vector(index=True, index_options={"type": "int8_hnsw"}),
             "b": _vector(element_type="byte", similarity="l2_norm", index=True),
             "bits": {"type": "dense_vector", "dims": 64, "element_type": "bit", "index": True},
             "raw": _vector(index=False),
@@ -77,6 +78,7 @@ def test_dense_vector_maps_each_similarity_and_quantization_to_its_knn_counterpa
         "ef_construction": 100,
         "encoder": {"name": "sq", "parameters": {"confidence_interval": 0.95}},
     }
+    assert p["sq"]["method"]["parameters"]["encoder"] == {"name": "sq", "parameters": {}}
     assert p["b"]["data_type"] == "byte" and p["b"]["method"]["engine"] == "lucene"
     assert p["bits"]["data_type"] == "binary" and p["bits"]["method"]["engine"] == "faiss"
     assert p["bits"]["method"]["space_type"] == "hamming"
@@ -158,7 +160,8 @@ def test_es8_field_types_map_by_documented_rule_or_refuse_by_name() -> None:
     got = _run(item, ES8_TO_OS3)
     assert got.action == "create", got.reason
     p = got.body["mappings"]["properties"]
-    assert p["v"] == {"type": "keyword"} and p["tokens"] == {"type": "rank_features"}
+    assert p["v"] == {"type": "version"}  # OpenSearch 3.5 has it (2.19 does not: see below)
+    assert p["tokens"] == {"type": "rank_features"}
     assert p["agg"] == {
         "properties": {"min": {"type": "double"}, "max": {"type": "double"}, "value_count": {"type": "long"}}
     }
@@ -197,10 +200,11 @@ def test_a_user_transform_can_rewrite_what_a_rule_refuses() -> None:
 
 def test_older_targets_get_the_older_substitutes() -> None:
     old = TargetProfile("elasticsearch", "8.15.0", "opensearch", "2.11.0")
-    got = _run(_index({"msg": {"type": "match_only_text"}, "w": {"type": "wildcard"}}), old)
+    got = _run(_index({"msg": {"type": "match_only_text"}, "w": {"type": "wildcard"}, "v": {"type": "version"}}), old)
     assert got.body["mappings"]["properties"] == {
         "msg": {"type": "text", "index_options": "docs", "norms": False},
         "w": {"type": "keyword"},
+        "v": {"type": "keyword"},
     }
     refused = _run(_index({"c": {"type": "constant_keyword", "value": "x"}}), old)
     assert refused.action == "fail" and "'c'" in refused.reason and "2.14" in refused.reason
@@ -220,17 +224,17 @@ def _knn(engine: str, space: str = "l2", **extra: Any) -> dict[str, Any]:
     }
 
 
-def test_nmslib_becomes_faiss_only_for_opensearch_3() -> None:
-    item = _index({"e": _knn("nmslib", "cosinesimil"), "f": _knn("faiss")}, {"knn": "true"})
+def test_nmslib_becomes_lucene_only_for_opensearch_3() -> None:
+    item = _index({"e": _knn("nmslib", "cosinesimil"), "f": _knn("lucene")}, {"knn": "true"})
     on3 = _run(item, OS2_TO_OS3)
     assert on3.action == "create", on3.reason
     assert on3.body["mappings"]["properties"]["e"]["method"] == {
         "name": "hnsw",
-        "engine": "faiss",
+        "engine": "lucene",
         "space_type": "cosinesimil",
         "parameters": {"m": 16, "ef_construction": 128},
     }
-    assert any(t.startswith("os3-nmslib-to-faiss: ") and "e (cosinesimil)" in t for t in on3.transforms)
+    assert any(t.startswith("os3-nmslib-to-lucene: ") and "e (cosinesimil)" in t for t in on3.transforms)
     on2 = _run(item, OS2_TO_OS2)
     assert on2.body["mappings"]["properties"]["e"]["method"]["engine"] == "nmslib" and on2.transforms == []
 
@@ -243,8 +247,8 @@ def test_nmslib_spaces_faiss_lacks_and_trained_models_refuse() -> None:
 
 
 def test_an_absent_index_flag_means_what_the_source_version_meant() -> None:
-    before = _run(_index({"v": _vector()}), TargetProfile("elasticsearch", "8.10.4", "opensearch", "3.3.0"))
-    es7 = _run(_index({"v": _vector()}), TargetProfile("elasticsearch", "7.17.0", "opensearch", "3.3.0"))
+    before = _run(_index({"v": _vector()}), TargetProfile("elasticsearch", "8.10.4", "opensearch", "3.5.0"))
+    es7 = _run(_index({"v": _vector()}), TargetProfile("elasticsearch", "7.17.0", "opensearch", "3.5.0"))
     after = _run(_index({"v": _vector()}), ES8_TO_OS3)
     assert (
         before.body["mappings"]["properties"]["v"]
@@ -255,3 +259,27 @@ def test_an_absent_index_flag_means_what_the_source_version_meant() -> None:
         }
     )
     assert after.body["mappings"]["properties"]["v"]["method"]["space_type"] == "cosinesimil"
+
+
+def test_os1_index_level_knn_settings_move_into_the_fields_method() -> None:
+    item = _index(
+        {"e": {"type": "knn_vector", "dimension": 4}},
+        {
+            "knn": "true",
+            "knn.space_type": "cosinesimil",
+            "knn.algo_param.m": "24",
+            "knn.algo_param.ef_construction": "256",
+        },
+    )
+    os1 = TargetProfile("opensearch", "1.3.20", "opensearch", "3.5.0")
+    got = _run(item, os1)
+    assert got.action == "create", got.reason
+    assert got.body["settings"] == {"index.number_of_shards": "1", "index.knn": "true"}
+    assert got.body["mappings"]["properties"]["e"]["method"] == {
+        "name": "hnsw",
+        "engine": "lucene",
+        "space_type": "cosinesimil",
+        "parameters": {"m": 24, "ef_construction": 256},
+    }
+    to2 = _run(item, TargetProfile("opensearch", "1.3.20", "opensearch", "2.19.6"))
+    assert to2.body["mappings"]["properties"]["e"]["method"]["engine"] == "nmslib"
