@@ -137,6 +137,10 @@ def es8_field_types(item: Item, profile: TargetProfile) -> Notes:
             if kind == "version" and profile.target < (3, 5):
                 spec["type"] = "keyword"
                 changed.append(f"{path} version→keyword (sorts and ranges compare as strings)")
+            elif kind == "version":
+                spec.setdefault("index", True)  # as 3.5 writes it back
+            elif kind == "wildcard" and profile.target >= (2, 15):
+                spec.setdefault("doc_values", True)  # Elastic's always has them (aggregations, sorting)
             elif kind == "sparse_vector":
                 spec.clear()
                 spec["type"] = "rank_features"

@@ -11,7 +11,8 @@ OpenSearch 2.19 and 3.x with the k-NN plugin):
 - `similarity` → `space_type`: `cosine` → `cosinesimil`, `l2_norm` → `l2`,
   `dot_product`/`max_inner_product` → `innerproduct` (same ranking);
 - `element_type`: `float` (default), `byte` → `data_type: byte`, `bit` → `data_type: binary`
-  with `hamming` on `faiss` (Elastic ranks bits by l2 on bits, i.e. by Hamming distance);
+  with `hamming` (Elastic ranks bits by l2 on bits, i.e. by Hamming distance: the same
+  order, tried on ES 8.19 → OS 3.5) on `lucene` for a 3.x target, `faiss` for 2.x;
 - `index_options.type`: `hnsw` → method `hnsw` on `lucene` (`m`, `ef_construction` kept);
   `int8_hnsw` (ES 8.14+'s default) → the same with the Lucene scalar quantizer
   (`encoder: sq`, `confidence_interval` kept); `int4_hnsw` refuses (OpenSearch's Lucene
@@ -19,7 +20,8 @@ OpenSearch 2.19 and 3.x with the k-NN plugin):
   binary quantization ranks differently); the `*_flat` types (exact search on the source)
   refuse: the target would answer approximately;
 - `index: false` → a `knn_vector` without a graph (doc values only, like the source:
-  usable by scripts, not by k-NN queries); `index.knn` is set only when a field is indexed.
+  usable by scripts, not by k-NN queries); `index.knn` is set only when a field is indexed,
+  and then an unindexed one gets an explicit lucene graph rather than the engine default.
   An absent `index` means true from Elasticsearch 8.11 and false before (ES 7's x-pack
   `dense_vector` never had a graph).
 """
@@ -56,10 +58,13 @@ def _options(spec: dict[str, Any]) -> dict[str, Any]:
     return dict(options) if isinstance(options, dict) else {}
 
 
-def knn_vector_for(path: str, spec: dict[str, Any], indexed_by_default: bool = True) -> tuple[dict[str, Any], bool]:
+def knn_vector_for(
+    path: str, spec: dict[str, Any], indexed_by_default: bool = True, target: tuple[int, ...] = (3,)
+) -> tuple[dict[str, Any], bool]:
     """The `knn_vector` definition equivalent to the `dense_vector` `spec`, and whether it is indexed.
 
-    `indexed_by_default`: what an absent `index` means (false before Elasticsearch 8.11).
+    `indexed_by_default`: what an absent `index` means (false before Elasticsearch 8.11);
+    `target`: the target's version (which engine scores bits).
 
     Raises `ItemFailed` naming `path` when a parameter has no faithful counterpart.
     """
@@ -73,8 +78,9 @@ def knn_vector_for(path: str, spec: dict[str, Any], indexed_by_default: bool = T
     if element not in DATA_TYPES:
         raise ItemFailed(f"dense_vector '{path}': element_type '{element}' has no OpenSearch counterpart")
     out: dict[str, Any] = {"type": "knn_vector", "dimension": int(dims)}
-    if DATA_TYPES[element]:
-        out["data_type"] = DATA_TYPES[element]
+    data_type = DATA_TYPES[element]
+    if data_type:  # 3.x writes it back upper-case (tried on 3.5): say it the way it will read
+        out["data_type"] = data_type.upper() if target >= (3,) else data_type
     indexed = str(spec.get("index", indexed_by_default)).lower() == "true"
     if not indexed:
         return out, False
@@ -95,7 +101,8 @@ def knn_vector_for(path: str, spec: dict[str, Any], indexed_by_default: bool = T
     if element == "bit":
         if kind != "hnsw":
             raise ItemFailed(f"dense_vector '{path}': bit vectors with '{kind}' have no OpenSearch counterpart")
-        out["method"] = {"name": "hnsw", "engine": "faiss", "space_type": "hamming", "parameters": parameters}
+        engine = "lucene" if target >= (3,) else "faiss"  # lucene scores hamming from 3.x (tried on 3.5)
+        out["method"] = {"name": "hnsw", "engine": engine, "space_type": "hamming", "parameters": parameters}
         return out, True
     if kind == "int8_hnsw":
         if element != "float":
@@ -104,10 +111,7 @@ def knn_vector_for(path: str, spec: dict[str, Any], indexed_by_default: bool = T
         if options.get("confidence_interval") is not None:
             encoder["parameters"]["confidence_interval"] = float(options["confidence_interval"])
         parameters["encoder"] = encoder
-    method: dict[str, Any] = {"name": "hnsw", "engine": "lucene", "space_type": space}
-    if parameters:
-        method["parameters"] = parameters
-    out["method"] = method
+    out["method"] = {"name": "hnsw", "engine": "lucene", "space_type": space, "parameters": parameters}
     return out, True
 
 
@@ -118,7 +122,9 @@ def dense_vector_to_knn_vector(item: Item, profile: TargetProfile) -> Notes:
         for path, spec in _field_maps(mapping):
             if spec.get("type") != "dense_vector":
                 continue
-            new, indexed = knn_vector_for(path, spec, indexed_by_default=profile.source >= (8, 11))
+            new, indexed = knn_vector_for(
+                path, spec, indexed_by_default=profile.source >= (8, 11), target=profile.target
+            )
             any_indexed |= indexed
             options = _options(spec)
             spec.clear()
@@ -135,6 +141,17 @@ def dense_vector_to_knn_vector(item: Item, profile: TargetProfile) -> Notes:
         return []
     note = f"dense_vector→knn_vector: {', '.join(changed)}"
     if any_indexed:
+        # In a k-NN index a field without a method gets the engine default (faiss on 3.x):
+        # an unindexed vector beside indexed ones gets the lucene graph, named in the note.
+        graphed: list[str] = []
+        for mapping in _mappings(item):
+            for path, spec in _field_maps(mapping):
+                if spec.get("type") == "knn_vector" and "method" not in spec and not spec.get("model_id"):
+                    space = "hamming" if str(spec.get("data_type")).lower() == "binary" else "l2"
+                    spec["method"] = {"name": "hnsw", "engine": "lucene", "space_type": space, "parameters": {}}
+                    graphed.append(path)
+        if graphed:
+            note += f"; {', '.join(graphed)} (index: false) get a lucene graph: the index has k-NN on"
         settings_parts = list(_settings(item))
         for settings in settings_parts:
             settings["index.knn"] = "true"

@@ -71,6 +71,7 @@ def test_dense_vector_maps_each_similarity_and_quantization_to_its_knn_counterpa
             "parameters": {"m": 24, "ef_construction": 200},
         },
     }
+    assert p["l2"]["method"]["parameters"] == {}  # as the target writes it back
     assert p["l2"]["method"]["space_type"] == "l2"
     assert p["dot"]["method"]["space_type"] == p["mip"]["method"]["space_type"] == "innerproduct"
     assert p["q8"]["method"]["parameters"] == {
@@ -79,10 +80,15 @@ def test_dense_vector_maps_each_similarity_and_quantization_to_its_knn_counterpa
         "encoder": {"name": "sq", "parameters": {"confidence_interval": 0.95}},
     }
     assert p["sq"]["method"]["parameters"]["encoder"] == {"name": "sq", "parameters": {}}
-    assert p["b"]["data_type"] == "byte" and p["b"]["method"]["engine"] == "lucene"
-    assert p["bits"]["data_type"] == "binary" and p["bits"]["method"]["engine"] == "faiss"
+    assert p["b"]["data_type"] == "BYTE" and p["b"]["method"]["engine"] == "lucene"  # as 3.5 echoes it
+    assert p["bits"]["data_type"] == "BINARY" and p["bits"]["method"]["engine"] == "lucene"
     assert p["bits"]["method"]["space_type"] == "hamming"
-    assert p["raw"] == {"type": "knn_vector", "dimension": 4}  # no graph, like the source
+    # unindexed, but in a k-NN index: an explicit lucene graph rather than the engine default
+    assert p["raw"] == {
+        "type": "knn_vector",
+        "dimension": 4,
+        "method": {"name": "hnsw", "engine": "lucene", "space_type": "l2", "parameters": {}},
+    }
     assert got.body["settings"]["index.knn"] == "true"
     fired = [t for t in got.transforms if t.startswith("dense_vector-to-knn_vector")]
     assert len(fired) == 1 and "q8 (int8_hnsw → lucene hnsw cosinesimil sq)" in fired[0]
@@ -91,6 +97,9 @@ def test_dense_vector_maps_each_similarity_and_quantization_to_its_knn_counterpa
 def test_only_unindexed_vectors_leave_index_knn_unset() -> None:
     got = _run(_index({"raw": _vector(index=False)}), ES8_TO_OS2)
     assert got.action == "create" and "index.knn" not in got.body["settings"]
+    assert got.body["mappings"]["properties"]["raw"] == {"type": "knn_vector", "dimension": 4}
+    bits_on_2 = _run(_index({"b": {"type": "dense_vector", "dims": 8, "element_type": "bit"}}), ES8_TO_OS2)
+    assert bits_on_2.body["mappings"]["properties"]["b"]["method"]["engine"] == "faiss"
 
 
 @pytest.mark.parametrize(
@@ -160,14 +169,14 @@ def test_es8_field_types_map_by_documented_rule_or_refuse_by_name() -> None:
     got = _run(item, ES8_TO_OS3)
     assert got.action == "create", got.reason
     p = got.body["mappings"]["properties"]
-    assert p["v"] == {"type": "version"}  # OpenSearch 3.5 has it (2.19 does not: see below)
+    assert p["v"] == {"type": "version", "index": True}  # OpenSearch 3.5 has it (2.19 does not: see below)
     assert p["tokens"] == {"type": "rank_features"}
     assert p["agg"] == {
         "properties": {"min": {"type": "double"}, "max": {"type": "double"}, "value_count": {"type": "long"}}
     }
     assert p["ck"] == {"type": "keyword"} and p["loc"] == {"type": "xy_point"}
     # OpenSearch has these three itself (found by trying on 2.19): kept as they are
-    assert p["msg"] == {"type": "match_only_text"} and p["w"] == {"type": "wildcard"}
+    assert p["msg"] == {"type": "match_only_text"} and p["w"] == {"type": "wildcard", "doc_values": True}
     assert p["c"] == {"type": "constant_keyword", "value": "prod"}
 
     refused = _run(
