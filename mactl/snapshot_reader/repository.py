@@ -337,6 +337,49 @@ def source_disabled(mappings: Any, types: list[str] | None = None) -> bool:
     return False
 
 
+#: index.mode values whose `_source` is synthetic unless `index.mapping.source.mode: stored` says otherwise.
+_SYNTHETIC_BY_DEFAULT = ("logsdb", "time_series")
+
+_SYNTHETIC_WHY = (
+    "the snapshot holds no document bodies, only the indexed fields and doc values from which "
+    "Elasticsearch makes up an approximate _source (sorted and de-duplicated arrays, normalised dates "
+    "and numbers, other field order); mactl does not rebuild it, because the result would not be the "
+    "original documents: copy this index from the live cluster (e.g. _reindex from remote) instead"
+)
+
+
+def sourceless_reason(meta: IndexMetadata) -> str | None:
+    """Why the snapshot of this index holds no `_source` to migrate, or None when it does.
+
+    `_source.enabled: false`, and Elasticsearch 8's synthetic source: `_source.mode: synthetic`
+    in the mappings, `index.mapping.source.mode: synthetic|disabled` (8.17+), or an
+    `index.mode` of logsdb/time_series, whose default is synthetic. An explicit `stored` wins.
+    """
+    if source_disabled(meta.mappings, meta.types):
+        return "_source is disabled (mappings._source.enabled: false): the snapshot holds no documents' bodies"
+    index_settings = meta.settings.get("index") if isinstance(meta.settings, dict) else None
+    index_settings = index_settings if isinstance(index_settings, dict) else {}
+    mapping = index_settings.get("mapping")
+    source = mapping.get("source") if isinstance(mapping, dict) else None
+    setting_mode = source.get("mode") if isinstance(source, dict) else None
+    mapping_source = meta.mappings.get("_source") if isinstance(meta.mappings, dict) else None
+    mapping_mode = mapping_source.get("mode") if isinstance(mapping_source, dict) else None
+    for where, mode in (("index.mapping.source.mode", setting_mode), ("mappings._source.mode", mapping_mode)):
+        if mode is None:
+            continue
+        mode = str(mode).lower()
+        if mode == "stored":
+            return None
+        if mode == "disabled":
+            return f"_source is disabled ({where}: disabled): the snapshot holds no documents' bodies"
+        if mode == "synthetic":
+            return f"_source is synthetic ({where}: synthetic): {_SYNTHETIC_WHY}"
+    index_mode = str(index_settings.get("mode") or "").lower()
+    if index_mode in _SYNTHETIC_BY_DEFAULT:
+        return f"_source is synthetic (index.mode: {index_mode}, whose default is synthetic source): {_SYNTHETIC_WHY}"
+    return None
+
+
 def _created_before_7(meta: IndexMetadata) -> bool:
     created = (meta.raw.get("settings") or {}).get("index.version.created")
     if created is None:

@@ -10,6 +10,7 @@ custom routing, nested docs, a > 1 MiB document, unicode and escapes.
 
 from __future__ import annotations
 
+import datetime
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -93,3 +94,83 @@ def test_the_fixtures_have_what_is_new_in_each_version(newer_repos):
         assert len(os3_repo._shard(os3_fx.snapshot, os3_fx.indices[0], shard).commit.segments) >= 20
     for fx in (es8_fx, os3_fx):
         assert any(fx.routing.values())
+
+
+#: index suffix -> create body; each holds one document. Only `stored` keeps its `_source`.
+SOURCE_MODES: dict[str, dict] = {
+    "setting": {"settings": {"index.mapping.source.mode": "synthetic"}},
+    "mapping": {"mappings": {"_source": {"mode": "synthetic"}}},
+    "logsdb": {"settings": {"index.mode": "logsdb"}},
+    "tsdb": {
+        "settings": {"index.mode": "time_series", "index.routing_path": ["host"]},
+        "mappings": {
+            "properties": {
+                "host": {"type": "keyword", "time_series_dimension": True},
+                "v": {"type": "long", "time_series_metric": "gauge"},
+            }
+        },
+    },
+    "stored": {"settings": {"index.mode": "logsdb", "index.mapping.source.mode": "stored"}},
+}
+
+
+def test_es8_synthetic_source_is_named_at_plan_and_stored_source_still_reads(es8, os3):
+    """ES 8 keeps no `_source` for synthetic-source indices (explicit, logsdb, time_series):
+    `plan` names each with the reason and what happens; an explicit `stored` one is migratable."""
+    from mactl.providers.backfill import BackfillProvider
+    from opensearchpy import OpenSearch
+
+    from mactl.schema.backfill import BackfillInputs
+
+    run = uuid.uuid4().hex[:6]
+    client = OpenSearch(es8.url, timeout=120)
+    repo_dir = es8.repo_folder("snapshot_reader", f"es8-modes-{run}")
+    names = {mode: f"snaprd-mode-{run}-{mode}" for mode in SOURCE_MODES}
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    sent = f'{{"@timestamp":"{now}","host":"h1","v":5,"tags":[3,1,2]}}'.encode()
+    try:
+        for mode, body in SOURCE_MODES.items():
+            client.indices.create(index=names[mode], body=body)
+            client.index(index=names[mode], body=sent, id=None if mode == "tsdb" else "1", refresh="true")
+        client.snapshot.create_repository(
+            repository=f"snaprd-mode-{run}", body={"type": "fs", "settings": {"location": str(repo_dir)}}
+        )
+        client.snapshot.create(
+            repository=f"snaprd-mode-{run}",
+            snapshot="s",
+            body={"indices": ",".join(names.values()), "include_global_state": False},
+            wait_for_completion=True,
+        )
+        inputs = {
+            "target": {"name": "target", "endpoint": os3.url},
+            "repository": {"type": "fs", "location": str(repo_dir)},
+            "snapshotName": "s",
+            "indices": [{"names": list(names.values())}],
+        }
+        notes = BackfillProvider().plan_notes(BackfillInputs.model_validate(inputs))
+        by_index = {note.split()[1]: note for note in notes}
+        assert set(by_index) == {names[m] for m in ("setting", "mapping", "logsdb", "tsdb")}
+        assert "index.mapping.source.mode: synthetic" in by_index[names["setting"]]
+        assert "mappings._source.mode: synthetic" in by_index[names["mapping"]]
+        assert "index.mode: logsdb, whose default is synthetic source" in by_index[names["logsdb"]]
+        assert "index.mode: time_series" in by_index[names["tsdb"]]
+        for note in notes:
+            assert "mactl does not rebuild it" in note and "the stage will fail before writing any document" in note
+
+        repo = open_repository(repo_dir)
+        from mactl.cli.snapshot_cmd import _show_data  # what `mactl snapshot show --json` prints
+
+        shown = {ix["index"]: ix["source_missing"] for ix in _show_data(repo, "s")["indices"]}
+        assert shown[names["stored"]] is None
+        for mode in ("setting", "mapping", "logsdb", "tsdb"):
+            assert shown[names[mode]] is not None and shown[names[mode]] in by_index[names[mode]]
+        for mode, index in names.items():
+            (doc,) = repo.documents("s", index, 0, with_sourceless=True)
+            assert doc.source == (sent if mode == "stored" else b""), mode
+    finally:
+        client.indices.delete(index=",".join(names.values()), ignore_unavailable=True)
+        try:
+            client.snapshot.delete(repository=f"snaprd-mode-{run}", snapshot="s")
+            client.snapshot.delete_repository(repository=f"snaprd-mode-{run}")
+        except Exception:
+            pass
