@@ -235,7 +235,8 @@ def test_metadata_blob_deflated_and_checked():
         (8512000, "8.15.x"),  # ES 8.11+ index versions name a minor line
         (8500010, "8.12.x"),
         (8537000, "8.19.x"),  # the last 8.x minor: no "or later"
-        (9033000, "9.1.x or later"),  # past the table's last 9.x row: never a wrong release
+        (9033000, "9.1.x"),
+        (9100000, "9.4.x or later"),  # past the table's last 9.x row: never a wrong release
     ],
 )
 def test_release_from_version_ids(version_id, release):
