@@ -21,15 +21,16 @@ from devtools.local.paths import cache_dir
 #: release; 2.19.6 is the newest 2.x release on Maven Central when this was written.
 #: 8.19.21 is the newest ES 8 integ-test zip Maven Central serves; OpenSearch 3.5.0 is the
 #: newest 3.x whose k-NN plugin (opensearch-knn 3.5.0.0) is served too: a plugin runs only on
-#: the exact version it was built for. ES 9.2.0 runs on the Java 25 JDK here (9.0.0 does not:
-#: its entitlement self-test fails on Java 25, and Java 17 is too old for it).
+#: the exact version it was built for. ES 9.5.0 (newest 9.x zip tried) runs on the Java 25 JDK
+#: here, as does 9.2.0; 9.0.0 does not (its entitlement self-test fails on Java 25, and Java 17
+#: is too old for it).
 PINNED_VERSIONS: dict[str, str] = {
     "es710": "7.10.2",
     "os13": "1.3.20",
     "os2": "2.19.6",
     "es8": "8.19.21",
     "os3": "3.5.0",
-    "es9": "9.2.0",
+    "es9": "9.5.0",
 }
 
 #: Version ranges `--latest` looks in, per cluster name.

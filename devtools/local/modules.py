@@ -13,7 +13,9 @@ OpenSearch 1.3 (no lang-painless or analysis-common jars there), so: the 2.x tar
 painless scripts and the common analyzers; the sources get reindex/by-query and the extra field
 types. `.mactl-modules` in each unpacked distribution lists what was added and why
 anything is missing. repository-s3 is on Maven Central neither as a jar nor as a zip, so S3
-snapshot repositories are not available on these clusters.
+snapshot repositories are not available on these clusters. OpenSearch 3's integ-test zip ships
+these modules itself (they are left as they are), and Elastic publishes no module jars for
+ES 8/9, so those get none.
 """
 
 from __future__ import annotations
