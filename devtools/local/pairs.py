@@ -2,8 +2,9 @@
 
 Used by the CI version tests (`tests/workflow/test_wf_versions.py`) and the whole matrix
 (`bench/matrix.py`). A pair run loads a small but awkward data set into the source
-(routing, nested objects, unicode, several segments, updates and deletes; a `dense_vector`
-index when the source is Elasticsearch 8 and the target has the k-NN plugin), writes a
+(routing, nested objects, unicode, several segments, updates and deletes; an index with
+three `dense_vector` fields — float cosine, float l2, bits — and a `flattened` one when
+the source is Elasticsearch 8 and the target has the k-NN plugin), writes a
 one-source config (snapshot → metadata → backfill → validate), runs `mactl apply
 -auto-approve` in a subprocess, and checks independently of mactl's bookkeeping: every
 document's `_source` on the target equals the source's (read by scroll on each side), and
@@ -144,7 +145,9 @@ def load_source(source: OpenSearch, prefix: str, *, vectors: bool, docs: int = 2
                             "similarity": "l2_norm",
                             "index_options": {"type": "hnsw", "m": 16, "ef_construction": 100},
                         },
+                        "bits": {"type": "dense_vector", "dims": 16, "element_type": "bit"},
                         "label": {"type": "keyword"},
+                        "attrs": {"type": "flattened"},
                     }
                 },
             },
@@ -157,6 +160,8 @@ def load_source(source: OpenSearch, prefix: str, *, vectors: bool, docs: int = 2
                     "label": f"item {i}",
                     "emb": [round(rng.uniform(0.05, 1), 4) for _ in range(VECTOR_DIMS)],
                     "emb_l2": [round(rng.uniform(-1, 1), 4) for _ in range(VECTOR_DIMS)],
+                    "bits": [rng.randint(-128, 127), rng.randint(-128, 127)],  # 16 bits as 2 bytes
+                    "attrs": {"colour": rng.choice(["red", "blue"]), "size": {"w": str(i % 7), "h": str(i % 5)}},
                 },
             )
             for i in range(300)
@@ -254,8 +259,8 @@ def run_pair(
         if not reports or not all(r.get("passed") for r in reports):
             problems.append("validation did not pass: " + "; ".join(f for r in reports for f in r.get("failures", [])))
         overlaps = [min(q["overlaps"]) for r in reports for q in r.get("queries", []) if q.get("kind") == "vector"]
-        if vectors and len(overlaps) != 2:
-            problems.append(f"expected 2 k-NN parity checks, the report has {len(overlaps)}")
+        if vectors and len(overlaps) != 3:
+            problems.append(f"expected 3 k-NN parity checks, the report has {len(overlaps)}")
         result.vector_overlap = min(overlaps) if overlaps else None
         if after_apply is not None and not problems:
             problems += after_apply(folder, prefix)

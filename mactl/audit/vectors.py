@@ -108,7 +108,7 @@ def _dig(source: Mapping[str, Any], path: str) -> Any:
     return _dig(value, rest) if rest and isinstance(value, Mapping) else None
 
 
-def _query_vectors(source: OpenSearch, index: str, vs: VectorSearch) -> list[list[float]]:
+def _query_vectors(source: OpenSearch, index: str, vs: VectorSearch) -> list[list[float | int]]:
     if vs.vectors:
         return [list(v) for v in vs.vectors]
     resp = source.search(
@@ -121,14 +121,15 @@ def _query_vectors(source: OpenSearch, index: str, vs: VectorSearch) -> list[lis
         },
     )
     vectors = [_dig(h.get("_source") or {}, vs.field) for h in resp["hits"]["hits"]]
-    return [[float(x) for x in v] for v in vectors if isinstance(v, list) and v]
+    # as stored: byte and bit vectors are integers, which both sides want as integers
+    return [list(v) for v in vectors if isinstance(v, list) and v]
 
 
 def _ids(resp: Mapping[str, Any]) -> list[str]:
     return [str(h["_id"]) for h in resp["hits"]["hits"]]
 
 
-def _source_top(source: OpenSearch, index: str, vs: VectorSearch, vector: list[float], space: str) -> list[str]:
+def _source_top(source: OpenSearch, index: str, vs: VectorSearch, vector: list[float | int], space: str) -> list[str]:
     """The source's top `k` ids for `vector`, asked the way the source's field can answer."""
     mappings, _ = _mapping_of(source, index)
     spec = dict(_fields(mappings.get("properties") or {})).get(vs.field, {})
@@ -159,7 +160,7 @@ def _source_top(source: OpenSearch, index: str, vs: VectorSearch, vector: list[f
     return _ids(source.search(index=index, body=body))
 
 
-def _target_top(target: OpenSearch, index: str, field: str, vs: VectorSearch, vector: list[float]) -> list[str]:
+def _target_top(target: OpenSearch, index: str, field: str, vs: VectorSearch, vector: list[float | int]) -> list[str]:
     knn: dict[str, Any] = {"vector": vector, "k": vs.k, "method_parameters": {"ef_search": max(vs.numCandidates, vs.k)}}
     body = {"size": vs.k, "_source": False, "query": {"knn": {field: knn}}}
     try:

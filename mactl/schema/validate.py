@@ -34,7 +34,7 @@ class VectorSearch(Model):
     field: str
     targetField: str | None = None  # when a transform renamed the field
     k: PositiveInt = 10
-    vectors: list[list[float]] = Field(default_factory=list)  # the query vectors; else taken from documents
+    vectors: list[list[int | float]] = Field(default_factory=list)  # the query vectors; else from documents
     fromDocuments: NonNegativeInt = 3  # without `vectors`: this many source documents' own vectors
     numCandidates: PositiveInt = 100
     minOverlap: float = Field(1.0, ge=0, le=1)  # share of the source's top k the target must return too

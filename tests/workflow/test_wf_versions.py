@@ -1,7 +1,8 @@
 """The version pairs CI proves end to end: ES 8 → OS 3, ES 7.10 → OS 3, OS 2.19 → OS 3.
 
 Each pair runs `devtools.local.pairs.run_pair`: a data set with routing, nested objects,
-updates, deletes and several segments (and, from ES 8, two `dense_vector` fields) goes
+updates, deletes and several segments (and, from ES 8, float and bit `dense_vector` fields and
+a `flattened` one) goes
 through `mactl apply` (snapshot, metadata, backfill, validate); every document on the
 target must equal the source's, read by scroll on both sides, and the validation must
 pass with its ledger. From ES 8 the vectors arrive as `knn_vector`s and the automatic
@@ -70,14 +71,14 @@ def test_es8_to_os3_carries_vectors_and_knn_parity_catches_a_moved_vector(es8: A
     assert r.passed, r.detail
     assert r.source_version.startswith("elasticsearch/8.") and r.target_version.startswith("opensearch/3.")
     assert r.documents == {"docs": 230, "vec": 300}
-    assert "dense_vector-to-knn_vector" in r.rules
+    assert {"dense_vector-to-knn_vector", "flattened-to-flat_object"} <= set(r.rules)
     (report,) = r.audit["reports"]
     vectors = {q["field"]: q for q in report["queries"] if q.get("kind") == "vector"}
-    assert set(vectors) == {"emb", "emb_l2"}
+    assert set(vectors) == {"emb", "emb_l2", "bits"}
     for q in vectors.values():
         assert q["passed"] and len(q["overlaps"]) == 3 and min(q["overlaps"]) >= q["minOverlap"]
         assert all(len(top) == 10 for top in q["sourceTop"]) and q["sourceTop"][0][0] == q["targetTop"][0][0]
-    assert vectors["emb_l2"]["overlaps"] == [1.0, 1.0, 1.0]
+    assert vectors["emb_l2"]["overlaps"] == vectors["bits"]["overlaps"] == [1.0, 1.0, 1.0]
     props = seen["mapping"]
     assert seen["knn"] == "true"
     # ES 8.19's default for an indexed float vector is int8_hnsw: Lucene's scalar quantizer on the target
@@ -91,6 +92,8 @@ def test_es8_to_os3_carries_vectors_and_knn_parity_catches_a_moved_vector(es8: A
             "parameters": {"m": 16, "ef_construction": 100, "encoder": {"name": "sq", "parameters": {}}},
         },
     }
+    assert props["attrs"] == {"type": "flat_object"}
+    assert props["bits"]["data_type"] == "BINARY" and props["bits"]["method"]["space_type"] == "hamming"
     assert props["emb_l2"]["method"] == {
         "name": "hnsw",
         "engine": "lucene",
@@ -102,4 +105,4 @@ def test_es8_to_os3_carries_vectors_and_knn_parity_catches_a_moved_vector(es8: A
     code, out = seen["rerun"]
     assert code != 0 and "Traceback" not in out
     assert "query 'k-NN emb_l2'" in out and "worst overlap 90%" in out
-    assert "query 'k-NN emb'" not in out  # the other field still agrees
+    assert "query 'k-NN emb'" not in out and "k-NN bits" not in out  # the other fields still agree
