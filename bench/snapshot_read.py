@@ -1,15 +1,20 @@
 """Benchmark: the snapshot reader vs scrolling the live source, same data, same run.
 
-Loads N (default 1,000,000) ~1 KB documents into the real ES 7.10.2 (a unique index name),
-snapshots it to an fs repository under the shared path.repo, then measures on ONE core:
+Loads N (default 1,000,000) ~1 KB documents into a real cluster (default: the ES 8.x source,
+`MACTL_TEST_ES8_URL`; `--url` for ES 7.10.2 or any other), with `--codec` choosing the
+stored-fields codec (`best_compression` is zstd on ES 8.14+, `default` LZ4), snapshots it to
+an fs repository under the shared path.repo, then measures:
 
-* the reader: every live document of every shard read straight from the snapshot files;
+* the reader: every live document of every shard read straight from the snapshot files,
+  pinned to ONE core;
 * the peer: scrolling the same index from the live cluster with opensearch-py (batches of 10k).
 
-It prints docs/s and MB/s (of `_source` bytes) for both and the ratio, then deletes the
-index, the snapshot and the repository folder. Run it by hand; CI does not.
+Per core: the reader's docs per CPU-second (it uses one core) against the scroll's docs per
+CPU-second spent by the cluster's JVM (`_nodes/stats` process CPU) plus the scrolling client.
+It also prints wall-clock docs/s and MB/s (of `_source` bytes) for both and their ratio, then
+deletes the index, the snapshot and the repository folder. Run it by hand; CI does not.
 
-    python bench/snapshot_read.py [--docs 1000000] [--url http://127.0.0.1:19200]
+    python bench/snapshot_read.py [--docs 1000000] [--codec best_compression] [--url http://127.0.0.1:19202]
 """
 
 from __future__ import annotations
@@ -51,10 +56,9 @@ def _docs(index: str, n: int, seed: int = 7):
         }
 
 
-def load(client: OpenSearch, index: str, n: int) -> None:
-    client.indices.create(
-        index=index, body={"settings": {"number_of_shards": 2, "number_of_replicas": 0, "refresh_interval": "-1"}}
-    )
+def load(client: OpenSearch, index: str, n: int, codec: str) -> None:
+    settings = {"number_of_shards": 2, "number_of_replicas": 0, "refresh_interval": "-1", "codec": codec}
+    client.indices.create(index=index, body={"settings": settings})
     t0 = time.perf_counter()
     done = 0
     for _ok, _ in helpers.streaming_bulk(
@@ -86,6 +90,12 @@ def read_snapshot(repo_dir: Path, snap: str, index: str, profile: bool) -> tuple
     return docs, nbytes, time.perf_counter() - t0, time.process_time() - c0
 
 
+def server_cpu_seconds(client: OpenSearch) -> float:
+    """CPU the cluster's JVM has used so far (single-node clusters: the one node)."""
+    stats = client.nodes.stats(node_id="_local", metric="process")
+    return sum(n["process"]["cpu"]["total_in_millis"] for n in stats["nodes"].values()) / 1000
+
+
 def scroll(client: OpenSearch, index: str) -> tuple[int, float, float]:
     t0, c0 = time.perf_counter(), time.process_time()
     docs = 0
@@ -102,7 +112,8 @@ def scroll(client: OpenSearch, index: str) -> tuple[int, float, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--docs", type=int, default=1_000_000)
-    ap.add_argument("--url", default=os.environ.get("MACTL_TEST_ES710_URL", "http://127.0.0.1:19200"))
+    ap.add_argument("--url", default=os.environ.get("MACTL_TEST_ES8_URL", "http://127.0.0.1:19202"))
+    ap.add_argument("--codec", default="best_compression", help="index.codec: default | best_compression")
     ap.add_argument("--repo-root", default=os.environ.get("MACTL_TEST_REPO_DIR", "/tmp/mactl-dev/repo"))
     ap.add_argument("--profile", action="store_true", help="print a cProfile of the reader run")
     args = ap.parse_args()
@@ -112,7 +123,7 @@ def main() -> int:
     repo_dir = Path(args.repo_root) / "snapshot_reader" / f"bench-{run}"
     client = OpenSearch(args.url, timeout=300)
     try:
-        load(client, index, args.docs)
+        load(client, index, args.docs, args.codec)
         repo_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(repo_dir.parent, 0o777)
         os.chmod(repo_dir, 0o777)
@@ -130,12 +141,17 @@ def main() -> int:
         print(f"snapshot taken in {time.perf_counter() - t0:.1f}s", flush=True)
         _pin_one_core()
         # the peer first, so page-cache warmth favours it, not us
+        server0 = server_cpu_seconds(client)
         s_docs, s_wall, s_cpu = scroll(client, index)
+        s_server_cpu = server_cpu_seconds(client) - server0
         r_docs, r_bytes, r_wall, r_cpu = read_snapshot(repo_dir, snap, index, args.profile)
         if r_docs != s_docs or r_docs != args.docs:
             print(f"MISMATCH: reader {r_docs} docs, scroll {s_docs}, loaded {args.docs}", file=sys.stderr)
         mb = r_bytes / 1e6
+        version = next(iter(client.nodes.info(node_id="_local")["nodes"].values()))["version"]
         result = {
+            "cluster": version,
+            "codec": args.codec,
             "docs": r_docs,
             "source_mb": round(mb, 1),
             "reader": {
@@ -147,10 +163,16 @@ def main() -> int:
             "scroll": {
                 "seconds": round(s_wall, 2),
                 "client_cpu_seconds": round(s_cpu, 2),
+                "server_cpu_seconds": round(s_server_cpu, 2),
                 "docs_per_s": round(s_docs / s_wall),
                 "mb_per_s": round(mb / s_wall, 1),
             },
             "ratio_reader_vs_scroll": round((r_docs / r_wall) / (s_docs / s_wall), 2),
+            "per_core": {
+                "reader_docs_per_cpu_s": round(r_docs / r_cpu),
+                "scroll_docs_per_cpu_s": round(s_docs / (s_cpu + s_server_cpu)),
+                "ratio": round((r_docs / r_cpu) / (s_docs / (s_cpu + s_server_cpu)), 2),
+            },
         }
         print(json.dumps(result, indent=2))
         return 0

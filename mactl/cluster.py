@@ -111,10 +111,24 @@ def cluster_version(client: OpenSearch) -> tuple[str, str]:
     except ConnectionError as exc:
         raise ProviderError(f"cluster at {_host(client)} is unreachable: {exc.info or exc.error}") from None
     except TransportError as exc:
+        if exc.status_code == 405:  # Elasticsearch 8's integ-test build serves no `GET /`
+            return "elasticsearch", _node_version(client)
         raise ProviderError(f"cluster at {_host(client)} answered {exc.status_code}: {exc.error}") from None
     version = info.get("version", {})
     distribution = version.get("distribution") or "elasticsearch"
     return str(distribution), str(version.get("number", "0"))
+
+
+def _node_version(client: OpenSearch) -> str:
+    """The version the answering node reports in `GET _nodes/_local` (when `GET /` is not served)."""
+    try:
+        nodes = client.transport.perform_request("GET", "/_nodes/_local", params={"filter_path": "nodes.*.version"})
+    except TransportError as exc:
+        raise ProviderError(f"cluster at {_host(client)} answered {exc.status_code}: {exc.error}") from None
+    found = [str(n.get("version")) for n in (nodes.get("nodes") or {}).values() if n.get("version")]
+    if not found:
+        raise ProviderError(f"cluster at {_host(client)} reports no version (neither `GET /` nor `GET _nodes`)")
+    return found[0]
 
 
 def version_tuple(version: str) -> tuple[int, ...]:

@@ -52,7 +52,7 @@ class ValidateProvider(BaseProvider[ValidateInputs]):
                 first = str(exc).splitlines()
                 problems.append(
                     f"queries[{i}]: {first[1].strip() if len(first) > 1 else first[0]} "
-                    "(a query is {index, query, optional targetIndex/name/sort/size})"
+                    "(a query is {index, query, optional targetIndex/name/sort/size}, or {index, vector: {field, ...}})"
                 )
         return problems
 

@@ -1,4 +1,5 @@
-"""Session fixtures for the real services: ES 7.10.2, OpenSearch 1.3, OpenSearch 2.x, S3, Kafka.
+"""Session fixtures for the real services: ES 7.10.2, OpenSearch 1.3, OpenSearch 2.x, S3, Kafka,
+and, only when a selected test asks for them, ES 8.x and OpenSearch 3.x (with k-NN).
 
 Each fixture reuses a running service when its MACTL_TEST_*_URL variable points at one
 (`scripts/clusters env` prints them), and otherwise starts its own for the session on free
@@ -34,7 +35,7 @@ CLUSTER_NAMES = ("es710", "os13", "os2")
 
 @dataclass(frozen=True)
 class RunningCluster:
-    name: str  # es710 | os13 | os2
+    name: str  # es710 | os13 | os2 | es8 | os3
     url: str
     version: str
     repo_dir: Path  # the `path.repo` folder every local cluster shares, for fs snapshots
@@ -137,6 +138,8 @@ _FIXTURE_SERVICES = {
     "es710": ("es710", "MACTL_TEST_ES710_URL"),
     "os13": ("os13", "MACTL_TEST_OS13_URL"),
     "os2": ("os2", "MACTL_TEST_OS2_URL"),
+    "es8": ("es8", "MACTL_TEST_ES8_URL"),
+    "os3": ("os3", "MACTL_TEST_OS3_URL"),
     "s3_server": ("s3", "MACTL_TEST_S3_URL"),
     "kafka_broker": ("kafka", "MACTL_TEST_KAFKA_BOOTSTRAP"),
 }
@@ -163,14 +166,30 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def _version_at(url: str) -> str:
-    import json
-    import urllib.request
+    """The node's version from `_nodes/_local` (the ES 8 integ-test zip answers `GET /` with 405)."""
+    from devtools.local.clusters import node_version
 
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return json.load(resp)["version"]["number"]
-    except OSError as err:
-        pytest.fail(f"the cluster at {url} (from MACTL_TEST_* variables) does not answer: {err}")
+    version = node_version(url.rstrip("/"))
+    if version is None:
+        pytest.fail(f"the cluster at {url} (from MACTL_TEST_* variables) does not answer")
+    return version
+
+
+def _newer_cluster(name: str) -> RunningCluster:
+    """ES 8 / OpenSearch 3: reused from MACTL_TEST_<NAME>_URL, or started for this session.
+
+    Unlike the three base clusters, each starts only when a selected test uses it.
+    """
+    url = os.environ.get(f"MACTL_TEST_{name.upper()}_URL")
+    if url:
+        repo = os.environ.get("MACTL_TEST_REPO_DIR")
+        if not repo:
+            pytest.fail(f"MACTL_TEST_{name.upper()}_URL is set but MACTL_TEST_REPO_DIR (its path.repo) is not")
+        return RunningCluster(name, url.rstrip("/"), _version_at(url), Path(repo))
+    from devtools.local.clusters import repo_dir
+
+    inst = _services.instances([name])[name]
+    return RunningCluster(name, inst.address, inst.version, repo_dir(_services.runtime()))
 
 
 @pytest.fixture(scope="session")
@@ -212,6 +231,18 @@ def os13(_local_clusters: dict[str, RunningCluster]) -> RunningCluster:
 def os2(_local_clusters: dict[str, RunningCluster]) -> RunningCluster:
     """The OpenSearch 2.x target."""
     return _local_clusters["os2"]
+
+
+@pytest.fixture(scope="session")
+def es8() -> RunningCluster:
+    """The Elasticsearch 8.x source (security off, loopback; no painless/reindex modules)."""
+    return _newer_cluster("es8")
+
+
+@pytest.fixture(scope="session")
+def os3() -> RunningCluster:
+    """The OpenSearch 3.x target (and source), with the k-NN plugin (lucene engine only)."""
+    return _newer_cluster("os3")
 
 
 @pytest.fixture(scope="session")

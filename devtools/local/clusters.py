@@ -1,4 +1,4 @@
-"""Elasticsearch 7.10.2, OpenSearch 1.3 and OpenSearch 2.x as single-node clusters on loopback.
+"""Elasticsearch 7.10.2 / 8.x / 9.x and OpenSearch 1.3 / 2.x / 3.x as single-node clusters on loopback.
 
 Each instance gets a folder of its own (config copy, data, logs, temp, process record); the
 unpacked distribution is shared and never written to. As root, the JVM runs as the
@@ -24,10 +24,11 @@ HEAP = "512m"
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    name: str  # es710 | os13 | os2
+    name: str  # es710 | os13 | os2 | es8 | os3 | es9
     product: str  # elasticsearch | opensearch
     default_port: int
     role: str  # what the cluster is for in tests and the demo
+    java: range = process.SUPPORTED_JAVA  # the Java majors its pinned version runs on
 
     @property
     def port_env(self) -> str:
@@ -48,7 +49,35 @@ CLUSTERS: dict[str, ClusterSpec] = {
     "es710": ClusterSpec("es710", "elasticsearch", 19200, "source"),
     "os13": ClusterSpec("os13", "opensearch", 19201, "second source"),
     "os2": ClusterSpec("os2", "opensearch", 29200, "target"),
+    # ES 8 runs on Java 17-24 (17 is preferred: it is the JDK the others use).
+    "es8": ClusterSpec("es8", "elasticsearch", 19202, "ES 8 source", range(17, 25)),
+    # OpenSearch 3 and Elasticsearch 9 need Java 21+ (they run without the SecurityManager).
+    "os3": ClusterSpec("os3", "opensearch", 29201, "OpenSearch 3 target with k-NN (and source)", range(21, 100)),
+    "es9": ClusterSpec(
+        "es9", "elasticsearch", 19203, "ES 9 source (metadata/reader work: see the README)", range(21, 100)
+    ),
 }
+
+
+def _major(version: str) -> int:
+    return int(version.split(".")[0])
+
+
+def product_settings(dist: Distribution) -> dict[str, str]:
+    """Settings a product version needs to run as a plain local test cluster.
+
+    Elasticsearch 8+ turns on security (TLS, passwords, an auto-generated keystore) unless
+    told otherwise; these clusters are loopback-only test fixtures, so security is off, and,
+    as on 7.x, wildcard deletes are allowed (tests clean up with `DELETE prefix-*`).
+    """
+    if dist.product != "elasticsearch" or _major(dist.version) < 8:
+        return {}
+    return {
+        "xpack.security.enabled": "false",
+        "xpack.security.http.ssl.enabled": "false",
+        "xpack.security.transport.ssl.enabled": "false",
+        "action.destructive_requires_name": "false",
+    }
 
 
 def repo_dir(runtime: Path) -> Path:
@@ -75,6 +104,7 @@ def _settings(spec: ClusterSpec, dist: Distribution, folder: Path, runtime: Path
         # A shared dev machine's disk can be fuller than the watermarks; never go read-only.
         "cluster.routing.allocation.disk.threshold_enabled": "false",
     }
+    settings.update(product_settings(dist))
     settings.update(extra_settings(dist, dist.home))
     return settings
 
@@ -104,7 +134,7 @@ def _prepare_folder(spec: ClusterSpec, dist: Distribution, folder: Path, runtime
 
 
 def _environment(spec: ClusterSpec, folder: Path) -> dict[str, str]:
-    jdk = str(process.java_home())
+    jdk = str(process.java_home(spec.java))
     prefix = spec.env_prefix
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -128,11 +158,25 @@ def _failure(spec: ClusterSpec, folder: Path, port: int, why: str) -> LocalServi
         f"--- last lines of {folder / 'out.log'}:\n{process.tail(folder / 'out.log', 15)}\n"
         f"--- last lines of {_log_file(spec, folder)}:\n{process.tail(_log_file(spec, folder), 25)}",
         hint=(
-            f"check the Java version (JAVA_HOME={process.java_home()}; ES 7.10.2 needs Java 11-21), "
+            f"check the Java version (JAVA_HOME={process.java_home(spec.java)}; ES 7.10.2 needs Java 11-21, "
+            "OpenSearch 3 / ES 9 Java 21+), "
             f"that port {port} is free (`ss -ltnp | grep {port}`), free memory for a {HEAP} heap, "
             f"and the logs in {folder}"
         ),
     )
+
+
+def node_version(url: str) -> str | None:
+    """The version the node reports, from `_nodes/_local` rather than `GET /`.
+
+    The Elasticsearch 8/9 integ-test zips answer `GET /` with 405 (the root handler lives in a
+    module they leave out), so the version must come from an API every build has.
+    """
+    nodes = process.try_get_json(f"{url}/_nodes/_local?filter_path=nodes.*.version", timeout=5)
+    if nodes and nodes.get("nodes"):
+        return str(next(iter(nodes["nodes"].values()))["version"])
+    info = process.try_get_json(url)
+    return str(info["version"]["number"]) if info and "version" in info else None
 
 
 def wait_healthy(
@@ -148,9 +192,8 @@ def wait_healthy(
     while True:
         health = process.try_get_json(f"{url}/_cluster/health?wait_for_status=yellow&timeout=2s", timeout=5)
         if health and health.get("status") in ("green", "yellow"):
-            info = process.try_get_json(url)
-            if info:
-                return info
+            if (version := node_version(url)) is not None:
+                return {"version": {"number": version}}
         if record is not None and not record.alive():
             raise _failure(spec, folder or Path("."), port, "exited during start-up")
         if time.monotonic() > deadline:
@@ -174,7 +217,7 @@ def start_cluster(spec: ClusterSpec, runtime: Path, *, port: int | None = None, 
             f"port {port} for {spec.name} is already in use by a process this harness did not start",
             hint=f"stop it (`ss -ltnp | grep :{port}`) or choose another port with {spec.port_env}=...",
         )
-    process.java_home()
+    process.java_home(spec.java)
     process.ensure_service_user()
     ensure_unpacked(dist)
     folder.mkdir(parents=True, exist_ok=True)
@@ -204,12 +247,12 @@ def cluster_status(spec: ClusterSpec, runtime: Path) -> Status:
     if found is None:
         return Status(spec.name, f"http://127.0.0.1:{spec.port()}", spec.distribution().version, "down", None)
     record, data = found
-    info = process.try_get_json(data["address"])
+    version = node_version(data["address"])
     health = process.try_get_json(f"{data['address']}/_cluster/health", timeout=5)
     return Status(
         spec.name,
         data["address"],
-        info["version"]["number"] if info else str(data.get("version", "?")),
+        version or str(data.get("version", "?")),
         health["status"] if health else "unreachable",
         record.pid,
     )

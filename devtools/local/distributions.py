@@ -19,10 +19,22 @@ from devtools.local.paths import cache_dir
 
 #: The one place versions are chosen. ES 7.10.2 runs on OpenJDK 17; 1.3.20 is the last 1.3
 #: release; 2.19.6 is the newest 2.x release on Maven Central when this was written.
-PINNED_VERSIONS: dict[str, str] = {"es710": "7.10.2", "os13": "1.3.20", "os2": "2.19.6"}
+#: 8.19.21 is the newest ES 8 integ-test zip Maven Central serves; OpenSearch 3.5.0 is the
+#: newest 3.x whose k-NN plugin (opensearch-knn 3.5.0.0) is served too: a plugin runs only on
+#: the exact version it was built for. ES 9.5.0 (newest 9.x zip tried) runs on the Java 25 JDK
+#: here, as does 9.2.0; 9.0.0 does not (its entitlement self-test fails on Java 25, and Java 17
+#: is too old for it).
+PINNED_VERSIONS: dict[str, str] = {
+    "es710": "7.10.2",
+    "os13": "1.3.20",
+    "os2": "2.19.6",
+    "es8": "8.19.21",
+    "os3": "3.5.0",
+    "es9": "9.5.0",
+}
 
 #: Version ranges `--latest` looks in, per cluster name.
-VERSION_LINES: dict[str, str] = {"es710": "7.10.", "os13": "1.3.", "os2": "2."}
+VERSION_LINES: dict[str, str] = {"es710": "7.10.", "os13": "1.3.", "os2": "2.", "es8": "8.", "os3": "3.", "es9": "9."}
 
 #: Bumped when the unpacked layout changes (e.g. extra modules), so caches are rebuilt.
 LAYOUT_VERSION = "2"  # 2: extra modules (devtools.local.modules)
@@ -91,8 +103,10 @@ def ensure_unpacked(dist: Distribution) -> Path:
         _extract(zip_path, work)
         (top,) = [p for p in work.iterdir() if p.is_dir()]
         from devtools.local.modules import install_extra_modules  # late: optional second step
+        from devtools.local.plugins import install_plugins
 
         install_extra_modules(dist, top)
+        install_plugins(dist, top)
         (top / ".mactl-layout").write_text(LAYOUT_VERSION + "\n")
         for path in [top, *top.rglob("*")]:
             if path.is_dir():
@@ -114,6 +128,6 @@ def latest_versions() -> dict[str, list[str]]:
         group = Distribution(product, "0").group
         versions = maven.released_versions(group, product)
         for name, line in VERSION_LINES.items():
-            if (product == "elasticsearch") == (name == "es710"):
+            if (product == "elasticsearch") == name.startswith("es"):
                 found[name] = sorted((v for v in versions if v.startswith(line)), key=maven.version_key)
     return found

@@ -13,7 +13,9 @@ OpenSearch 1.3 (no lang-painless or analysis-common jars there), so: the 2.x tar
 painless scripts and the common analyzers; the sources get reindex/by-query and the extra field
 types. `.mactl-modules` in each unpacked distribution lists what was added and why
 anything is missing. repository-s3 is on Maven Central neither as a jar nor as a zip, so S3
-snapshot repositories are not available on these clusters.
+snapshot repositories are not available on these clusters. OpenSearch 3's integ-test zip ships
+these modules itself (they are left as they are), and Elastic publishes no module jars for
+ES 8/9, so those get none.
 """
 
 from __future__ import annotations
@@ -145,9 +147,13 @@ def install_extra_modules(dist: Distribution, home: Path) -> list[str]:
     provided = {_base_name(p.name) for p in (home / "lib").glob("*.jar")}
     installed: list[str] = []
     skipped: list[str] = []
+    shipped = installed_modules(home)
     for spec in MODULES:
         folder = home / "modules" / spec.name
         staging = home / "modules" / f".{spec.name}.fetch"
+        if spec.name in shipped:  # OpenSearch 3's integ-test zip carries the full module set
+            installed.append(spec.name)
+            continue
         if any(parent not in installed for parent in spec.extends):
             skipped.append(f"{spec.name} (needs {', '.join(spec.extends)})")
             continue
@@ -177,7 +183,8 @@ def install_extra_modules(dist: Distribution, home: Path) -> list[str]:
             (folder / "plugin-security.policy").write_text(policy)
         installed.append(spec.name)
     (home / ".mactl-modules").write_text(
-        "".join(f"added {name}\n" for name in installed) + "".join(f"missing {why}\n" for why in skipped)
+        "".join(f"{'shipped' if name in shipped else 'added'} {name}\n" for name in installed)
+        + "".join(f"missing {why}\n" for why in skipped)
     )
     return installed
 

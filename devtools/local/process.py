@@ -22,8 +22,8 @@ from pathlib import Path
 from devtools.local.errors import LocalServiceError
 from devtools.local.paths import SERVICE_USER, running_as_root
 
-#: Java majors the pinned ES/OpenSearch versions run on. ES 7.10.2 needs the SecurityManager,
-#: which Java 24 removed, so newer JDKs are skipped.
+#: Java majors the older pinned versions run on. ES 7.10.2 needs the SecurityManager, which
+#: Java 24 removed, so newer JDKs are skipped for it (OpenSearch 3 / ES 9 ask for 21+ instead).
 SUPPORTED_JAVA = range(11, 22)
 
 
@@ -44,31 +44,37 @@ def _java_major(java_home: Path) -> int | None:
     return None
 
 
-_java_home_cache: Path | None = None
+_java_home_cache: dict[range, Path] = {}
 
 
-def java_home() -> Path:
-    """A JDK the clusters run on: MACTL_JAVA_HOME, JAVA_HOME, /usr/lib/jvm/*17*, or `java` on PATH."""
-    global _java_home_cache
-    if _java_home_cache is not None:
-        return _java_home_cache
+def java_home(majors: range = SUPPORTED_JAVA) -> Path:
+    """A JDK whose major version is in `majors`: MACTL_JAVA_HOME, JAVA_HOME, /usr/lib/jvm/*, or `java` on PATH.
+
+    Each cluster asks for the range its version runs on (ES 7.10.2: 11-21; OpenSearch 3 and
+    Elasticsearch 9: 21+), so one machine with several JDKs runs them all side by side.
+    """
+    if majors in _java_home_cache:
+        return _java_home_cache[majors]
     candidates: list[Path] = []
     for var in ("MACTL_JAVA_HOME", "JAVA_HOME"):
         if os.environ.get(var):
             candidates.append(Path(os.environ[var]))
     candidates += sorted(Path("/usr/lib/jvm").glob("*17*")) + sorted(Path("/usr/lib/jvm").glob("*21*"))
+    candidates += sorted(Path("/usr/lib/jvm").glob("*"))
     if on_path := shutil.which("java"):
         candidates.append(Path(on_path).resolve().parent.parent)
     seen: list[str] = []
     for home in dict.fromkeys(c.resolve() for c in candidates):
         major = _java_major(home)
         seen.append(f"{home} (Java {major})" if major else f"{home} (no java)")
-        if major in SUPPORTED_JAVA:
-            _java_home_cache = home
+        if major in majors:
+            _java_home_cache[majors] = home
             return home
+    wanted = f"Java {majors.start}-{majors.stop - 1}" if majors.stop < 100 else f"Java {majors.start}+"
     raise LocalServiceError(
-        "no usable JDK found for Elasticsearch 7.10.2 / OpenSearch; looked at: " + ", ".join(seen or ["nothing"]),
-        hint="install OpenJDK 17 (apt-get install openjdk-17-jdk-headless) or set MACTL_JAVA_HOME",
+        f"no usable JDK ({wanted}) found; looked at: " + ", ".join(seen or ["nothing"]),
+        hint="install OpenJDK 17 (apt-get install openjdk-17-jdk-headless), a JDK 21+ for OpenSearch 3, "
+        "or set MACTL_JAVA_HOME",
     )
 
 

@@ -23,6 +23,7 @@ import orjson
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError, TransportError
 
+from mactl.audit.vectors import automatic_queries, check_vector_query
 from mactl.errors import MactlError, ProviderError
 from mactl.schema.common import IndexFilter
 from mactl.schema.stage import Progress, StageView
@@ -544,6 +545,8 @@ def run_validation(ctx: StageView, inputs: ValidateInputs, queries: Sequence[Que
                 "sample": None,
                 "renamed": False,
             }
+    unrenamed = [name for name, fact in facts.items() if not fact.get("renamed")]
+    queries = [*queries, *automatic_queries(target, unrenamed, queries)]
     repo = None
     if inputs.repository is not None or any(f.get("snapshotName") for f in facts.values()):
         repo = _open_repo(inputs)
@@ -577,7 +580,11 @@ def run_validation(ctx: StageView, inputs: ValidateInputs, queries: Sequence[Que
             indices.append(row)
         query_rows = []
         for q in queries:
-            res = check_query(q, source_client, target, th.maxCountDiff)
+            res = (
+                check_vector_query(q, source_client, target)
+                if q.vector is not None
+                else check_query(q, source_client, target, th.maxCountDiff)
+            )
             query_rows.append(res)
             if not res["passed"]:
                 failures.append(f"{res['index']}: query {res['name']!r}: {res['detail']}")

@@ -47,16 +47,15 @@ def list_units(repo: Repository, snapshot: str, filters: Sequence[IndexFilter]) 
 def unmigratable_indices(repo: Repository, snapshot: str, indices: Sequence[str]) -> dict[str, str]:
     """The indices whose documents the reader cannot rebuild, each with the reason.
 
-    Read from the snapshot's index metadata only: today that is `_source` disabled
-    (`mappings._source.enabled: false`), so the snapshot holds no document bodies.
+    Read from the snapshot's index metadata only: `_source` disabled, or Elasticsearch 8's
+    synthetic source (`_source.mode`, `index.mapping.source.mode`, logsdb/time_series index
+    modes), so the snapshot holds no document bodies (see `sourceless_reason`).
     """
-    from mactl.snapshot_reader.repository import source_disabled
+    from mactl.snapshot_reader.repository import sourceless_reason
 
     found: dict[str, str] = {}
     for index in indices:
-        meta = repo.index_metadata(snapshot, index)
-        if source_disabled(meta.mappings, meta.types):
-            found[index] = (
-                "_source is disabled (mappings._source.enabled: false): the snapshot holds no documents' bodies"
-            )
+        reason = sourceless_reason(repo.index_metadata(snapshot, index))
+        if reason is not None:
+            found[index] = reason
     return found

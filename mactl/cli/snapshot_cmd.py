@@ -18,6 +18,7 @@ from rich.table import Table
 from mactl.cli.app import app
 from mactl.errors import ConfigError
 from mactl.snapshot_reader import Repository, SnapshotReaderError, open_repository, smile
+from mactl.snapshot_reader.repository import sourceless_reason
 
 snapshot_app = typer.Typer(
     help="Look into a snapshot repository (fs path or s3://bucket/prefix).", no_args_is_help=True
@@ -114,6 +115,8 @@ def _show_data(repository: Repository, name: str) -> dict[str, Any]:
                 "size_bytes": sum(s.get("size_bytes", 0) for s in shards),
                 "shard_details": shards,
                 "aliases": sorted(meta.aliases),
+                # why the snapshot holds no `_source` for this index (disabled, synthetic), or null
+                "source_missing": sourceless_reason(meta),
             }
         )
     glob = repository.global_metadata(snap)
@@ -154,7 +157,7 @@ def show_cmd(
     for line in data["missing_shards"]:
         console.print(f"  missing shard {line}", style="yellow", highlight=False)
     table = Table(box=None)
-    for col in ("index", "shards", "live docs", "size", "aliases"):
+    for col in ("index", "shards", "live docs", "size", "aliases", "_source"):
         table.add_column(col)
     for ix in data["indices"]:
         table.add_row(
@@ -163,6 +166,7 @@ def show_cmd(
             str(ix["live_docs"]),
             f"{ix['size_bytes'] / 1e6:.1f} MB",
             ", ".join(ix["aliases"]) or "-",
+            "stored" if ix["source_missing"] is None else "none: " + ix["source_missing"].split(":")[0],
         )
     console.print(table)
     for key, label in (
@@ -205,6 +209,9 @@ def dump_cmd(
     out = sys.stdout.buffer
     written = 0
     for name in names:
+        if (missing := sourceless_reason(repository.index_metadata(snap, name))) is not None:
+            typer.echo(f"warning: index {name}: no documents to dump: {missing.split(':')[0]}", err=True)
+            continue
         for shard in range(repository.shard_count(snap, name)):
             if limit is not None and written >= limit:
                 break

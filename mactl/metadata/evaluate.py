@@ -22,7 +22,12 @@ from mactl.indexfilter import select as select_names
 from mactl.indexfilter import split_builtin_exclusions
 from mactl.metadata.items import KIND_ORDER, Item, SourceMetadata, load_from_snapshot, load_live
 from mactl.metadata.user_transforms import UserTransforms
-from mactl.metadata.version_transforms import ItemFailed, TargetProfile, apply_version_transforms
+from mactl.metadata.version_transforms import (
+    ItemFailed,
+    TargetProfile,
+    apply_final_checks,
+    apply_version_transforms,
+)
 from mactl.schema.common import IndexFilter
 from mactl.schema.metadata import MetadataInputs
 
@@ -237,6 +242,7 @@ def _evaluate_one(original: Item, profile: TargetProfile, user: UserTransforms) 
                     item.kind, item.name, original.name, "skip", None, fired, "dropped by a user transform"
                 )
             item = result
+        apply_final_checks(item, profile, fired)
     except ItemFailed as exc:
         return EvaluatedItem(original.kind, original.name, original.name, "fail", None, fired, exc.reason)
     return EvaluatedItem(item.kind, item.name, original.name, "create", item.body, fired)

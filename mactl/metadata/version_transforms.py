@@ -322,31 +322,6 @@ def flattened_to_flat_object(item: Item, profile: TargetProfile) -> Notes:
     return [f"flattened→flat_object: {', '.join(changed)}"] if changed else []
 
 
-def dense_vector_to_knn_vector(item: Item, profile: TargetProfile) -> Notes:
-    changed: list[str] = []
-    for mapping in _mappings(item):
-        for path, spec in _field_maps(mapping):
-            if spec.get("type") != "dense_vector":
-                continue
-            dims = spec.get("dims")
-            similarity = spec.get("similarity")
-            spec.clear()
-            spec["type"] = "knn_vector"
-            if dims is not None:
-                spec["dimension"] = dims
-            if similarity:
-                space = {"cosine": "cosinesimil", "l2_norm": "l2", "dot_product": "innerproduct"}.get(similarity)
-                if space:
-                    spec["method"] = {"name": "hnsw", "engine": "lucene", "space_type": space}
-            changed.append(path)
-    if changed:
-        for settings in _settings(item):
-            settings["index.knn"] = "true"
-        if item.kind == "index" and not list(_settings(item)):
-            item.body["settings"] = {"index.knn": "true"}
-    return [f"dense_vector→knn_vector: {', '.join(changed)} (index.knn=true)"] if changed else []
-
-
 def legacy_template_patterns(item: Item, profile: TargetProfile) -> Notes:
     """ES 5 templates have one `template` pattern; since 6.0 it is `index_patterns`."""
     if item.kind != "legacy_template" or "template" not in item.body or "index_patterns" in item.body:
@@ -391,6 +366,8 @@ FIELD_TYPE_COMPONENT = {
     "percolator": "percolator",
     "icu_collation_keyword": "analysis-icu",
     "geo_shape": "geo",
+    "xy_point": "geo",
+    "xy_shape": "geo",
 }
 
 
@@ -427,15 +404,37 @@ VERSION_TRANSFORMS: tuple[VersionTransform, ...] = (
     VersionTransform(
         "flattened-to-flat_object", "Elastic `flattened` → OpenSearch `flat_object`", flattened_to_flat_object
     ),
-    VersionTransform(
+)
+
+# Run after the user's transforms, so a user transform can rewrite what they would refuse.
+CHECK_TARGET_SUPPORTS = VersionTransform(
+    "check-target-supports", "field types whose module/plugin the target lacks", check_target_supports
+)
+
+
+def all_version_transforms() -> tuple[VersionTransform, ...]:
+    """The rewrites in the order they run: the general ones, then each version pair's rules.
+
+    The pair rules live in their own modules (`vector_rules`, `es8_rules`, `os3_rules`),
+    which build on the helpers above, hence the import here rather than at the top.
+    """
+    from mactl.metadata.es8_rules import ES8_REWRITES
+    from mactl.metadata.os3_rules import OS3_RULES
+    from mactl.metadata.vector_rules import dense_vector_to_knn_vector
+
+    vectors = VersionTransform(
         "dense_vector-to-knn_vector",
         "Elastic `dense_vector` → OpenSearch k-NN `knn_vector`",
         dense_vector_to_knn_vector,
-    ),
-    VersionTransform(
-        "check-target-supports", "field types whose module/plugin the target lacks", check_target_supports
-    ),
-)
+    )
+    return VERSION_TRANSFORMS + ES8_REWRITES + (vectors,) + OS3_RULES
+
+
+def final_checks() -> tuple[VersionTransform, ...]:
+    """The refusals, run after the user's transforms (a refusal suggests a user transform)."""
+    from mactl.metadata.es8_rules import ES8_REFUSALS
+
+    return ES8_REFUSALS + (CHECK_TARGET_SUPPORTS,)
 
 
 def apply_version_transforms(item: Item, profile: TargetProfile, fired: list[str]) -> None:
@@ -444,7 +443,16 @@ def apply_version_transforms(item: Item, profile: TargetProfile, fired: list[str
     `fired` is filled as it goes so that, when a later transform fails the item, the
     report still shows what fired before it.
     """
-    for transform in VERSION_TRANSFORMS:
+    _run(all_version_transforms(), item, profile, fired)
+
+
+def apply_final_checks(item: Item, profile: TargetProfile, fired: list[str]) -> None:
+    """Refuse (raise `ItemFailed`) what no rule and no user transform made acceptable."""
+    _run(final_checks(), item, profile, fired)
+
+
+def _run(transforms: tuple[VersionTransform, ...], item: Item, profile: TargetProfile, fired: list[str]) -> None:
+    for transform in transforms:
         if item.kind not in transform.kinds:
             continue
         for note in transform.run(item, profile):

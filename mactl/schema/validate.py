@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, NonNegativeInt
+from pydantic import Field, NonNegativeInt, PositiveInt
 
 from mactl.schema.common import ClusterRef, IndexFilter, Model, SnapshotRepository
 
@@ -28,6 +28,18 @@ class Thresholds(Model):
     )
 
 
+class VectorSearch(Model):
+    """A k-NN search to compare: the same query vectors on the source field and the target field."""
+
+    field: str
+    targetField: str | None = None  # when a transform renamed the field
+    k: PositiveInt = 10
+    vectors: list[list[int | float]] = Field(default_factory=list)  # the query vectors; else from documents
+    fromDocuments: NonNegativeInt = 3  # without `vectors`: this many source documents' own vectors
+    numCandidates: PositiveInt = 100
+    minOverlap: float = Field(1.0, ge=0, le=1)  # share of the source's top k the target must return too
+
+
 class Query(Model):
     """One parity query: run on the source index and the target index, compared."""
 
@@ -37,6 +49,7 @@ class Query(Model):
     query: dict[str, Any] = Field(default_factory=lambda: {"match_all": {}})
     sort: list[Any] | None = None  # with a sort the top ids are compared in order, else as a set
     size: NonNegativeInt = 10
+    vector: VectorSearch | None = None  # a k-NN parity query instead of `query`
 
 
 class _ValidateWiring(Model):
@@ -57,7 +70,7 @@ class ValidateUserInputs(Model):
     )
     queries: list[dict[str, Any]] = Field(
         [],
-        description="Parity queries `{index, query, targetIndex?, name?, sort?, size?}`: hit counts and top ids compared (in order with a `sort`).",
+        description="Parity queries `{index, query, targetIndex?, name?, sort?, size?}`: hit counts and top ids compared (in order with a `sort`); `{index, vector: {field, k?, vectors?, fromDocuments?, minOverlap?}}` compares k-NN top hits.",
     )
     thresholds: Thresholds = Field(
         Thresholds(), description="What makes the stage pass; a failure names every index and check that failed."

@@ -108,12 +108,14 @@ class S3BlobStore:
         self.cache_dir = base / key
 
     def _key(self, path: str) -> str:
+        if path.startswith("/"):  # relative to the bucket root (OpenSearch's HASHED_PREFIX shard folders)
+            return path[1:]
         return f"{self.prefix}/{path}" if self.prefix else path
 
     def read(self, path: str) -> bytes:
         # Lucene data blobs ("indices/<id>/<shard>/__...") never change once written: cache them.
-        cacheable = path.startswith("indices/") and "/__" in path
-        cached = self.cache_dir / path
+        cacheable = "indices/" in path and "/__" in path
+        cached = self.cache_dir / path.lstrip("/")
         if cacheable and cached.exists():
             return cached.read_bytes()
         try:
@@ -162,7 +164,7 @@ class S3BlobStore:
 
     def local_path(self, path: str) -> Path:
         """Download (streaming, to the cache folder) once; later reads use the cached copy."""
-        cached = self.cache_dir / path
+        cached = self.cache_dir / path.lstrip("/")
         if cached.exists():
             return cached
         cached.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ from mactl.snapshot_reader.errors import CorruptFileError, SnapshotReaderError, 
 from mactl.snapshot_reader.framing import decode_metadata_blob, inflate_compressed_xcontent
 from mactl.snapshot_reader.model import Cursor, Document, GlobalMetadata, IndexMetadata, SnapshotInfo
 from mactl.snapshot_reader.shard import ShardReader
+from mactl.snapshot_reader.shardpaths import FIXED, shard_folder
+from mactl.snapshot_reader.versions import release_from_id, snapshot_release
 
 if TYPE_CHECKING:  # the reader does not load the config models (pydantic) at run time
     from mactl.schema.common import SnapshotRepository
@@ -23,13 +25,6 @@ if TYPE_CHECKING:  # the reader does not load the config models (pydantic) at ru
 # index-N stores SnapshotState as a byte. Real ES 7.10 bytes say PARTIAL is 3 (the format map
 # said 4); ES's enum: IN_PROGRESS 0, SUCCESS 1, FAILED 2, PARTIAL 3, INCOMPATIBLE 4.
 _STATES = {0: "IN_PROGRESS", 1: "SUCCESS", 2: "FAILED", 3: "PARTIAL", 4: "INCOMPATIBLE"}
-
-
-def _version_from_id(version_id: int) -> str:
-    major, rest = divmod(version_id, 1000000)
-    minor, rest = divmod(rest, 10000)
-    revision = rest // 100
-    return f"{major}.{minor}.{revision}"
 
 
 def nest_settings(flat: dict[str, Any]) -> dict[str, Any]:
@@ -102,14 +97,14 @@ class Repository:
         indices = sorted(n for n, v in data.get("indices", {}).items() if uuid in v.get("snapshots", []))
         state = entry.get("state")
         state_name = _STATES.get(state, str(state)) if isinstance(state, int) else str(state)
-        start, end, version = entry.get("start_time_millis"), entry.get("end_time_millis"), entry.get("version")
+        start, end, version = entry.get("start_time_millis"), entry.get("end_time_millis"), snapshot_release(entry)
         failures: list[dict[str, Any]] = []
         if start is None or version is None or state_name != "SUCCESS":
             snap = self._snapshot_blob(uuid)
             start = start if start is not None else snap.get("start_time")
             end = end if end is not None else snap.get("end_time")
             if version is None and isinstance(snap.get("version_id"), int):
-                version = _version_from_id(snap["version_id"])
+                version = release_from_id(snap["version_id"])
             failures = list(snap.get("failures") or [])
         return SnapshotInfo(entry["name"], uuid, state_name, indices, start, end, version, failures)
 
@@ -213,8 +208,10 @@ class Repository:
         meta = self.index_metadata(snap, index)
         if not 0 <= shard < meta.number_of_shards:
             raise SnapshotReaderError(f"index {index!r} has shards 0..{meta.number_of_shards - 1}, not {shard}")
-        index_id = self._index_entry(index)["id"]
-        shard_path = f"indices/{index_id}/{shard}"
+        entry = self._index_entry(index)
+        index_id = entry["id"]
+        path_type = entry.get("shard_path_type", FIXED)
+        shard_path = shard_folder(index_id, shard, int(path_type), getattr(self.store, "prefix", ""))
         blob = f"{shard_path}/snap-{snap.uuid}.dat"
         if not self.store.exists(blob):
             if snap.state != "SUCCESS":
@@ -338,6 +335,49 @@ def source_disabled(mappings: Any, types: list[str] | None = None) -> bool:
             if isinstance(src, dict) and str(src.get("enabled", True)).lower() == "false":
                 return True
     return False
+
+
+#: index.mode values whose `_source` is synthetic unless `index.mapping.source.mode: stored` says otherwise.
+_SYNTHETIC_BY_DEFAULT = ("logsdb", "time_series")
+
+_SYNTHETIC_WHY = (
+    "the snapshot holds no document bodies, only the indexed fields and doc values from which "
+    "Elasticsearch makes up an approximate _source (sorted and de-duplicated arrays, normalised dates "
+    "and numbers, other field order); mactl does not rebuild it, because the result would not be the "
+    "original documents: copy this index from the live cluster (e.g. _reindex from remote) instead"
+)
+
+
+def sourceless_reason(meta: IndexMetadata) -> str | None:
+    """Why the snapshot of this index holds no `_source` to migrate, or None when it does.
+
+    `_source.enabled: false`, and Elasticsearch 8's synthetic source: `_source.mode: synthetic`
+    in the mappings, `index.mapping.source.mode: synthetic|disabled` (8.17+), or an
+    `index.mode` of logsdb/time_series, whose default is synthetic. An explicit `stored` wins.
+    """
+    if source_disabled(meta.mappings, meta.types):
+        return "_source is disabled (mappings._source.enabled: false): the snapshot holds no documents' bodies"
+    index_settings = meta.settings.get("index") if isinstance(meta.settings, dict) else None
+    index_settings = index_settings if isinstance(index_settings, dict) else {}
+    mapping = index_settings.get("mapping")
+    source = mapping.get("source") if isinstance(mapping, dict) else None
+    setting_mode = source.get("mode") if isinstance(source, dict) else None
+    mapping_source = meta.mappings.get("_source") if isinstance(meta.mappings, dict) else None
+    mapping_mode = mapping_source.get("mode") if isinstance(mapping_source, dict) else None
+    for where, mode in (("index.mapping.source.mode", setting_mode), ("mappings._source.mode", mapping_mode)):
+        if mode is None:
+            continue
+        mode = str(mode).lower()
+        if mode == "stored":
+            return None
+        if mode == "disabled":
+            return f"_source is disabled ({where}: disabled): the snapshot holds no documents' bodies"
+        if mode == "synthetic":
+            return f"_source is synthetic ({where}: synthetic): {_SYNTHETIC_WHY}"
+    index_mode = str(index_settings.get("mode") or "").lower()
+    if index_mode in _SYNTHETIC_BY_DEFAULT:
+        return f"_source is synthetic (index.mode: {index_mode}, whose default is synthetic source): {_SYNTHETIC_WHY}"
+    return None
 
 
 def _created_before_7(meta: IndexMetadata) -> bool:

@@ -1,17 +1,22 @@
 """Stored fields (.fdt): walk every chunk in order and pull out the fields ES needs.
 
 This is the hot path of a backfill. A chunk is decompressed in one go with the C LZ4 block
-decoder (with its dictionary support) or zlib, its per-doc counts and lengths are decoded
+decoder (with its dictionary support), zlib, or zstd (Elasticsearch 8.14+'s
+`ZstdStoredFields814`: Lucene 9's chunk layout, each block a vint length and one zstd frame,
+no dictionary; its BEST_SPEED and BEST_COMPRESSION modes differ only in level and chunk size,
+so one decoder reads both), its per-doc counts and lengths are decoded
 at once, and each doc's fields are parsed straight from the decompressed bytes. It yields
 raw values only; turning them into ES documents (id decoding, filtering) is `shard`'s job.
 """
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Iterator
 
 import lz4.block
+import zstandard
 
 from mactl.snapshot_reader.datainput import DataInput
 from mactl.snapshot_reader.errors import CorruptFileError, UnsupportedFormatError
@@ -21,7 +26,7 @@ from mactl.snapshot_reader.framing import read_index_header
 OTHER, ID, SOURCE, ROUTING, UID = 0, 1, 2, 3, 4
 ES_FIELDS = {"_id": ID, "_source": SOURCE, "_routing": ROUTING, "_uid": UID}
 
-FAST, HIGH, FAST_DICT, HIGH_DICT = "lz4", "deflate", "lz4-dict", "deflate-dict"
+FAST, HIGH, FAST_DICT, HIGH_DICT, ZSTD = "lz4", "deflate", "lz4-dict", "deflate-dict", "zstd"
 
 _FDT_FORMATS = {
     # codec name -> (compression, Lucene 9 layout?)
@@ -31,13 +36,14 @@ _FDT_FORMATS = {
     "Lucene87StoredFieldsHighData": (HIGH_DICT, False),
     "Lucene90StoredFieldsFastData": (FAST_DICT, True),
     "Lucene90StoredFieldsHighData": (HIGH_DICT, True),
+    "ZstdStoredFields814": (ZSTD, True),  # Elasticsearch 8.14+ (index.codec default and best_compression)
 }
 
 
 def describe_unsupported_fdt(codec: str) -> str:
     """The one-line reason a stored-fields codec cannot be read."""
     if "zstd" in codec.lower():
-        return f"zstd stored fields ({codec}, Elasticsearch 8.14+ or the OpenSearch zstd codecs) are not supported yet"
+        return f"zstd stored fields ({codec}, e.g. OpenSearch's zstd codecs plugin) are not supported yet"
     return f"stored fields codec {codec!r} is not supported"
 
 
@@ -77,6 +83,8 @@ class StoredFieldsFile:
             return _lz4_dict(self.data, pos, n, self.name)
         if mode == HIGH_DICT:
             return _deflate_dict(self.data, pos, n, self.name)
+        if mode == ZSTD:
+            return _zstd_block(self.data, pos, n, self.name)
         if mode == FAST:
             return _lz4_plain(self.data, pos, n, self.name)
         return _deflate_plain(self.data, pos, n, self.name)
@@ -315,3 +323,21 @@ def _deflate_dict(data: memoryview, pos: int, n: int, name: str) -> tuple[bytes,
         parts.append(block)
         produced += len(block)
     return b"".join(parts), pos
+
+
+_ZSTD = threading.local()  # a ZstdDecompressor per thread: they must not be shared across threads
+
+
+def _zstd_block(data: memoryview, pos: int, n: int, name: str) -> tuple[bytes, int]:
+    """One zstd block: nothing at all for an empty one, else a vint length and one frame of n bytes."""
+    if n == 0:
+        return b"", pos
+    clen, pos = _vint(data, pos)
+    decompressor = getattr(_ZSTD, "d", None)
+    if decompressor is None:
+        decompressor = _ZSTD.d = zstandard.ZstdDecompressor()
+    try:
+        out = decompressor.decompress(data[pos : pos + clen], max_output_size=n)
+    except zstandard.ZstdError as err:
+        raise CorruptFileError(f"{name} is corrupt: zstd data does not decode ({err})") from None
+    return out, pos + clen

@@ -19,3 +19,13 @@ def drop_scratch(context: dict[str, Any]) -> dict[str, Any] | None:
 
 def explode(context: dict[str, Any]) -> dict[str, Any]:
     raise KeyError("no_such_field")
+
+
+def semantic_text_as_text(context: dict[str, Any]) -> dict[str, Any]:
+    """The transform a `semantic_text` refusal suggests: keep the text, drop the inference."""
+    body = context["item"]["body"]
+    for spec in (body.get("mappings") or {}).get("properties", {}).values():
+        if spec.get("type") == "semantic_text":
+            spec.clear()
+            spec["type"] = "text"
+    return body

@@ -38,4 +38,4 @@ def test_unknown_service_names_are_refused_with_the_valid_ones() -> None:
     with pytest.raises(LocalServiceError) as caught:
         check_names(["es710", "es5"])
     assert caught.value.message == "unknown service name(s): es5"
-    assert caught.value.hint == "choose from: es710, os13, os2, s3, kafka"
+    assert caught.value.hint == "choose from: es710, os13, os2, es8, os3, es9, s3, kafka"

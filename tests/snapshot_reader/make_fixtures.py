@@ -167,17 +167,35 @@ def _fill(
     client.indices.flush(index=index, request_timeout=120)
 
 
-def build_fixture(url: str, repo_dir: Path, *, prefix: str | None = None, seed: int = 11) -> Fixture:
-    """Create the indices and the snapshot on the cluster at `url`; the repository goes to `repo_dir`."""
+def build_fixture(
+    url: str,
+    repo_dir: Path,
+    *,
+    prefix: str | None = None,
+    seed: int = 11,
+    main_only: bool = False,
+    main_codec: str | None = None,
+) -> Fixture:
+    """Create the indices and the snapshot on the cluster at `url`; the repository goes to `repo_dir`.
+
+    `main_only` skips the `-best` index (the lean one-index-per-version fixtures of ES 8 and
+    OpenSearch 3); `main_codec` sets `index.codec` of the main index (e.g. best_compression,
+    which is zstd on ES 8.14+).
+    """
     client = _client(url)
     prefix = prefix or f"snaprd-{uuid.uuid4().hex[:6]}"
     _make_repo_dir(repo_dir)
-    fx = Fixture(url, repo_dir, prefix, f"{prefix}-snap", [f"{prefix}-main", f"{prefix}-best"])
+    indices = [f"{prefix}-main"] if main_only else [f"{prefix}-main", f"{prefix}-best"]
+    fx = Fixture(url, repo_dir, prefix, f"{prefix}-snap", indices)
     rnd = random.Random(seed)
-    fx.soft_deletes_off = _create_index(client, fx.indices[0], 3, {"soft_deletes.enabled": False})
+    extra: dict[str, Any] = {"soft_deletes.enabled": False}
+    if main_codec:
+        extra["codec"] = main_codec
+    fx.soft_deletes_off = _create_index(client, fx.indices[0], 3, extra)
     _fill(client, fx, fx.indices[0], batches=24, per_batch=40, rnd=rnd, big_doc=True)
-    _create_index(client, fx.indices[1], 2, {"codec": "best_compression"})
-    _fill(client, fx, fx.indices[1], batches=8, per_batch=60, rnd=rnd, big_doc=True)
+    if not main_only:
+        _create_index(client, fx.indices[1], 2, {"codec": "best_compression"})
+        _fill(client, fx, fx.indices[1], batches=8, per_batch=60, rnd=rnd, big_doc=True)
     client.snapshot.create_repository(
         repository=fx.repo_name,
         body={"type": "fs", "settings": {"location": str(repo_dir), "compress": True, "chunk_size": "64kb"}},

@@ -7,18 +7,22 @@ import zlib
 
 import lz4.block
 import pytest
+import zstandard
 
 from mactl.snapshot_reader import smile
 from mactl.snapshot_reader.errors import CorruptFileError, UnsupportedFormatError
 from mactl.snapshot_reader.framing import decode_metadata_blob
+from mactl.snapshot_reader.shardpaths import composite_prefix, shard_folder
 from mactl.snapshot_reader.storedfields import (
     StoredFieldsFile,
     _deflate_dict,
     _lz4_dict,
     _packed_ints,
     _sf_ints,
+    _zstd_block,
 )
 from mactl.snapshot_reader.uid import decode_id, encode_id
+from mactl.snapshot_reader.versions import release_from_id, snapshot_release
 
 
 def _vint(v: int) -> bytes:
@@ -187,9 +191,23 @@ def test_deflate_with_preset_dict_framing():
 
 
 def test_unsupported_stored_fields_codec_is_named():
-    fdt = _footer(_header("ZstdStoredFields814", 0) + bytes(16) + b"\x00")
-    with pytest.raises(UnsupportedFormatError, match=r"zstd stored fields .*Elasticsearch 8\.14\+.* not supported yet"):
+    fdt = _footer(_header("CustomZstdNoDictStoredFields", 0) + bytes(16) + b"\x00")
+    with pytest.raises(
+        UnsupportedFormatError, match=r"zstd stored fields \(CustomZstdNoDictStoredFields.* not supported yet"
+    ):
         StoredFieldsFile(fdt, "_0.fdt", None, "_0.fdm", 1)
+
+
+def test_zstd_blocks_empty_and_framed():
+    """ES 8.14+'s ZstdStoredFields814: an empty block writes nothing, else vint length + one frame."""
+    payload = b'{"a":"zstd"}' * 50
+    frame = zstandard.ZstdCompressor(level=3).compress(payload)
+    data = memoryview(b"\x07" + _vint(len(frame)) + frame + b"tail")
+    assert _zstd_block(data, 0, 0, "_0.fdt") == (b"", 0)
+    assert _zstd_block(data, 1, len(payload), "_0.fdt") == (payload, 1 + len(_vint(len(frame))) + len(frame))
+    broken = memoryview(b"\x07" + _vint(len(frame)) + b"\x00" * len(frame))
+    with pytest.raises(CorruptFileError, match="_0.fdt is corrupt: zstd data does not decode"):
+        _zstd_block(broken, 1, len(payload), "_0.fdt")
 
 
 # --- metadata blobs ----------------------------------------------------------------------------
@@ -204,3 +222,40 @@ def test_metadata_blob_deflated_and_checked():
     broken[20] ^= 1
     with pytest.raises(CorruptFileError, match="snap-x.dat is corrupt: checksum mismatch"):
         decode_metadata_blob(bytes(broken), "snap-x.dat", "snapshot")
+
+
+# --- versions and shard folders ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version_id", "release"),
+    [
+        (7100299, "7.10.2"),  # a plain release id
+        (1032099 ^ 0x08000000, "1.3.20"),  # OpenSearch sets bit 27
+        (8512000, "8.15.x"),  # ES 8.11+ index versions name a minor line
+        (8500010, "8.12.x"),
+        (8537000, "8.19.x"),  # the last 8.x minor: no "or later"
+        (9033000, "9.1.x"),
+        (9100000, "9.4.x or later"),  # past the table's last 9.x row: never a wrong release
+    ],
+)
+def test_release_from_version_ids(version_id, release):
+    assert release_from_id(version_id) == release
+
+
+def test_es8_frozen_version_string_loses_to_index_version():
+    assert snapshot_release({"version": "8.11.0", "index_version": 8537000}) == "8.19.x"
+    assert snapshot_release({"version": "2.19.6"}) == "2.19.6"
+
+
+def test_opensearch_hashed_shard_folders():
+    # prefixes seen on a real OpenSearch 3.5.0 fs repository (index id hRMmtKW3THuRAXEfmsSJvg)
+    assert composite_prefix("hRMmtKW3THuRAXEfmsSJvg", 0) == "W11101111110010"
+    assert composite_prefix("hRMmtKW3THuRAXEfmsSJvg", 2) == "w10110010001010"
+    assert shard_folder("ix", 1, 0, "") == "indices/ix/1"
+    prefix = composite_prefix("ix", 1)
+    assert shard_folder("ix", 1, 1, "") == f"{prefix}/indices/ix/1"
+    assert shard_folder("ix", 1, 1, "base/path") == f"/{prefix}/base/path/indices/ix/1"  # above the base path
+    assert shard_folder("ix", 1, 2, "base/path") == f"{prefix}/indices/ix/1"  # inside it
+    with pytest.raises(UnsupportedFormatError, match="shard_path_type 7"):
+        shard_folder("ix", 1, 7, "")
