@@ -174,3 +174,47 @@ def test_es8_synthetic_source_is_named_at_plan_and_stored_source_still_reads(es8
             client.snapshot.delete_repository(repository=f"snaprd-mode-{run}")
         except Exception:
             pass
+
+
+@pytest.mark.s3
+def test_os3_hashed_shard_folders_read_from_s3_under_a_base_path(newer_repos, s3_server, tmp_path, monkeypatch):
+    """On S3 with a base path, OpenSearch's HASHED_PREFIX puts each shard folder at the bucket
+    root, above the base path (`<hash>/<base>/indices/<id>/<shard>`, per its PathType code);
+    the rest of the repository sits under the base path. The fs repository os3 wrote is laid
+    out that way in moto, and the reader must find every shard."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    fx = newer_repos["os3"]
+    s3 = boto3.client(
+        "s3", endpoint_url=s3_server.url, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+    )
+    bucket = "snaprd-os3-" + uuid.uuid4().hex[:8]
+    base = "team/os3-snapshots"
+    s3.create_bucket(Bucket=bucket)
+    try:
+        hashed = 0
+        for path in fx.repo_dir.rglob("*"):
+            if not path.is_file():
+                continue
+            rel = path.relative_to(fx.repo_dir).as_posix()
+            head, _, rest = rel.partition("/")
+            if rest.startswith("indices/") and len(head) == 15:  # a hashed shard folder
+                key, hashed = f"{head}/{base}/{rest}", hashed + 1
+            else:
+                key = f"{base}/{rel}"
+            s3.upload_file(str(path), bucket, key)
+        assert hashed > 0
+        remote = open_repository(f"s3://{bucket}/{base}", s3_endpoint=s3_server.url, cache_dir=tmp_path)
+        local = open_repository(fx.repo_dir)
+        (index,) = fx.indices
+        for shard in range(3):
+            a = [(d.id, d.routing, d.source) for d in remote.documents(fx.snapshot, index, shard)]
+            b = [(d.id, d.routing, d.source) for d in local.documents(fx.snapshot, index, shard)]
+            assert a == b and a
+    finally:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in page.get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=obj["Key"])
+        s3.delete_bucket(Bucket=bucket)
