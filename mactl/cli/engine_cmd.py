@@ -351,6 +351,8 @@ def _walk(session: Session, plan: Plan, doc: StateDocument | None, parallelism: 
         operation=operation,
     )
     result = walker.run()
+    if not result.lock_lost:  # fold the journal in now; lock release would, too
+        recorder.compact()
     return _report(result, operation)
 
 
