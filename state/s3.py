@@ -500,6 +500,8 @@ class S3Backend(BackendLocking):
 
     def compact(self) -> None:
         with self._write_mutex:
+            if not self._journal_keys and self._stored is not None:
+                return  # the last read or append saw no journal, and we appended none since
             if self._held is not None:
                 self._held.check()
             self._compact()
