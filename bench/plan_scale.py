@@ -1,8 +1,10 @@
 """How `mactl plan -refresh=false` scales: 1k, 3k and 12k stages, text and JSON output.
 
-Writes a seed-shaped config (the `targets` list shape) with N indices, each migrated by
-its own metadata and backfill entry, to 3 targets: 6·N + 8 stages (N = 2,000 gives
-12,008). For each size it times, in-process, the whole `plan` path (load the config,
+Writes a config (the `targets` list shape) with N indices, each migrated by its own
+metadata and backfill entry, to 3 targets: 6·N + 8 stages (N = 2,000 gives 12,008), in
+two shapes: `bench` (no snapshot-level filter) and `seed`, the seed's own shape, where
+the snapshot entry's `indices.names` lists all N indices (comma-separated, as the seed
+writes it), so every metadata and backfill stage also carries that N-name parent filter. For each size it times, in-process, the whole `plan` path (load the config,
 expand the graph, build the plan against an empty state, render) with text and with
 JSON rendering, and reports each phase. Then it runs the real CLI once as a subprocess
 at the largest size. Figures are reported as ratios too: against the 1k run (linear
@@ -11,7 +13,11 @@ same run's bare `orjson.dumps` of every stage's inputs (the least any planner th
 looks at every input must do).
 
     python bench/plan_scale.py            # 1k, 3k, 12k
-    python bench/plan_scale.py --profile  # also cProfile the 12k text plan
+    python bench/plan_scale.py --profile  # also cProfile the 12k text plan (seed shape)
+    python bench/plan_scale.py --shape seed --sizes 12k  # one shape, one size
+
+Goal (issue 20): the seed shape at 12k plans in <= 2 s and < 500 MB peak RSS (the CLI
+subprocess rows), and µs/stage at 12k within 1.3x of 1k.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ import argparse
 import cProfile
 import os
 import pstats
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,7 +38,9 @@ SIZES = {"1k": 166, "3k": 500, "12k": 2000}  # indices → 6·N + 8 stages
 TARGETS = 3
 
 
-def write_config(folder: Path, indices: int) -> Path:
+def write_config(folder: Path, indices: int, shape: str = "bench") -> Path:
+    names = [f"logs-{i:05d}" for i in range(indices)]
+    snapshot_filter = {"indices": {"names": ",".join(names), "mode": "include"}} if shape == "seed" else {}
     config = {
         "targets": [{"name": f"target_{t}", "endpoint": f"http://target{t}:9200"} for t in range(1, TARGETS + 1)],
         "source-migration-configurations": [
@@ -46,6 +53,7 @@ def write_config(folder: Path, indices: int) -> Path:
                 "snapshot-and-migration-configs": [
                     {
                         "name": "snap1",
+                        **snapshot_filter,
                         "migrations": [
                             {
                                 "name": f"i{i}",
@@ -60,7 +68,7 @@ def write_config(folder: Path, indices: int) -> Path:
             }
         ],
     }
-    path = folder / f"bench-{indices}.json"
+    path = folder / f"{shape}-{indices}.json"
     path.write_bytes(orjson.dumps(config, option=orjson.OPT_INDENT_2))
     return path
 
@@ -106,57 +114,77 @@ def best_of(path: Path, fmt: str, runs: int) -> dict[str, float]:
     return min(results, key=lambda r: r["total"])
 
 
+def cli_plan(path: Path, folder: Path, fmt_args: list[str]) -> str:
+    """One real `mactl plan` as a child process: CPU, wall time and its peak RSS.
+
+    Each plan runs in its own `python -c` wrapper that forks the CLI, so the peak RSS
+    reported by `getrusage(RUSAGE_CHILDREN)` is that plan's alone, not the largest of
+    every child this benchmark has run.
+    """
+    probe = (
+        "import resource, subprocess, sys, time\n"
+        "t0 = time.perf_counter()\n"
+        "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
+        "wall = time.perf_counter() - t0\n"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(rc, u.ru_utime + u.ru_stime, wall, u.ru_maxrss)\n"
+    )
+    env = dict(os.environ, MACTL_WORKSPACE="default")
+    command = [sys.executable, "-m", "mactl", "plan", "-refresh=false", "-c", str(path), *fmt_args]
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, *command], cwd=folder, env=env, capture_output=True, text=True, check=False
+    )
+    try:
+        rc, cpu, wall, rss_kb = proc.stdout.split()
+    except ValueError:
+        return f"probe failed: {proc.stderr[-300:]}"
+    status = "ok" if rc == "0" else f"exit {rc}"
+    return f"{float(cpu):.3f}s CPU, {float(wall):.3f}s wall, peak RSS {int(rss_kb) / 1024:.0f} MB ({status})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--shape", choices=["bench", "seed", "both"], default="both")
+    parser.add_argument("--sizes", default=",".join(SIZES), help="comma-separated: " + ",".join(SIZES))
     args = parser.parse_args()
+    shapes = ["bench", "seed"] if args.shape == "both" else [args.shape]
+    sizes = [label for label in args.sizes.split(",") if label]
     with tempfile.TemporaryDirectory(prefix="mactl-bench-plan-") as tmp:
         folder = Path(tmp)
-        paths = {label: write_config(folder, n) for label, n in SIZES.items()}
-        rows = []
-        for label, path in paths.items():
-            for fmt in ("text", "json"):
-                r = best_of(path, fmt, args.runs)
-                rows.append((label, fmt, r))
-        base = {fmt: r["total"] / r["stages"] for label, fmt, r in rows if label == "1k"}
-        print(
-            f"{'size':>5} {'fmt':>4} {'stages':>7} {'load':>7} {'expand':>7} {'plan':>7} {'render':>7} {'total':>7}"
-            f" {'wall':>7} {'µs/stage':>9} {'vs 1k':>6} {'vs peer':>8} {'output':>9}"
-        )
-        print("(phases and total in CPU seconds; wall is elapsed time on the shared machine)")
-        for label, fmt, r in rows:
-            per = r["total"] / r["stages"]
+        for shape in shapes:
+            paths = {label: write_config(folder, SIZES[label], shape) for label in sizes}
+            rows = []
+            for label, path in paths.items():
+                for fmt in ("text", "json"):
+                    r = best_of(path, fmt, args.runs)
+                    rows.append((label, fmt, r))
+            base = {fmt: r["total"] / r["stages"] for label, fmt, r in rows if label == sizes[0]}
+            print(f"\nshape: {shape}")
             print(
-                f"{label:>5} {fmt:>4} {r['stages']:>7} {r['load']:7.3f} {r['expand']:7.3f} {r['plan']:7.3f} {r['render']:7.3f}"
-                f" {r['total']:7.3f} {r['wall']:7.3f} {per * 1e6:9.1f} {per / base[fmt]:6.2f} {r['total'] / r['peer']:8.1f} {r['bytes'] / 1e6:8.1f}M"
+                f"{'size':>5} {'fmt':>4} {'stages':>7} {'load':>7} {'expand':>7} {'plan':>7} {'render':>7} {'total':>7}"
+                f" {'wall':>7} {'µs/stage':>9} {'vs ' + sizes[0]:>6} {'vs peer':>8} {'output':>9}"
             )
-        big = paths["12k"]
-        for fmt_args in ([], ["--json"]):
-            env = dict(os.environ, MACTL_WORKSPACE="default")
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            t0 = time.perf_counter()
-            proc = subprocess.run(
-                [sys.executable, "-m", "mactl", "plan", "-refresh=false", "-c", str(big), *fmt_args],
-                cwd=folder,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            elapsed = time.perf_counter() - t0
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-            status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr[-300:]}"
-            print(
-                f"CLI subprocess `mactl plan -refresh=false {' '.join(fmt_args)}` at 12k: {cpu:.3f}s CPU, {elapsed:.3f}s wall ({status})"
-            )
+            print("(phases and total in CPU seconds; wall is elapsed time on the shared machine)")
+            for label, fmt, r in rows:
+                per = r["total"] / r["stages"]
+                print(
+                    f"{label:>5} {fmt:>4} {r['stages']:>7} {r['load']:7.3f} {r['expand']:7.3f} {r['plan']:7.3f}"
+                    f" {r['render']:7.3f} {r['total']:7.3f} {r['wall']:7.3f} {per * 1e6:9.1f} {per / base[fmt]:6.2f}"
+                    f" {r['total'] / r['peer']:8.1f} {r['bytes'] / 1e6:8.1f}M"
+                )
+            big_label = sizes[-1]
+            for fmt_args in ([], ["--json"]):
+                figures = cli_plan(paths[big_label], folder, fmt_args)
+                print(f"CLI `mactl plan -refresh=false {' '.join(fmt_args)}` at {big_label} ({shape}): {figures}")
         if args.profile:
+            big = write_config(folder, SIZES[sizes[-1]], shapes[-1])
             profiler = cProfile.Profile()
             profiler.enable()
             plan_once(big, "text")
             profiler.disable()
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from mactl.errors import ConfigError
 from mactl.schema.common import IndexFilter
@@ -43,12 +43,40 @@ def validate_filters(filters: Sequence[IndexFilter]) -> list[str]:
     for i, flt in enumerate(filters):
         if not flt.names:
             problems.append(f"indices[{i}].names is empty")
-        for name in flt.names:
+        problems.extend(f"indices[{i}]: {problem}" for problem in _problems_of(flt.names))
+    return problems
+
+
+# The problems of lists of names already checked, by identity (holding the list, so its
+# id stays its own): typed inputs copied from a twin share their filters' lists.
+_checked: dict[int, tuple[list[str], tuple[str, ...]]] = {}
+
+
+def _problems_of(names: list[str]) -> tuple[str, ...]:
+    found = _checked.get(id(names))
+    if found is not None and found[0] is names and len(names) == len(found[0]):
+        return found[1]
+    if len(_checked) > 4096:
+        _checked.clear()
+    problems = _pattern_problems(tuple(names))
+    if len(names) >= 32:
+        _checked[id(names)] = (names, problems)
+    return problems
+
+
+@lru_cache(maxsize=1024)
+def _pattern_problems(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The bad patterns among `names`, once per distinct list: a snapshot entry's filter
+    of 2,000 names is checked again by every stage below it. Only a `re:` pattern can be
+    bad (exact names and wildcards always compile)."""
+    problems: list[str] = []
+    for name in names:
+        if name.startswith("re:"):
             try:
                 _compile(name)
             except ConfigError as exc:
-                problems.append(f"indices[{i}]: {exc.message}")
-    return problems
+                problems.append(exc.message)
+    return tuple(problems)
 
 
 def passes(name: str, filters: Sequence[IndexFilter]) -> bool:

@@ -3,35 +3,53 @@
 Layout of one workspace folder (the `.mactl/` folder itself for `default`):
 
     state.json            the state, replaced atomically (temp file, fsync, rename, fsync dir)
+    state.json.journal    transitions since state.json was written (`mactl.state.journal`):
+                          a header line, then one line per `append`, fsynced before it returns
     state.json.lock       the lock, created atomically only if absent (link(2), like O_EXCL)
     backups/state.N.json  the last 10 stored versions (hard links to the replaced files)
 
 Every change to those files happens under an flock(2) on the workspace folder, so the
 compare-serial-then-rename of a conditional write is atomic against other mactl
 processes. A state file that cannot be parsed is never written over.
+
+An `append` writes one line to the journal: its cost does not grow with the state. The
+journal is folded into `state.json` by `compact` (the document is written first, then
+the journal removed: a kill in between leaves a journal whose entries the document
+already holds, which readers skip) and by every full `write`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mactl.state.backend import LockInfo, check_conditional_write, decode_stored, restore_hint
+from mactl.state.backend import LockInfo, StateConflict, check_conditional_write, decode_stored, restore_hint
 from mactl.state.document import StateDocument, decode_document, encode_document, mask_document
+from mactl.state.journal import (
+    Transition,
+    decode_journal,
+    encode_entry,
+    encode_header,
+    fold,
+    mask_transition,
+    should_compact,
+)
 from mactl.state.locking import DEFAULT_HEARTBEAT_S, BackendLocking, HeldLock, lock_from_json, lock_to_json
 
 from mactl.errors import LockError, StateError
 
 STATE_FILE = "state.json"
+JOURNAL_FILE = "state.json.journal"
 BACKUPS_KEPT = 10
 _BACKUP_NAME = re.compile(r"^state\.(\d+)\.json$")
-_TEMP_NAME = re.compile(r"^\.(?:state\.json|lock)\.(\d+)\.[0-9a-f]+\.tmp$")
+_TEMP_NAME = re.compile(r"^\.(?:state\.json|state\.json\.journal|lock)\.(\d+)\.[0-9a-f]+\.tmp$")
 
 
 def display_path(path: Path) -> str:
@@ -86,14 +104,30 @@ def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
 
+_StatKey = tuple[int, int, int, int]
+
+
 @dataclass(frozen=True)
 class _Stored:
-    """What a conditional write needs to know about the stored state, without re-parsing it."""
+    """What a conditional write or append needs to know about the stored state (document
+    and journal merged), without re-parsing it: valid while both files' stat keys match."""
 
-    key: tuple[int, int, int, int]
+    key: _StatKey | None  # state.json's, None if absent
+    journal_key: _StatKey | None  # state.json.journal's, None if absent
     serial: int
     lineage: str
     history_len: int
+    doc_size: int = 0
+    journal_end: int = 0  # the journal's valid bytes (a torn last line lies beyond)
+    journal_live: bool = False  # the journal holds entries after the document's serial
+    doc_serial: int = 0  # state.json's own serial (below `serial` while the journal is live)
+
+
+def _stat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
 
 
 class LocalLockStore:
@@ -170,6 +204,7 @@ class LocalBackend(BackendLocking):
         self.workspace = workspace
         self._workdir = workdir
         self.path = folder / STATE_FILE
+        self.journal = folder / JOURNAL_FILE
         self.backups = folder / "backups"
         self.heartbeat_s = heartbeat_s
         self._lock_store = LocalLockStore(folder)
@@ -192,21 +227,48 @@ class LocalBackend(BackendLocking):
     # -- reading -------------------------------------------------------------------
 
     def read(self) -> StateDocument | None:
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
-        except FileNotFoundError:
+        """The document with the journal's entries folded in.
+
+        The journal is read before the document: a compaction in between only moves the
+        document forward, so the entries it already holds are skipped, never lost.
+        """
+        journal_data, journal_st = self._read_file(self.journal, "state journal")
+        data, st = self._read_file(self.path, "state")
+        doc = self._decode(data) if st is not None else None
+        entries = decode_journal(journal_data, display_path(self.journal)) if journal_st is not None else None
+        merged = doc
+        if entries is not None:
+            merged = fold(doc, entries.header, entries.entries, display_path(self.journal))
+        doc_serial = doc.serial if doc is not None else 0
+        if merged is None:
+            self._stored = _Stored(None, _stat_key(journal_st) if journal_st else None, 0, "", 0)
             return None
+        self._stored = _Stored(
+            _stat_key(st) if st is not None else None,
+            _stat_key(journal_st) if journal_st is not None else None,
+            merged.serial,
+            merged.lineage,
+            len(merged.history),
+            doc_size=st.st_size if st is not None else 0,
+            journal_end=entries.end if entries is not None else 0,
+            journal_live=merged.serial > doc_serial,
+            doc_serial=doc_serial,
+        )
+        return merged
+
+    def _read_file(self, path: Path, what: str) -> tuple[bytes, os.stat_result | None]:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return b"", None
         except OSError as err:
-            raise StateError(f"cannot read the state {self.describe()}: {err.strerror or err}") from None
+            raise StateError(f"cannot read the {what} {display_path(path)}: {err.strerror or err}") from None
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
-            raise StateError(f"cannot read the state {self.describe()}: it is not a regular file")
+            raise StateError(f"cannot read the {what} {display_path(path)}: it is not a regular file")
         with os.fdopen(fd, "rb") as file:
-            data = file.read()
-        doc = self._decode(data)
-        self._stored = _Stored(_stat_key(st), doc.serial, doc.lineage, len(doc.history))
-        return doc
+            return file.read(), st
 
     def _decode(self, data: bytes) -> StateDocument:
         return decode_stored(data, self.describe(), "file", self._restore_hint)
@@ -220,15 +282,19 @@ class LocalBackend(BackendLocking):
         )
 
     def _stored_now(self) -> _Stored | None:
-        """The stored serial and lineage, from the cache when the file is the one we last saw."""
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
+        """The stored serial and lineage (journal included), from the cache when both files
+        are the ones we last saw; None if nothing is stored."""
+        st = _stat_or_none(self.path)
+        journal_st = _stat_or_none(self.journal)
+        key = _stat_key(st) if st is not None else None
+        journal_key = _stat_key(journal_st) if journal_st is not None else None
+        cached = self._stored
+        if cached is None or cached.key != key or cached.journal_key != journal_key:
+            self.read()
+            cached = self._stored
+        if cached is None or (cached.key is None and not cached.journal_live):
             return None
-        if self._stored is not None and self._stored.key == _stat_key(st):
-            return self._stored
-        self.read()
-        return self._stored
+        return cached
 
     # -- writing -------------------------------------------------------------------
 
@@ -242,16 +308,102 @@ class LocalBackend(BackendLocking):
             seen = None if stored is None else (stored.serial, stored.lineage, stored.history_len)
             check_conditional_write(seen, doc, self.describe(), replace)
             new = masked.model_copy(update={"serial": doc.serial + 1})
-            data = encode_document(new)
-            if stored is not None:
-                self._backup_current(stored.serial)
-            temp = write_temp(self.folder, STATE_FILE, data)
-            os.replace(temp, self.path)
-            fsync_folder(self.folder)
-            st = os.stat(self.path)
-            self._stored = _Stored(_stat_key(st), new.serial, new.lineage, len(new.history))
-            self._prune()
+            self._replace_document(new, stored)
         return new
+
+    def _replace_document(self, new: StateDocument, stored: _Stored | None) -> None:
+        """Store `new` as state.json (keeping the old one as a backup), then drop the journal
+        it supersedes. Called under the folder lock."""
+        data = encode_document(new)
+        if stored is not None and stored.key is not None:
+            self._backup_current(stored.doc_serial)
+        temp = write_temp(self.folder, STATE_FILE, data)
+        os.replace(temp, self.path)
+        fsync_folder(self.folder)
+        if stored is not None and stored.journal_key is not None:
+            self.journal.unlink(missing_ok=True)  # a kill before this leaves entries the document holds: skipped
+            fsync_folder(self.folder)
+        st = os.stat(self.path)
+        self._stored = _Stored(
+            _stat_key(st), None, new.serial, new.lineage, len(new.history), doc_size=st.st_size, doc_serial=new.serial
+        )
+        self._prune()
+
+    # -- the journal ---------------------------------------------------------------
+
+    def append(self, lineage: str, serial: int, transitions: Sequence[Transition]) -> int:
+        if not transitions:
+            return serial
+        lock_id = self._held.info.id if self._held is not None else ""
+        entry = encode_entry(serial + 1, lock_id, [mask_transition(t) for t in transitions])
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with folder_lock(self.folder):
+            if self._held is not None:
+                self._held.check()  # under the folder lock: a writer that lost the lock cannot append
+            stored = self._stored_now()
+            stored_serial = stored.serial if stored is not None else 0
+            if stored_serial != serial or (stored is not None and stored.lineage != lineage):
+                raise StateConflict(
+                    f"state at {self.describe()} moved to serial {stored_serial} since it was read (at serial {serial})",
+                    hint="another run wrote the state; read it again and retry",
+                )
+            if stored is not None and stored.journal_live:
+                self._append_line(entry, stored)
+            else:  # no journal yet, or one the document already holds: start a new one
+                temp = write_temp(self.folder, JOURNAL_FILE, encode_header(lineage, serial) + entry)
+                os.replace(temp, self.journal)
+                fsync_folder(self.folder)
+            journal_st = os.stat(self.journal)
+            self._stored = _Stored(
+                stored.key if stored is not None else None,
+                _stat_key(journal_st),
+                serial + 1,
+                lineage,
+                (stored.history_len if stored is not None else 0) + sum(t.history is not None for t in transitions),
+                doc_size=stored.doc_size if stored is not None else 0,
+                journal_end=journal_st.st_size,
+                journal_live=True,
+                doc_serial=stored.doc_serial if stored is not None else 0,
+            )
+            if should_compact(journal_st.st_size, self._stored.doc_size):
+                self._compact_locked()
+        return serial + 1
+
+    def _append_line(self, entry: bytes, stored: _Stored) -> None:
+        fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND)
+        try:
+            if os.fstat(fd).st_size > stored.journal_end:
+                # A last line cut short by a writer that died: readers ignore it, and it
+                # must not end up in the middle of the journal, so cut it off first.
+                os.ftruncate(fd, stored.journal_end)
+            view = memoryview(entry)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def compact(self) -> None:
+        if not self.folder.is_dir():
+            return
+        with folder_lock(self.folder):
+            if self._held is not None:
+                self._held.check()
+            self._compact_locked()
+
+    def _compact_locked(self) -> None:
+        merged = self.read()
+        stored = self._stored
+        if stored is None or stored.journal_key is None:
+            return
+        if merged is None or not stored.journal_live:
+            self.journal.unlink(missing_ok=True)  # nothing in it the document does not hold
+            fsync_folder(self.folder)
+            self._stored = dataclasses.replace(stored, journal_key=None, journal_end=0)
+            return
+        masked, _ = mask_document(merged)
+        self._replace_document(masked, stored)  # same serial: the state did not change, only where it is kept
 
     def _backup_current(self, serial: int) -> None:
         """Keep the file about to be replaced as `backups/state.N.json` (a hard link: no copy)."""

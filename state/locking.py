@@ -16,6 +16,7 @@ message and the listeners registered with `on_lock_lost` are told, so the walk s
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import socket
 import threading
@@ -32,6 +33,8 @@ from mactl.state.document import utcnow
 from mactl.state.identity import current_who
 
 from mactl.errors import LockError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT_S = 30.0
 _POLL_S = 0.5
@@ -321,6 +324,7 @@ def hold_lock(
     on_acquire: Callable[[HeldLock | None], None] = lambda held: None,
     takeover_stale: bool = False,
     on_takeover: Callable[[LockInfo, str], None] | None = None,
+    before_release: Callable[[], None] | None = None,
 ) -> Iterator[LockInfo]:
     """Take the lock (waiting up to `timeout_s` while someone else holds it), heartbeat, release.
 
@@ -329,6 +333,9 @@ def hold_lock(
     forget it, with None, on release). With `takeover_stale`, a holder that `staleness`
     proves gone is removed (by its exact ID, so a lock that changed meanwhile is left
     alone) and the lock taken; `on_takeover(old, why)` runs once the lock is ours.
+    `before_release` runs while the lock is still ours, just before it is released (the
+    backend folds its journal into the document then); its failure is logged, not raised:
+    the journal it leaves is still part of the state.
     """
     info = new_lock_info(operation, workspace, heartbeat_s)
     deadline = time.monotonic() + max(0.0, timeout_s)
@@ -381,6 +388,11 @@ def hold_lock(
         yield info
         body_failed = False
     finally:
+        if before_release is not None and not held.lost:
+            try:
+                before_release()
+            except Exception as err:  # noqa: BLE001 - the state is whole either way; say so and release
+                log.warning("could not fold the state journal in before releasing the lock: %s", err)
         held.stop()
         on_acquire(None)
         if not held.lost:
@@ -437,7 +449,11 @@ class BackendLocking:
             on_acquire=remember,
             takeover_stale=takeover_stale,
             on_takeover=on_takeover,
+            before_release=self.compact,
         )
+
+    def compact(self) -> None:
+        """Fold the journal into the document; backends with a journal override this."""
 
     def on_lock_lost(self, callback: Callable[[str], None]) -> None:
         if self._held is not None:

@@ -27,7 +27,9 @@ import html
 import json
 import re
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 SENSITIVE_MASK = "(sensitive)"
@@ -41,6 +43,27 @@ _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 # The userinfo of a URL runs to the LAST `@` before the host (a password may hold `@`).
 _URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#\s\"'<>]*)@")
 _key_cache: dict[str, bool] = {}
+# Inside `shared_values_masked()`: masked results of big lists, by identity. Stage inputs
+# share nested values between stages (a snapshot entry's 2,000-name filter sits in every
+# metadata and backfill stage below it), so a plan would otherwise walk the same list
+# once per stage. Holds the list itself too, so its id cannot be reused meanwhile.
+_shared_memo: ContextVar[dict[tuple[int, bool], tuple[list[Any], list[Any], int]] | None] = ContextVar(
+    "mactl_masking_shared_memo", default=None
+)
+_MEMO_MIN_LEN = 32
+
+
+@contextmanager
+def shared_values_masked() -> Iterator[None]:
+    """Within this block, a list is masked once however many values share it.
+
+    Only for values nobody changes meanwhile (a plan's stage inputs are read-only).
+    """
+    token = _shared_memo.set({})
+    try:
+        yield
+    finally:
+        _shared_memo.reset(token)
 
 
 def is_secret_key(key: str) -> bool:
@@ -229,6 +252,18 @@ def _mask_dict(value: dict[str, Any]) -> tuple[dict[str, Any], int]:
 
 
 def _mask_list(value: list[Any], under_secret: bool) -> tuple[list[Any], int]:
+    memo = _shared_memo.get() if len(value) >= _MEMO_MIN_LEN else None
+    if memo is not None:
+        found = memo.get((id(value), under_secret))
+        if found is not None:
+            return found[1], found[2]
+        masked, count = _mask_list_items(value, under_secret)
+        memo[(id(value), under_secret)] = (value, masked, count)
+        return masked, count
+    return _mask_list_items(value, under_secret)
+
+
+def _mask_list_items(value: list[Any], under_secret: bool) -> tuple[list[Any], int]:
     changed: list[Any] | None = None
     count = 0
     for i, item in enumerate(value):

@@ -5,7 +5,16 @@ With `key: mactl/state.json` the objects are:
     mactl/state.json                          the `default` workspace's state
     mactl/state.json.lock                     its lock
     mactl/backups/state.json.N                its last 10 versions
+    mactl/state.json.journal/<serial>         journal chunks (`mactl.state.journal`), named by their first serial
     mactl/workspaces/NAME/state.json(.lock)   workspace NAME, same layout below its prefix
+
+S3 cannot append to an object, so the journal is a series of chunk objects: an `append`
+rewrites the current chunk with one more entry (`If-Match` its last ETag) until it holds
+`JOURNAL_CHUNK_ENTRIES` entries, then starts the next one (`If-None-Match: *`). A
+transition therefore costs one PUT of at most a chunk's bytes (and the lock check's GET),
+the same at any state size, and a reader fetches the document and one object per chunk.
+A PUT is atomic, so a chunk is never torn. Compaction stores the merged document, then
+deletes the chunks; chunks whose entries the document already holds are skipped.
 
 Every write is conditional on the ETag of the object that was read (`If-Match`), and
 the first one on its absence (`If-None-Match: *`), so a concurrent writer gets a 412
@@ -22,7 +31,7 @@ import logging
 import posixpath
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +42,16 @@ import botocore.exceptions
 from mactl.state.backend import LockInfo, StateConflict, check_conditional_write, decode_stored, restore_hint
 from mactl.state.config import S3StateConfig
 from mactl.state.document import StateDocument, decode_document, encode_document, mask_document
+from mactl.state.journal import (
+    Header,
+    Transition,
+    decode_journal,
+    encode_entry,
+    encode_header,
+    fold,
+    mask_transition,
+    should_compact,
+)
 from mactl.state.locking import DEFAULT_HEARTBEAT_S, BackendLocking, HeldLock, lock_from_json, lock_to_json
 
 from mactl.errors import LockError, StateError
@@ -40,6 +59,7 @@ from mactl.errors import LockError, StateError
 log = logging.getLogger(__name__)
 
 BACKUPS_KEPT = 10
+JOURNAL_CHUNK_ENTRIES = 64  # entries per journal object: a transition PUTs at most this many
 _CONDITION_FAILED = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 
@@ -73,10 +93,22 @@ def workspace_prefix(config: S3StateConfig, workspace: str) -> str:
 
 @dataclass(frozen=True)
 class _Stored:
-    etag: str
-    serial: int
+    etag: str  # the document object's
+    serial: int  # with the journal folded in
     lineage: str
     history_len: int
+    doc_size: int = 0
+
+
+@dataclass
+class _Chunk:
+    """The journal object this backend appends to (it wrote every byte of it)."""
+
+    key: str
+    etag: str
+    data: bytes
+    entries: int
+    last_serial: int
 
 
 class S3Store:
@@ -268,6 +300,10 @@ class S3Backend(BackendLocking):
         self._held: HeldLock | None = None
         self._stored: _Stored | None = None
         self._write_mutex = threading.Lock()
+        self.journal_prefix = self.key + ".journal/"
+        self._chunk: _Chunk | None = None
+        self._journal_keys: list[str] = []  # the chunks seen by the last read, for compaction to delete
+        self._journal_bytes = 0
 
     @property
     def workdir(self) -> Path:
@@ -285,14 +321,65 @@ class S3Backend(BackendLocking):
     # -- reading -------------------------------------------------------------------
 
     def read(self) -> StateDocument | None:
-        got = self.store.get(self.key)
-        if got is None:
-            self._stored = None
-            return None
-        data, etag = got
-        doc = decode_stored(data, self.describe(), "object", self._restore_hint)
-        self._stored = _Stored(etag, doc.serial, doc.lineage, len(doc.history))
-        return doc
+        """The document with the journal's chunks folded in.
+
+        The chunks are listed before the document is fetched: a compaction in between only
+        moves the document forward. A chunk deleted before we fetched it was folded in
+        already (the document is read again to be sure, at most a few times).
+        """
+        for _ in range(5):
+            keys = self._chunk_keys()
+            got = self.store.get(self.key)
+            doc: StateDocument | None = None
+            etag = ""
+            if got is not None:
+                data, etag = got
+                doc = decode_stored(data, self.describe(), "object", self._restore_hint)
+            doc_size = len(got[0]) if got is not None else 0
+            chunks = self._read_chunks(keys, doc.serial if doc is not None else 0)
+            if chunks is None:
+                continue  # compacted while we read: look again
+            header, entries, journal_bytes = chunks
+            merged = fold(doc, header, entries, self.store.url(self.journal_prefix))
+            self._journal_keys = [key for key, _ in keys]
+            self._journal_bytes = journal_bytes
+            if merged is None:
+                self._stored = None
+                return None
+            self._stored = _Stored(etag, merged.serial, merged.lineage, len(merged.history), doc_size)
+            return merged
+        raise StateError(f"the state at {self.describe()} kept changing while it was read", hint="try again")
+
+    def _chunk_keys(self) -> list[tuple[str, int]]:
+        """The journal's chunk objects and their first serials, in order."""
+        found = []
+        for key in self.store.list_keys(self.journal_prefix):
+            suffix = key[len(self.journal_prefix) :]
+            if re.fullmatch(r"\d+", suffix):
+                found.append((key, int(suffix)))
+        return sorted(found, key=lambda kv: kv[1])
+
+    def _read_chunks(
+        self, keys: list[tuple[str, int]], doc_serial: int
+    ) -> tuple[Header | None, list[dict[str, Any]], int] | None:
+        header: Header | None = None
+        entries: list[dict[str, Any]] = []
+        size = 0
+        for i, (key, _) in enumerate(keys):
+            if i + 1 < len(keys) and keys[i + 1][1] - 1 <= doc_serial:
+                continue  # every entry of this chunk is in the document already
+            got = self.store.get(key)
+            if got is None:
+                return None
+            chunk = decode_journal(got[0], self.store.url(key))
+            if chunk.header is None or chunk.torn:
+                raise StateError(f"state journal chunk {self.store.url(key)} is damaged")
+            if header is not None and chunk.header.lineage != header.lineage:
+                raise StateError(f"state journal chunk {self.store.url(key)} belongs to another lineage")
+            header = header or chunk.header
+            entries.extend(chunk.entries)
+            size += len(got[0])
+        return header, entries, size
 
     def _restore_hint(self) -> str:
         return restore_hint(
@@ -304,14 +391,13 @@ class S3Backend(BackendLocking):
 
     def _stored_now(self, serial: int) -> _Stored | None:
         """What is stored, from the cache when it is the serial the caller read (the ETag
-        condition on the PUT catches it if that is stale), else from a HEAD."""
+        condition on the PUT catches it if that is stale), else from a HEAD (or a whole
+        read when a journal exists, whose entries the HEAD does not see)."""
         if self._stored is not None and self._stored.serial == serial:
             return self._stored
         head = self.store.head(self.key)
-        if head is None:
-            return None
-        meta = head.get("Metadata", {})
-        if "serial" not in meta:  # put there by hand: read (and validate) the body
+        meta = head.get("Metadata", {}) if head is not None else {}
+        if head is None or "serial" not in meta or self._chunk_keys():
             self.read()
             return self._stored
         return _Stored(head["ETag"], int(meta["serial"]), meta.get("lineage", ""), int(meta.get("history-len", "0")))
@@ -355,10 +441,121 @@ class S3Backend(BackendLocking):
                     hint="another run wrote the state; read it again and retry",
                 ) from None
         self._check_not_overtaken(new.serial, resp["ETag"], doc.serial)
-        self._stored = _Stored(resp["ETag"], new.serial, new.lineage, len(new.history))
+        self._stored = _Stored(resp["ETag"], new.serial, new.lineage, len(new.history), len(data))
+        self._drop_journal()
         self._backup(new.serial, data)
         self._prune()
         return new
+
+    # -- the journal ---------------------------------------------------------------
+
+    def append(self, lineage: str, serial: int, transitions: Sequence[Transition]) -> int:
+        if not transitions:
+            return serial
+        with self._write_mutex:
+            if self._held is not None:
+                self._held.check()
+            stored = self._stored if self._stored is not None and self._stored.serial == serial else None
+            if stored is None and serial != 0:
+                stored = self._stored_now(serial)
+            stored_serial = stored.serial if stored is not None else 0
+            if stored_serial != serial or (stored is not None and stored.lineage != lineage):
+                raise StateConflict(
+                    f"state at {self.describe()} moved to serial {stored_serial} since it was read (at serial {serial})",
+                    hint="another run wrote the state; read it again and retry",
+                )
+            lock_id = self._held.info.id if self._held is not None else ""
+            entry = encode_entry(serial + 1, lock_id, [mask_transition(t) for t in transitions])
+            chunk = self._chunk
+            if chunk is not None and chunk.last_serial == serial and chunk.entries < JOURNAL_CHUNK_ENTRIES:
+                key, body, condition = chunk.key, chunk.data + entry, {"IfMatch": chunk.etag}
+                entries = chunk.entries + 1
+            else:
+                key = f"{self.journal_prefix}{serial + 1:012d}"
+                body, condition, entries = encode_header(lineage, serial) + entry, {"IfNoneMatch": "*"}, 1
+            try:
+                resp = self.store.call("put_object", key, Body=body, ContentType="application/x-ndjson", **condition)
+            except botocore.exceptions.ClientError as err:
+                if _code(err) not in _CONDITION_FAILED | _MISSING:  # missing: compacted by another run
+                    raise StateError(f"cannot append to {self.store.url(key)}: {err}") from None
+                self._stored, self._chunk = None, None
+                raise StateConflict(
+                    f"state journal {self.store.url(key)} was written by another run since serial {serial}",
+                    hint="another run wrote the state; read it again and retry",
+                ) from None
+            if chunk is None or key != chunk.key:
+                self._journal_keys.append(key)
+            self._chunk = _Chunk(key, resp["ETag"], body, entries, serial + 1)
+            self._journal_bytes += len(entry)
+            history_len = (stored.history_len if stored is not None else 0) + sum(
+                t.history is not None for t in transitions
+            )
+            doc_size = stored.doc_size if stored is not None else 0
+            self._stored = _Stored(
+                stored.etag if stored is not None else "", serial + 1, lineage, history_len, doc_size
+            )
+            if should_compact(self._journal_bytes, doc_size):
+                self._compact()
+        return serial + 1
+
+    def compact(self) -> None:
+        with self._write_mutex:
+            if not self._journal_keys and self._stored is not None:
+                return  # the last read or append saw no journal, and we appended none since
+            if self._held is not None:
+                self._held.check()
+            self._compact()
+
+    def _compact(self) -> None:
+        merged = self.read()
+        if not self._journal_keys:
+            return
+        stored = self._stored
+        if merged is not None and stored is not None:
+            head = self.store.head(self.key)
+            doc_serial = int(head.get("Metadata", {}).get("serial", "-1")) if head is not None else 0
+            if doc_serial != merged.serial:
+                masked, _ = mask_document(merged)
+                data = encode_document(masked)
+                condition: dict[str, str] = {"IfMatch": stored.etag} if head is not None else {"IfNoneMatch": "*"}
+                try:
+                    resp = self.store.call(
+                        "put_object",
+                        self.key,
+                        Body=data,
+                        ContentType="application/json",
+                        Metadata={
+                            "serial": str(merged.serial),
+                            "lineage": merged.lineage,
+                            "history-len": str(len(merged.history)),
+                        },
+                        **condition,
+                    )
+                except botocore.exceptions.ClientError as err:
+                    if _code(err) not in _CONDITION_FAILED:
+                        raise StateError(f"cannot write {self.describe()}: {err}") from None
+                    self._stored = None
+                    raise StateConflict(
+                        f"state at {self.describe()} changed while its journal was being folded in",
+                        hint="another run wrote the state; read it again and retry",
+                    ) from None
+                self._stored = _Stored(resp["ETag"], merged.serial, merged.lineage, len(merged.history), len(data))
+                self._backup(merged.serial, data)
+                self._prune()
+        self._drop_journal()
+
+    def _drop_journal(self) -> None:
+        """Delete the journal chunks the stored document now holds (after it is stored)."""
+        keys = self._journal_keys or [key for key, _ in self._chunk_keys()]
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            try:
+                self.store.invoke("delete_objects", Delete={"Objects": batch, "Quiet": True})
+            except botocore.exceptions.ClientError as err:
+                raise StateError(
+                    f"cannot delete the journal below {self.store.url(self.journal_prefix)}: {err}"
+                ) from None
+        self._journal_keys, self._chunk, self._journal_bytes = [], None, 0
 
     def _check_not_overtaken(self, serial: int, etag: str, read_serial: int) -> None:
         """Defence in depth for stores whose conditional PUT is not atomic.
@@ -438,6 +635,7 @@ class S3Backend(BackendLocking):
             raise StateError("the default workspace cannot be deleted")
         for _, key in self._backup_serials():
             self.store.delete(key)
+        self._drop_journal()
         self.store.delete(self.key)
 
 

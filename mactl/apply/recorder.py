@@ -1,11 +1,13 @@
 """The one place an apply changes the state: stage transitions, checkpoints, history notes.
 
 Every change is written to the backend before the call returns, so a crash loses at most
-the work since the last checkpoint. Writes are group-committed: a change made while
-another thread is writing waits for the next write, which then carries every change made
-meanwhile. Each caller still returns only once a write containing its change is stored,
-so "saved at every transition" holds, with fewer full-document writes when stages run in
-parallel. Secrets are masked on the way in: the state never holds one.
+the work since the last checkpoint. A change is stored as a `Transition` appended to the
+state's journal (`Backend.append`): only what changed, so a transition costs the same at
+12 or 12,000 stages; the backend folds the journal into the document. Appends are
+group-committed: a change made while another thread is appending waits for the next
+append, which then carries every change made meanwhile. Each caller still returns only
+once an append containing its change is stored, so "saved at every transition" holds.
+Secrets are masked on the way in: the state never holds one.
 
 The recorder does not decide anything (which stage runs, or whether it must wait: that is
 the plan and the walker) and does not take the state lock (the command holds it).
@@ -21,7 +23,8 @@ from mactl.credentials import without_credentials
 from mactl.graph.stage import Stage
 from mactl.masking import inputs_digest, mask_inputs, mask_text, mask_values
 from mactl.state.backend import Backend
-from mactl.state.document import ERRORS_OUTPUT_KEY, StageRecord, StateDocument, utcnow
+from mactl.state.document import ERRORS_OUTPUT_KEY, HistoryEntry, StageRecord, StateDocument, utcnow
+from mactl.state.journal import Transition
 
 
 class StateRecorder:
@@ -34,6 +37,7 @@ class StateRecorder:
         self._write_lock = threading.Lock()  # one backend write at a time
         self._changed_gen = 0
         self._written_gen = 0
+        self._pending: list[Transition] = []  # changed in `doc`, not yet appended
 
     # -- reading ----------------------------------------------------------------------
 
@@ -139,42 +143,63 @@ class StateRecorder:
         self, address: str, stage_type: str, history: tuple[str, str, str | None] | None = None, **fields: Any
     ) -> None:
         with self._mutex:
-            current = self.doc.stages.get(address) or StageRecord(type=stage_type, created_at=utcnow())
+            current = self.doc.stages.get(address)
             fields.setdefault("updated_at", utcnow())
+            if current is None:
+                current = StageRecord(type=stage_type, created_at=utcnow())
+                fields = {"type": current.type, "created_at": current.created_at, **fields}
             self.doc.stages[address] = current.model_copy(update=fields)
-            if history is not None:
-                operation, result, detail = history
-                self.doc.record(
-                    who=self.who,
-                    operation=operation,
-                    address=address,
-                    result=result,
-                    detail=mask_text(detail, self.secrets) if detail else None,
-                )
+            entry = self._history(address, history)
+            self._pending.append(Transition(address=address, fields=fields, history=entry))
             gen = self._changed()
         self._commit(gen)
+
+    def _history(self, address: str | None, history: tuple[str, str, str | None] | None) -> HistoryEntry | None:
+        if history is None:
+            return None
+        operation, result, detail = history
+        return self.doc.record(
+            who=self.who,
+            operation=operation,
+            address=address,
+            result=result,
+            detail=mask_text(detail, self.secrets) if detail else None,
+        )
 
     def remove(self, address: str, operation: str, detail: str | None = None) -> None:
         with self._mutex:
             self.doc.stages.pop(address, None)
-            self.doc.record(who=self.who, operation=operation, address=address, result="ok", detail=detail)
+            entry = self.doc.record(who=self.who, operation=operation, address=address, result="ok", detail=detail)
+            self._pending.append(Transition(address=address, removed=True, history=entry))
             gen = self._changed()
         self._commit(gen)
 
     def replace_stages(self, stages: Mapping[str, StageRecord], operation: str, detail: str) -> None:
         """Every stage record at once (a `moved` block renames addresses): one write, so the
         state is either all at the old addresses or all at the new ones."""
-        with self._mutex:
-            self.doc.stages = dict(stages)
-            self.doc.record(who=self.who, operation=operation, result="ok", detail=detail)
-            gen = self._changed()
-        self._commit(gen)
+        with self._write_lock:
+            with self._mutex:
+                self.doc.stages = dict(stages)
+                self.doc.record(who=self.who, operation=operation, result="ok", detail=detail)
+                upto = self._changed()
+                self._pending = []  # in `doc` already: the whole document is written below
+            # Not a journal entry: a transition names one address, and a move changes many
+            # at once. A full write (which folds the journal in) keeps it all-or-nothing.
+            stored = self.backend.write(self.doc)
+            with self._mutex:
+                self.doc.serial = stored.serial
+                self._written_gen = upto
 
     def note(self, operation: str, result: str, detail: str | None = None) -> None:
         with self._mutex:
-            self.doc.record(who=self.who, operation=operation, result=result, detail=detail)
+            entry = self.doc.record(who=self.who, operation=operation, result=result, detail=detail)
+            self._pending.append(Transition(history=entry))
             gen = self._changed()
         self._commit(gen)
+
+    def compact(self) -> None:
+        """Fold the journal into the state document: the apply is over."""
+        self.backend.compact()
 
     def _changed(self) -> int:
         self._changed_gen += 1
@@ -183,13 +208,17 @@ class StateRecorder:
     def _commit(self, gen: int) -> None:
         with self._write_lock:
             if self._written_gen >= gen:
-                return  # another thread's write already stored this change
+                return  # another thread's append already stored this change
             with self._mutex:
                 upto = self._changed_gen
-                snapshot = self.doc.model_copy(
-                    update={"stages": dict(self.doc.stages), "history": list(self.doc.history)}
-                )
-            stored = self.backend.write(snapshot)
+                batch, self._pending = self._pending, []
+                lineage, serial = self.doc.lineage, self.doc.serial
+            try:
+                stored = self.backend.append(lineage, serial, batch)
+            except BaseException:
+                with self._mutex:  # not stored: the next commit carries them, or the error stops the walk
+                    self._pending[:0] = batch
+                raise
             with self._mutex:
-                self.doc.serial = stored.serial
+                self.doc.serial = stored
                 self._written_gen = upto

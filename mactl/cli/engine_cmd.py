@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,20 +274,22 @@ def _options(
     )
 
 
-def _render(plan: Plan, as_json: bool, markdown: bool) -> str:
+def _render(plan: Plan, as_json: bool, markdown: bool) -> Iterable[str]:
+    """The plan's text in chunks, written out as they are made (a 12,000-stage plan is
+    hundreds of MB)."""
     if as_json and markdown:
         raise ConfigError("--json and --markdown cannot be used together")
     if as_json:
-        from mactl.plan.render_json import render_json
+        from mactl.plan.render_json import iter_json
 
-        return render_json(plan)
+        return iter_json(plan)
     if markdown:
         from mactl.plan.render_markdown import render_markdown
 
-        return render_markdown(plan)
-    from mactl.plan.render_text import render_text
+        return (render_markdown(plan),)
+    from mactl.plan.render_text import iter_text
 
-    return render_text(plan)
+    return iter_text(plan)
 
 
 def _write_parts(plan: Plan, folder: Path | None) -> None:
@@ -381,8 +383,9 @@ def _preflight(session: Session, plan: Plan, doc: StateDocument | None) -> None:
     check_apply(plan, session.graph, session.loaded, doc)
 
 
-def _emit(text: str) -> None:
-    sys.stdout.write(text)
+def _emit(text: str | Iterable[str]) -> None:
+    for chunk in (text,) if isinstance(text, str) else text:
+        sys.stdout.write(chunk)
     sys.stdout.flush()
 
 
@@ -517,6 +520,8 @@ def _walk(
         operation=operation,
     )
     result = walker.run()
+    if not result.lock_lost:  # fold the journal in now; lock release would, too
+        recorder.compact()
     if stream is not None:
         from mactl.cli.json_report import report_walk
 

@@ -51,7 +51,7 @@ from mactl.graph.blocks import check as check_blocks
 from mactl.graph.snapshot_names import snapshot_name
 from mactl.graph.stage import Lifecycle, Stage
 from mactl.providers.registry import get_provider
-from mactl.schema.common import LifecycleConfig, SnapshotRepository
+from mactl.schema.common import IndexFilter, LifecycleConfig, SnapshotRepository
 from mactl.state.identity import state_tag
 
 
@@ -164,6 +164,7 @@ class _Expander:
         self.config_dir = config_dir
         self.state_tag = state_tag
         self._digests: dict[tuple[str, str], str | None] = {}
+        self.shared_filters: dict[int, tuple[IndexFilter, dict[str, Any]]] = {}
         self.stages: dict[str, Stage] = {}
         self.edges: list[tuple[str, str]] = []
         self.order: list[str] = []
@@ -266,7 +267,9 @@ class _Expander:
                         b = build.InputsBuilder().put("source", source_ref).put("target", target_ref)
                         b.put("repository", repo).put("snapshotName", snap_name)
                         b.merge(metadata_opts[id(migration.metadata)])
-                        b.put("indices", build.filters([*entry.indices, *migration.metadata.indices]))
+                        b.put(
+                            "indices", build.filters([*entry.indices, *migration.metadata.indices], self.shared_filters)
+                        )
                         address = f"metadata.{base}"
                         meta_addr = self.add(
                             address,
@@ -283,7 +286,7 @@ class _Expander:
                         b = build.InputsBuilder().put("target", target_ref)
                         b.put("repository", repo).put("snapshotName", snap_name)
                         b.merge(backfill_opts[id(backfill)])
-                        b.put("indices", build.filters([*entry.indices, *backfill.indices]))
+                        b.put("indices", build.filters([*entry.indices, *backfill.indices], self.shared_filters))
                         address = f"backfill.{base}.{backfill.name}"
                         ends.append(
                             self.add(
@@ -389,7 +392,7 @@ class _Expander:
         b = build.InputsBuilder().put("source", source_ref).put("repository", repo_piece)
         b.put("snapshotName", snap_name).put("existing", existing is not None)
         b.merge(build.block_options(entry))
-        b.put("indices", build.filters(entry.indices))
+        b.put("indices", build.filters(entry.indices, self.shared_filters))
         address = f"snapshot.{src}.{entry.name}"
         what = f"Import existing snapshot {snap_name}" if existing is not None else f"Take snapshot {snap_name}"
         self.add(

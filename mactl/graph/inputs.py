@@ -76,8 +76,20 @@ def repository(repo: SnapshotRepository) -> Piece:
     return Piece.of(repo)
 
 
-def filters(chain: Iterable[IndexFilter]) -> list[dict[str, Any]]:
-    return [{"names": list(f.names), "mode": f.mode} for f in chain]
+def filters(
+    chain: Iterable[IndexFilter], shared: dict[int, tuple[IndexFilter, dict[str, Any]]] | None = None
+) -> list[dict[str, Any]]:
+    """The chain as JSON. With `shared` (one per expansion), a filter used by many stages
+    (a snapshot entry's, in every stage below it) is converted once and shared."""
+    if shared is None:
+        return [{"names": list(f.names), "mode": f.mode} for f in chain]
+    out = []
+    for f in chain:
+        found = shared.get(id(f))
+        if found is None:
+            found = shared[id(f)] = (f, {"names": list(f.names), "mode": f.mode})  # holds `f`: its id stays its own
+        out.append(found[1])
+    return out
 
 
 def block_options(block: StageBlock) -> Piece:

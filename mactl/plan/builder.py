@@ -37,6 +37,7 @@ from typing import Any
 import networkx as nx
 import orjson
 from deepdiff import DeepDiff
+from pydantic import BaseModel, TypeAdapter
 
 from mactl.address import Address, instance_address, parse_address
 from mactl.config.bulk import paused_gc
@@ -61,6 +62,7 @@ from mactl.providers import registry
 from mactl.providers.base import StageContext
 from mactl.retrying import waiting_at_most
 from mactl.state.document import COMPLETE_STATUSES, StageRecord, StateDocument
+from mactl.state.masking import shared_values_masked
 from mactl.state.workdir import Workdir
 
 TAINTED_STATUSES = frozenset({"failed", "tainted", "running"})
@@ -109,15 +111,16 @@ def prepare(graph: StageGraph, sensitive_values: Collection[str]) -> dict[str, D
     """Digest and mask every desired stage (shared by the planner and the plan-file check)."""
     out: dict[str, Desired] = {}
     secrets = [s for s in sensitive_values if s]
-    for address, stage in graph.stages.items():
-        # What the state will record: clusters by name and endpoint, never their credentials,
-        # so a rotated password is not a change (it is read from the config at run time).
-        recorded = without_credentials(stage.inputs)
-        digest = inputs_digest(recorded)
-        # Always masked: a URL's userinfo or a credential-named key needs no declaration.
-        masked = mask_inputs(recorded, stage.sensitive_paths, secrets)
-        masked_digest = digest if masked is recorded else inputs_digest(masked)
-        out[address] = Desired(stage, digest, masked, masked_digest)
+    with shared_values_masked():  # stage inputs share big values (filters): mask each once
+        for address, stage in graph.stages.items():
+            # What the state will record: clusters by name and endpoint, never their credentials,
+            # so a rotated password is not a change (it is read from the config at run time).
+            recorded = without_credentials(stage.inputs)
+            digest = inputs_digest(recorded)
+            # Always masked: a URL's userinfo or a credential-named key needs no declaration.
+            masked = mask_inputs(recorded, stage.sensitive_paths, secrets)
+            masked_digest = digest if masked is recorded else inputs_digest(masked)
+            out[address] = Desired(stage, digest, masked, masked_digest)
     return out
 
 
@@ -230,6 +233,7 @@ class Planner:
         self.warnings: list[str] = []
         self._names: dict[str, dict[str, str]] = {}
         self.filters: dict[str, InstanceFilters] = {}  # what instance addresses said, per stage
+        self._typed: dict[str, BaseModel] = {}  # stage inputs as their Inputs models (`_typed_inputs`)
 
     # -- selection ------------------------------------------------------------------
 
@@ -572,6 +576,18 @@ class Planner:
                 hint="make the config match what exists, or drop the import and let mactl create it",
             )
 
+    def _typed_inputs(self, stage: Stage) -> BaseModel:
+        """`stage`'s inputs as its provider's `Inputs` model, validated once per plan (a
+        clone's copied from its twin's: see `_clone_inputs`)."""
+        found = self._typed.get(stage.address)
+        if found is None:
+            twin = self.graph.stages.get(stage.clone_of) if stage.clone_of else None
+            found = _clone_inputs(stage, self._typed_inputs(twin) if twin is not None else None)
+            if found is None:
+                found = registry.get_provider(stage.type).Inputs.model_validate(stage.inputs)
+            self._typed[stage.address] = found
+        return found
+
     def _provider_notes(self, changes: Mapping[str, Change]) -> None:
         """What a provider can tell about a stage that will run, before it runs (a backfill:
         the indices its snapshot holds that cannot be backfilled). Best effort: a provider
@@ -586,7 +602,7 @@ class Planner:
             if notes is None:
                 continue
             try:
-                found = notes(provider.Inputs.model_validate(stage.inputs))
+                found = notes(self._typed_inputs(stage))
             except Exception:  # noqa: BLE001 - a note is an extra; apply checks for itself
                 continue
             self.warnings.extend(f"{address}: {note}" for note in found)
@@ -964,7 +980,7 @@ class Planner:
             provider = registry.get_provider(stage.type)
             if type(provider).validate is base_validate:
                 continue
-            for problem in provider.validate(provider.Inputs.model_validate(stage.inputs)):
+            for problem in provider.validate(self._typed_inputs(stage)):
                 problems.append(f"  {address}: {problem}")
         if problems:
             raise PlanError("the config does not pass the providers' checks:\n" + "\n".join(problems))
@@ -1026,6 +1042,26 @@ def rename_clusters(inputs: dict[str, Any], renames: Iterable[tuple[str, str]]) 
                         out = dict(inputs)
                     out[key] = {**value, "name": new}
     return out
+
+
+def _clone_inputs(stage: Stage, twin: BaseModel | None) -> BaseModel | None:
+    """A clone's typed inputs from its twin's (they differ only in `target`, see
+    `mactl.graph.expand`), without validating thousands of shared filter names again; None
+    when that shortcut does not hold (no twin, or a schema with model-level validators)."""
+    if twin is None:
+        return None
+    adapter = _target_adapter(type(twin))
+    if adapter is None:
+        return None
+    return twin.model_copy(update={"target": adapter.validate_python(stage.inputs.get("target"))})
+
+
+@functools.cache
+def _target_adapter(model: type[BaseModel]) -> TypeAdapter[Any] | None:
+    if model.__pydantic_decorators__.model_validators or "target" not in model.model_fields:
+        return None
+    annotation: Any = model.model_fields["target"].annotation  # a type, not a string: models are built
+    return TypeAdapter(annotation)
 
 
 def walk_decisions(change: Change, record: StageRecord | None) -> Change:

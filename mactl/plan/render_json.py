@@ -5,6 +5,7 @@ The schema is documented in `docs/plan-json.md`. Values are already masked in th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -70,6 +71,11 @@ def _change_fields(c: Change) -> dict[str, Any]:
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:
+    return {**plan_document_head(plan), "resource_changes": [_change(c) for c in plan.changes]}
+
+
+def plan_document_head(plan: Plan) -> dict[str, Any]:
+    """Every key of the plan document but `resource_changes` (which comes last)."""
     counts = plan.counts()
     instances = plan.instance_counts()
     return {
@@ -99,7 +105,6 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             else {}
         ),
         "warnings": plan.warnings,
-        "resource_changes": [_change(c) for c in plan.changes],
     }
 
 
@@ -111,3 +116,24 @@ def render_json(plan: Plan) -> str:
     """The plan as JSON text (cyclic GC paused: the document is large and acyclic)."""
     with paused_gc():
         return _render_json(plan)
+
+
+_CHANGES_TAIL = b"[]\n}"
+
+
+def iter_json(plan: Plan) -> Iterator[str]:
+    """`render_json`'s text, byte for byte, in chunks: the document without its changes,
+    then each change rendered on its own and indented to its depth. A 12,000-stage plan
+    is hundreds of MB of JSON; this writes it out as it is made rather than held whole.
+    (JSON strings hold no raw newline, so indenting every line of a change is safe.)"""
+    with paused_gc():
+        head = orjson.dumps({**plan_document_head(plan), "resource_changes": []}, option=orjson.OPT_INDENT_2)
+        if not plan.changes:
+            yield head.decode() + "\n"
+            return
+        assert head.endswith(_CHANGES_TAIL)
+        yield head[: -len(_CHANGES_TAIL)].decode() + "[\n"
+        for i, change in enumerate(plan.changes):
+            text = orjson.dumps(_change(change), option=orjson.OPT_INDENT_2).replace(b"\n", b"\n    ")
+            yield ("    " if i == 0 else ",\n    ") + text.decode()
+        yield "\n  ]\n}\n"

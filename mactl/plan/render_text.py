@@ -10,6 +10,7 @@ counts the unchanged ones in one line. Nothing here decides anything.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -125,7 +126,12 @@ def _instances(change: Change, out: list[str]) -> None:
         out.append(f"      {SYMBOLS[i.action]:<3} {instance_address('', i.key)}  # {i.reason}")
 
 
-def _render_text(plan: Plan, *, show_noop: bool = False) -> str:
+_CHUNK_LINES = 20_000
+
+
+def _render_text(plan: Plan, *, show_noop: bool = False) -> Iterator[str]:
+    """The text in chunks of whole lines: a 12,000-stage plan is hundreds of MB of text,
+    written out as it is made rather than held whole."""
     out: list[str] = []
     for warning in plan.warnings:
         out.append(f"Warning: {warning}")
@@ -136,7 +142,8 @@ def _render_text(plan: Plan, *, show_noop: bool = False) -> str:
     actionable = plan.actionable()
     if not actionable:
         out.append("No changes. The migration matches the configuration.")
-        return "\n".join(out) + "\n"
+        yield "\n".join(out) + "\n"
+        return
     out.append(LEGEND)
     if any(c.action == "forget" for c in actionable):
         out.append(LEGEND_FORGET)
@@ -163,6 +170,9 @@ def _render_text(plan: Plan, *, show_noop: bool = False) -> str:
     out.append("")
     for change in actionable:
         _block(change, out)
+        if len(out) >= _CHUNK_LINES:
+            yield "\n".join(out) + "\n"
+            out.clear()
     if show_noop:
         for change in plan.changes:
             if change.action == "noop":
@@ -180,10 +190,16 @@ def _render_text(plan: Plan, *, show_noop: bool = False) -> str:
             out.append(f"  - {c.address}")
         out.append("")
     out.append(plan.summary_line())
-    return "\n".join(out) + "\n"
+    yield "\n".join(out) + "\n"
 
 
 def render_text(plan: Plan, *, show_noop: bool = False) -> str:
     """The plan as Terraform-style text (cyclic GC paused: many small strings, no cycles)."""
     with paused_gc():
-        return _render_text(plan, show_noop=show_noop)
+        return "".join(_render_text(plan, show_noop=show_noop))
+
+
+def iter_text(plan: Plan, *, show_noop: bool = False) -> Iterator[str]:
+    """`render_text` in chunks, for writing out as it is made (same text, less memory)."""
+    with paused_gc():
+        yield from _render_text(plan, show_noop=show_noop)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mactl.state import LocalStateConfig, StateDocument, open_backend
+
 
 @dataclass
 class Result:
@@ -67,6 +69,11 @@ class Project:
 
     def state(self) -> dict[str, Any]:
         return json.loads((self.root / ".mactl" / "state.json").read_text())
+
+    def stored(self) -> StateDocument | None:
+        """The state as every reader sees it: state.json with its journal folded in (mid-apply,
+        the latest transitions are only in the journal)."""
+        return open_backend(LocalStateConfig(path=str(self.root / ".mactl")), base_dir=self.root).read()
 
 
 def pipeline_config(

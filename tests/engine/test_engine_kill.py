@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from engine_helpers import Project, pipeline_config
-from mactl.state.document import decode_document
+
+from mactl.errors import StateError
 
 MAIN = Path(__file__).resolve().parent / "standin_main.py"
 SLOW = "backfill.src.snap1.t1.i0.b0"
@@ -40,14 +41,15 @@ def _wait_running(project: Project, proc: subprocess.Popen[str], address: str, t
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"apply ended early: {proc.communicate()}")
-        state = project.root / ".mactl" / "state.json"
-        if state.exists() and any(c["address"] == address for c in project.calls("apply")):
+        if any(c["address"] == address for c in project.calls("apply")):
             try:
-                if json.loads(state.read_text())["stages"].get(address, {}).get("status") == "running":
-                    time.sleep(0.3)  # let it make some progress inside the stage
-                    return
-            except json.JSONDecodeError as err:  # must never happen: writes are atomic
-                raise AssertionError(f"state.json was not valid JSON mid-apply: {err}") from None
+                doc = project.stored()  # state.json and its journal, merged
+            except StateError as err:  # must never happen: writes are atomic, a torn tail is skipped
+                raise AssertionError(f"the state was not readable mid-apply: {err}") from None
+            record = doc.stages.get(address) if doc is not None else None
+            if record is not None and record.status == "running":
+                time.sleep(0.3)  # let it make some progress inside the stage
+                return
         time.sleep(0.05)
     raise AssertionError(f"{address} never started running")
 
@@ -60,8 +62,8 @@ def test_kill_9_mid_stage_leaves_valid_state_a_tainted_stage_and_a_rerun_finishe
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
 
-    raw = (project.root / ".mactl" / "state.json").read_bytes()
-    doc = decode_document(raw, "state.json")  # valid JSON and a valid document
+    doc = project.stored()  # valid JSON and a valid document, journal included
+    assert doc is not None
     assert doc.stages[SLOW].status == "running"
     assert doc.stages["metadata.src.snap1.t1.i0"].status == "complete"
 

@@ -33,11 +33,12 @@ def _spawn(project: Project, *args: str, **env: str) -> subprocess.Popen[str]:
 
 def _wait_running(project: Project, proc: subprocess.Popen[str], address: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    state = project.root / ".mactl" / "state.json"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"apply ended early: {proc.communicate()}")
-        if state.exists() and json.loads(state.read_text())["stages"].get(address, {}).get("status") == "running":
+        doc = project.stored()  # state.json and its journal, merged
+        record = doc.stages.get(address) if doc is not None else None
+        if record is not None and record.status == "running":
             time.sleep(0.3)
             return
         time.sleep(0.05)
