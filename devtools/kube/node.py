@@ -214,13 +214,21 @@ class LocalNode:
             if time.monotonic() < run.kill_at:
                 return
             self._kill(run)
+        # As kubelet does: the pod is terminal in its status first; only then does a delete
+        # with grace period 0 remove it (the API keeps a running pod's grace period).
+        if run is not None and not run.reported_exit:
+            self._report_exit(run)
+        elif run is None and pod.status.phase not in ("Succeeded", "Failed"):
+            self._patch_status(pod, {"phase": "Failed", "reason": "Deleted", "conditions": self._conditions(False)})
         self.running.pop(pod.metadata.uid, None)
         try:
             self.api.delete_namespaced_pod(
                 pod.metadata.name,
                 pod.metadata.namespace,
-                grace_period_seconds=0,
-                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.metadata.uid)),
+                # In the body: with a body, the API reads no query parameters.
+                body=client.V1DeleteOptions(
+                    grace_period_seconds=0, preconditions=client.V1Preconditions(uid=pod.metadata.uid)
+                ),
             )
         except ApiException as exc:
             if exc.status not in (404, 409):
