@@ -48,7 +48,12 @@ import (
 )
 GO
 GOFLAGS="-mod=mod" "$go" mod tidy -e >/dev/null 2>&1 || true
-# Low priority and few parallel compiles: the machine is shared.
+# Low priority and few parallel compiles: the machine is shared. Into a folder of its own
+# first, so that nobody ever finds one binary there and the other half-written.
+out="$cache/$version/bin.new"
+rm -rf "$out"
 nice -n 19 env GOFLAGS="-mod=mod -p=${KUBE_BUILD_JOBS:-2}" CGO_ENABLED=0 \
-  "$go" build -trimpath -ldflags "-s -w" -o "$bin/" \
+  "$go" build -trimpath -ldflags "-s -w" -o "$out/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+mv "$out/kube-apiserver" "$out/kube-controller-manager" "$bin/"
+rmdir "$out"

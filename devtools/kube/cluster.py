@@ -163,7 +163,10 @@ def _start(layout: Layout, name: str, cmd: list[str]) -> None:
     record = process.read_record(layout.pid(name))
     if record is not None and record[0].alive():
         return
-    started = process.start_detached(cmd, env=dict(os.environ), cwd=layout.root, log=layout.logs / f"{name}.log")
+    env = dict(os.environ)
+    # The node is `python -m devtools.kube.node`: it imports from this checkout.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    started = process.start_detached(cmd, env=env, cwd=layout.root, log=layout.logs / f"{name}.log")
     process.write_record(layout.pid(name), started)
 
 

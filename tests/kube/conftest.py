@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -51,3 +52,4 @@ def kube() -> Iterator[Kube]:
         yield Kube(layout.kubeconfig, layout.pods)
     finally:
         cluster.down(layout)
+    shutil.rmtree(layout.root, ignore_errors=True)  # kept, with its logs, when the start failed
