@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,10 +171,10 @@ def _start(layout: Layout, name: str, cmd: list[str]) -> None:
     process.write_record(layout.pid(name), started)
 
 
-def _wait(what: str, ready: object, timeout: float, log: Path) -> None:
+def _wait(what: str, ready: Callable[[], bool], timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if ready():  # type: ignore[operator]
+        if ready():
             return
         time.sleep(0.5)
     tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.is_file() else "(no log)"
