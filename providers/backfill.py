@@ -34,6 +34,7 @@ from opensearchpy.exceptions import NotFoundError
 from mactl.errors import ProviderError
 from mactl.schema.backfill import BackfillInputs
 from mactl.schema.common import IndexFilter
+from mactl.schema.executor import KubernetesExecutor
 
 Context = StageContext[BackfillInputs]
 
@@ -58,6 +59,8 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
             problems.append("maxInFlight must be at least 1")
         if inputs.maxThroughputMbps is not None and inputs.maxThroughputMbps <= 0:
             problems.append("maxThroughputMbps must be positive")
+        if isinstance(inputs.executor, KubernetesExecutor):
+            problems += _kubernetes_problems(inputs)
         return problems
 
     def preflight(self, inputs: BackfillInputs, ctx: PreflightContext) -> list[str]:
@@ -175,14 +178,26 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
         def report(snap: Snapshot, rates: RateTracker) -> None:
             ctx.progress(Progress(snap.done_docs, snap.total_docs, "docs", one_line(snap, rates)))
 
-        run = run_stage(
-            spec,
-            workers=inputs.workers or os.cpu_count() or 1,
-            workdir=ctx.workdir,
-            on_progress=report,
-            cancelled=ctx.cancelled,
-            log=ctx.log,
-        )
+        if isinstance(inputs.executor, KubernetesExecutor):
+            from mactl.executors.kubernetes import run_job
+
+            run = run_job(
+                spec,
+                inputs.executor,
+                config_dir=ctx.config_dir,
+                on_progress=report,
+                cancelled=ctx.cancelled,
+                log=ctx.log,
+            )
+        else:
+            run = run_stage(
+                spec,
+                workers=inputs.workers or os.cpu_count() or 1,
+                workdir=ctx.workdir,
+                on_progress=report,
+                cancelled=ctx.cancelled,
+                log=ctx.log,
+            )
         target = client_for(inputs.target)
         meta = lease_store(spec).read_meta() or {}
         unmigratable: dict[str, str] = dict(meta.get("unmigratable") or {})
@@ -285,6 +300,12 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
         from mactl.metadata.target import existing_index_names
 
         inputs = ctx.inputs
+        if isinstance(inputs.executor, KubernetesExecutor):
+            # Workers first: no pod may write while the documents are being removed.
+            from mactl.executors.kubernetes import delete_stage_job
+
+            if delete_stage_job(ctx.address, inputs.executor, config_dir=ctx.config_dir):
+                ctx.log("deleted the stage's Kubernetes Job and its pods")
         spec = build_spec(ctx.address, inputs, workdir=ctx.workdir)
         target = client_for(inputs.target)
         prior = dict(ctx.prior_outputs or {})
@@ -377,6 +398,24 @@ def _recorded_instances(inputs: BackfillInputs, snapshot: str) -> dict[str, dict
         return {}
     digest = _instance_digest(inputs)
     return {name: {"digest": digest, "status": "complete"} for name in _selected_indices(inputs, snapshot)}
+
+
+def _kubernetes_problems(inputs: BackfillInputs) -> list[str]:
+    """What a Job's pods cannot do that local workers can: read files beside the config, and
+    keep dead letters in the stage's local folder (each pod has a folder of its own)."""
+    problems: list[str] = []
+    for i, transform in enumerate(inputs.transforms):
+        if transform.file:
+            problems.append(
+                f"transforms[{i}]: a template file ({transform.file}) is not in the worker pods; "
+                "with executor kubernetes write the template inline"
+            )
+    if inputs.deadLetter is None:
+        problems.append(
+            "executor kubernetes: set deadLetter.location to a place every pod can write (s3://bucket/prefix, "
+            "or a folder the nodes share): the default is a local folder of this host"
+        )
+    return problems
 
 
 def _upstream_snapshot_name(ctx: Context) -> str | None:

@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"mactl.sigv4", "mactl.transforms", "mactl.indexfilter", "mactl.snapshot_reader", "mactl.state", "mactl.retrying"},
     {"mactl.cluster", "mactl.masking", "mactl.address"},
     {"mactl.backfill", "mactl.capture", "mactl.metadata"},
-    {"mactl.audit"},
+    {"mactl.audit", "mactl.executors"},
     {"mactl.providers", "mactl.config"},
     {"mactl.graph"},
     {"mactl.plan"},

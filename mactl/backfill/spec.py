@@ -64,6 +64,27 @@ class JobSpec:
     def to_json(self) -> bytes:
         return orjson.dumps({k: _reveal(v) for k, v in self.__dict__.items()})
 
+    def without_secrets(self) -> tuple[bytes, dict[str, str]]:
+        """This spec as JSON with every secret left out, and the secrets by dotted path.
+
+        What a Kubernetes Job carries: the JSON goes into the pod template, the secrets into
+        a Secret the pods reference (`with_secrets` puts them back inside the pod)."""
+        found: dict[str, str] = {}
+        public = {k: _hide(v, k, found) for k, v in self.__dict__.items()}
+        return orjson.dumps(public), found
+
+    @classmethod
+    def with_secrets(cls, public: bytes, secrets: dict[str, str]) -> JobSpec:
+        """The spec `without_secrets` split, whole again."""
+        raw = orjson.loads(public)
+        for path, value in secrets.items():
+            *parents, last = path.split(".")
+            node = raw
+            for part in parents:
+                node = node[part]
+            node[last] = value
+        return cls.from_json(orjson.dumps(raw))
+
     @classmethod
     def from_json(cls, data: bytes) -> JobSpec:
         raw = orjson.loads(data)
@@ -85,6 +106,20 @@ def _reveal(value: Any) -> Any:
         return {k: _reveal(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_reveal(v) for v in value]
+    return value
+
+
+def _hide(value: Any, path: str, found: dict[str, str]) -> Any:
+    """JSON-able form with every secret replaced by None and collected in `found` by path."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(by_alias=True)
+    if isinstance(value, SecretStr):
+        found[path] = value.get_secret_value()
+        return None
+    if isinstance(value, dict):
+        return {k: _hide(v, f"{path}.{k}", found) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_hide(v, f"{path}.{i}", found) for i, v in enumerate(value)]
     return value
 
 

@@ -102,6 +102,12 @@ def worker_command(
     no_python_transforms: NoPythonTransformsOpt = False,
     workspace: str | None = WorkspaceOpt,
     json_out: bool = JsonOpt,
+    from_env: bool = typer.Option(
+        False,
+        "--from-env",
+        help="Read the stage's job spec from the environment, not from the config and state: "
+        "what the pods of an `executor: kubernetes` Job run.",
+    ),
 ) -> None:
     """Join a running backfill from this host: claim shards, write them, until all are done."""
     from mactl.backfill.prepare import lease_store
@@ -110,6 +116,9 @@ def worker_command(
     from mactl.backfill.spec import build_spec
     from mactl.backfill.worker import Worker
 
+    if from_env:
+        _work_from_env(address)
+        return
     found = _load_backfill_stage(address, config, var, var_file, workspace)
     inputs, checkpoint = found.inputs, found.checkpoint
     workdir = Path(checkpoint.get("workdir") or Workdir(found.backend.workdir).stage_dir(address))
@@ -160,6 +169,23 @@ def worker_command(
         typer.echo(
             f"worker {summary.holder}: {len(summary.units_done)} shard(s) done, {summary.docs_written:,} documents written, {summary.docs_failed:,} dead-lettered"
         )
+
+
+def _work_from_env(address: str) -> None:
+    """A Job pod's worker: the spec (secrets from the pod's Secret-fed variables) is all it needs."""
+    import os
+
+    from mactl.backfill.worker import Worker, new_holder_id
+    from mactl.executors.kubernetes import WORKER_NAME_ENV, spec_from_env
+
+    spec = spec_from_env(os.environ)
+    if spec.address != address:
+        raise ConfigError(f"worker {address}: the job spec in the environment is for {spec.address}")
+    pod = os.environ.get(WORKER_NAME_ENV)
+    # The pod's name in the lease: which pod holds or held a shard is what an operator looks up.
+    holder = f"{pod}:{new_holder_id().rsplit(':', 1)[-1]}" if pod else None
+    summary = Worker(spec, holder=holder).run()
+    typer.echo(orjson.dumps({"holder": summary.holder, **summary.to_json()}).decode())
 
 
 @backfill_app.command("resend-failed")

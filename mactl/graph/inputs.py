@@ -93,8 +93,14 @@ def filters(
 
 
 def block_options(block: StageBlock) -> Piece:
-    """A block's user-settable inputs (provider fields), without config-only keys."""
-    return Piece.of(block, exclude=BLOCK_ONLY & set(type(block).model_fields))
+    """A block's user-settable inputs (provider fields), without config-only keys.
+
+    An unset `executor` (local worker processes) is left out, so that stages recorded before
+    executors existed plan no change."""
+    exclude = BLOCK_ONLY & set(type(block).model_fields)
+    if getattr(block, "executor", True) is None:
+        exclude = exclude | {"executor"}
+    return Piece.of(block, exclude=exclude)
 
 
 class InputsBuilder:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from mactl.schema.common import ClusterRef, HttpUrl, IndexFilter, Model, NonEmptyStr, SnapshotRepository, TransformSpec
+from mactl.schema.executor import KubernetesExecutor, LocalExecutor
 
 
 class Sample(Model):
@@ -61,6 +62,12 @@ class BackfillUserInputs(Model):
         "fail",
         description="An index the reader cannot rebuild (`_source` disabled): `fail` stops the stage before any "
         "document is written and names it; `skip` leaves it out, counted in the ledger as not migratable.",
+    )
+    executor: LocalExecutor | KubernetesExecutor | None = Field(
+        None,
+        discriminator="type",
+        description="Where the workers run: local processes (unset or `type: local`), or a Kubernetes Job "
+        "(`type: kubernetes`, see docs/kubernetes.md).",
     )
 
 

@@ -1,0 +1,49 @@
+"""The executor choice in plans: what `plan` shows of a Kubernetes Job, and that scaling it is
+an update in place (the stage resumes; nothing is rolled back or written again)."""
+
+from __future__ import annotations
+
+import json
+
+from engine_helpers import Project, pipeline_config
+
+BF = "backfill.src.snap1.t1.i0.b0"
+
+
+def _config(replicas: int) -> str:
+    executor = f"{{type: kubernetes, namespace: migrations, image: 'registry.example/mactl:1.4', replicas: {replicas}}}"
+    return pipeline_config(
+        indices=1, replayer=False, backfill_extra=f", executor: {executor}, deadLetter: {{location: 's3://dl/x'}}"
+    )
+
+
+def test_plan_shows_the_job_and_a_replicas_change_is_an_update_in_place(project: Project) -> None:
+    project.write(_config(2))
+    shown = project.run("plan", "--json")
+    assert shown.code == 0, shown.err
+    plan = json.loads(shown.out)
+    (change,) = [c for c in plan["resource_changes"] if c["address"] == BF]
+    executor = change["change"]["after"]["executor"]
+    assert (executor["kind"], executor["namespace"], executor["replicas"], executor["image"]) == (
+        "Job",
+        "migrations",
+        2,
+        "registry.example/mactl:1.4",
+    )
+    assert project.run("apply", "-auto-approve").code == 0
+    project.reset_calls()
+    project.write(_config(3))
+    text = project.run("plan")
+    assert f"# {BF} will be updated in place" in text.out, text.out
+    assert "executor.replicas" in text.out and "must be replaced" not in text.out
+    assert project.run("apply", "-auto-approve").code == 0
+    assert [c["address"] for c in project.calls("applied")] == [BF]
+    assert not project.calls("rollback")
+    assert project.state()["stages"][BF]["inputs"]["executor"]["replicas"] == 3
+
+
+def test_a_backfill_without_an_executor_keeps_its_inputs_as_before(project: Project) -> None:
+    project.write(pipeline_config(indices=1, replayer=False))
+    plan = json.loads(project.run("plan", "--json").out)
+    (change,) = [c for c in plan["resource_changes"] if c["address"] == BF]
+    assert "executor" not in change["change"]["after"]
