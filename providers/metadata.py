@@ -51,13 +51,28 @@ def item_digest(item: EvaluatedItem) -> str:
     return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
+#: The digest `plan_instances` gives an item that evaluates to a failure.
+CANNOT_MIGRATE = "cannot-migrate"
+
+#: Outcomes that finish an item as the inputs ask: created, found identical, or left as the
+#: target has it because the config says so (`onExisting: skip`). Planning such an item
+#: again would redo nothing, and would make a plan after apply never say "No changes".
+_SETTLED_OUTCOMES = frozenset({"created", "existing", "skipped"})
+
+
 def _instances(ev: Evaluation, rows: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, str]]:
-    """The instances this run leaves on the target as the inputs want them (created or already there)."""
-    return {
-        instance_key(i.kind, i.name): {"digest": item_digest(i), "status": "complete"}
-        for i in ev.items
-        if i.action == "create" and (rows.get(_key(i.kind, i.name)) or {}).get("outcome") in ("created", "existing")
-    }
+    """Every item the inputs ask for, with its digest: "complete" when settled, "failed" when
+    it failed on the target (`onItemFailure: continue`), so the next plan tries it again."""
+    found: dict[str, dict[str, str]] = {}
+    for i in ev.items:
+        if i.action != "create":
+            continue
+        outcome = (rows.get(_key(i.kind, i.name)) or {}).get("outcome")
+        if outcome in _SETTLED_OUTCOMES:
+            found[instance_key(i.kind, i.name)] = {"digest": item_digest(i), "status": "complete"}
+        elif outcome == "failed":
+            found[instance_key(i.kind, i.name)] = {"digest": item_digest(i), "status": "failed"}
+    return found
 
 
 # A plan evaluates every metadata stage with instances; the seed's shape has thousands of
@@ -172,7 +187,13 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
             ev = evaluate(inputs, upstream=ctx.upstream, target_client=client, source=source, base_dir=ctx.config_dir)
         except (MactlError, OSError):
             return None
-        return {instance_key(i.kind, i.name): item_digest(i) for i in ev.items if i.action == "create"}
+        # An item that would fail is still selected: it plans as a change of its definition
+        # (and the preflight names why it fails), never as "no longer selected".
+        return {
+            instance_key(i.kind, i.name): item_digest(i) if i.action == "create" else CANNOT_MIGRATE
+            for i in ev.items
+            if i.action in ("create", "fail")
+        }
 
     # --- apply --------------------------------------------------------------------------
 

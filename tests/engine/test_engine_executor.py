@@ -19,7 +19,7 @@ def _config(replicas: int) -> str:
 
 def test_plan_shows_the_job_and_a_replicas_change_is_an_update_in_place(project: Project) -> None:
     project.write(_config(2))
-    shown = project.run("plan", "--json")
+    shown = project.plan_document()
     assert shown.code == 0, shown.err
     plan = json.loads(shown.out)
     (change,) = [c for c in plan["resource_changes"] if c["address"] == BF]
@@ -44,6 +44,6 @@ def test_plan_shows_the_job_and_a_replicas_change_is_an_update_in_place(project:
 
 def test_a_backfill_without_an_executor_keeps_its_inputs_as_before(project: Project) -> None:
     project.write(pipeline_config(indices=1, replayer=False))
-    plan = json.loads(project.run("plan", "--json").out)
+    plan = json.loads(project.plan_document().out)
     (change,) = [c for c in plan["resource_changes"] if c["address"] == BF]
     assert "executor" not in change["change"]["after"]

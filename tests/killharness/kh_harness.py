@@ -300,14 +300,16 @@ source-migration-configurations:
             log.close()
 
     def state(self) -> dict[str, Any] | None:
-        """The state document, checked as mactl itself decodes it; None when there is none yet."""
+        """The state as every reader sees it: state.json (checked as mactl decodes it) with its
+        journal folded in, since mid-apply the latest transitions are only in the journal.
+        None when there is none yet."""
+        from mactl.state import LocalStateConfig, open_backend
         from mactl.state.document import decode_document
 
-        if not self.state_file.exists():
-            return None
-        raw = self.state_file.read_bytes()
-        decode_document(raw, str(self.state_file))  # raises on a torn or invalid file
-        return dict(json.loads(raw))
+        if self.state_file.exists():  # raises on a torn or invalid file
+            decode_document(self.state_file.read_bytes(), str(self.state_file))
+        doc = open_backend(LocalStateConfig(path=str(self.state_file.parent)), base_dir=self.folder).read()
+        return None if doc is None else dict(doc.model_dump(mode="json"))
 
     def running_types(self) -> set[str]:
         try:
@@ -387,7 +389,7 @@ source-migration-configurations:
     def cleanup(self) -> None:
         """Best effort: what the project made, whatever the harness's outcome."""
         try:
-            if self.state_file.exists():
+            if self.state() is not None:
                 self.unlock()
                 self.mactl("destroy", "-auto-approve", timeout=300)
         except Exception:  # noqa: BLE001 - cleanup goes on

@@ -97,8 +97,11 @@ def test_referenced_pipeline_missing_everywhere_fails_before_any_document_is_wri
     applied = m.run("apply", "-auto-approve")
     assert applied.code != 0
     text = applied.out + applied.err
-    assert f"index {p}ghosted: index.default_pipeline names ingest pipeline '{p}ghost'" in text, text[-3000:]
-    assert "every document written to it would be rejected" in text and "nothing was written" in text
+    # the preflight runs the metadata evaluation before anything (even the snapshot) is made
+    assert f"index {p}ghosted cannot be migrated: index.default_pipeline names ingest pipeline '{p}ghost'" in text, (
+        text[-3000:]
+    )
+    assert "every document written to it would be rejected" in text and "nothing was rolled back or changed" in text
     assert "Traceback" not in text
     # nothing was created on the target: not the failing index, not the others, no documents
     assert request(os2, "GET", f"/_cat/indices/{p}*?format=json") == []

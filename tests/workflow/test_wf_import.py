@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from wf_data import request  # type: ignore[import-not-found]
-from wf_helpers import Quickstart  # type: ignore[import-not-found]
+from wf_helpers import Quickstart, mactl  # type: ignore[import-not-found]
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -41,7 +41,7 @@ def test_import_adopts_what_matches_refuses_what_differs_and_owns_it(
     assert "rolling it back DELETES it" in r.out
     assert "2 to import." in r.out
     assert qs.run("plan", "-target", metadata, "-out", "import.plan").code == 0
-    doc = json.loads(qs.run("show", "-json", "import.plan").out)
+    doc = json.loads(mactl(qs.folder, "show", "-json", "import.plan", env=qs.env).out)
     importing = {c["address"]: c["change"] for c in doc["resource_changes"] if c["change"]["actions"] == ["import"]}
     assert set(importing) == {snapshot, metadata} and importing[snapshot]["importing"] == {"id": None}
 

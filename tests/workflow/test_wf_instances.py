@@ -193,6 +193,6 @@ def test_a_new_index_matching_a_wildcard_plans_one_new_instance(setup: Setup) ->
     assert f'+   ["{s.name("e")}"]  # new' in plan.out and "# instances: 1 to create, 4 unchanged" in plan.out
     assert "must be REPLACED" not in plan.out.split("validate.")[0]
     assert s.run("plan", "-out", "wildcard.plan").code == 0
-    doc = json.loads(s.run("show", "-json", "wildcard.plan").out)
+    doc = json.loads(mactl(s.dir, "show", "-json", "wildcard.plan").out)
     (meta,) = [c for c in doc["resource_changes"] if c["address"] == s.meta]
     assert [i["key"] for i in meta["instance_changes"] if i["actions"] == ["create"]] == [s.name("e")]
