@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,39 +33,87 @@ TRANSFORM_PATH = (
 )
 
 
+@dataclass
+class Incremental:
+    """`examples/incremental.yaml` in `conf/`, for one index `<prefix>-products` of ES 7.10 → OS 2.19,
+    with its own source name, snapshot repository and state (so tests can run side by side)."""
+
+    folder: Path
+    es_url: str
+    os_url: str
+    prefix: str
+    repo_dir: Path
+    repository: str  # the snapshot repository's name on the source
+    base: str
+
+    @classmethod
+    def make(cls, tmp_path: Path, es710: Any, os2: Any, letters: str) -> Incremental:
+        uid = uuid.uuid4().hex[:6]
+        prefix = f"{letters}{uid}"
+        base = (
+            (EXAMPLES / "incremental.yaml")
+            .read_text()
+            .replace("      name: es\n", f"      name: {prefix}\n")
+            .replace("name: mactl-incremental,", f"name: {letters}-{uid},")  # the repository's name
+        )
+        (tmp_path / "conf").mkdir()
+        repository = f"{letters}-{uid}"
+        made = cls(tmp_path, es710.url, os2.url, prefix, es710.repo_folder("workflow", repository), repository, base)
+        made.write(base)
+        return made
+
+    @property
+    def conf(self) -> Path:
+        return self.folder / "conf"
+
+    @property
+    def index(self) -> str:
+        return f"{self.prefix}-products"
+
+    def write(self, config: str) -> None:
+        (self.conf / "incremental.yaml").write_text(config)
+
+    def run(self, *args: str) -> Any:
+        env = {
+            "MACTL_VAR_source_url": self.es_url,
+            "MACTL_VAR_target_url": self.os_url,
+            "MACTL_VAR_repo_dir": str(self.repo_dir),
+            "MACTL_VAR_index": self.index,
+            "MACTL_VAR_sample_percent": "100",
+        }
+        return mactl(self.folder, *args, "-c", "conf/incremental.yaml", env=env)
+
+    def cleanup(self) -> None:
+        import wf_data  # type: ignore[import-not-found]
+
+        self.run("destroy", "-auto-approve")
+        wf_data.drop(self.es_url, self.prefix)
+        wf_data.drop(self.os_url, self.prefix)
+        wf_data.request(self.es_url, "DELETE", f"/_snapshot/{self.repository}")
+        shutil.rmtree(self.repo_dir, ignore_errors=True)
+
+
 def test_broken_transform_refused_before_any_rollback_and_code_edits_show_in_plan(
     tmp_path: Path, es710: Any, os2: Any
 ) -> None:
     import wf_data  # type: ignore[import-not-found]
 
-    uid = uuid.uuid4().hex[:6]
-    prefix, index, module = f"pf{uid}", f"pf{uid}-products", f"pf{uid}_transforms"
-    conf = tmp_path / "conf"
-    conf.mkdir()
-    base = (
-        (EXAMPLES / "incremental.yaml")
-        .read_text()
-        .replace("      name: es\n", f"      name: {prefix}\n")
-        .replace("name: mactl-incremental,", f"name: pf-{uid},")
+    project = Incremental.make(tmp_path, es710, os2, "pf")
+    prefix, index, module, conf, base, run = (
+        project.prefix,
+        project.index,
+        f"{project.prefix}_transforms",
+        project.conf,
+        project.base,
+        project.run,
     )
     assert INLINE in base
 
     def configure(transform: str) -> None:
-        (conf / "incremental.yaml").write_text(base.replace(INLINE, f"                  - {transform}\n"))
+        project.write(base.replace(INLINE, f"                  - {transform}\n"))
 
     configure("{kind: jinja, file: doc.j2}")
     (conf / "doc.j2").write_text(DOC_TEMPLATE)
-    repo_dir = es710.repo_folder("workflow", f"pf-{uid}")
-    env = {
-        "MACTL_VAR_source_url": es710.url,
-        "MACTL_VAR_target_url": os2.url,
-        "MACTL_VAR_repo_dir": str(repo_dir),
-        "MACTL_VAR_index": index,
-        "MACTL_VAR_sample_percent": "100",
-    }
-
-    def run(*args: str) -> Any:
-        return mactl(tmp_path, *args, "-c", "conf/incremental.yaml", env=env)
 
     backfill = f"backfill.{prefix}.snap.os2.m0.b0"
     wf_data.load(es710.url, prefix)
@@ -92,7 +141,7 @@ def test_broken_transform_refused_before_any_rollback_and_code_edits_show_in_pla
         configure(f"{module}:fix")
         for broken, why in (
             (None, f"No module named '{module}'"),
-            (f"import pf{uid}_missing_dependency\n", f"No module named 'pf{uid}_missing_dependency'"),
+            (f"import {prefix}_missing_dependency\n", f"No module named '{prefix}_missing_dependency'"),
         ):
             if broken is not None:
                 (conf / f"{module}.py").write_text(broken + "def fix(ctx):\n    return ctx\n")
@@ -126,11 +175,7 @@ def test_broken_transform_refused_before_any_rollback_and_code_edits_show_in_pla
         assert changed.code == 2 and f"transforms[0] code changed ({module}.py)" in changed.out, changed.out
     finally:
         (conf / f"{module}.py").write_text("def fix(ctx):\n    return ctx\n")
-        run("destroy", "-auto-approve")
-        wf_data.drop(es710.url, prefix)
-        wf_data.drop(os2.url, prefix)
-        wf_data.request(es710.url, "DELETE", f"/_snapshot/pf-{uid}")
-        shutil.rmtree(repo_dir, ignore_errors=True)
+        project.cleanup()
 
 
 PIN_PIPELINE = """def pin(ctx):
@@ -152,31 +197,12 @@ def test_an_index_naming_a_pipeline_that_exists_nowhere_is_refused_before_any_ro
     the index and the pipeline named, before the old index and its documents are rolled back."""
     import wf_data  # type: ignore[import-not-found]
 
-    uid = uuid.uuid4().hex[:6]
-    prefix, index, module, pipeline = f"pp{uid}", f"pp{uid}-products", f"pp{uid}_meta", f"pp{uid}-nowhere"
-    conf = tmp_path / "conf"
-    conf.mkdir()
-    base = (
-        (EXAMPLES / "incremental.yaml")
-        .read_text()
-        .replace("      name: es\n", f"      name: {prefix}\n")
-        .replace("name: mactl-incremental,", f"name: pp-{uid},")
-    )
+    project = Incremental.make(tmp_path, es710, os2, "pp")
+    prefix, index, conf, base, run = project.prefix, project.index, project.conf, project.base, project.run
+    module, pipeline = f"{prefix}_meta", f"{prefix}-nowhere"
     plain = "            metadata:\n              templates: false\n"
     assert plain in base
-    (conf / "incremental.yaml").write_text(base)
     (conf / f"{module}.py").write_text(PIN_PIPELINE.replace("PIPELINE", pipeline))
-    repo_dir = es710.repo_folder("workflow", f"pp-{uid}")
-    env = {
-        "MACTL_VAR_source_url": es710.url,
-        "MACTL_VAR_target_url": os2.url,
-        "MACTL_VAR_repo_dir": str(repo_dir),
-        "MACTL_VAR_index": index,
-        "MACTL_VAR_sample_percent": "100",
-    }
-
-    def run(*args: str) -> Any:
-        return mactl(tmp_path, *args, "-c", "conf/incremental.yaml", env=env)
 
     wf_data.load(es710.url, prefix)
     try:
@@ -186,9 +212,7 @@ def test_an_index_naming_a_pipeline_that_exists_nowhere_is_refused_before_any_ro
         assert len(migrated) == 400
         state_before = run("state", "pull").out
 
-        (conf / "incremental.yaml").write_text(
-            base.replace(plain, plain + f"              transforms: ['{module}:pin']\n")
-        )
+        project.write(base.replace(plain, plain + f"              transforms: ['{module}:pin']\n"))
         planned = run("plan", "-detailed-exitcode")
         # only that index's instance is redone (the stage's other items would stay)
         assert planned.code == 2 and f'-/+ ["{index}"]  # its definition changed' in planned.out, planned.out
@@ -204,9 +228,5 @@ def test_an_index_naming_a_pipeline_that_exists_nowhere_is_refused_before_any_ro
         assert docs_of(os2.url, index) == migrated  # the old index and every document are still there
         assert run("state", "pull").out == state_before
     finally:
-        (conf / "incremental.yaml").write_text(base)
-        run("destroy", "-auto-approve")
-        wf_data.drop(es710.url, prefix)
-        wf_data.drop(os2.url, prefix)
-        wf_data.request(es710.url, "DELETE", f"/_snapshot/pp-{uid}")
-        shutil.rmtree(repo_dir, ignore_errors=True)
+        project.write(base)
+        project.cleanup()
