@@ -51,6 +51,16 @@ def item_digest(item: EvaluatedItem) -> str:
     return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
+def _evaluated(ev: Evaluation) -> dict[str, Any]:
+    """What every run's outputs say of its evaluation: the versions it saw, what it left out."""
+    return {
+        "sourceVersion": ev.source["version"],
+        "sourceDistribution": ev.source["distribution"],
+        "targetVersion": ev.target["version"],
+        "excluded": [{"kind": e.kind, "name": e.name, "reason": e.reason} for e in ev.excluded],
+    }
+
+
 #: The digest `plan_instances` gives an item that evaluates to a failure.
 CANNOT_MIGRATE = "cannot-migrate"
 
@@ -85,7 +95,8 @@ _sources_lock = threading.Lock()
 
 
 def _plan_source(inputs: MetadataInputs, upstream: Mapping[str, Mapping[str, Any]]) -> SourceMetadata | None:
-    """The snapshot's metadata for `plan_instances`, shared between stages (None for `from: live`)."""
+    """The snapshot's metadata for `plan_instances` and the preflight, shared between stages and
+    both looks of one plan (None for `from: live`)."""
     if inputs.from_ == "live":
         return None
     snap = next((o for a, o in upstream.items() if a.split(".", 1)[0] == "snapshot"), {})
@@ -165,7 +176,9 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
         if inputs.from_ == "snapshot" and ctx.redoes("snapshot"):
             inputs = inputs.model_copy(update={"from_": "live"})
         try:
-            ev = evaluate(inputs, upstream=ctx.upstream, base_dir=ctx.config_dir)
+            # the snapshot's metadata as `plan_instances` read it for this plan (read once)
+            source = _plan_source(inputs, ctx.upstream)
+            ev = evaluate(inputs, upstream=ctx.upstream, source=source, base_dir=ctx.config_dir)
         except MactlError as err:
             return [f"cannot work out what it would create: {err.message}"]
         return [f"{i.kind} {i.name} cannot be migrated: {i.reason}" for i in ev.items if i.action == "fail"]
@@ -234,10 +247,7 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
         failures = [r for r in report["items"] if r["outcome"] == "failed"]
         outputs = {
             "created": created,
-            "sourceVersion": ev.source["version"],
-            "sourceDistribution": ev.source["distribution"],
-            "targetVersion": ev.target["version"],
-            "excluded": [{"kind": e.kind, "name": e.name, "reason": e.reason} for e in ev.excluded],
+            **_evaluated(ev),
             "report": report,
             # The index bodies as created (after every transform): the validate stage
             # compares the target against them, and backfill rollback may recreate from them.
@@ -318,11 +328,8 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
         instances.update(_instances(sub, rows))
         outputs = {
             **prior,
-            "sourceVersion": ev.source["version"],
-            "sourceDistribution": ev.source["distribution"],
-            "targetVersion": ev.target["version"],
+            **_evaluated(ev),
             "created": created,
-            "excluded": [{"kind": e.kind, "name": e.name, "reason": e.reason} for e in ev.excluded],
             "report": report,
             "definitions": definitions,
             "templateBodies": bodies,
@@ -407,13 +414,11 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
         return {
             "created": adopted,
             "imported": True,
-            "sourceVersion": ev.source["version"],
-            "sourceDistribution": ev.source["distribution"],
-            "targetVersion": ev.target["version"],
-            "excluded": [{"kind": e.kind, "name": e.name, "reason": e.reason} for e in ev.excluded],
+            **_evaluated(ev),
             "report": report,
             "definitions": {i.name: i.body for i in ev.items if i.kind == "index" and i.action == "create" and i.body},
             "templateBodies": _template_bodies(client, adopted),
+            "instances": _instances(ev, rows),
         }
 
     def _no_longer_selected_pipelines(self, ctx: Context, created: list[dict[str, str]]) -> list[dict[str, str]]:

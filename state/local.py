@@ -41,7 +41,14 @@ from mactl.state.journal import (
     mask_transition,
     should_compact,
 )
-from mactl.state.locking import DEFAULT_HEARTBEAT_S, BackendLocking, HeldLock, lock_from_json, lock_to_json
+from mactl.state.locking import (
+    DEFAULT_HEARTBEAT_S,
+    BackendLocking,
+    HeldLock,
+    lock_from_json,
+    lock_to_json,
+    pid_alive,
+)
 
 from mactl.errors import LockError, StateError
 
@@ -422,7 +429,7 @@ class LocalBackend(BackendLocking):
                 continue
             for entry in folder.iterdir():
                 match = _TEMP_NAME.match(entry.name)
-                if match and not _pid_alive(int(match.group(1))):
+                if match and not pid_alive(int(match.group(1))):
                     entry.unlink(missing_ok=True)
 
     def _backup_paths(self) -> Iterator[Path]:
@@ -450,15 +457,3 @@ class LocalBackend(BackendLocking):
         if self.workspace == "default":
             raise StateError("the default workspace cannot be deleted")
         shutil.rmtree(self.folder, ignore_errors=False)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -419,14 +419,7 @@ class S3Backend(BackendLocking):
         data = encode_document(new)
         condition: dict[str, str] = {"IfMatch": stored.etag} if stored else {"IfNoneMatch": "*"}
         try:
-            resp = self.store.call(
-                "put_object",
-                self.key,
-                Body=data,
-                ContentType="application/json",
-                Metadata={"serial": str(new.serial), "lineage": new.lineage, "history-len": str(len(new.history))},
-                **condition,
-            )
+            resp = self._put_document(data, new, condition)
         except botocore.exceptions.ClientError as err:
             if _code(err) not in _CONDITION_FAILED:
                 raise StateError(f"cannot write {self.describe()}: {err}") from None
@@ -519,18 +512,7 @@ class S3Backend(BackendLocking):
                 data = encode_document(masked)
                 condition: dict[str, str] = {"IfMatch": stored.etag} if head is not None else {"IfNoneMatch": "*"}
                 try:
-                    resp = self.store.call(
-                        "put_object",
-                        self.key,
-                        Body=data,
-                        ContentType="application/json",
-                        Metadata={
-                            "serial": str(merged.serial),
-                            "lineage": merged.lineage,
-                            "history-len": str(len(merged.history)),
-                        },
-                        **condition,
-                    )
+                    resp = self._put_document(data, merged, condition)
                 except botocore.exceptions.ClientError as err:
                     if _code(err) not in _CONDITION_FAILED:
                         raise StateError(f"cannot write {self.describe()}: {err}") from None
@@ -543,6 +525,18 @@ class S3Backend(BackendLocking):
                 self._backup(merged.serial, data)
                 self._prune()
         self._drop_journal()
+
+    def _put_document(self, data: bytes, doc: StateDocument, condition: dict[str, str]) -> Any:
+        """PUT the encoded `doc` under `condition` (IfMatch/IfNoneMatch), with the object
+        metadata a later conditional write compares without downloading the document."""
+        return self.store.call(
+            "put_object",
+            self.key,
+            Body=data,
+            ContentType="application/json",
+            Metadata={"serial": str(doc.serial), "lineage": doc.lineage, "history-len": str(len(doc.history))},
+            **condition,
+        )
 
     def _drop_journal(self) -> None:
         """Delete the journal chunks the stored document now holds (after it is stored)."""

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mactl.backfill.leases import LeaseStore
 from mactl.backfill.prepare import lease_store, prepare
 from mactl.backfill.progress import RateTracker, Snapshot, summarise
 from mactl.backfill.source import open_snapshot_repository
@@ -48,6 +49,34 @@ class _Slot:
 class StageRun:
     snapshot: Snapshot
     worker_exit_codes: dict[int, list[int]] = field(default_factory=dict)
+
+
+class LeaseWatch:
+    """The coordinator's look at the leases, once per poll (local workers or a Job's pods).
+
+    A look may fail while the workers carry on (the working-state index restarts, a
+    timeout): `look()` then says so and returns None, and only after failing for longer than
+    the spec's retry deadline raises, naming the index."""
+
+    def __init__(self, store: LeaseStore, spec: JobSpec, log: Callable[[str], None]) -> None:
+        self._store = store
+        self._spec = spec
+        self._log = log
+        self._failing_since: float | None = None
+
+    def look(self) -> Snapshot | None:
+        try:
+            snap = summarise(self._store.units())
+        except Exception as exc:  # noqa: BLE001 - a look may fail; the workers carry on
+            self._failing_since = self._failing_since or time.monotonic()
+            if time.monotonic() - self._failing_since > self._spec.retry_deadline_s:
+                raise ProviderError(
+                    f"{self._spec.address}: cannot read the working state {self._spec.state_index}: {exc}"
+                ) from None
+            self._log(f"could not read the leases ({type(exc).__name__}: {exc}); retrying")
+            return None
+        self._failing_since = None
+        return snap
 
 
 def _child_env() -> dict[str, str]:
@@ -107,22 +136,15 @@ def run_stage(
     exit_codes: dict[int, list[int]] = {}
     for slot in slots:
         _start(slot, spec_json, env)
-    failing_since: float | None = None
+    watch = LeaseWatch(store, spec, log)
     try:
         while True:
             if cancelled.wait(POLL_S):
                 raise Cancelled(f"{spec.address}: cancelled; workers stopped, a rerun resumes from the checkpoints")
-            try:
-                snap = summarise(store.units())
-                failing_since = None
-            except Exception as exc:  # noqa: BLE001 - a look may fail; the workers carry on
-                failing_since = failing_since or time.monotonic()
-                if time.monotonic() - failing_since > spec.retry_deadline_s:
-                    raise ProviderError(
-                        f"{spec.address}: cannot read the working state {spec.state_index}: {exc}"
-                    ) from None
-                log(f"could not read the leases ({type(exc).__name__}: {exc}); retrying")
+            looked = watch.look()
+            if looked is None:
                 continue
+            snap = looked
             rates.add(snap)
             on_progress(snap, rates)
             if snap.units_done == snap.units_total:

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from mactl.backfill.coordinator import Cancelled, StageRun
+from mactl.backfill.coordinator import Cancelled, LeaseWatch, StageRun
 from mactl.backfill.prepare import lease_store, prepare
 from mactl.backfill.progress import RateTracker, Snapshot, summarise
 from mactl.backfill.source import open_snapshot_repository
@@ -372,23 +372,16 @@ def run_job(
         on_progress(snap, rates)
         return StageRun(snap)
     log(control.submit(objects))
-    failing_since: float | None = None
+    watch = LeaseWatch(store, spec, log)
     pods_looked = 0.0
     try:
         while True:
             if cancelled.wait(POLL_S):
                 raise Cancelled(f"{spec.address}: cancelled; the Job is deleted, a rerun resumes from the checkpoints")
-            try:
-                snap = summarise(store.units())
-                failing_since = None
-            except Exception as exc:  # noqa: BLE001 - a look may fail; the workers carry on
-                failing_since = failing_since or time.monotonic()
-                if time.monotonic() - failing_since > spec.retry_deadline_s:
-                    raise ProviderError(
-                        f"{spec.address}: cannot read the working state {spec.state_index}: {exc}"
-                    ) from None
-                log(f"could not read the leases ({type(exc).__name__}: {exc}); retrying")
+            looked = watch.look()
+            if looked is None:
                 continue
+            snap = looked
             rates.add(snap)
             on_progress(snap, rates)
             if snap.units_done == snap.units_total:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mactl.audit import svg
+from mactl.audit.render import LEDGER_HEADS
 from mactl.graph.expand import StageGraph
 from mactl.masking import mask_inputs, mask_text, mask_values
 from mactl.state.document import HistoryEntry, StateDocument
@@ -46,15 +47,6 @@ STATUS_LABELS = {
     "rolled_back": "rolled back",
     "left_manual": "left to you",
 }
-LEDGER_COLUMNS = (
-    ("live", "live (snapshot)"),
-    ("written", "written"),
-    ("deadLettered", "dead-lettered"),
-    ("skippedBySampling", "skipped (sample)"),
-    ("droppedByTransform", "dropped (transform)"),
-    ("notMigratable", "not migratable"),
-    ("unaccounted", "unaccounted"),
-)
 
 
 def shown_status(row: StageRow, rolled_back: set[str]) -> str:
@@ -202,7 +194,7 @@ def ledger_table(ledger: Mapping[str, Any] | None) -> tuple[list[dict[str, Any]]
     for index, row in sorted((ledger or {}).items()):
         if not isinstance(row, Mapping):
             continue
-        cells = {key: int(row.get(key, 0) or 0) for key, _ in LEDGER_COLUMNS}
+        cells = {key: int(row.get(key, 0) or 0) for key, _ in LEDGER_HEADS}
         by_reason = row.get("deadLetterReasons") or {}
         for reason, n in by_reason.items():
             reasons[reason] = reasons.get(reason, 0) + int(n)
