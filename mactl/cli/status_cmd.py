@@ -279,6 +279,13 @@ def status_command(
         console.print(_table(snapshot(), backend.describe()))
         return
     try:
+        if not console.is_terminal:
+            # Rich's Live draws nothing into a pipe until it stops; a log or `tee` reader
+            # wants each redraw as it happens, so print one table after another instead.
+            while True:
+                console.print(_table(snapshot(), backend.describe()))
+                console.file.flush()
+                time.sleep(interval)
         with Live(_table(snapshot(), backend.describe()), console=console, refresh_per_second=4) as live:
             while True:
                 time.sleep(interval)

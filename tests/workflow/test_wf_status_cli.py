@@ -127,8 +127,21 @@ def test_status_watch_redraws_until_interrupted(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(3.0)
+    # Wait for the first frame rather than a fixed time: on a loaded machine the import alone
+    # can take seconds, and a SIGINT before the handler is installed is a traceback.
+    import threading
+
+    chunks: list[str] = []
+    stdout = proc.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: stdout.read(1), "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 60
+    while "".join(chunks).count("validate.es.b") < 3 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)  # into a pipe, each redraw is printed as it happens
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
+    proc.wait(timeout=20)
+    reader.join(timeout=10)
+    out, err = "".join(chunks), proc.stderr.read() if proc.stderr else ""
     assert proc.returncode == 0 and "Traceback" not in err  # Ctrl-C ends a watch; it is not an error
-    assert "validate.es.b" in out and "pending" in out
+    assert out.count("validate.es.b") >= 3 and "pending" in out, out
