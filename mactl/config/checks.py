@@ -7,7 +7,8 @@ show. Positions rather than counters keep a name stable when a later entry is ad
 
 Checks that a single field cannot make: names unique where they share an address
 segment, `existingSnapshot.repository` given as a name needing a repository location,
-workflow steps naming real sources and targets, a region for sigv4 auth (a switchover to
+workflow steps naming real sources and targets, a kafka capture log under a replayer on
+Kubernetes (its pods cannot read this host's files), a region for sigv4 auth (a switchover to
 a sigv4 target needs it too: the proxies sign for that region), index filter regexes that compile,
 transform templates (inline or `.j2` files) that parse and pass the template sandbox's
 checks (`mactl.templating`), Python transforms refused when `MACTL_NO_PYTHON_TRANSFORMS`
@@ -134,6 +135,13 @@ def check(
         if sm.replayer is not None:
             _transforms(sm.replayer.transforms, (*sloc, "replayer", "transforms"), add, rules, REPLAY_NAMES)
             _stage_block(sm.replayer, (*sloc, "replayer"), "replay", add)
+            log_type = sm.capture.log.type if sm.capture is not None else "file"
+            if sm.replayer.executor is not None and sm.replayer.executor.type == "kubernetes" and log_type != "kafka":
+                # the pods share the capture log through a Kafka consumer group; a file log is on this host
+                add(
+                    (*sloc, "replayer", "executor"),
+                    f"a Kubernetes replayer needs a kafka capture log; log.type is {log_type}",
+                )
         if sm.capture is not None:
             _stage_block(sm.capture, (*sloc, "capture"), "capture", add)
         _filters(sm.validation.indices, (*sloc, "validation", "indices"), add)
