@@ -220,3 +220,45 @@ def test_the_replay_job_spec_carries_no_secret_values_and_scales_in_place(scene:
     after = control.read()
     assert after.metadata.uid == first.metadata.uid
     assert (after.spec.parallelism, after.spec.completions) == (3, 3)
+
+
+def test_a_pod_killed_mid_replay_is_replaced_and_its_partitions_resume_from_the_committed_offsets(
+    scene: Scene,
+) -> None:
+    _write(scene.proxy.url, scene.index, writers=8, ops=40)
+    # Replayed at a quarter of the captured pace: long enough to kill a pod in the middle.
+    inputs = scene.inputs(replicas=2, maxSpeedupFactor=0.25, timeoutSeconds=55)
+    result: dict[str, Any] = {}
+
+    def apply() -> None:
+        try:
+            result["outputs"] = ReplayProvider().apply(scene.context(inputs, []))
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            result["error"] = exc
+
+    thread = threading.Thread(target=apply)
+    thread.start()
+    control = scene.control()
+    victim = None
+    deadline = time.monotonic() + 40
+    while victim is None and time.monotonic() < deadline and thread.is_alive():
+        time.sleep(0.5)
+        if scene.target.indices.exists(index=status_index_name(scene.address)):
+            scene.target.indices.refresh(index=status_index_name(scene.address))
+            docs = scene.target.search(index=status_index_name(scene.address), body={"size": 10})["hits"]["hits"]
+            victim = next((d["_id"] for d in docs if d["_source"].get("committed") and d["_source"]["replayed"]), None)
+    assert victim is not None, "no pod reported a commit"
+    # What `kubectl delete pod --grace-period=0 --force` does: the node kills the replayer at once.
+    from kubernetes import client
+
+    client.CoreV1Api(scene.kube.api()).delete_namespaced_pod(
+        victim, "default", body=client.V1DeleteOptions(grace_period_seconds=0)
+    )
+    thread.join(90)
+    assert "error" not in result, result.get("error")
+    status = result["outputs"]["status"]
+    assert _docs(scene.target, scene.index) == _docs(scene.source, scene.index)
+    assert scene.group_offsets() == scene.end_offsets() == status["committed"]
+    # The Job replaced the killed pod: a third pod reported, and the killed one held partitions.
+    assert victim in status["pods"] and len(status["pods"]) >= 3, status["pods"]
+    assert control.read() is None
