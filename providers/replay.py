@@ -208,6 +208,14 @@ class ReplayProvider(BaseProvider[ReplayInputs]):
             from mactl.executors.kubernetes_replay import registry_entry
 
             job = registry_entry(ctx.address, spec, kubernetes, ctx.config_dir)
+        else:
+            before = fleet.read_registry(ctx.workdir, inputs.source.name).get(f"replayer:{ctx.address}") or {}
+            if before.get("kubernetes"):
+                # The executor changed to local: the Job's pods must not replay beside this one.
+                from mactl.executors.kubernetes_replay import delete_registered
+
+                if delete_registered(ctx.address, before):
+                    ctx.log(f"replay {ctx.address}: deleted the Kubernetes Job; the replayer runs locally now")
         # What the later stages of this source (switchover, teardown) need of this replay,
         # with the same paths as its outputs: they read them here, never rebuild them.
         fleet.update_registry(

@@ -194,6 +194,22 @@ def _unique(named: Iterable[tuple[Loc, str | None]], what: str, add: AddIssue, o
 _NEVER_IN_INDEX_NAMES = frozenset('\\/?"<>| ,#:')
 
 
+def replayer_warnings(config: Config, origins: Origins, warnings: list[str]) -> None:
+    """Warn when a Kubernetes replayer has more pods than the capture topic has partitions:
+    Kafka gives each partition to one member of the group, so the extra pods stay idle."""
+    for i, sm in enumerate(config.sources):
+        executor = sm.replayer.executor if sm.replayer is not None else None
+        if executor is None or executor.type != "kubernetes" or sm.capture is None or sm.capture.log.type != "kafka":
+            continue
+        partitions = sm.capture.log.partitions
+        if executor.replicas > partitions:
+            where = origins.user_path(("sources", i, "replayer", "executor", "replicas"))
+            warnings.append(
+                f"{where}: {executor.replicas} replayer pods share the capture topic's {partitions} partition(s): "
+                f"{executor.replicas - partitions} will have nothing to replay (give capture.log more partitions)"
+            )
+
+
 def filter_warnings(config: Config, origins: Origins, warnings: list[str]) -> None:
     """Warn about index filter names that can never match an index: a typo that would migrate nothing."""
     lists: list[tuple[Loc, list[IndexFilter]]] = []

@@ -83,3 +83,14 @@ def test_a_replay_job_is_in_the_plan_and_scaling_it_is_an_update_in_place(projec
     assert RP in [c["address"] for c in project.calls("applied")]
     assert not project.calls("rollback")
     assert project.state()["stages"][RP]["inputs"]["executor"]["replicas"] == 3
+
+
+def test_plan_warns_when_replayer_pods_outnumber_the_capture_partitions(project: Project) -> None:
+    project.write(_replay_config(6))
+    shown = project.run("plan")
+    assert shown.code == 0, shown.err
+    assert "replayer-config.executor.replicas: 6 replayer pods share the capture topic's 4 partition(s)" in (
+        shown.out + shown.err
+    )
+    project.write(_replay_config(4))
+    assert "nothing to replay" not in (lambda r: r.out + r.err)(project.run("plan"))
