@@ -232,7 +232,7 @@ class ReplayProvider(BaseProvider[ReplayInputs]):
             },
         )
         if kubernetes is not None:
-            # The pods keep their tuples and dead letters: only counts reach the apply host.
+            # The pods' tuples and dead letters are in a Kafka topic (`tuplesLog`), not files here.
             common.update(tuples=None, deadLetters=None)
             return {**common, **self._run_job(ctx, spec, kubernetes, start, resume)}
         if inputs.follow:
@@ -283,7 +283,7 @@ class ReplayProvider(BaseProvider[ReplayInputs]):
         """The replayers as a Kubernetes Job: started, judged from outside, deleted once in
         sync (`follow: false`) or left running for switchover/teardown (`follow: true`)."""
         from mactl.capture import fleet
-        from mactl.executors.kubernetes_replay import Look, ReplayJobRun, job_summary, status_of
+        from mactl.executors.kubernetes_replay import Look, ReplayJobRun, job_summary, status_of, tuples_log
 
         inputs = ctx.inputs
         files = StageFiles(ctx.workdir)
@@ -325,6 +325,8 @@ class ReplayProvider(BaseProvider[ReplayInputs]):
             "inSync": True,
             "job": job_summary(ctx.address, executor),
             "statusIndex": run.board.index if inputs.follow else None,
+            # the pods' request tuples and dead letters (keys `tuple`, `dead`): validate reads them
+            "tuplesLog": tuples_log(spec.log, ctx.address),
         }
 
     def _follow(self, ctx: Context, spec: ReplaySpec) -> dict[str, Any]:
@@ -382,7 +384,10 @@ class ReplayProvider(BaseProvider[ReplayInputs]):
             # The pods first: none may commit after the group's offsets are forgotten.
             from mactl.executors.kubernetes_replay import forget_group, undo_job
 
-            stopped = undo_job(ctx.address, inputs.target, inputs.executor, ctx.config_dir) or stopped
+            stopped = (
+                undo_job(ctx.address, inputs.target, resolved_log(inputs.log), inputs.executor, ctx.config_dir)
+                or stopped
+            )
             forget_group(resolved_log(inputs.log), group_name(ctx.address))
         else:
             capture_log.delete_group(resolved_log(inputs.log), group_name(ctx.address))

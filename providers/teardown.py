@@ -50,6 +50,8 @@ class TeardownProvider(BaseProvider[TeardownInputs]):
 
                 if delete_registered(key.split(":", 1)[1], value):
                     stopped_replayers.append(key.split(":", 1)[1])
+                if inputs.deleteLog and value.get("tuplesLog"):  # the pods' tuples go with the log
+                    capture_log.delete_log(value["tuplesLog"])
             elif fleet.stop(fleet.read_pid(Path(value["pidFile"]))):
                 stopped_replayers.append(key.split(":", 1)[1])
         log_deleted = False

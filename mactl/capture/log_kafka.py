@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -402,3 +402,69 @@ def set_group_offsets(cfg: dict[str, Any], group: str, offsets: Offsets, timeout
                 time.sleep(1.0)
     finally:
         consumer.close()
+
+
+# -- a topic of NDJSON lines (a replay Job's tuples and dead letters) -------------------------
+
+
+class KafkaLineSink:
+    """Each `write` (one NDJSON line) becomes a record keyed `key`; `flush` returns once the
+    brokers have every line written so far, so offsets committed after it never get ahead."""
+
+    def __init__(self, cfg: dict[str, Any], key: str) -> None:
+        self._topic = _topic(cfg)
+        self._key = key.encode()
+        self._producer = Producer(
+            {
+                "bootstrap.servers": _bootstrap(cfg),
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 50,
+                "message.max.bytes": _MAX_MESSAGE,
+            }
+        )
+        self.closed = False
+
+    def write(self, data: bytes, /) -> int:
+        while True:
+            try:
+                self._producer.produce(self._topic, value=data.rstrip(b"\n"), key=self._key)
+                self._producer.poll(0)
+                return len(data)
+            except BufferError:  # the local queue is full: let deliveries drain it
+                self._producer.poll(0.1)
+
+    def flush(self) -> None:
+        left = self._producer.flush(30)
+        if left:
+            raise ProviderError(f"kafka: {left} line(s) for topic {self._topic} not delivered in 30s")
+
+    def close(self) -> None:
+        if not self.closed:
+            self.flush()
+            self.closed = True
+
+
+def read_lines(cfg: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
+    """Every record of the topic, from its start to its end as of now: (key, value)."""
+    reader = KafkaLogReader(cfg, f"mactl-lines-{uuid.uuid4().hex[:8]}")
+    try:
+        end = reader.end_offsets()
+        if not any(end.values()):
+            return
+        reader.seek({})
+        position = {p: 0 for p in end}
+        idle_since = time.monotonic()
+        while any(position[p] < end[p] for p in end):
+            batch = reader.poll(1000, 0.5)
+            if not batch:
+                if time.monotonic() - idle_since > _TIMEOUT_S:
+                    raise ProviderError(f"kafka: topic {_topic(cfg)} stopped before its end offsets {end}")
+                continue
+            idle_since = time.monotonic()
+            for entry in batch:
+                position[entry.partition] = entry.offset + 1
+                if entry.offset < end.get(entry.partition, 0):
+                    yield entry.key, entry.payload
+    finally:
+        reader.close()

@@ -47,7 +47,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import orjson
@@ -110,6 +110,23 @@ class ReplayOptions:
     request_timeout_s: float = 60.0
     causality_timeout_s: float = 2.0
     start_time: float | None = None  # skip records captured before this (time-only start points)
+    # Where tuples and dead letters go instead of the files above (a replay Job's pods: a Kafka
+    # topic apply and validate read): anything with write(bytes), flush(), close() and `closed`.
+    tuples_stream: LineSink | None = None
+    deadletter_stream: LineSink | None = None
+
+
+class LineSink(Protocol):
+    """A binary stream the replayer writes one NDJSON line to per `write`."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def _auth_data(auth: AuthInputs) -> dict[str, Any]:
@@ -417,8 +434,12 @@ class Replayer:
         self._limiter = ThroughputLimiter(options.max_throughput_mbps)
         self._lock = threading.Lock()
         self._anchor: tuple[float, float] | None = None  # (source time, monotonic time)
-        self._tuples = options.tuples_path.open("ab") if options.tuples_path else None
-        self._dead = options.deadletter_path.open("ab") if options.deadletter_path else None
+        self._tuples: LineSink | None = options.tuples_stream or (
+            options.tuples_path.open("ab") if options.tuples_path else None
+        )
+        self._dead: LineSink | None = options.deadletter_stream or (
+            options.deadletter_path.open("ab") if options.deadletter_path else None
+        )
         self._idle = True
         self._mismatch_mark = 0
         self._queues: list[queue.Queue[_Item | None]] = [

@@ -188,15 +188,18 @@ def replay_run(
     status_index: str | None = typer.Option(
         None, "--status-index", help="With --from-env: the target index the status goes to (one document per pod)."
     ),
+    tuples_topic: str | None = typer.Option(
+        None, "--tuples-topic", help="With --from-env: the Kafka topic the request tuples and dead letters go to."
+    ),
 ) -> None:
     """Replay the capture log onto a target in the foreground (SIGTERM stops it cleanly)."""
     from mactl.capture.replayer import Replayer, options_from_spec
     from mactl.capture.spec import PASSWORD_ENV, ReplaySpec
 
     if from_env:
-        if not status_index:
-            raise ConfigError("replay run --from-env: --status-index is required")
-        _replay_from_env(status_index, as_json)
+        if not status_index or not tuples_topic:
+            raise ConfigError("replay run --from-env: --status-index and --tuples-topic are required")
+        _replay_from_env(status_index, tuples_topic, as_json)
         return
     raw: dict[str, Any] = {}
     if spec_file is not None:
@@ -248,21 +251,29 @@ def replay_run(
         raise typer.Exit(3)
 
 
-def _replay_from_env(status_index: str, as_json: bool) -> None:
+def _replay_from_env(status_index: str, tuples_topic: str, as_json: bool) -> None:
     """A replay Job's pod: the spec (password from the Secret-fed variable) from the
     environment, partitions from the consumer group, status to the stage's board on the
     target, until the pod is deleted (SIGTERM)."""
+    import dataclasses
     import tempfile
 
+    from mactl.capture.log_kafka import KafkaLineSink
     from mactl.capture.replayer import Replayer, options_from_spec
     from mactl.executors.kubernetes import WORKER_NAME_ENV
     from mactl.executors.kubernetes_replay import Publisher, StatusBoard, replay_spec_from_env, target_client
 
     spec = replay_spec_from_env(os.environ)
     pod = os.environ.get(WORKER_NAME_ENV) or os.uname().nodename
-    # The pod's own scratch folder: tuples, dead letters and the local status file.
+    # The pod's own scratch folder (the local status file); tuples and dead letters go to Kafka.
     work = Path(tempfile.mkdtemp(prefix="mactl-replay-"))
-    replayer = Replayer(spec.log, spec.group, options_from_spec(spec, work))
+    lines = {**spec.log.model_dump(), "topic": tuples_topic}
+    options = dataclasses.replace(
+        options_from_spec(spec, work),
+        tuples_stream=KafkaLineSink(lines, "tuple"),
+        deadletter_stream=KafkaLineSink(lines, "dead"),
+    )
+    replayer = Replayer(spec.log, spec.group, options)
     signal.signal(signal.SIGTERM, lambda *_: replayer.stop.set())
     signal.signal(signal.SIGINT, lambda *_: replayer.stop.set())
     publisher = Publisher(StatusBoard(target_client(spec), status_index), pod, typer.echo)

@@ -64,6 +64,13 @@ def status_index_name(address: str) -> str:
     return f"mactl-replay-{slug}-{hashlib.sha1(address.encode()).hexdigest()[:8]}"
 
 
+def tuples_log(log: Mapping[str, Any] | object, address: str) -> dict[str, Any]:
+    """The Kafka topic beside the capture topic where the pods write their request tuples
+    (key `tuple`) and dead letters (key `dead`): the files a local replayer keeps."""
+    cfg = log_config(log)
+    return {**cfg, "topic": f"{cfg.get('topic') or 'mactl-capture'}.{job_name(address)}.tuples", "partitions": 1}
+
+
 def pod_spec(spec: ReplaySpec, replicas: int) -> ReplaySpec:
     """What each pod replays with: the group's committed offsets (apply sets them), no local
     paths of the apply host, and its share of the stage's throughput cap."""
@@ -80,7 +87,17 @@ def build_replay_job(address: str, executor: KubernetesExecutor, spec: ReplaySpe
     return build_indexed_job(
         address,
         executor,
-        command=["mactl", "replay", "run", "--from-env", "--status-index", status_index_name(address), "--json"],
+        command=[
+            "mactl",
+            "replay",
+            "run",
+            "--from-env",
+            "--json",
+            "--status-index",
+            status_index_name(address),
+            "--tuples-topic",
+            tuples_log(spec.log, address)["topic"],
+        ],  # fmt: skip
         spec_env=REPLAY_SPEC_ENV,
         public_spec=public,
         secrets={PASSWORD_PATH: password} if password else {},
@@ -275,6 +292,9 @@ class ReplayJobRun:
         """Set the group's offsets (unless the Job is already running them), then create,
         adopt or scale the Job."""
         self.board.create()
+        from mactl.capture import log as capture_log
+
+        capture_log.init_log(tuples_log(self.spec.log, self.address))
         running = self.control.read()
         if running is None or not resume:
             if running is not None:
@@ -383,6 +403,7 @@ def registry_entry(
         "group": spec.group,
         "maxLagSeconds": spec.maxLagSeconds,
         "address": address,
+        "tuplesLog": tuples_log(spec.log, address),
     }
 
 
@@ -406,13 +427,17 @@ def group_lag(entry: Mapping[str, Any]) -> tuple[float, int]:
         view.close()
 
 
-def undo_job(address: str, target: ClusterRef, executor: KubernetesExecutor, config_dir: Path | None) -> bool:
-    """Rollback: delete the Job (its pods stop replaying) and the status documents; True when
-    there was a Job."""
+def undo_job(
+    address: str, target: ClusterRef, log: object, executor: KubernetesExecutor, config_dir: Path | None
+) -> bool:
+    """Rollback: delete the Job (its pods stop replaying), the status documents and the tuples
+    topic; True when there was a Job."""
+    from mactl.capture import log as capture_log
     from mactl.cluster import client_for
 
     existed = JobControl(api_client(executor, config_dir), executor.namespace, job_name(address)).delete()
     StatusBoard(client_for(target), status_index_name(address)).delete()
+    capture_log.delete_log(tuples_log(log, address))
     return existed
 
 

@@ -24,10 +24,11 @@ from kube_helpers import Kube
 from mactl.providers.replay import ReplayProvider, group_name
 from opensearchpy import OpenSearch, helpers
 
+from mactl.audit.checks import check_replay
 from mactl.capture import log_kafka
 from mactl.capture.log import log_config
 from mactl.executors.kubernetes import JobControl, job_name
-from mactl.executors.kubernetes_replay import ReplayJobRun, status_index_name
+from mactl.executors.kubernetes_replay import ReplayJobRun, status_index_name, tuples_log
 from mactl.schema.replay import ReplayInputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "capture"))
@@ -124,6 +125,7 @@ class Scene:
             client.indices.delete(index=self.index, ignore=[404])
         self.target.indices.delete(index=status_index_name(self.address), ignore=[404])
         log_kafka.delete_log(log_config(self.log))
+        log_kafka.delete_log(tuples_log(self.log, self.address))
 
 
 @pytest.fixture
@@ -150,6 +152,9 @@ def test_two_pods_share_the_partitions_and_replay_the_traffic_exactly(scene: Sce
     status = outputs["status"]
     assert scene.group_offsets() == scene.end_offsets() == status["committed"]
     assert status["replayed"] >= records and status["mismatches"] == 0 and status["caughtUp"]
+    # The pods' request tuples reached the Kafka topic validate reads: one per replayed request.
+    replay_check = check_replay(scene.address, outputs, 1.0, None)
+    assert replay_check["passed"] and replay_check["requests"] == status["replayed"], replay_check
     # Kafka shared the partitions between the two pods of the Job.
     pods = status["pods"]
     assert len(pods) == 2 and all(name.startswith(job_name(scene.address) + "-") for name in pods), pods
@@ -180,6 +185,7 @@ def test_a_follow_job_keeps_replaying_until_rollback_deletes_it_and_forgets_the_
     ReplayProvider().rollback(scene.context(inputs, messages, prior=outputs))
     assert control.read() is None and control.pods() == []
     assert scene.group_offsets() == {}  # a redo starts from the snapshot's position again
+    assert log_kafka.end_offsets(outputs["tuplesLog"]) == {}  # the tuples topic is gone too
     assert not scene.target.indices.exists(index=status_index_name(scene.address))
 
 

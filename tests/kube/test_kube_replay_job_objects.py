@@ -62,7 +62,9 @@ def test_the_pods_rebuild_the_spec_and_the_job_carries_no_secret() -> None:
     assert (job_spec["completionMode"], job_spec["parallelism"], job_spec["completions"]) == ("Indexed", 2, 2)
     container = job_spec["template"]["spec"]["containers"][0]
     assert container["command"] == [
-        "mactl", "replay", "run", "--from-env", "--status-index", status_index_name(ADDRESS), "--json"
+        "mactl", "replay", "run", "--from-env", "--json",
+        "--status-index", status_index_name(ADDRESS),
+        "--tuples-topic", f"capture.{job_name(ADDRESS)}.tuples",
     ]  # fmt: skip
     env: dict[str, str] = {}
     for var in container["env"]:
