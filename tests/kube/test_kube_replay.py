@@ -104,7 +104,9 @@ class Scene:
         )
 
     def context(self, inputs: ReplayInputs, messages: list[str], prior: dict[str, Any] | None = None) -> Any:
-        return stage_context(self.address, "replay", inputs, self.tmp / "work", prior=prior, messages=messages)
+        return stage_context(
+            self.address, "replay", inputs, self.tmp / "work" / self.address, prior=prior, messages=messages
+        )
 
     def control(self) -> JobControl:
         return JobControl(self.kube.api(), "default", job_name(self.address))
@@ -268,3 +270,26 @@ def test_a_pod_killed_mid_replay_is_replaced_and_its_partitions_resume_from_the_
     # The Job replaced the killed pod: a third pod reported, and the killed one held partitions.
     assert victim in status["pods"] and len(status["pods"]) >= 3, status["pods"]
     assert control.read() is None
+
+
+def test_switchover_drains_a_follow_job_to_the_end_of_the_log_then_deletes_it(scene: Scene) -> None:
+    from mactl.providers.switchover import SwitchoverProvider
+
+    from mactl.schema.switchover import SwitchoverInputs
+
+    _write(scene.proxy.url, scene.index, writers=2, ops=20)
+    inputs = scene.inputs(replicas=2, follow=True)
+    ReplayProvider().apply(scene.context(inputs, []))
+    control = scene.control()
+    assert control.read() is not None
+    # Written after the replay reported in sync, just before the swing: the drain must take it.
+    _write(scene.proxy.url, scene.index, writers=4, ops=15)
+    expected = _docs(scene.source, scene.index)
+    switchover = SwitchoverInputs(source=inputs.source, target=inputs.target, proxies=[scene.proxy.url])
+    outputs = SwitchoverProvider().apply(
+        stage_context("switchover.kr", "switchover", switchover, scene.tmp / "work" / "switchover.kr")
+    )
+    assert outputs["stoppedReplayers"] == [scene.address]
+    assert control.read() is None and control.pods() == []
+    assert scene.group_offsets() == scene.end_offsets()  # drained: every captured request committed
+    assert _docs(scene.target, scene.index) == expected
