@@ -17,9 +17,15 @@ Auth: none and basic as for every stage; for a `sigv4` target the replayer signs
 request with AWS SigV4 (credentials from the default AWS chain of the process that runs
 it; `auth.region` and `auth.service` from the config).
 
-Rollback stops a follow replayer and forgets the committed offsets, so a redo starts
-from the snapshot position again. Speed and throughput limits update in place; a new
-log or transform replaces.
+`executor: {type: kubernetes}` (a kafka log only): the replayers are the pods of an
+Indexed Job sharing the stage's consumer group; apply sets the group's start offsets,
+judges the exit criteria itself (lag from the group's committed offsets, status matches
+from the pods' status documents on the target: `mactl.executors.kubernetes_replay`), and
+deletes the Job once in sync, or with `follow: true` leaves it to switchover/teardown.
+
+Rollback stops a follow replayer (or deletes the Job) and forgets the committed offsets,
+so a redo starts from the snapshot position again. Speed and throughput limits, and the
+executor's `replicas`, update in place; a new log or transform replaces.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from mactl.state.workdir import StageFiles
 
 from mactl.capture.spec import PASSWORD_ENV, ReplaySpec
 from mactl.errors import ProviderError
+from mactl.schema.executor import KubernetesExecutor
 from mactl.schema.replay import ReplayInputs
 
 Context = StageContext[ReplayInputs]
@@ -150,6 +157,8 @@ class ReplayProvider(BaseProvider[ReplayInputs]):
             problems.append("target.auth.region: sigv4 auth needs the AWS region of the domain (e.g. us-east-1)")
         if inputs.workers < 1:
             problems.append("workers: at least 1")
+        if isinstance(inputs.executor, KubernetesExecutor):
+            problems += _kubernetes_problems(inputs)
         return problems
 
     def preflight(self, inputs: ReplayInputs, ctx: PreflightContext) -> list[str]:
@@ -193,6 +202,20 @@ class ReplayProvider(BaseProvider[ReplayInputs]):
         _write_spec(files.replayer_spec, spec.model_copy(update={"resume": True}))
         from mactl.capture import fleet
 
+        kubernetes = inputs.executor if isinstance(inputs.executor, KubernetesExecutor) else None
+        job: dict[str, Any] = {}
+        if kubernetes is not None:
+            from mactl.executors.kubernetes_replay import registry_entry
+
+            job = registry_entry(ctx.address, spec, kubernetes, ctx.config_dir)
+        else:
+            before = fleet.read_registry(ctx.workdir, inputs.source.name).get(f"replayer:{ctx.address}") or {}
+            if before.get("kubernetes"):
+                # The executor changed to local: the Job's pods must not replay beside this one.
+                from mactl.executors.kubernetes_replay import delete_registered
+
+                if delete_registered(ctx.address, before):
+                    ctx.log(f"replay {ctx.address}: deleted the Kubernetes Job; the replayer runs locally now")
         # What the later stages of this source (switchover, teardown) need of this replay,
         # with the same paths as its outputs: they read them here, never rebuild them.
         fleet.update_registry(
@@ -204,9 +227,14 @@ class ReplayProvider(BaseProvider[ReplayInputs]):
                     "specFile": str(files.replayer_spec),
                     "statusFile": common["statusFile"],
                     "follow": inputs.follow,
+                    **job,
                 }
             },
         )
+        if kubernetes is not None:
+            # The pods' tuples and dead letters are in a Kafka topic (`tuplesLog`), not files here.
+            common.update(tuples=None, deadLetters=None)
+            return {**common, **self._run_job(ctx, spec, kubernetes, start, resume)}
         if inputs.follow:
             return {**common, **self._follow(ctx, spec)}
         return {**common, **self._run_inline(ctx, spec)}
@@ -248,6 +276,58 @@ class ReplayProvider(BaseProvider[ReplayInputs]):
             )
         report(status)
         return {"status": status.to_json(), "inSync": True}
+
+    def _run_job(
+        self, ctx: Context, spec: ReplaySpec, executor: KubernetesExecutor, start: dict[str, int], resume: bool
+    ) -> dict[str, Any]:
+        """The replayers as a Kubernetes Job: started, judged from outside, deleted once in
+        sync (`follow: false`) or left running for switchover/teardown (`follow: true`)."""
+        from mactl.capture import fleet
+        from mactl.executors.kubernetes_replay import Look, ReplayJobRun, job_summary, status_of, tuples_log
+
+        inputs = ctx.inputs
+        files = StageFiles(ctx.workdir)
+        # A local follow replayer of this stage (the executor changed): the pods take over.
+        if fleet.stop(fleet.read_pid(files.replayer_pid)):
+            ctx.log(f"replay {ctx.address}: stopped the local follow replayer; the Job's pods take over")
+        run = ReplayJobRun(ctx.address, spec, executor, ctx.config_dir, ctx.log)
+
+        def report(seen: Look) -> None:
+            totals = seen.totals()
+            ctx.progress(
+                Progress(
+                    done=totals["replayed"],
+                    unit="requests",
+                    message=f"{seen.fresh}/{executor.replicas} pods, lag {seen.lag_s:.1f}s, "
+                    f"{seen.behind} records behind, mismatches {totals['mismatches']}, "
+                    f"dead letters {totals['deadLettered']}",
+                )
+            )
+
+        run.start(start, resume)
+        try:
+            seen = run.wait_in_sync(inputs.timeoutSeconds, ctx.cancelled, report)
+        except BaseException:
+            if not inputs.follow:
+                run.delete()
+                ctx.log(f"replay {ctx.address}: deleted the Job; offsets stay committed, a re-apply resumes")
+            raise
+        if not inputs.follow:
+            run.delete()
+            ctx.log(f"replay {ctx.address}: in sync; deleted Job {run.objects.namespace}/{run.objects.name}")
+            seen = run.final_look(seen)
+            run.board.delete()
+        status = status_of(seen, in_sync=True)
+        _write_json(files.replayer_status, status)
+        report(seen)
+        return {
+            "status": status,
+            "inSync": True,
+            "job": job_summary(ctx.address, executor),
+            "statusIndex": run.board.index if inputs.follow else None,
+            # the pods' request tuples and dead letters (keys `tuple`, `dead`): validate reads them
+            "tuplesLog": tuples_log(spec.log, ctx.address),
+        }
 
     def _follow(self, ctx: Context, spec: ReplaySpec) -> dict[str, Any]:
         from mactl.capture import fleet
@@ -300,7 +380,17 @@ class ReplayProvider(BaseProvider[ReplayInputs]):
 
         inputs = ctx.inputs
         stopped = fleet.stop(fleet.read_pid(StageFiles(ctx.workdir).replayer_pid))
-        capture_log.delete_group(resolved_log(inputs.log), group_name(ctx.address))
+        if isinstance(inputs.executor, KubernetesExecutor):
+            # The pods first: none may commit after the group's offsets are forgotten.
+            from mactl.executors.kubernetes_replay import forget_group, undo_job
+
+            stopped = (
+                undo_job(ctx.address, inputs.target, resolved_log(inputs.log), inputs.executor, ctx.config_dir)
+                or stopped
+            )
+            forget_group(resolved_log(inputs.log), group_name(ctx.address))
+        else:
+            capture_log.delete_group(resolved_log(inputs.log), group_name(ctx.address))
         ctx.log(f"replay {ctx.address}: {'stopped the replayer; ' if stopped else ''}committed offsets forgotten")
 
     def read(self, ctx: Context) -> dict[str, Any] | None:
@@ -313,7 +403,14 @@ class ReplayProvider(BaseProvider[ReplayInputs]):
         st = _read_status(files.replayer_status)
         if st:
             out["status"] = st
-        if out.get("follow"):
+        if out.get("follow") and out.get("job"):
+            from mactl.executors.kubernetes_replay import job_running
+
+            try:
+                out["running"] = job_running(ctx.address, {"kubernetes": ctx.inputs.executor, **_config_dir(ctx)})
+            except Exception:  # noqa: BLE001 - the cluster out of reach: not known, not an error here
+                out["running"] = None
+        elif out.get("follow"):
             out["running"] = fleet.is_mactl_process(fleet.read_pid(files.replayer_pid) or -1)
         return out
 
@@ -321,6 +418,31 @@ class ReplayProvider(BaseProvider[ReplayInputs]):
         """None: the replayer's status, lag and counters change by themselves, and a follow
         replayer is stopped on purpose by switchover and teardown. `status` shows them."""
         return {}
+
+
+def _kubernetes_problems(inputs: ReplayInputs) -> list[str]:
+    """What a Job's pods cannot reach that a local replayer can: a capture log on this host's
+    disk, and template files beside the config."""
+    problems: list[str] = []
+    if inputs.log.type != "kafka":
+        problems.append(f"executor: a Kubernetes replayer needs a kafka capture log; log.type is {inputs.log.type}")
+    for i, transform in enumerate(inputs.transforms):
+        if transform.file:
+            problems.append(
+                f"transforms[{i}]: a template file ({transform.file}) is not in the replayer pods; "
+                "with executor kubernetes write the template inline"
+            )
+    return problems
+
+
+def _config_dir(ctx: Context) -> dict[str, Any]:
+    return {"configDir": str(ctx.config_dir)} if ctx.config_dir is not None else {}
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
 
 
 def _write_spec(path: Path, spec: ReplaySpec) -> None:

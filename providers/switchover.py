@@ -77,7 +77,7 @@ class SwitchoverProvider(BaseProvider[SwitchoverInputs]):
             body["authorization"] = auth
         proxies = find_proxies(ctx, inputs.source.name, inputs.proxies)
         replayers = _replayers(ctx, inputs.source.name)
-        lagging = [addr for addr, st in replayers.items() if st.get("follow") and not _status(st).get("inSync")]
+        lagging = [addr for addr, st in replayers.items() if st.get("follow") and not _in_sync(addr, st)]
         if lagging:
             raise ProviderError(
                 f"{ctx.address}: replay not in sync yet: {', '.join(lagging)}",
@@ -106,6 +106,12 @@ class SwitchoverProvider(BaseProvider[SwitchoverInputs]):
 
         stopped = []
         for address, entry in replayers.items():
+            if entry.get("follow") and entry.get("kubernetes"):
+                from mactl.executors.kubernetes_replay import drain_and_delete
+
+                if drain_and_delete(address, entry):
+                    stopped.append(address)
+                continue
             if not entry.get("follow"):
                 spec = ReplaySpec.load(json.loads(Path(entry["specFile"]).read_text()))
                 # the file holds no password: the config gives the target's, now
@@ -161,9 +167,23 @@ def _replayers(ctx: Context, source_name: str) -> dict[str, dict[str, Any]]:
         if not key.startswith("replayer:") or not value:
             continue
         running = fleet.is_mactl_process(fleet.read_pid(Path(value["pidFile"])) or -1)
+        if value.get("follow") and value.get("kubernetes"):
+            from mactl.executors.kubernetes_replay import job_running
+
+            running = job_running(key.split(":", 1)[1], value)
         if running or (not value.get("follow") and Path(value.get("specFile", "")).is_file()):
             found[key.split(":", 1)[1]] = value
     return found
+
+
+def _in_sync(address: str, entry: dict[str, Any]) -> bool:
+    """A follow replayer's own word (its status file), or for a Kubernetes Job the lag of its
+    consumer group, measured now."""
+    if entry.get("kubernetes"):
+        from mactl.executors.kubernetes_replay import group_lag
+
+        return group_lag(entry)[0] < float(entry.get("maxLagSeconds") or 5.0)
+    return bool(_status(entry).get("inSync"))
 
 
 def _status(entry: dict[str, Any]) -> dict[str, Any]:

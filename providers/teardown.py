@@ -1,7 +1,7 @@
 """The 'teardown' stage of the seed's idealized workflow: remove the migration tooling.
 
 It stops the source's capture proxies and any follow-mode replayers recorded in the
-fleet registry, deletes the capture log (Kafka topic or log folder; `deleteLog`), and
+fleet registry (a replay Job on Kubernetes is deleted, pods and Secret with it), deletes the capture log (Kafka topic or log folder; `deleteLog`), and
 deletes mactl's working-state indices on the target (the backfill coordination indices,
 `workingIndexPatterns`, matched by name and deleted one by one, never by wildcard).
 Teardown cannot be undone: its rollback does nothing but say so; re-apply the capture and
@@ -43,7 +43,16 @@ class TeardownProvider(BaseProvider[TeardownInputs]):
                 stopped_proxies.append(p["url"])
         stopped_replayers = []
         for key, value in registry.items():
-            if key.startswith("replayer:") and value and fleet.stop(fleet.read_pid(Path(value["pidFile"]))):
+            if not key.startswith("replayer:") or not value:
+                continue
+            if value.get("kubernetes"):
+                from mactl.executors.kubernetes_replay import delete_registered
+
+                if delete_registered(key.split(":", 1)[1], value):
+                    stopped_replayers.append(key.split(":", 1)[1])
+                if inputs.deleteLog and value.get("tuplesLog"):  # the pods' tuples go with the log
+                    capture_log.delete_log(value["tuplesLog"])
+            elif fleet.stop(fleet.read_pid(Path(value["pidFile"]))):
                 stopped_replayers.append(key.split(":", 1)[1])
         log_deleted = False
         log_cfg = find_log(ctx, inputs.source.name)

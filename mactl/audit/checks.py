@@ -432,36 +432,49 @@ def _downsample(points: list[list[float]], n: int = MAX_PLOT_POINTS) -> list[lis
     return [points[int(i * step)] for i in range(n)]
 
 
+def _file_lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        yield from fh
+
+
 def check_replay(address: str, outputs: Mapping[str, Any], min_rate: float, max_ratio: float | None) -> dict[str, Any]:
-    """From the replay tuples: status-match rate, latency ratio, and the lag over time."""
-    path = Path(str(outputs.get("tuples") or ""))
-    result: dict[str, Any] = {"address": address, "tuples": str(path)}
-    if not path.is_file():
-        result.update(requests=0, passed=False, detail=f"the replay's tuples file {path} is missing")
-        return result
+    """From the replay tuples: status-match rate, latency ratio, and the lag over time. A
+    local replayer's are in a file; a replay Job's pods put theirs in a Kafka topic (`tuplesLog`)."""
+    lines: Iterator[bytes]
+    if isinstance(tuples_log := outputs.get("tuplesLog"), Mapping):
+        from mactl.capture.log_kafka import read_lines
+
+        result: dict[str, Any] = {"address": address, "tuples": f"kafka topic {tuples_log.get('topic')}"}
+        lines = (value for key, value in read_lines(dict(tuples_log)) if key == "tuple")
+    else:
+        path = Path(str(outputs.get("tuples") or ""))
+        result = {"address": address, "tuples": str(path)}
+        if not path.is_file():
+            result.update(requests=0, passed=False, detail=f"the replay's tuples file {path} is missing")
+            return result
+        lines = _file_lines(path)
     total = same_status = full_match = 0
     src_lat: list[float] = []
     tgt_lat: list[float] = []
     lag: list[list[float]] = []
     mismatched: dict[str, int] = {}
-    with path.open("rb") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            t = orjson.loads(line)
-            total += 1
-            s, g = t.get("source") or {}, t.get("target") or {}
-            same_status += s.get("status") == g.get("status")
-            if t.get("match", s.get("status") == g.get("status")):
-                full_match += 1
-            else:
-                key = f"{t.get('method')} {s.get('status')}→{g.get('status')}"
-                mismatched[key] = mismatched.get(key, 0) + 1
-            if s.get("latencyMs") is not None and g.get("latencyMs") is not None:
-                src_lat.append(float(s["latencyMs"]))
-                tgt_lat.append(float(g["latencyMs"]))
-            if t.get("replayedAt") is not None and t.get("sourceTime") is not None:
-                lag.append([float(t["replayedAt"]), max(0.0, float(t["replayedAt"]) - float(t["sourceTime"]))])
+    for line in lines:
+        if not line.strip():
+            continue
+        t = orjson.loads(line)
+        total += 1
+        s, g = t.get("source") or {}, t.get("target") or {}
+        same_status += s.get("status") == g.get("status")
+        if t.get("match", s.get("status") == g.get("status")):
+            full_match += 1
+        else:
+            key = f"{t.get('method')} {s.get('status')}→{g.get('status')}"
+            mismatched[key] = mismatched.get(key, 0) + 1
+        if s.get("latencyMs") is not None and g.get("latencyMs") is not None:
+            src_lat.append(float(s["latencyMs"]))
+            tgt_lat.append(float(g["latencyMs"]))
+        if t.get("replayedAt") is not None and t.get("sourceTime") is not None:
+            lag.append([float(t["replayedAt"]), max(0.0, float(t["replayedAt"]) - float(t["sourceTime"]))])
     # The replayer's own outcome comparison: 201 on the source vs 200 on the target for a
     # PUT by id (the document came with the snapshot too) is the same outcome.
     rate = full_match / total if total else None

@@ -16,7 +16,7 @@ result is what the replay stage later passes to `open_reader(...).seek(...)`.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -73,6 +73,12 @@ class LogReader(Protocol):
 
     def seek(self, offsets: Offsets) -> None:
         """Start each partition at `offsets[p]`; partitions not named start at 0."""
+        ...
+
+    def subscribe(self, on_assign: Callable[[list[str]], None], on_revoke: Callable[[list[str]], None]) -> None:
+        """Instead of `seek`: take the partitions the consumer group hands this reader (a
+        Kafka log only), each from the group's committed offset; `on_assign`/`on_revoke` are
+        called on the polling thread as partitions come and go."""
         ...
 
     def poll(self, max_records: int = 500, timeout: float = 0.5) -> list[LogEntry]: ...

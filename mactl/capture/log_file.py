@@ -29,6 +29,7 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from typing import Any
 import orjson
 
 from mactl.capture.log import LogEntry, Offsets
-from mactl.errors import ProviderError
+from mactl.errors import ConfigError, ProviderError
 
 _HEAD = struct.Struct(">IIQdH")  # length, crc, offset, time, key length
 _SEGMENT = re.compile(r"^(\d{20})\.seg$")
@@ -398,6 +399,11 @@ class FileLogReader:
         self._cursors = {}
         self._start = {str(k): int(v) for k, v in offsets.items()}
         self._scan(force=True)
+
+    def subscribe(self, on_assign: Callable[[list[str]], None], on_revoke: Callable[[list[str]], None]) -> None:
+        raise ConfigError(
+            "log.type: a file capture log has no consumer groups to share; replayers that share one need a kafka log"
+        )
 
     def _scan(self, *, force: bool = False) -> None:
         now = time.monotonic()

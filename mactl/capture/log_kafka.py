@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -35,6 +36,8 @@ from mactl.errors import ConfigError, ProviderError
 
 _MAX_MESSAGE = 16 * 1024 * 1024
 _TIMEOUT_S = 15.0
+# How soon the group hands a dead replayer's partitions to the others (broker minimum: 6 s).
+_SESSION_TIMEOUT_MS = 10_000
 
 
 def _bootstrap(cfg: dict[str, Any]) -> str:
@@ -166,11 +169,13 @@ def open_writer(cfg: dict[str, Any], producer_id: str) -> KafkaLogWriter:
 
 
 class KafkaLogReader:
-    """A consumer for one group with explicitly assigned partitions and manual commits."""
+    """A consumer for one group with manual commits: explicitly assigned partitions (`seek`),
+    or the ones the group's coordinator hands it (`subscribe`, replayers sharing a group)."""
 
     def __init__(self, cfg: dict[str, Any], group: str) -> None:
         self._cfg = cfg
         self._topic = _topic(cfg)
+        self._subscribed = False
         self._consumer = Consumer(
             {
                 "bootstrap.servers": _bootstrap(cfg),
@@ -178,6 +183,7 @@ class KafkaLogReader:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": False,
+                "session.timeout.ms": _SESSION_TIMEOUT_MS,
             }
         )
 
@@ -191,6 +197,19 @@ class KafkaLogReader:
         if not assignment:
             raise ProviderError(f"kafka: topic {self._topic} does not exist")
         self._consumer.assign(assignment)
+
+    def subscribe(self, on_assign: Callable[[list[str]], None], on_revoke: Callable[[list[str]], None]) -> None:
+        """Join the group: Kafka spreads the topic's partitions over its members, each read
+        from the group's committed offset (the earliest one when none is committed)."""
+
+        def assigned(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            on_assign([str(tp.partition) for tp in partitions])
+
+        def revoked(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            on_revoke([str(tp.partition) for tp in partitions])
+
+        self._subscribed = True
+        self._consumer.subscribe([self._topic], on_assign=assigned, on_revoke=revoked, on_lost=revoked)
 
     def poll(self, max_records: int = 500, timeout: float = 0.5) -> list[LogEntry]:
         out: list[LogEntry] = []
@@ -218,10 +237,16 @@ class KafkaLogReader:
     def commit(self, offsets: Offsets) -> None:
         if not offsets:
             return
-        self._consumer.commit(
-            offsets=[TopicPartition(self._topic, int(p), int(o)) for p, o in offsets.items()],
-            asynchronous=False,
-        )
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(self._topic, int(p), int(o)) for p, o in offsets.items()],
+                asynchronous=False,
+            )
+        except KafkaException:
+            if not self._subscribed:
+                raise
+            # The group is rebalancing: these partitions may be another member's now. The
+            # next commit (after the revoke callback) says what is still ours.
 
     def committed(self) -> Offsets | None:
         tps = [TopicPartition(self._topic, p) for p in self._all_partitions()]
@@ -264,9 +289,182 @@ def end_offsets(cfg: dict[str, Any]) -> Offsets:
 
 
 def delete_group(cfg: dict[str, Any], group: str) -> None:
-    futs = _admin(cfg).delete_consumer_groups([group], request_timeout=_TIMEOUT_S)
+    try_delete_group(cfg, group)
+
+
+def try_delete_group(cfg: dict[str, Any], group: str) -> str | None:
+    """Delete the group; why not, when it was not deleted (None when it is gone)."""
+    admin = _admin(cfg)  # held until the futures resolve: a collected client never resolves them
+    futs = admin.delete_consumer_groups([group], request_timeout=_TIMEOUT_S)
     for fut in futs.values():
         try:
             fut.result(timeout=_TIMEOUT_S)
-        except (KafkaException, TimeoutError):
-            pass  # unknown group, or the coordinator is busy: a new replay seeks explicitly anyway
+        except KafkaException as exc:
+            # unknown group, or the coordinator is busy: a new replay seeks explicitly anyway
+            if exc.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:
+                return str(exc.args[0].str())
+        except TimeoutError:
+            return "timed out"
+    return None
+
+
+# -- the consumer group, seen from outside it (the Kubernetes replay's apply) --------------
+
+
+class GroupView:
+    """A consumer group's progress through the topic, read without joining the group: its
+    committed offsets, the topic's watermarks, and the records at given offsets."""
+
+    def __init__(self, cfg: dict[str, Any], group: str) -> None:
+        self._topic = _topic(cfg)
+        self._cfg = cfg
+        self._group = _outsider(cfg, group)
+        self._peek = _outsider(cfg, f"mactl-peek-{uuid.uuid4().hex[:8]}")
+
+    def partitions(self) -> list[int]:
+        return _partitions(self._cfg, self._group)
+
+    def committed(self) -> Offsets:
+        """The next offset the group will read per partition, where it committed one."""
+        tps = [TopicPartition(self._topic, p) for p in self.partitions()]
+        if not tps:
+            return {}
+        return {str(tp.partition): tp.offset for tp in self._group.committed(tps, timeout=_TIMEOUT_S) if tp.offset >= 0}
+
+    def watermarks(self) -> tuple[Offsets, Offsets]:
+        """(first offset still stored, next offset to be written) per partition."""
+        first: Offsets = {}
+        end: Offsets = {}
+        for p in self.partitions():
+            low, high = self._group.get_watermark_offsets(TopicPartition(self._topic, p), timeout=_TIMEOUT_S)
+            first[str(p)], end[str(p)] = int(low), int(high)
+        return first, end
+
+    def read_at(self, positions: Offsets, timeout: float = 5.0) -> dict[str, LogEntry]:
+        """Per partition, the first record at or after its offset in `positions`."""
+        if not positions:
+            return {}
+        self._peek.assign([TopicPartition(self._topic, int(p), int(o)) for p, o in positions.items()])
+        found: dict[str, LogEntry] = {}
+        deadline = time.monotonic() + timeout
+        try:
+            while len(found) < len(positions) and time.monotonic() < deadline:
+                for msg in self._peek.consume(num_messages=len(positions), timeout=0.5):
+                    offset, partition = msg.offset(), str(msg.partition())
+                    if msg.error() is not None or offset is None or partition in found:
+                        continue
+                    if offset >= positions.get(partition, 0):
+                        key = (msg.key() or b"").decode(errors="replace")
+                        stamp = msg.timestamp()[1] / 1000.0
+                        found[partition] = LogEntry(partition, offset, key, msg.value() or b"", stamp)
+        finally:
+            self._peek.unassign()
+        return found
+
+    def close(self) -> None:
+        self._group.close()
+        self._peek.close()
+
+
+def _outsider(cfg: dict[str, Any], group: str) -> Consumer:
+    """A consumer that reads or sets a group's offsets without joining it."""
+    return Consumer(
+        {
+            "bootstrap.servers": _bootstrap(cfg),
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
+
+
+def set_group_offsets(cfg: dict[str, Any], group: str, offsets: Offsets, timeout: float = 60.0) -> None:
+    """Commit `offsets` for `group` from outside it. The coordinator accepts that only while
+    the group has no members, so this waits out the session of members that just went away."""
+    if not offsets:
+        return
+    consumer = _outsider(cfg, group)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                consumer.commit(
+                    offsets=[TopicPartition(_topic(cfg), int(p), int(o)) for p, o in offsets.items()],
+                    asynchronous=False,
+                )
+                return
+            except KafkaException as exc:
+                if time.monotonic() >= deadline:
+                    raise ProviderError(
+                        f"kafka: cannot set the offsets of consumer group {group}: {exc}",
+                        hint="is a replayer of this group still running somewhere?",
+                    ) from None
+                time.sleep(1.0)
+    finally:
+        consumer.close()
+
+
+# -- a topic of NDJSON lines (a replay Job's tuples and dead letters) -------------------------
+
+
+class KafkaLineSink:
+    """Each `write` (one NDJSON line) becomes a record keyed `key`; `flush` returns once the
+    brokers have every line written so far, so offsets committed after it never get ahead."""
+
+    def __init__(self, cfg: dict[str, Any], key: str) -> None:
+        self._topic = _topic(cfg)
+        self._key = key.encode()
+        self._producer = Producer(
+            {
+                "bootstrap.servers": _bootstrap(cfg),
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 50,
+                "message.max.bytes": _MAX_MESSAGE,
+            }
+        )
+        self.closed = False
+
+    def write(self, data: bytes, /) -> int:
+        while True:
+            try:
+                self._producer.produce(self._topic, value=data.rstrip(b"\n"), key=self._key)
+                self._producer.poll(0)
+                return len(data)
+            except BufferError:  # the local queue is full: let deliveries drain it
+                self._producer.poll(0.1)
+
+    def flush(self) -> None:
+        left = self._producer.flush(30)
+        if left:
+            raise ProviderError(f"kafka: {left} line(s) for topic {self._topic} not delivered in 30s")
+
+    def close(self) -> None:
+        if not self.closed:
+            self.flush()
+            self.closed = True
+
+
+def read_lines(cfg: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
+    """Every record of the topic, from its start to its end as of now: (key, value)."""
+    reader = KafkaLogReader(cfg, f"mactl-lines-{uuid.uuid4().hex[:8]}")
+    try:
+        end = reader.end_offsets()
+        if not any(end.values()):
+            return
+        reader.seek({})
+        position = {p: 0 for p in end}
+        idle_since = time.monotonic()
+        while any(position[p] < end[p] for p in end):
+            batch = reader.poll(1000, 0.5)
+            if not batch:
+                if time.monotonic() - idle_since > _TIMEOUT_S:
+                    raise ProviderError(f"kafka: topic {_topic(cfg)} stopped before its end offsets {end}")
+                continue
+            idle_since = time.monotonic()
+            for entry in batch:
+                position[entry.partition] = entry.offset + 1
+                if entry.offset < end.get(entry.partition, 0):
+                    yield entry.key, entry.payload
+    finally:
+        reader.close()

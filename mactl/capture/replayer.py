@@ -20,6 +20,12 @@ with nothing lost; a record may be sent twice after a crash, which is harmless f
 writes by `_id`. Auto-id writes are sent with the id the source chose
 (`mactl.capture.autoid`), so they are writes by `_id` too, and the target's ids match.
 
+With `shared_group`, several replayers (the pods of a Kubernetes Job) share one Kafka
+consumer group: each replays the partitions the group hands it, and when a partition moves
+to another member (one joined, or one died) what this one finished is committed first, so
+the next owner resumes there. A connection's records live in one partition, so its order
+holds across replayers too.
+
 Lag is now minus the source time of the oldest record not yet replayed, or 0 when the
 replayer has caught up with the end of the log. The exit criteria hold once the lag has
 stayed under `maxLagSeconds` for `lagWindowSeconds` with no status mismatch in the window.
@@ -41,7 +47,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import orjson
@@ -77,6 +83,9 @@ _DROP_HEADERS = frozenset(
     }
 )
 _RETRY_STATUS = frozenset({429, 503})
+# How long a revoked partition's requests in flight get to finish before its offsets are
+# committed for the next owner (what is still in flight then is replayed twice: by `_id`).
+_REVOKE_DRAIN_S = 5.0
 
 
 @dataclass
@@ -101,6 +110,23 @@ class ReplayOptions:
     request_timeout_s: float = 60.0
     causality_timeout_s: float = 2.0
     start_time: float | None = None  # skip records captured before this (time-only start points)
+    # Where tuples and dead letters go instead of the files above (a replay Job's pods: a Kafka
+    # topic apply and validate read): anything with write(bytes), flush(), close() and `closed`.
+    tuples_stream: LineSink | None = None
+    deadletter_stream: LineSink | None = None
+
+
+class LineSink(Protocol):
+    """A binary stream the replayer writes one NDJSON line to per `write`."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def _auth_data(auth: AuthInputs) -> dict[str, Any]:
@@ -182,6 +208,7 @@ class Status:
     causality_timeouts: int = 0
     skipped_before_start: int = 0
     ids_pinned: int = 0  # auto-id documents sent with the id the source chose
+    partitions: list[str] | None = None  # with a shared group: the partitions this replayer holds
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -201,6 +228,7 @@ class Status:
             "lastSourceTime": self.last_source_time,
             "causalityWaitTimeouts": self.causality_timeouts,
             "skippedBeforeStart": self.skipped_before_start,
+            **({"partitions": list(self.partitions)} if self.partitions is not None else {}),
         }
 
 
@@ -277,7 +305,9 @@ class _OffsetTracker:
 
     def finish(self, partition: str, offset: int) -> None:
         with self._lock:
-            pend = self._pending[partition]
+            pend = self._pending.get(partition)
+            if pend is None or offset not in pend:
+                return  # a partition handed to another replayer meanwhile (`forget`)
             pend[offset] = (True, pend[offset][1])
             while pend and next(iter(pend.values()))[0]:
                 pend.popitem(last=False)
@@ -286,9 +316,16 @@ class _OffsetTracker:
         with self._lock:
             return {p: (next(iter(pend)) if pend else self._next[p]) for p, pend in self._pending.items()}
 
-    def pending(self) -> int:
+    def pending(self, partitions: set[str] | None = None) -> int:
         with self._lock:
-            return sum(len(p) for p in self._pending.values())
+            return sum(len(p) for name, p in self._pending.items() if partitions is None or name in partitions)
+
+    def forget(self, partitions: set[str]) -> None:
+        """Stop tracking partitions that are another replayer's now."""
+        with self._lock:
+            for name in partitions:
+                self._pending.pop(name, None)
+                self._next.pop(name, None)
 
     def oldest_pending_time(self) -> float | None:
         with self._lock:
@@ -397,8 +434,12 @@ class Replayer:
         self._limiter = ThroughputLimiter(options.max_throughput_mbps)
         self._lock = threading.Lock()
         self._anchor: tuple[float, float] | None = None  # (source time, monotonic time)
-        self._tuples = options.tuples_path.open("ab") if options.tuples_path else None
-        self._dead = options.deadletter_path.open("ab") if options.deadletter_path else None
+        self._tuples: LineSink | None = options.tuples_stream or (
+            options.tuples_path.open("ab") if options.tuples_path else None
+        )
+        self._dead: LineSink | None = options.deadletter_stream or (
+            options.deadletter_path.open("ab") if options.deadletter_path else None
+        )
         self._idle = True
         self._mismatch_mark = 0
         self._queues: list[queue.Queue[_Item | None]] = [
@@ -612,18 +653,27 @@ class Replayer:
         until_caught_up: bool = False,
         timeout_s: float | None = None,
         on_status: Callable[[Status], None] | None = None,
+        shared_group: bool = False,
     ) -> Status:
         """Replay until the exit criteria hold (or forever when `until_in_sync` is False,
-        until `stop` is set). Returns the final status; `status.in_sync` tells which."""
+        until `stop` is set). Returns the final status; `status.in_sync` tells which.
+
+        `shared_group`: take the partitions the consumer group hands this replayer, each from
+        the group's committed offset (whoever starts the group sets those: `start` and
+        `resume` are not used)."""
         reader = capture_log.open_reader(self.log_inputs, self.group)
-        committed = reader.committed() if resume else None
-        begin = dict(start or {})
-        if committed:
-            begin.update(committed)
-        reader.seek(begin)
-        if begin:  # so a crash before the first periodic commit resumes here, not at offset 0
-            reader.commit(begin)
-        self.status.committed = dict(begin)
+        if shared_group:
+            self.status.partitions = []
+            reader.subscribe(self._assigned, lambda parts: self._revoked(reader, parts))
+        else:
+            committed = reader.committed() if resume else None
+            begin = dict(start or {})
+            if committed:
+                begin.update(committed)
+            reader.seek(begin)
+            if begin:  # so a crash before the first periodic commit resumes here, not at offset 0
+                reader.commit(begin)
+            self.status.committed = dict(begin)
         threads = [
             threading.Thread(target=self._worker, args=(q,), daemon=True, name=f"replay-{i}")
             for i, q in enumerate(self._queues)
@@ -690,7 +740,35 @@ class Replayer:
             except queue.Full:
                 continue
 
+    def _assigned(self, partitions: list[str]) -> None:
+        with self._lock:
+            self.status.partitions = sorted({*(self.status.partitions or []), *partitions}, key=int)
+
+    def _revoked(self, reader: capture_log.LogReader, partitions: list[str]) -> None:
+        """Partitions going to another replayer: let what is in flight finish (briefly),
+        commit what is done, and stop tracking them."""
+        gone = set(partitions)
+        deadline = time.monotonic() + _REVOKE_DRAIN_S
+        while self._tracker.pending(gone) and time.monotonic() < deadline and not self.stop.is_set():
+            time.sleep(0.05)
+        point = {p: o for p, o in self._tracker.commit_point().items() if p in gone}
+        with self._lock:
+            for fh in (self._tuples, self._dead):
+                if fh is not None and not fh.closed:
+                    fh.flush()
+        if point:
+            reader.commit(point)
+        self._tracker.forget(gone)
+        if self.stop.is_set():
+            return  # stopping: the last status says what this replayer held and committed
+        with self._lock:
+            self.status.partitions = [p for p in self.status.partitions or [] if p not in gone]
+            for p in gone:
+                self.status.committed.pop(p, None)
+
     def _dispatch(self, entry: capture_log.LogEntry) -> None:
+        if self.status.partitions is not None and entry.partition not in self.status.partitions:
+            return  # fetched before its partition went to another replayer: the new owner reads it
         if entry.corrupt:
             self._skip(entry, "stored frame failed its CRC check")
             return

@@ -179,11 +179,28 @@ def replay_run(
     pid_file: Path | None = typer.Option(None, "--pid-file", help="Write the PID here; removed on exit."),
     as_json: bool = typer.Option(False, "--json", help="Print the final status as JSON."),
     no_python_transforms: NoPythonTransformsOpt = False,
+    from_env: bool = typer.Option(
+        False,
+        "--from-env",
+        help="Read the job spec from the environment and share the stage's consumer group, reporting "
+        "status to the target: what the pods of an `executor: kubernetes` replay Job run.",
+    ),
+    status_index: str | None = typer.Option(
+        None, "--status-index", help="With --from-env: the target index the status goes to (one document per pod)."
+    ),
+    tuples_topic: str | None = typer.Option(
+        None, "--tuples-topic", help="With --from-env: the Kafka topic the request tuples and dead letters go to."
+    ),
 ) -> None:
     """Replay the capture log onto a target in the foreground (SIGTERM stops it cleanly)."""
     from mactl.capture.replayer import Replayer, options_from_spec
     from mactl.capture.spec import PASSWORD_ENV, ReplaySpec
 
+    if from_env:
+        if not status_index or not tuples_topic:
+            raise ConfigError("replay run --from-env: --status-index and --tuples-topic are required")
+        _replay_from_env(status_index, tuples_topic, as_json)
+        return
     raw: dict[str, Any] = {}
     if spec_file is not None:
         try:
@@ -232,3 +249,37 @@ def replay_run(
         )
     if not follow and not status.in_sync:
         raise typer.Exit(3)
+
+
+def _replay_from_env(status_index: str, tuples_topic: str, as_json: bool) -> None:
+    """A replay Job's pod: the spec (password from the Secret-fed variable) from the
+    environment, partitions from the consumer group, status to the stage's board on the
+    target, until the pod is deleted (SIGTERM)."""
+    import dataclasses
+    import tempfile
+
+    from mactl.capture.log_kafka import KafkaLineSink
+    from mactl.capture.replayer import Replayer, options_from_spec
+    from mactl.executors.kubernetes import WORKER_NAME_ENV
+    from mactl.executors.kubernetes_replay import Publisher, StatusBoard, replay_spec_from_env, target_client
+
+    spec = replay_spec_from_env(os.environ)
+    pod = os.environ.get(WORKER_NAME_ENV) or os.uname().nodename
+    # The pod's own scratch folder (the local status file); tuples and dead letters go to Kafka.
+    work = Path(tempfile.mkdtemp(prefix="mactl-replay-"))
+    lines = {**spec.log.model_dump(), "topic": tuples_topic}
+    options = dataclasses.replace(
+        options_from_spec(spec, work),
+        tuples_stream=KafkaLineSink(lines, "tuple"),
+        deadletter_stream=KafkaLineSink(lines, "dead"),
+    )
+    replayer = Replayer(spec.log, spec.group, options)
+    signal.signal(signal.SIGTERM, lambda *_: replayer.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: replayer.stop.set())
+    publisher = Publisher(StatusBoard(target_client(spec), status_index), pod, typer.echo)
+    status = replayer.run(
+        None, until_in_sync=False, on_status=lambda st: publisher.offer(st.to_json()), shared_group=True
+    )
+    publisher.close(status.to_json())
+    if as_json:
+        typer.echo(json.dumps({"pod": pod, **status.to_json()}))

@@ -7,7 +7,8 @@ show. Positions rather than counters keep a name stable when a later entry is ad
 
 Checks that a single field cannot make: names unique where they share an address
 segment, `existingSnapshot.repository` given as a name needing a repository location,
-workflow steps naming real sources and targets, a region for sigv4 auth (a switchover to
+workflow steps naming real sources and targets, a kafka capture log under a replayer on
+Kubernetes (its pods cannot read this host's files), a region for sigv4 auth (a switchover to
 a sigv4 target needs it too: the proxies sign for that region), index filter regexes that compile,
 transform templates (inline or `.j2` files) that parse and pass the template sandbox's
 checks (`mactl.templating`), Python transforms refused when `MACTL_NO_PYTHON_TRANSFORMS`
@@ -134,6 +135,13 @@ def check(
         if sm.replayer is not None:
             _transforms(sm.replayer.transforms, (*sloc, "replayer", "transforms"), add, rules, REPLAY_NAMES)
             _stage_block(sm.replayer, (*sloc, "replayer"), "replay", add)
+            log_type = sm.capture.log.type if sm.capture is not None else "file"
+            if sm.replayer.executor is not None and sm.replayer.executor.type == "kubernetes" and log_type != "kafka":
+                # the pods share the capture log through a Kafka consumer group; a file log is on this host
+                add(
+                    (*sloc, "replayer", "executor"),
+                    f"a Kubernetes replayer needs a kafka capture log; log.type is {log_type}",
+                )
         if sm.capture is not None:
             _stage_block(sm.capture, (*sloc, "capture"), "capture", add)
         _filters(sm.validation.indices, (*sloc, "validation", "indices"), add)
@@ -184,6 +192,22 @@ def _unique(named: Iterable[tuple[Loc, str | None]], what: str, add: AddIssue, o
 # Characters an index name can never hold (Elasticsearch and OpenSearch refuse them), so
 # a filter naming one matches nothing; `*` is the wildcard and `re:` patterns are regexes.
 _NEVER_IN_INDEX_NAMES = frozenset('\\/?"<>| ,#:')
+
+
+def replayer_warnings(config: Config, origins: Origins, warnings: list[str]) -> None:
+    """Warn when a Kubernetes replayer has more pods than the capture topic has partitions:
+    Kafka gives each partition to one member of the group, so the extra pods stay idle."""
+    for i, sm in enumerate(config.sources):
+        executor = sm.replayer.executor if sm.replayer is not None else None
+        if executor is None or executor.type != "kubernetes" or sm.capture is None or sm.capture.log.type != "kafka":
+            continue
+        partitions = sm.capture.log.partitions
+        if executor.replicas > partitions:
+            where = origins.user_path(("sources", i, "replayer", "executor", "replicas"))
+            warnings.append(
+                f"{where}: {executor.replicas} replayer pods share the capture topic's {partitions} partition(s): "
+                f"{executor.replicas - partitions} will have nothing to replay (give capture.log more partitions)"
+            )
 
 
 def filter_warnings(config: Config, origins: Origins, warnings: list[str]) -> None:

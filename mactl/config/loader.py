@@ -125,6 +125,7 @@ def _load(
     issues.extend(checks.check(config, normalized.origins, base_dir=config_path.parent, allow_python=not refuse_python))
     checks.default_repositories(config, normalized.origins, warnings)
     checks.filter_warnings(config, normalized.origins, warnings)
+    checks.replayer_warnings(config, normalized.origins, warnings)
     if issues:
         raise ConfigErrors(_dedupe(issues), source=source)
     return LoadedConfig(

@@ -59,17 +59,21 @@ def secret_env_name(path: str) -> str:
     return SECRET_ENV_PREFIX + path.replace(".", "__")
 
 
+def secrets_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Inside a pod: the secrets its Secret-fed variables carry, by their path in the spec."""
+    return {
+        name[len(SECRET_ENV_PREFIX) :].replace("__", "."): value
+        for name, value in env.items()
+        if name.startswith(SECRET_ENV_PREFIX)
+    }
+
+
 def spec_from_env(env: Mapping[str, str]) -> JobSpec:
     """Inside a pod: the `JobSpec` from the template's JSON and the Secret-fed variables."""
     public = env.get(SPEC_ENV)
     if not public:
         raise ProviderError(f"{SPEC_ENV} is not set: `--from-env` is for pods of a mactl Job")
-    secrets = {
-        name[len(SECRET_ENV_PREFIX) :].replace("__", "."): value
-        for name, value in env.items()
-        if name.startswith(SECRET_ENV_PREFIX)
-    }
-    return JobSpec.with_secrets(public.encode(), secrets)
+    return JobSpec.with_secrets(public.encode(), secrets_from_env(env))
 
 
 @dataclass(frozen=True)
@@ -88,15 +92,36 @@ class JobObjects:
 
 def build_job(address: str, executor: KubernetesExecutor, spec: JobSpec) -> JobObjects:
     """The Job (and Secret) for the backfill stage `address`; pure, so plan and tests can look."""
-    name = job_name(address)
     # The stage's throughput cap is split between the pods: each gets 1/replicas of it. Without
     # a cap the share changes nothing, and is left at 1 so that scaling keeps the template.
     share = executor.replicas if spec.max_throughput_mbps else 1
     public, secrets = spec.shared_by(share).without_secrets()
+    return build_indexed_job(
+        address,
+        executor,
+        command=["mactl", "worker", address, "--from-env", "--json"],
+        spec_env=SPEC_ENV,
+        public_spec=public,
+        secrets=secrets,
+    )
+
+
+def build_indexed_job(
+    address: str,
+    executor: KubernetesExecutor,
+    *,
+    command: list[str],
+    spec_env: str,
+    public_spec: bytes,
+    secrets: Mapping[str, str],
+) -> JobObjects:
+    """The Indexed Job whose `replicas` pods run `command` with the stage's spec (without its
+    secrets) in `spec_env`, and the Secret each of `secrets` (path → value) reaches them from."""
+    name = job_name(address)
     labels = {**MANAGED_BY, STAGE_LABEL: name}
     secret_name = f"{name}-credentials"
     env: list[dict[str, Any]] = [
-        {"name": SPEC_ENV, "value": public.decode()},
+        {"name": spec_env, "value": public_spec.decode()},
         {"name": WORKER_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
     env += [
@@ -107,7 +132,7 @@ def build_job(address: str, executor: KubernetesExecutor, spec: JobSpec) -> JobO
     container: dict[str, Any] = {
         "name": "worker",
         "image": executor.image,
-        "command": ["mactl", "worker", address, "--from-env", "--json"],
+        "command": command,
         "env": env,
     }
     if executor.secretRefs:
@@ -145,7 +170,7 @@ def build_job(address: str, executor: KubernetesExecutor, spec: JobSpec) -> JobO
             "kind": "Secret",
             "metadata": {"name": secret_name, "namespace": executor.namespace, "labels": labels},
             "type": "Opaque",
-            "stringData": secrets,
+            "stringData": dict(secrets),
         }
     return JobObjects(name, executor.namespace, job, secret)
 

@@ -3,8 +3,9 @@
 `executor: {type: kubernetes, ...}` on a backfill moves its workers onto a cluster: apply
 creates an Indexed Job with `replicas` pods, each running `mactl worker ADDR`. The workers
 coordinate as local ones do (leases in the working-state index), so the Job only decides how
-many there are and where they run. `replicas` is not in the stage's `replace_on`: changing it
-scales the Job in place.
+many there are and where they run. On a replay the pods run the replayer, all in the stage's
+consumer group, so Kafka shares the capture topic's partitions between them. `replicas` is
+not in either stage's `replace_on`: changing it scales the Job in place.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # An environment variable name a container accepts.
 _ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 # What mactl gives every worker pod (see `mactl.executors.kubernetes`).
-_SET_BY_MACTL = frozenset({"MACTL_JOB_SPEC", "MACTL_WORKER_NAME"})
+_SET_BY_MACTL = frozenset({"MACTL_JOB_SPEC", "MACTL_REPLAY_SPEC", "MACTL_WORKER_NAME"})
 
 
 class LocalExecutor(Model):

@@ -13,6 +13,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from mactl.schema.capture import FileLog, KafkaLog
 from mactl.schema.common import ClusterRef, Model, TransformSpec
+from mactl.schema.executor import KubernetesExecutor, LocalExecutor
 
 MAX_SPEEDUP_FACTOR = 1.0
 MAX_THROUGHPUT_MBPS: float | None = None  # no limit
@@ -39,6 +40,13 @@ class ReplayUserInputs(Model):
     startPosition: dict[str, Any] | None = None
     timeoutSeconds: PositiveFloat = 3600.0
     workers: PositiveInt = WORKERS
+    executor: LocalExecutor | KubernetesExecutor | None = Field(
+        None,
+        discriminator="type",
+        description="Where the replayer runs: inside apply or a detached local process (unset or `type: local`), "
+        "or the pods of a Kubernetes Job sharing the stage's consumer group (`type: kubernetes`, needs a kafka "
+        "capture log; see docs/kubernetes.md).",
+    )
 
 
 class ReplayInputs(ReplayUserInputs, _ReplayWiring):

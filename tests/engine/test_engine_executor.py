@@ -47,3 +47,50 @@ def test_a_backfill_without_an_executor_keeps_its_inputs_as_before(project: Proj
     plan = json.loads(project.plan_document().out)
     (change,) = [c for c in plan["resource_changes"] if c["address"] == BF]
     assert "executor" not in change["change"]["after"]
+
+
+RP = "replay.src.t1"
+
+
+def _replay_config(replicas: int) -> str:
+    executor = f"{{type: kubernetes, namespace: migrations, image: 'registry.example/mactl:1.4', replicas: {replicas}}}"
+    source = (
+        "    capture: {log: {type: kafka, bootstrapServers: 'kafka:9092', topic: capture, partitions: 4}}\n"
+        f"    replayer-config: {{maxSpeedupFactor: 2.0, executor: {executor}}}\n"
+    )
+    return pipeline_config(indices=1, replayer=False, extra_source=source)
+
+
+def test_a_replay_job_is_in_the_plan_and_scaling_it_is_an_update_in_place(project: Project) -> None:
+    project.write(_replay_config(2))
+    shown = project.plan_document()
+    assert shown.code == 0, shown.err
+    (change,) = [c for c in json.loads(shown.out)["resource_changes"] if c["address"] == RP]
+    executor = change["change"]["after"]["executor"]
+    assert (executor["kind"], executor["namespace"], executor["replicas"], executor["image"]) == (
+        "Job",
+        "migrations",
+        2,
+        "registry.example/mactl:1.4",
+    )
+    assert project.run("apply", "-auto-approve").code == 0
+    project.reset_calls()
+    project.write(_replay_config(3))
+    text = project.run("plan")
+    assert f"# {RP} will be updated in place" in text.out, text.out
+    assert "executor.replicas" in text.out and "must be replaced" not in text.out
+    assert project.run("apply", "-auto-approve").code == 0
+    assert RP in [c["address"] for c in project.calls("applied")]
+    assert not project.calls("rollback")
+    assert project.state()["stages"][RP]["inputs"]["executor"]["replicas"] == 3
+
+
+def test_plan_warns_when_replayer_pods_outnumber_the_capture_partitions(project: Project) -> None:
+    project.write(_replay_config(6))
+    shown = project.run("plan")
+    assert shown.code == 0, shown.err
+    assert "replayer-config.executor.replicas: 6 replayer pods share the capture topic's 4 partition(s)" in (
+        shown.out + shown.err
+    )
+    project.write(_replay_config(4))
+    assert "nothing to replay" not in (lambda r: r.out + r.err)(project.run("plan"))
