@@ -3,7 +3,8 @@
 It stops the source's capture proxies and any follow-mode replayers recorded in the
 fleet registry (a replay Job on Kubernetes is deleted, pods and Secret with it), deletes the capture log (Kafka topic or log folder; `deleteLog`), and
 deletes mactl's working-state indices on the target (the backfill coordination indices,
-`workingIndexPatterns`, matched by name and deleted one by one, never by wildcard).
+`workingIndexPatterns`, matched by name and deleted one by one, never by wildcard, and a
+Kubernetes replay's status index by its exact name).
 Teardown cannot be undone: its rollback does nothing but say so; re-apply the capture and
 replay stages to rebuild the tooling.
 """
@@ -42,6 +43,7 @@ class TeardownProvider(BaseProvider[TeardownInputs]):
             if fleet.stop(int(pid) if pid else None):
                 stopped_proxies.append(p["url"])
         stopped_replayers = []
+        replay_status_indices: list[str] = []  # a Kubernetes replay's status documents, by exact name
         for key, value in registry.items():
             if not key.startswith("replayer:") or not value:
                 continue
@@ -50,6 +52,8 @@ class TeardownProvider(BaseProvider[TeardownInputs]):
 
                 if delete_registered(key.split(":", 1)[1], value):
                     stopped_replayers.append(key.split(":", 1)[1])
+                if value.get("statusIndex"):
+                    replay_status_indices.append(str(value["statusIndex"]))
                 if inputs.deleteLog and value.get("tuplesLog"):  # the pods' tuples go with the log
                     capture_log.delete_log(value["tuplesLog"])
             elif fleet.stop(fleet.read_pid(Path(value["pidFile"]))):
@@ -58,7 +62,7 @@ class TeardownProvider(BaseProvider[TeardownInputs]):
         log_cfg = find_log(ctx, inputs.source.name)
         if inputs.deleteLog and log_cfg:
             log_deleted = capture_log.delete_log(log_cfg)
-        indices = self._delete_working_indices(inputs) if inputs.target is not None else []
+        indices = self._delete_working_indices(inputs, replay_status_indices) if inputs.target is not None else []
         fleet.update_registry(
             ctx.workdir, inputs.source.name, proxies=[], **{k: None for k in registry if k.startswith("replayer:")}
         )
@@ -73,7 +77,9 @@ class TeardownProvider(BaseProvider[TeardownInputs]):
             "deletedIndices": indices,
         }
 
-    def _delete_working_indices(self, inputs: TeardownInputs) -> list[str]:
+    def _delete_working_indices(self, inputs: TeardownInputs, exact_names: list[str]) -> list[str]:
+        """The working indices matching `workingIndexPatterns`, and the `exact_names` mactl
+        made (a Kubernetes replay's status index) where they exist."""
         from opensearchpy.exceptions import NotFoundError, TransportError
 
         from mactl.cluster import client_for
@@ -81,6 +87,13 @@ class TeardownProvider(BaseProvider[TeardownInputs]):
         assert inputs.target is not None
         client = client_for(inputs.target)
         deleted: list[str] = []
+        for name in exact_names:
+            try:
+                if client.indices.exists(index=name):
+                    client.indices.delete(index=name, ignore_unavailable=True)
+                    deleted.append(name)
+            except TransportError as exc:
+                raise ProviderError(f"teardown: cannot delete {name} on {inputs.target.name}: {exc}") from None
         for pattern in inputs.workingIndexPatterns:
             try:
                 names = sorted(client.indices.get(index=pattern, allow_no_indices=True, expand_wildcards="all"))

@@ -404,6 +404,7 @@ def registry_entry(
         "maxLagSeconds": spec.maxLagSeconds,
         "address": address,
         "tuplesLog": tuples_log(spec.log, address),
+        "statusIndex": status_index_name(address),
     }
 
 

@@ -293,3 +293,28 @@ def test_switchover_drains_a_follow_job_to_the_end_of_the_log_then_deletes_it(sc
     assert control.read() is None and control.pods() == []
     assert scene.group_offsets() == scene.end_offsets()  # drained: every captured request committed
     assert _docs(scene.target, scene.index) == expected
+
+
+def test_teardown_deletes_a_follow_job_its_status_index_and_its_tuples(scene: Scene) -> None:
+    from mactl.providers.teardown import TeardownProvider
+
+    from mactl.schema.teardown import TeardownInputs
+
+    _write(scene.proxy.url, scene.index, writers=2, ops=10)
+    inputs = scene.inputs(replicas=1, follow=True)
+    ReplayProvider().apply(scene.context(inputs, []))
+    control = scene.control()
+    assert control.read() is not None and scene.target.indices.exists(index=status_index_name(scene.address))
+    teardown = TeardownInputs(source=inputs.source, target=inputs.target, proxies=[scene.proxy.url])
+    outputs = TeardownProvider().apply(
+        stage_context("teardown.kr", "teardown", teardown, scene.tmp / "work" / "teardown.kr")
+    )
+    assert outputs["stoppedReplayers"] == [scene.address]
+    assert status_index_name(scene.address) in outputs["deletedIndices"]
+    assert control.read() is None and control.pods() == []
+    assert not scene.target.indices.exists(index=status_index_name(scene.address))
+    from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+
+    tuples = tuples_log(inputs.log, scene.address)
+    topics = AdminClient({"bootstrap.servers": tuples["bootstrapServers"]}).list_topics(timeout=10).topics
+    assert tuples["topic"] not in topics  # deleteLog: the pods' tuples go with the capture log
