@@ -268,6 +268,7 @@ def up(layout: Layout, *, timeout: float = 120.0) -> None:
             "-m",
             "devtools.kube.node",
             *("--kubeconfig", str(layout.kubeconfig), "--name", NODE_NAME, "--pods", str(layout.pods)),
+            *(flag for path in node_shares() for flag in ("--share", path)),
         ],
     )
     _wait("the node", lambda: _node_ready(token, pki / "ca.crt"), 60, layout.logs / "node.log")
@@ -277,6 +278,14 @@ def up(layout: Layout, *, timeout: float = 120.0) -> None:
         60,
         layout.logs / "kube-controller-manager.log",
     )
+
+
+def node_shares() -> list[str]:
+    """Host folders a pod running in an image sees at the same path (the stand-in for the
+    volumes a real cluster's nodes share): the test clusters' snapshot repositories and the
+    tests' temporary folders, or MACTL_KUBE_NODE_SHARES (colon-separated)."""
+    shares = os.environ.get("MACTL_KUBE_NODE_SHARES", "/tmp:/var/lib/mactl")
+    return [p for p in shares.split(":") if p]
 
 
 def _node_ready(token: str, ca: Path) -> bool:

@@ -4,9 +4,14 @@ It registers a Node, binds every pending pod whose `nodeSelector` matches the no
 itself (the only node there is, so that is all a scheduler would do; resource requests are
 not weighed), and for each pod bound to it starts the first container's `command` + `args` as
 a local process with the pod's environment: plain values, `secretKeyRef` / `configMapKeyRef`
-read through the API, `fieldRef` from the pod, `envFrom` Secrets and ConfigMaps. The image is
-not pulled: the command runs with this machine's programs (the PATH the node was started
-with), which is why tests point the Job at the test interpreter's `mactl`.
+read through the API, `fieldRef` from the pod, `envFrom` Secrets and ConfigMaps.
+
+Images are not pulled. When the pod's image is in this machine's podman storage (built here by
+`scripts/image build`), the command runs inside that image's root filesystem (`in_image.py`:
+an overlay of the image per pod, the image's user, environment and working folder, host
+network) and the container status carries the image's ID, as a kubelet reports it. Any
+other image name runs the command with this machine's programs (the PATH the node was started
+with), which is why most tests point the Job at the test interpreter's `mactl`.
 
 It reports what a kubelet reports: phase Running with a running container status, then
 Succeeded or Failed with the exit code. A pod being deleted gets SIGTERM, SIGKILL after its
@@ -21,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +48,41 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+IN_IMAGE = Path(__file__).with_name("in_image.py")
+PODMAN = ("podman", "--storage-driver", "vfs")  # the storage `scripts/image build` writes
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """An image in podman's storage, mounted: where its root is and what its config says."""
+
+    image_id: str
+    root: str
+    env: dict[str, str]
+    user: str
+    workdir: str
+
+
+def local_image(name: str) -> LocalImage | None:
+    """The image `name` if podman holds it here (mounted read-only for the pods), else None."""
+    if not name or shutil.which(PODMAN[0]) is None:
+        return None
+    found = subprocess.run([*PODMAN, "image", "inspect", name], capture_output=True, text=True)
+    if found.returncode != 0:
+        return None
+    info = json.loads(found.stdout)[0]
+    mounted = subprocess.run([*PODMAN, "image", "mount", name], capture_output=True, text=True, check=True)
+    config_ = info.get("Config") or {}
+    env = dict(item.split("=", 1) for item in config_.get("Env") or [] if "=" in item)
+    return LocalImage(
+        image_id=str(info["Id"]),
+        root=mounted.stdout.strip(),
+        env=env,
+        user=str(config_.get("User") or ""),
+        workdir=str(config_.get("WorkingDir") or "/"),
+    )
+
+
 class EnvNotReady(Exception):
     """A Secret or ConfigMap the pod's environment refers to is not there (yet)."""
 
@@ -50,14 +92,16 @@ class Running:
     pod: Any
     process: subprocess.Popen[bytes]
     started_at: str
+    image_id: str = ""
     reported_exit: bool = False
     kill_at: float | None = None
     labels: dict[str, str] = field(default_factory=dict)
 
 
 class LocalNode:
-    def __init__(self, api: client.CoreV1Api, name: str, pods_dir: Path) -> None:
+    def __init__(self, api: client.CoreV1Api, name: str, pods_dir: Path, shares: list[str] | None = None) -> None:
         self.api = api
+        self.shares = list(shares or [])  # host folders every pod sees at the same path
         self.name = name
         self.pods_dir = pods_dir
         self.running: dict[str, Running] = {}
@@ -146,17 +190,34 @@ class LocalNode:
         container = pod.spec.containers[0]
         argv = [*(container.command or []), *(container.args or [])]
         try:
-            env = self._environment(pod, container)
+            image = local_image(container.image)
+        except (subprocess.CalledProcessError, ValueError, KeyError) as exc:
+            self._waiting(pod, "ErrImageNeverPull", f"cannot mount image {container.image}: {exc}")
+            return
+        try:
+            env = self._environment(pod, container, image)
         except EnvNotReady as exc:
             self._waiting(pod, "CreateContainerConfigError", str(exc))
             return
         folder = self.pods_dir / f"{pod.metadata.namespace}_{pod.metadata.name}"
         folder.mkdir(parents=True, exist_ok=True)
+        cwd: Path | str = container.working_dir or folder
+        if image is not None:
+            shares = [flag for path in self.shares for flag in ("--share", path)]
+            argv = [
+                "unshare", "--mount", "--propagation", "private",
+                sys.executable, str(IN_IMAGE), "--image-root", image.root, "--pod-dir", str(folder),
+                "--user", image.user, "--workdir", container.working_dir or image.workdir, *shares, "--", *argv,
+            ]  # fmt: skip
+            cwd = folder
         with open(folder / "log", "ab") as log:
+            if image is not None:
+                log.write(f"{_now()} node: running in image {container.image} ({image.image_id[:12]})\n".encode())
+                log.flush()
             try:
                 process = subprocess.Popen(
                     argv,
-                    cwd=container.working_dir or folder,
+                    cwd=cwd,
                     env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
@@ -167,7 +228,7 @@ class LocalNode:
                 self._waiting(pod, "RunContainerError", f"cannot start {argv[:1]}: {exc}")
                 return
         (folder / "pid").write_text(str(process.pid))
-        run = Running(pod, process, _now())
+        run = Running(pod, process, _now(), image_id=image.image_id if image is not None else "")
         self.running[pod.metadata.uid] = run
         self._patch_status(
             pod,
@@ -178,7 +239,9 @@ class LocalNode:
                 "startTime": run.started_at,
                 "conditions": self._conditions(True),
                 "containerStatuses": [
-                    self._container_status(container, {"running": {"startedAt": run.started_at}}, ready=True)
+                    self._container_status(
+                        container, {"running": {"startedAt": run.started_at}}, ready=True, image_id=run.image_id
+                    )
                 ],
             },
         )
@@ -198,7 +261,9 @@ class LocalNode:
             {
                 "phase": "Succeeded" if exit_code == 0 else "Failed",
                 "conditions": self._conditions(False),
-                "containerStatuses": [self._container_status(container, {"terminated": terminated}, ready=False)],
+                "containerStatuses": [
+                    self._container_status(container, {"terminated": terminated}, ready=False, image_id=run.image_id)
+                ],
             },
         )
         run.reported_exit = True
@@ -247,11 +312,14 @@ class LocalNode:
 
     # -- the pod's environment ----------------------------------------------------------------
 
-    def _environment(self, pod: Any, container: Any) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
-        # The "image" is this machine: its programs come first from the node's own environment
-        # (the virtualenv whose `mactl` the pods run).
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "/usr/bin:/bin")])
+    def _environment(self, pod: Any, container: Any, image: LocalImage | None) -> dict[str, str]:
+        if image is not None:  # the image's own environment, then the pod's, as a runtime does
+            env = {"HOME": "/", **image.env}
+        else:
+            env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
+            # The "image" is this machine: its programs come first from the node's own
+            # environment (the virtualenv whose `mactl` the pods run).
+            env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "/usr/bin:/bin")])
         env["HOSTNAME"] = pod.metadata.name
         namespace = pod.metadata.namespace
         for source in container.env_from or []:
@@ -341,11 +409,11 @@ class LocalNode:
         self._patch_status(pod, {"containerStatuses": [self._container_status(container, waiting, ready=False)]})
 
     @staticmethod
-    def _container_status(container: Any, state: dict[str, Any], *, ready: bool) -> dict[str, Any]:
+    def _container_status(container: Any, state: dict[str, Any], *, ready: bool, image_id: str = "") -> dict[str, Any]:
         return {
             "name": container.name,
             "image": container.image,
-            "imageID": "",
+            "imageID": image_id,  # set when the pod ran in a local image, as a kubelet reports it
             "ready": ready,
             "started": "running" in state,
             "restartCount": 0,
@@ -374,9 +442,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--pods", required=True, type=Path)
+    parser.add_argument(
+        "--share", action="append", default=[], help="a host folder pods in an image see at the same path"
+    )
     args = parser.parse_args(argv)
     api = client.CoreV1Api(config.new_client_from_config(config_file=args.kubeconfig))
-    node = LocalNode(api, args.name, args.pods)
+    node = LocalNode(api, args.name, args.pods, args.share)
     stopping = False
 
     def stop(_sig: int, _frame: object) -> None:

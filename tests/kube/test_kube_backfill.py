@@ -206,3 +206,72 @@ def test_the_job_spec_carries_no_secret_values_and_scales_in_place(
     assert control.read() is None
     with pytest.raises(Exception, match="Not Found"):
         client.CoreV1Api(control.api).read_namespaced_secret(ref["name"], "default")
+
+
+IMAGE = os.environ.get("MACTL_TEST_IMAGE", "localhost/mactl:ci")
+
+
+def _wait_for_the_image_build(timeout: float = 1200) -> None:
+    """`scripts/test` builds the image in the background; the build holds this lock."""
+    import fcntl
+
+    lock = Path("/var/cache/mactl/image/build.lock")
+    if not lock.exists():
+        return
+    deadline = time.monotonic() + timeout
+    with lock.open() as fh:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                assert time.monotonic() < deadline, f"the image build still holds {lock} after {timeout:.0f}s"
+                time.sleep(2)
+
+
+def test_pods_run_in_the_image_built_from_the_containerfile(
+    source_snapshot: SourceSnapshot, target: OpenSearch, kube: Kube, tmp_path: Path
+) -> None:
+    """The Job's pods run `mactl` from the image `scripts/image build` made from ./Containerfile
+    (its root, user and PATH), not this checkout's, and still move the index exactly."""
+    import tempfile
+
+    from kubernetes import client
+
+    _wait_for_the_image_build()
+    image_id = subprocess.run(
+        ["podman", "--storage-driver", "vfs", "image", "inspect", "--format", "{{.Id}}", IMAGE],
+        capture_output=True,
+        text=True,
+    )
+    assert image_id.returncode == 0, (
+        f"no image {IMAGE}: `scripts/image build` makes it (scripts/test logs it in .ci-logs/image-build.log): {image_id.stderr.strip()}"
+    )
+    # Somewhere the image's unprivileged user (uid 10001) can write and the node shares (/tmp).
+    dead = Path(tempfile.mkdtemp(prefix="mactl-kube-image-dl-"))
+    dead.chmod(0o777)
+    address = stage_address()
+    inputs = _inputs(source_snapshot, kube, tmp_path, replicas=2, maxBatchDocs=100)
+    inputs["executor"]["image"] = IMAGE
+    inputs["deadLetter"] = {"location": str(dead)}
+    seen: dict[str, str] = {}
+    proc = _start(tmp_path, inputs, address)
+    api = client.CoreV1Api(kube.api())
+    while proc.poll() is None:  # record what the node says each pod ran in
+        for pod in api.list_namespaced_pod("default", label_selector=f"job-name={job_name(address)}").items:
+            for status in pod.status.container_statuses or []:
+                if status.image_id:
+                    seen[pod.metadata.name] = status.image_id
+        time.sleep(0.3)
+    outputs = _finish(proc)
+    expected = scan_docs(OpenSearch(source_snapshot.es_url, timeout=60), source_snapshot.index)
+    assert scan_docs(target, source_snapshot.index) == expected
+    assert outputs["indices"][source_snapshot.index]["written"] == len(expected)
+    assert seen and set(seen.values()) == {image_id.stdout.strip()}, seen
+    # The workers were the image's: its PATH led to its /opt/mactl, and they ran as its user.
+    for pod in seen:
+        log = (kube.pods / f"default_{pod}" / "log").read_text()
+        assert f"running in image {IMAGE}" in log, log[-2000:]
+        assert "in_image: exec /opt/mactl/bin/mactl as uid 10001 " in log, log[-2000:]
+    holders = {c["holder"].split(":", 1)[0] for u in _units(inputs, address, tmp_path) for c in u["claims"]}
+    assert holders <= set(seen), (holders, seen)

@@ -83,7 +83,7 @@ class Scene:
         self.target.indices.create(index=self.index, body=body)
         self.proxy = start_proxy(es710.url, self.log, proxy_id=f"kr-{uid}", capturing=True)
 
-    def inputs(self, replicas: int, **extra: Any) -> ReplayInputs:
+    def inputs(self, replicas: int, image: str = "mactl:test", **extra: Any) -> ReplayInputs:
         return ReplayInputs.model_validate(
             {
                 "source": {"name": f"kr{self.uid}", "endpoint": self.source_url},
@@ -95,7 +95,7 @@ class Scene:
                 "timeoutSeconds": 50,
                 "executor": {
                     "type": "kubernetes",
-                    "image": "mactl:test",
+                    "image": image,
                     "replicas": replicas,
                     "kubeconfig": str(self.kube.kubeconfig),
                 },
@@ -318,3 +318,20 @@ def test_teardown_deletes_a_follow_job_its_status_index_and_its_tuples(scene: Sc
     tuples = tuples_log(inputs.log, scene.address)
     topics = AdminClient({"bootstrap.servers": tuples["bootstrapServers"]}).list_topics(timeout=10).topics
     assert tuples["topic"] not in topics  # deleteLog: the pods' tuples go with the capture log
+
+
+def test_replay_pods_run_in_the_image_built_from_the_containerfile(scene: Scene) -> None:
+    """The replayers run from the image (`scripts/image build`), whose `mactl[kubernetes,kafka]`
+    reads the Kafka log, and replay the traffic exactly."""
+    from test_kube_backfill import IMAGE, _wait_for_the_image_build
+
+    _wait_for_the_image_build()
+    _write(scene.proxy.url, scene.index, writers=4, ops=20)
+    outputs = ReplayProvider().apply(scene.context(scene.inputs(replicas=2, image=IMAGE), []))
+    assert outputs["inSync"] and scene.group_offsets() == scene.end_offsets()
+    assert _docs(scene.target, scene.index) == _docs(scene.source, scene.index)
+    pods = outputs["status"]["pods"]
+    assert len(pods) == 2, pods
+    for pod in pods:
+        log = (scene.kube.pods / f"default_{pod}" / "log").read_text()
+        assert f"running in image {IMAGE}" in log and "exec /opt/mactl/bin/mactl as uid 10001 " in log, log[-2000:]
