@@ -47,7 +47,15 @@ from mactl.errors import MactlError, PlanError
 from mactl.graph.blocks import StateBlocks
 from mactl.graph.expand import StageGraph
 from mactl.graph.stage import Stage
-from mactl.masking import SENSITIVE, inputs_digest, mask_inputs, mask_values, path_is_sensitive
+from mactl.masking import (
+    SENSITIVE,
+    inputs_digest,
+    mask_inputs,
+    mask_values,
+    path_is_sensitive,
+    same_digest,
+    shared_digests,
+)
 from mactl.plan.definition import GATED_ACTIONS, AttributeChange, Change, InstanceChange, Plan
 from mactl.plan.drift import Finding, compare
 from mactl.plan.instances import (
@@ -111,7 +119,8 @@ def prepare(graph: StageGraph, sensitive_values: Collection[str]) -> dict[str, D
     """Digest and mask every desired stage (shared by the planner and the plan-file check)."""
     out: dict[str, Desired] = {}
     secrets = [s for s in sensitive_values if s]
-    with shared_values_masked():  # stage inputs share big values (filters): mask each once
+    # Stage inputs share big values (filters): mask and hash each once.
+    with shared_values_masked(), shared_digests():
         for address, stage in graph.stages.items():
             # What the state will record: clusters by name and endpoint, never their credentials,
             # so a rotated password is not a change (it is read from the config at run time).
@@ -372,7 +381,7 @@ class Planner:
                     else f"status {record.status}"
                 )
             )
-            if record.checkpoint and record.inputs_digest == d.digest:
+            if record.checkpoint and self._unchanged(d, record):
                 return change(
                     action="update",
                     reason=f"tainted ({why}); resumes from its checkpoint",
@@ -398,8 +407,14 @@ class Planner:
             return change(action="update", reason=reason, before=before)
         return change(action="noop", reason="unchanged", before=before)
 
+    def _unchanged(self, d: Desired, record: StageRecord) -> bool:
+        """Whether the record's inputs digest is the desired inputs' (a legacy one included)."""
+        return record.inputs_digest == d.digest or same_digest(
+            record.inputs_digest, d.digest, without_credentials(d.stage.inputs)
+        )
+
     def _attributes(self, d: Desired, record: StageRecord, replace_on: Collection[str]) -> list[AttributeChange]:
-        if record.inputs_digest == d.digest:
+        if self._unchanged(d, record):
             return []
         stage = d.stage
         names = self._names_for(stage.type)
@@ -577,9 +592,11 @@ class Planner:
             )
 
     def _typed_inputs(self, stage: Stage) -> BaseModel:
-        """`stage`'s inputs as its provider's `Inputs` model, validated once per plan (a
-        clone's copied from its twin's: see `_clone_inputs`)."""
-        found = self._typed.get(stage.address)
+        """`stage`'s inputs as its provider's `Inputs` model: the one `expand` validated,
+        else validated once per plan (a clone's copied from its twin's: see `_clone_inputs`)."""
+        found = self.graph.typed_inputs.get(stage.address)
+        if found is None:
+            found = self._typed.get(stage.address)
         if found is None:
             twin = self.graph.stages.get(stage.clone_of) if stage.clone_of else None
             found = _clone_inputs(stage, self._typed_inputs(twin) if twin is not None else None)
