@@ -119,8 +119,9 @@ def prepare(graph: StageGraph, sensitive_values: Collection[str]) -> dict[str, D
     """Digest and mask every desired stage (shared by the planner and the plan-file check)."""
     out: dict[str, Desired] = {}
     secrets = [s for s in sensitive_values if s]
-    # Stage inputs share big values (filters): mask and hash each once.
-    with shared_values_masked(), shared_digests():
+    # Stage inputs share big values (filters): mask and hash each once. No cyclic GC: many
+    # small, acyclic values that all stay alive (see `mactl.config.bulk`).
+    with paused_gc(), shared_values_masked(), shared_digests():
         for address, stage in graph.stages.items():
             # What the state will record: clusters by name and endpoint, never their credentials,
             # so a rotated password is not a change (it is read from the config at run time).
