@@ -5,7 +5,9 @@ seed's "invalidated downstream stages needing rollback" are visible before anyth
 runs). Attribute diffs are marked `# forces replacement` where they do; approval gates
 and roll-backs left to a person are called out. Values are already masked in the plan.
 A stage with instances lists each instance that changes (`-/+ ["rw-pmc"]`) and
-counts the unchanged ones in one line. Nothing here decides anything.
+counts the unchanged ones in one line. A big value many stages hold (a snapshot entry's
+2,000-name filter) is printed in full once, under "Shared values", and referenced where
+each stage holds it (`mactl.plan.shared_values`). Nothing here decides anything.
 """
 
 from __future__ import annotations

@@ -214,3 +214,14 @@ def test_the_shared_filter_is_validated_once_and_typed_once(tmp_path: Path) -> N
     first = typed[holders[0]].indices[0]  # type: ignore[attr-defined]
     assert first.names == NAMES
     assert all(typed[a].indices[0] is first for a in holders)  # type: ignore[attr-defined]
+
+
+def test_markdown_parts_carry_the_shared_value_once_in_part_one(tmp_path: Path) -> None:
+    from mactl.plan.render_markdown import render_markdown_parts
+
+    plan = build_plan(_graph(tmp_path), None, PlanOptions(refresh=False))
+    parts = render_markdown_parts(plan, limit=4000)
+    assert len(parts) > 1
+    full = orjson.dumps(NAMES).decode()
+    assert full in parts[0] and sum(part.count(full) for part in parts) == 1
+    assert sum(part.count(f"(shared value #1: {INDICES} items)") for part in parts) == 13
