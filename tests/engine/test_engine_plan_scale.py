@@ -25,6 +25,7 @@ from mactl.graph.expand import StageGraph, expand
 from mactl.masking import DIGEST_PREFIX, inputs_digest, legacy_inputs_digest, same_digest, shared_digests
 from mactl.plan.builder import PlanOptions, build_plan, prepare
 from mactl.plan.planfile import load_plan, save_plan
+from mactl.plan.planfile_values import restore
 from mactl.plan.render_text import render_text
 from mactl.plan.shared_values import MIN_ITEMS
 from mactl.plan.value_diff import ValueDiffer
@@ -225,3 +226,51 @@ def test_markdown_parts_carry_the_shared_value_once_in_part_one(tmp_path: Path) 
     full = orjson.dumps(NAMES).decode()
     assert full in parts[0] and sum(part.count(full) for part in parts) == 1
     assert sum(part.count(f"(shared value #1: {INDICES} items)") for part in parts) == 13
+
+
+def test_a_plan_file_stores_a_big_list_once_and_reads_back_the_same_plan(tmp_path: Path) -> None:
+    plan = build_plan(_graph(tmp_path), None, PlanOptions(refresh=False))
+    save_plan(plan, tmp_path / "plan.bin")
+    raw = orjson.loads((tmp_path / "plan.bin").read_bytes())
+    assert raw["file_version"] == 3 and raw["shared_values"] == [NAMES]
+    assert (tmp_path / "plan.bin").read_bytes().count(b'"logs-079"') == 1
+    assert len(raw["shared_refs"]) == 13
+    loaded = load_plan(tmp_path / "plan.bin")
+    assert loaded == plan
+    holders = [c for c in loaded.changes if c.type in ("snapshot", "metadata", "backfill")]
+    held = [c.after["indices"][0]["names"] for c in holders if c.after]
+    assert len(held) == 13 and all(names is held[0] for names in held)  # one object again, as planned
+
+
+def test_a_version_2_plan_file_still_reads(tmp_path: Path) -> None:
+    plan = build_plan(_graph(tmp_path), None, PlanOptions(refresh=False))
+    save_plan(plan, tmp_path / "plan.bin")
+    raw = orjson.loads((tmp_path / "plan.bin").read_bytes())
+    restore(raw["changes"], raw["shared_values"], raw["shared_refs"])  # as version 2 wrote it
+    raw.update(file_version=2)
+    del raw["shared_values"], raw["shared_refs"]
+    (tmp_path / "old.bin").write_bytes(orjson.dumps(raw))
+    assert load_plan(tmp_path / "old.bin") == plan
+
+
+@pytest.mark.parametrize(
+    ("refs", "message"),
+    [
+        ([[0, ["after", "nowhere"], 0]], "shared_refs[0]: no place 'nowhere'"),
+        ([[99999, ["after"], 0]], "shared_refs[0]: no change 99999"),
+        ([[0, ["after"], 7]], "shared_refs[0]: no shared value 7"),
+        ([[0, [], 0]], "shared_refs[0] is not [change, path, value]"),
+        ("x", "shared_refs is not a list"),
+    ],
+)
+def test_a_damaged_shared_ref_is_refused_naming_it(tmp_path: Path, refs: Any, message: str) -> None:
+    from mactl.errors import PlanError
+
+    plan = build_plan(_graph(tmp_path), None, PlanOptions(refresh=False))
+    save_plan(plan, tmp_path / "plan.bin")
+    raw = orjson.loads((tmp_path / "plan.bin").read_bytes())
+    raw["shared_refs"] = refs
+    (tmp_path / "bad.bin").write_bytes(orjson.dumps(raw))
+    with pytest.raises(PlanError, match="is damaged") as info:
+        load_plan(tmp_path / "bad.bin")
+    assert message in str(info.value)
