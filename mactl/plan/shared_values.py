@@ -30,7 +30,7 @@ import orjson
 from mactl.plan.definition import Change
 
 #: A list or mapping with at least this many items is big enough to be shown once.
-MIN_ITEMS = 50
+MIN_ITEMS = 64  # as `mactl.masking` hashes such a list on its own and a plan file stores it once
 
 
 @dataclass
