@@ -79,6 +79,8 @@ class SharedValues:
         found: dict[bytes, SharedValue] = {}
         for change in changes:
             for value in shown_values(change):
+                if type(value) is not dict and type(value) is not list:
+                    continue  # most values: nothing to look into
                 for big in self._bigs_under(value):
                     obj, key = self._big[big]
                     entry = found.get(key)
@@ -115,9 +117,8 @@ class SharedValues:
 
     def text(self, value: Any) -> str:
         """`value` as compact JSON with sorted keys, each shared value in it a reference."""
-        if isinstance(value, str):
-            return orjson.dumps(value).decode()
-        if not self.values or not isinstance(value, (dict, list)):
+        kind = type(value)
+        if (kind is not dict and kind is not list) or not self.values:
             return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
         done = self._rendered.get(id(value))
         if done is not None:
