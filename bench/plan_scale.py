@@ -4,13 +4,17 @@ Writes a config (the `targets` list shape) with N indices, each migrated by its 
 metadata and backfill entry, to 3 targets: 6·N + 8 stages (N = 2,000 gives 12,008), in
 two shapes: `bench` (no snapshot-level filter) and `seed`, the seed's own shape, where
 the snapshot entry's `indices.names` lists all N indices (comma-separated, as the seed
-writes it), so every metadata and backfill stage also carries that N-name parent filter. For each size it times, in-process, the whole `plan` path (load the config,
-expand the graph, build the plan against an empty state, render) with text and with
-JSON rendering, and reports each phase. Then it runs the real CLI once as a subprocess
-at the largest size. Figures are reported as ratios too: against the 1k run (linear
-growth means time per stage stays flat) and against a peer on the same machine, the
-same run's bare `orjson.dumps` of every stage's inputs (the least any planner that
-looks at every input must do).
+writes it), so every metadata and backfill stage also carries that N-name parent filter.
+For each size it times, in-process, the whole `plan` path (load the config, expand the
+graph, build the plan against an empty state, render) with each output: `text` (what
+`mactl plan` prints), `json` (what `mactl plan --json` writes: the event stream) and `doc`
+(the plan document `mactl show -json PLANFILE` writes), and reports each phase. Then it
+runs the real CLI as a subprocess at the largest size, text and `--json`, with its peak
+RSS. Figures are reported as ratios too: against the 1k run (linear growth means time
+per stage stays flat) and against a peer on the same machine: in-process, the same run's
+bare `orjson.dumps` of every stage's inputs (the least any planner that looks at every
+input must do); for the CLI, `mactl version` run the same way (what every command pays
+to start). The machine is shared: run it a few times and take the median.
 
     python bench/plan_scale.py            # 1k, 3k, 12k
     python bench/plan_scale.py --profile  # also cProfile the 12k text plan (seed shape)
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import io
 import os
 import pstats
 import subprocess
@@ -36,6 +41,8 @@ import orjson
 
 SIZES = {"1k": 166, "3k": 500, "12k": 2000}  # indices → 6·N + 8 stages
 TARGETS = 3
+# text: `mactl plan`; json: `mactl plan --json` (events); doc: `mactl show -json PLANFILE`
+FORMATS = ("text", "json", "doc")
 
 
 def write_config(folder: Path, indices: int, shape: str = "bench") -> Path:
@@ -77,6 +84,7 @@ def plan_once(path: Path, fmt: str) -> dict[str, float]:
     from mactl.config.loader import load_config
     from mactl.graph.expand import expand
     from mactl.plan.builder import PlanOptions, build_plan
+    from mactl.plan.events import EventStream
     from mactl.plan.render_json import render_json
     from mactl.plan.render_text import render_text
 
@@ -89,7 +97,14 @@ def plan_once(path: Path, fmt: str) -> dict[str, float]:
     t2 = clock()
     plan = build_plan(graph, None, PlanOptions(refresh=False), sensitive_values=loaded.sensitive_values)
     t3 = clock()
-    out = render_text(plan) if fmt == "text" else render_json(plan)
+    if fmt == "text":
+        out = render_text(plan)
+    elif fmt == "json":  # what `plan --json` writes: the event stream
+        sink = io.StringIO()
+        EventStream(sink).plan(plan, "plan")
+        out = sink.getvalue()
+    else:  # "doc": the plan document `mactl show -json PLANFILE` writes
+        out = render_json(plan)
     t4 = clock()
     wall = time.perf_counter() - w0
     peer_t0 = clock()
@@ -114,11 +129,11 @@ def best_of(path: Path, fmt: str, runs: int) -> dict[str, float]:
     return min(results, key=lambda r: r["total"])
 
 
-def cli_plan(path: Path, folder: Path, fmt_args: list[str]) -> str:
-    """One real `mactl plan` as a child process: CPU, wall time and its peak RSS.
+def cli_run(args: list[str], folder: Path) -> tuple[str, float, float, float]:
+    """One real `mactl ARGS` as a child process: (status, CPU s, wall s, peak RSS MB).
 
-    Each plan runs in its own `python -c` wrapper that forks the CLI, so the peak RSS
-    reported by `getrusage(RUSAGE_CHILDREN)` is that plan's alone, not the largest of
+    Each runs in its own `python -c` wrapper that forks the CLI, so the peak RSS
+    reported by `getrusage(RUSAGE_CHILDREN)` is that run's alone, not the largest of
     every child this benchmark has run.
     """
     probe = (
@@ -130,16 +145,26 @@ def cli_plan(path: Path, folder: Path, fmt_args: list[str]) -> str:
         "print(rc, u.ru_utime + u.ru_stime, wall, u.ru_maxrss)\n"
     )
     env = dict(os.environ, MACTL_WORKSPACE="default")
-    command = [sys.executable, "-m", "mactl", "plan", "-refresh=false", "-c", str(path), *fmt_args]
+    command = [sys.executable, "-m", "mactl", *args]
     proc = subprocess.run(
         [sys.executable, "-c", probe, *command], cwd=folder, env=env, capture_output=True, text=True, check=False
     )
     try:
         rc, cpu, wall, rss_kb = proc.stdout.split()
     except ValueError:
-        return f"probe failed: {proc.stderr[-300:]}"
-    status = "ok" if rc == "0" else f"exit {rc}"
-    return f"{float(cpu):.3f}s CPU, {float(wall):.3f}s wall, peak RSS {int(rss_kb) / 1024:.0f} MB ({status})"
+        return f"probe failed: {proc.stderr[-300:]}", 0.0, 0.0, 0.0
+    return ("ok" if rc == "0" else f"exit {rc}"), float(cpu), float(wall), int(rss_kb) / 1024
+
+
+def cli_plan(path: Path, folder: Path, fmt_args: list[str], peer: tuple[str, float, float, float]) -> str:
+    """`mactl plan -refresh=false` at one size, and its ratios to `peer` (`mactl version`
+    in the same run: the interpreter and mactl's imports, what every command pays)."""
+    status, cpu, wall, rss = cli_run(["plan", "-refresh=false", "-c", str(path), *fmt_args], folder)
+    _, peer_cpu, _, peer_rss = peer
+    return (
+        f"{cpu:.3f}s CPU, {wall:.3f}s wall, peak RSS {rss:.0f} MB ({status}); "
+        f"vs `mactl version`: CPU x{cpu / max(peer_cpu, 1e-9):.1f}, RSS x{rss / max(peer_rss, 1e-9):.1f}"
+    )
 
 
 def main() -> None:
@@ -157,7 +182,7 @@ def main() -> None:
             paths = {label: write_config(folder, SIZES[label], shape) for label in sizes}
             rows = []
             for label, path in paths.items():
-                for fmt in ("text", "json"):
+                for fmt in FORMATS:
                     r = best_of(path, fmt, args.runs)
                     rows.append((label, fmt, r))
             base = {fmt: r["total"] / r["stages"] for label, fmt, r in rows if label == sizes[0]}
@@ -175,8 +200,10 @@ def main() -> None:
                     f" {r['total'] / r['peer']:8.1f} {r['bytes'] / 1e6:8.1f}M"
                 )
             big_label = sizes[-1]
+            peer = cli_run(["version"], folder)
+            print(f"peer: `mactl version` {peer[1]:.3f}s CPU, {peer[2]:.3f}s wall, peak RSS {peer[3]:.0f} MB")
             for fmt_args in ([], ["--json"]):
-                figures = cli_plan(paths[big_label], folder, fmt_args)
+                figures = cli_plan(paths[big_label], folder, fmt_args, peer)
                 print(f"CLI `mactl plan -refresh=false {' '.join(fmt_args)}` at {big_label} ({shape}): {figures}")
         if args.profile:
             big = write_config(folder, SIZES[sizes[-1]], shapes[-1])

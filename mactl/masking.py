@@ -13,7 +13,9 @@ still a change (shown as `(sensitive)`). This module decides nothing else.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -25,9 +27,97 @@ from mactl.state.masking import SENSITIVE_MASK, Masker, mask_secrets
 SENSITIVE = SENSITIVE_MASK
 
 
+#: The prefix of an `inputs_digest` that hashed big lists on their own; a recorded digest
+#: of such inputs without it is a legacy one (`legacy_inputs_digest`), written before.
+DIGEST_PREFIX = "2:"
+# A list of at least this many items enters a digest as its own digest (see `inputs_digest`).
+_DIGEST_LIST_ITEMS = 64
+# Inside `shared_digests()`: a big list's digest fragment, by identity (the list held).
+_list_digests: ContextVar[dict[int, tuple[list[Any], orjson.Fragment]] | None] = ContextVar(
+    "mactl_list_digests", default=None
+)
+
+
 def inputs_digest(inputs: Any) -> str:
-    """A stable hash of unmasked inputs (key order does not matter)."""
+    """A stable hash of unmasked inputs (key order does not matter).
+
+    Every list of at least 64 items is hashed on its own and enters the stage's hash as its
+    digest: stage inputs share such lists (a snapshot entry's 2,000-name filter is in every
+    metadata and backfill stage below it), and inside `shared_digests()` each is hashed once
+    for the whole plan, so a stage's digest costs the same whatever the list's length. Such
+    a digest starts with `DIGEST_PREFIX`; inputs without a big list keep the legacy digest,
+    so what states and plan files recorded for them stays valid.
+    """
+    condensed = _condensed(inputs, _list_digests.get())
+    if condensed is inputs:
+        return legacy_inputs_digest(inputs)
+    return DIGEST_PREFIX + hashlib.sha256(orjson.dumps(condensed, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def legacy_inputs_digest(inputs: Any) -> str:
+    """The digest states recorded before `DIGEST_PREFIX`: one hash over all the inputs' JSON."""
     return hashlib.sha256(orjson.dumps(inputs, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def same_digest(recorded: str, digest: str, inputs: Any) -> bool:
+    """Whether a recorded digest is that of `inputs` (whose `inputs_digest` is `digest`),
+    whichever way it was made: a legacy digest is checked by hashing `inputs` again."""
+    if recorded == digest:
+        return True
+    return (
+        digest.startswith(DIGEST_PREFIX)
+        and bool(recorded)
+        and not recorded.startswith(DIGEST_PREFIX)
+        and recorded == legacy_inputs_digest(inputs)
+    )
+
+
+@contextmanager
+def shared_digests() -> Iterator[None]:
+    """Within this block, a big list is hashed once however many inputs share it.
+
+    Only for values nobody changes meanwhile (a plan's stage inputs are read-only).
+    """
+    token = _list_digests.set({})
+    try:
+        yield
+    finally:
+        _list_digests.reset(token)
+
+
+def _condensed(value: Any, memo: dict[int, tuple[list[Any], orjson.Fragment]] | None) -> Any:
+    """`value` with each big list replaced by its digest (containers copied only where one is)."""
+    kind = type(value)
+    if kind is dict:
+        out = value
+        for key, item in value.items():
+            if type(item) is dict or type(item) is list:
+                new = _condensed(item, memo)
+                if new is not item:
+                    if out is value:
+                        out = dict(value)
+                    out[key] = new
+        return out
+    if kind is list:
+        if len(value) >= _DIGEST_LIST_ITEMS:
+            found = memo.get(id(value)) if memo is not None else None
+            if found is not None:
+                return found[1]
+            digest = hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
+            fragment = orjson.Fragment(orjson.dumps({"sha256": digest, "items": len(value)}))
+            if memo is not None:
+                memo[id(value)] = (value, fragment)
+            return fragment
+        out = value
+        for i, item in enumerate(value):
+            if type(item) is dict or type(item) is list:
+                new = _condensed(item, memo)
+                if new is not item:
+                    if out is value:
+                        out = list(value)
+                    out[i] = new
+        return out
+    return value
 
 
 def mask_inputs(

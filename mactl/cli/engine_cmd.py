@@ -419,8 +419,12 @@ def plan_command(
     ] = False,
 ) -> None:
     """Show what apply would do: diff the config against the state, in order."""
+    from mactl.config.bulk import paused_gc
+
     stream = _event_stream(as_json)
-    with _diagnosed(stream):
+    # One pass that builds large, acyclic, long-lived values (config, stages, plan, its
+    # text): no cyclic GC until it is done, not only inside each step (see mactl.config.bulk).
+    with _diagnosed(stream), paused_gc():
         if as_json and (markdown or evaluate or markdown_parts is not None):
             raise ConfigError(
                 "-json streams events: it cannot be combined with --markdown, --markdown-parts or --evaluate",

@@ -83,7 +83,9 @@ class StateBlocks:
 def check(blocks: StateBlocks, stages: Mapping[str, object] | Collection[str]) -> list[ConfigIssue]:
     """Every problem with the blocks, one line each, naming the block (`moved[1].to`)."""
     present = set(stages)
-    names = {kind: addr.names_of_kind(present, kind) for kind in addr.NAME_SEGMENTS}
+    # The names of each kind in the config, for renames only (a pass over every address).
+    renames = any(block.kind is not None for block in blocks.moved)
+    names = {kind: addr.names_of_kind(present, kind) for kind in addr.NAME_SEGMENTS} if renames else {}
     edges: dict[tuple[str | None, str], tuple[str, int]] = {}
     for i, block in enumerate(blocks.moved):
         edges.setdefault((block.kind, block.from_), (block.to, i))

@@ -32,7 +32,7 @@ stage's inputs. This module is pure: no state, no network.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -72,6 +72,10 @@ class StageGraph:
     # Every source and target of the config, full references by name: how a stage that left
     # the config finds its clusters' credentials, which the state never holds.
     clusters: ClusterBook = field(default_factory=ClusterBook, repr=False)
+    # address → the stage's inputs as its provider's `Inputs` model, from the validation
+    # `expand` does anyway (the planner reuses them instead of validating twice). Shared
+    # parts (a snapshot entry's filter) are one model object in every stage: read-only.
+    typed_inputs: dict[str, BaseModel] = field(default_factory=dict, repr=False)
 
     @cached_property
     def dag(self) -> nx.DiGraph:
@@ -140,13 +144,14 @@ def expand(
             expander.issues.extend(check_blocks(expander.blocks, expander.stages))
         if expander.issues:
             raise ConfigErrors(expander.issues)
+        typed: dict[str, BaseModel] = {}
         if validate_inputs:
-            _validate_inputs(expander.stages.values())
+            typed = _validate_inputs(expander.stages.values(), expander.typed_filters())
         book = ClusterBook(
             sources={sm.source.name: build.cluster_ref(sm.source).value for sm in config.sources if sm.source.name},
             targets={t.name: ref.value for t, ref in expander.targets if t.name},
         )
-        return StageGraph(expander.stages, expander.order, expander.blocks, book)
+        return StageGraph(expander.stages, expander.order, expander.blocks, book, typed)
 
 
 def _lifecycle(block: StageBlock | None) -> Lifecycle:
@@ -173,6 +178,11 @@ class _Expander:
         self.targets = [(t, build.cluster_ref(t)) for t in config.targets]
         self.first_target = config.targets[0].name
         self.blocks = StateBlocks(tuple(config.moved), tuple(config.removed), tuple(config.imports))
+
+    def typed_filters(self) -> dict[int, IndexFilter]:
+        """id of a filter's JSON in the stage inputs → the config's model of it (validated
+        with the config), for the filters whose model is exactly the schema's."""
+        return {id(json): model for model, json in self.shared_filters.values() if type(model) is IndexFilter}
 
     # -- stage bookkeeping ------------------------------------------------------
 
@@ -457,46 +467,62 @@ def _repository_for(sm: SourceMigration, entry: SnapshotEntry) -> SnapshotReposi
     return repo
 
 
-def _validate_inputs(stages: Iterable[Stage]) -> None:
-    """Every stage's inputs against its provider's schema.
+def _validate_inputs(
+    stages: Iterable[Stage], typed_filters: Mapping[int, IndexFilter] | None = None
+) -> dict[str, BaseModel]:
+    """Every stage's inputs against its provider's schema: address → the typed inputs.
 
     A failure here is a mactl bug or a provider schema the config blocks don't follow;
     it is reported as a config error naming the stage. A clone (a stage stamped out for
     a 2nd+ target) differs from its already-validated twin only in `target`, so unless
     the schema has model-level validators (which could compare fields) only that field
     is checked, once per distinct target: this halves the cost for three targets.
+    A filter many stages share (`typed_filters`: id of its JSON → the config's model of
+    it) is handed to the schema as that model, which pydantic takes as it is: a
+    snapshot entry's 2,000 names are validated once, with the config, not once a stage.
     """
     issues: list[ConfigIssue] = []
     schemas: dict[str, type[BaseModel]] = {}
     field_checkers: dict[str, TypeAdapter[Any] | None] = {}
-    valid: set[str] = set()
-    checked_targets: set[tuple[str, int]] = set()
+    typed: dict[str, BaseModel] = {}
+    checked_targets: dict[tuple[str, int], Any] = {}
     for stage in stages:
         model = schemas.get(stage.type)
         if model is None:
             model = schemas[stage.type] = get_provider(stage.type).Inputs
             field_checkers[stage.type] = _target_checker(model)
         checker = field_checkers[stage.type]
-        if stage.clone_of in valid and checker is not None:
+        twin = typed.get(stage.clone_of) if stage.clone_of else None
+        if twin is not None and checker is not None:
             target = stage.inputs.get("target")
             key = (stage.type, id(target))
             if key not in checked_targets:
                 try:
-                    checker.validate_python(target)
+                    checked_targets[key] = checker.validate_python(target)
                 except ValidationError as exc:
                     issues.append(_invalid(stage, exc, prefix=("target",)))
                     continue
-                checked_targets.add(key)
-            valid.add(stage.address)
+            typed[stage.address] = twin.model_copy(update={"target": checked_targets[key]})
             continue
         try:
-            model.model_validate(stage.inputs)
+            typed[stage.address] = model.model_validate(_with_typed_filters(stage.inputs, typed_filters or {}))
         except ValidationError as exc:
             issues.append(_invalid(stage, exc))
             continue
-        valid.add(stage.address)
     if issues:
         raise ConfigErrors(issues)
+    return typed
+
+
+def _with_typed_filters(inputs: dict[str, Any], typed_filters: Mapping[int, IndexFilter]) -> dict[str, Any]:
+    """`inputs` with each shared filter in a top-level list (`indices`) as its model."""
+    out = inputs
+    for key, value in inputs.items():
+        if type(value) is list and any(id(item) in typed_filters for item in value):
+            if out is inputs:
+                out = dict(inputs)
+            out[key] = [typed_filters.get(id(item), item) for item in value]
+    return out
 
 
 def _target_checker(model: type[BaseModel]) -> TypeAdapter[Any] | None:

@@ -36,7 +36,6 @@ from typing import Any
 
 import networkx as nx
 import orjson
-from deepdiff import DeepDiff
 from pydantic import BaseModel, TypeAdapter
 
 from mactl.address import Address, instance_address, parse_address
@@ -47,7 +46,15 @@ from mactl.errors import MactlError, PlanError
 from mactl.graph.blocks import StateBlocks
 from mactl.graph.expand import StageGraph
 from mactl.graph.stage import Stage
-from mactl.masking import SENSITIVE, inputs_digest, mask_inputs, mask_values, path_is_sensitive
+from mactl.masking import (
+    SENSITIVE,
+    inputs_digest,
+    mask_inputs,
+    mask_values,
+    path_is_sensitive,
+    same_digest,
+    shared_digests,
+)
 from mactl.plan.definition import GATED_ACTIONS, AttributeChange, Change, InstanceChange, Plan
 from mactl.plan.drift import Finding, compare
 from mactl.plan.instances import (
@@ -58,6 +65,7 @@ from mactl.plan.instances import (
     rollback_instances,
     summary,
 )
+from mactl.plan.value_diff import ValueDiffer
 from mactl.providers import registry
 from mactl.providers.base import StageContext
 from mactl.retrying import waiting_at_most
@@ -111,7 +119,9 @@ def prepare(graph: StageGraph, sensitive_values: Collection[str]) -> dict[str, D
     """Digest and mask every desired stage (shared by the planner and the plan-file check)."""
     out: dict[str, Desired] = {}
     secrets = [s for s in sensitive_values if s]
-    with shared_values_masked():  # stage inputs share big values (filters): mask each once
+    # Stage inputs share big values (filters): mask and hash each once. No cyclic GC: many
+    # small, acyclic values that all stay alive (see `mactl.config.bulk`).
+    with paused_gc(), shared_values_masked(), shared_digests():
         for address, stage in graph.stages.items():
             # What the state will record: clusters by name and endpoint, never their credentials,
             # so a rotated password is not a change (it is read from the config at run time).
@@ -148,27 +158,26 @@ def _top_field_names(stage_type: str) -> dict[str, str]:
 
 
 def attribute_diff(
-    before: Mapping[str, Any], after: Mapping[str, Any], replace_on: Collection[str], names: Mapping[str, str]
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    replace_on: Collection[str],
+    names: Mapping[str, str],
+    differ: ValueDiffer | None = None,
 ) -> list[AttributeChange]:
-    """Changed fields between two masked input dicts, in path order."""
-    diff = DeepDiff(dict(before), dict(after), view="tree", verbose_level=2)
+    """Changed fields between two masked input dicts, in path order (DeepDiff's answer,
+    found by `ValueDiffer` without walking what is equal; one differ serves a whole plan)."""
     found: list[AttributeChange] = []
-    for levels in diff.values():
-        for level in levels:
-            parts = level.path(output_format="list")
-            if not parts:
-                continue
-            path = ".".join(str(p) for p in parts)
-            top = names.get(str(parts[0]), str(parts[0]))
-            found.append(
-                AttributeChange(
-                    path=path,
-                    before=_present(level.t1),
-                    after=_present(level.t2),
-                    forces_replacement=top in replace_on,
-                    sensitive=level.t1 == SENSITIVE or level.t2 == SENSITIVE,
-                )
+    for parts, old, new in (differ or ValueDiffer()).changed_levels(dict(before), dict(after)):
+        top = names.get(str(parts[0]), str(parts[0]))
+        found.append(
+            AttributeChange(
+                path=".".join(str(p) for p in parts),
+                before=old,
+                after=new,
+                forces_replacement=top in replace_on,
+                sensitive=old == SENSITIVE or new == SENSITIVE,
             )
+        )
     found.sort(key=lambda a: a.path)
     return found
 
@@ -193,10 +202,6 @@ def _code_changes(attrs: Iterable[AttributeChange], inputs: Mapping[str, Any]) -
 def _holds_masked(inputs: Mapping[str, Any]) -> bool:
     """Whether a masked value is anywhere in `inputs` (recorded inputs, as plain JSON)."""
     return SENSITIVE.encode() in orjson.dumps(inputs)
-
-
-def _present(value: Any) -> Any:
-    return None if type(value).__name__ == "NotPresent" else value
 
 
 def _ignored(path: str, ignore: Collection[str]) -> bool:
@@ -234,6 +239,7 @@ class Planner:
         self._names: dict[str, dict[str, str]] = {}
         self.filters: dict[str, InstanceFilters] = {}  # what instance addresses said, per stage
         self._typed: dict[str, BaseModel] = {}  # stage inputs as their Inputs models (`_typed_inputs`)
+        self.differ = ValueDiffer()  # one per plan: stages share values, diffed once
 
     # -- selection ------------------------------------------------------------------
 
@@ -372,7 +378,7 @@ class Planner:
                     else f"status {record.status}"
                 )
             )
-            if record.checkpoint and record.inputs_digest == d.digest:
+            if record.checkpoint and self._unchanged(d, record):
                 return change(
                     action="update",
                     reason=f"tainted ({why}); resumes from its checkpoint",
@@ -398,12 +404,18 @@ class Planner:
             return change(action="update", reason=reason, before=before)
         return change(action="noop", reason="unchanged", before=before)
 
+    def _unchanged(self, d: Desired, record: StageRecord) -> bool:
+        """Whether the record's inputs digest is the desired inputs' (a legacy one included)."""
+        return record.inputs_digest == d.digest or same_digest(
+            record.inputs_digest, d.digest, without_credentials(d.stage.inputs)
+        )
+
     def _attributes(self, d: Desired, record: StageRecord, replace_on: Collection[str]) -> list[AttributeChange]:
-        if record.inputs_digest == d.digest:
+        if self._unchanged(d, record):
             return []
         stage = d.stage
         names = self._names_for(stage.type)
-        attrs = attribute_diff(record.inputs, d.masked, replace_on, names)
+        attrs = attribute_diff(record.inputs, d.masked, replace_on, names, self.differ)
         if not attrs and not _holds_masked(record.inputs):
             # Nothing masked was recorded, so nothing hidden can differ: the digest was
             # made from another spelling of the same inputs (a rename, a migrated state).
@@ -577,9 +589,11 @@ class Planner:
             )
 
     def _typed_inputs(self, stage: Stage) -> BaseModel:
-        """`stage`'s inputs as its provider's `Inputs` model, validated once per plan (a
-        clone's copied from its twin's: see `_clone_inputs`)."""
-        found = self._typed.get(stage.address)
+        """`stage`'s inputs as its provider's `Inputs` model: the one `expand` validated,
+        else validated once per plan (a clone's copied from its twin's: see `_clone_inputs`)."""
+        found = self.graph.typed_inputs.get(stage.address)
+        if found is None:
+            found = self._typed.get(stage.address)
         if found is None:
             twin = self.graph.stages.get(stage.clone_of) if stage.clone_of else None
             found = _clone_inputs(stage, self._typed_inputs(twin) if twin is not None else None)

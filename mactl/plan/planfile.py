@@ -23,15 +23,20 @@ from pydantic import TypeAdapter
 
 from mactl.errors import PlanError
 from mactl.plan.definition import Change, Plan
+from mactl.plan.planfile_values import restore, split_changes
 from mactl.state.document import StateDocument
 
 MAGIC = "mactl-plan"
 # 2: each change carries the walker's decisions (`gated`, `from_checkpoint`, `forget_only`).
-FILE_VERSION = 2
+# 3: big lists are stored once (`shared_values`, `shared_refs`: `mactl.plan.planfile_values`).
+FILE_VERSION = 3
+# The oldest version this mactl still reads (a version 2 file has no shared lists).
+OLDEST_FILE_VERSION = 2
 
 
 def save_plan(plan: Plan, path: Path) -> None:
     """Write the plan atomically (temp file + rename), readable only by its owner."""
+    changes, shared_values, shared_refs = split_changes(plan.changes)
     data = {
         "format": MAGIC,
         "file_version": FILE_VERSION,
@@ -49,7 +54,11 @@ def save_plan(plan: Plan, path: Path) -> None:
         "warnings": plan.warnings,
         "stage_count": plan.stage_count,
         "moves": plan.moves,
-        "changes": [c.to_dict() for c in plan.changes],
+        # orjson writes the frozen dataclasses as `Change.to_dict` would, without its deep
+        # copy of every value (at 12,000 stages holding a 2,000-name filter: 20 s, 700 MB).
+        "changes": changes,
+        "shared_values": shared_values,
+        "shared_refs": shared_refs,
     }
     blob = orjson.dumps(data)
     if path.is_dir():
@@ -97,7 +106,7 @@ def load_plan(path: Path) -> Plan:
         raise PlanError(f"plan file {path} is damaged: file_version is not a number")
     if raw.get("file_version", 0) > FILE_VERSION:
         raise PlanError(f"{path} was written by a newer mactl (plan file version {raw['file_version']})")
-    if raw.get("file_version", 0) < FILE_VERSION:
+    if raw.get("file_version", 0) < OLDEST_FILE_VERSION:
         # Its changes lack the decisions the walker now takes from the plan (approval gates
         # among them): applying it with defaults could pass a gate.
         raise PlanError(
@@ -109,6 +118,10 @@ def load_plan(path: Path) -> Plan:
         changes = raw["changes"]
         if not isinstance(changes, list):
             raise TypeError("changes is not a list")
+        refs = raw.get("shared_refs", [])
+        if not isinstance(refs, list):
+            raise TypeError("shared_refs is not a list")
+        restore(changes, raw.get("shared_values", []), refs)
         return Plan(
             changes=[_change(c, i) for i, c in enumerate(changes)],
             lineage=raw["lineage"],

@@ -5,7 +5,9 @@ seed's "invalidated downstream stages needing rollback" are visible before anyth
 runs). Attribute diffs are marked `# forces replacement` where they do; approval gates
 and roll-backs left to a person are called out. Values are already masked in the plan.
 A stage with instances lists each instance that changes (`-/+ ["rw-pmc"]`) and
-counts the unchanged ones in one line. Nothing here decides anything.
+counts the unchanged ones in one line. A big value many stages hold (a snapshot entry's
+2,000-name filter) is printed in full once, under "Shared values", and referenced where
+each stage holds it (`mactl.plan.shared_values`). Nothing here decides anything.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from mactl.address import instance_address
 from mactl.config.bulk import paused_gc
 from mactl.plan.definition import Change, Plan
 from mactl.plan.instances import summary
+from mactl.plan.shared_values import SharedValues
 
 SYMBOLS = {
     "create": "+",
@@ -59,7 +62,7 @@ def _value(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def _block(change: Change, out: list[str]) -> None:
+def _block(change: Change, out: list[str], shared: SharedValues) -> None:
     sym = SYMBOLS[change.action]
     if change.moved_from and change.action == "noop":
         out.append(f"  # {change.moved_from} has moved to {change.address}")
@@ -80,21 +83,22 @@ def _block(change: Change, out: list[str]) -> None:
         out.append(f"      <= import id = {_value(change.import_id or '(what the inputs name)')}")
     if change.action in ("create", "import"):
         for key, value in (change.after or {}).items():
-            out.append(f"      + {key} = {_value(value)}")
+            out.append(f"      + {key} = {shared.text(value)}")
     elif change.action in ("rollback", "forget"):
         for key, value in (change.before or {}).items():
-            out.append(f"      {sym} {key} = {_value(value)}")
+            out.append(f"      {sym} {key} = {shared.text(value)}")
     else:
         for attr in change.attributes:
             mark = "  # forces replacement" if attr.forces_replacement else ""
             if attr.before is None:
-                out.append(f"      + {attr.path} = {_value(attr.after)}{mark}")
+                out.append(f"      + {attr.path} = {shared.text(attr.after)}{mark}")
             elif attr.after is None:
-                out.append(f"      - {attr.path} = {_value(attr.before)}{mark}")
+                out.append(f"      - {attr.path} = {shared.text(attr.before)}{mark}")
             else:
-                out.append(f"      ~ {attr.path} = {_value(attr.before)} -> {_value(attr.after)}{mark}")
+                out.append(f"      ~ {attr.path} = {shared.text(attr.before)} -> {shared.text(attr.after)}{mark}")
         for attr in change.drift:
-            out.append(f"      # changed outside mactl: {attr.path} = {_value(attr.before)} -> {_value(attr.after)}")
+            before, after = shared.text(attr.before), shared.text(attr.after)
+            out.append(f"      # changed outside mactl: {attr.path} = {before} -> {after}")
         if not change.attributes and not change.drift and change.action == "replace":
             out.append("      # inputs unchanged: redone because of the reason above")
         if change.resume:
@@ -124,6 +128,22 @@ def _instances(change: Change, out: list[str]) -> None:
                 out.append(f"        {instance_address('', i.key)}  # {i.reason}")
             continue
         out.append(f"      {SYMBOLS[i.action]:<3} {instance_address('', i.key)}  # {i.reason}")
+
+
+def _shared_section(shared: SharedValues, out: list[str]) -> None:
+    """Each big value many stages hold, in full, once (see `mactl.plan.shared_values`)."""
+    if not shared.values:
+        return
+    out.append(
+        "Shared values: big values that many stages hold, each shown in full once here. A stage below"
+        ' that holds one shows "(shared value #N: K items)" in its place.'
+    )
+    for value in shared.values:
+        out.append(
+            f"  # shared value #{value.number}: {value.items} items, in {value.places} places (first: {value.first})"
+        )
+        out.append(f"  #{value.number} = {value.text}")
+    out.append("")
 
 
 _CHUNK_LINES = 20_000
@@ -166,10 +186,12 @@ def _render_text(plan: Plan, *, show_noop: bool = False) -> Iterator[str]:
             )
         out.append("!" * 78)
         out.append("")
+    shared = SharedValues(actionable)
+    _shared_section(shared, out)
     out.append("mactl will perform the following actions:")
     out.append("")
     for change in actionable:
-        _block(change, out)
+        _block(change, out, shared)
         if len(out) >= _CHUNK_LINES:
             yield "\n".join(out) + "\n"
             out.clear()
