@@ -259,33 +259,46 @@ class _Causality:
     """Requests that finished on the source before another began must finish on the target
     first, even across connections (a PUT that creates an index, then a DELETE of it on
     another connection). Each worker waits, up to `timeout`, until every dispatched request
-    whose source response came before its own source request is done. Requests of one
-    connection are already sequential, so a request never waits on itself; the timeout
-    only matters when the log's order disagrees with the clock (several partitions).
+    of the *other* workers whose source response came before its own source request is done.
+
+    Why not its own worker's: a worker sends its queue in order, so such a request of its own
+    is either done already or queued behind the one waiting, and cannot finish first; waiting
+    for it only ever ran into the timeout. Requests of one connection go to one worker and
+    are sequential anyway.
+
+    Known limit: when the log's order disagrees with the clock (a Kafka topic of several
+    partitions, which a consumer hands out partition by partition), two workers can each wait
+    for a request queued behind the other's, and every such wait ends in the timeout
+    (`bench/replay_causality.py`: 1,000 requests over 8 partitions take minutes, not a
+    second). The cure is handing records out in time order across partitions (a merge
+    against the partitions' end offsets), not a longer or shorter wait.
     """
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, workers: int = 1) -> None:
         self._cv = threading.Condition()
-        self._open: list[float] = []  # source response times of unfinished requests, sorted
+        # Per worker, the source response times of its unfinished requests, sorted.
+        self._open: list[list[float]] = [[] for _ in range(max(1, workers))]
         self.timeout = timeout
         self.timeouts = 0
 
-    def add(self, response_time: float) -> None:
+    def add(self, response_time: float, worker: int = 0) -> None:
         with self._cv:
-            bisect.insort(self._open, response_time)
+            bisect.insort(self._open[worker], response_time)
 
-    def done(self, response_time: float) -> None:
+    def done(self, response_time: float, worker: int = 0) -> None:
         with self._cv:
-            i = bisect.bisect_left(self._open, response_time)
-            if i < len(self._open) and self._open[i] == response_time:
-                self._open.pop(i)
+            pending = self._open[worker]
+            i = bisect.bisect_left(pending, response_time)
+            if i < len(pending) and pending[i] == response_time:
+                pending.pop(i)
             self._cv.notify_all()
 
-    def wait_before(self, request_time: float, stop: threading.Event) -> None:
+    def _clear(self, request_time: float, worker: int) -> bool:
+        return all(not pending or pending[0] >= request_time for w, pending in enumerate(self._open) if w != worker)
+
+    def wait_before(self, request_time: float, stop: threading.Event, worker: int = 0) -> None:
         with self._cv:
-            ok = self._cv.wait_for(
-                lambda: stop.is_set() or not self._open or self._open[0] >= request_time, self.timeout
-            )
+            ok = self._cv.wait_for(lambda: stop.is_set() or self._clear(request_time, worker), self.timeout)
             if not ok:
                 self.timeouts += 1
 
@@ -343,6 +356,7 @@ class _Item:
     headers: list[tuple[str, str]]
     body: bytes
     due: float  # monotonic time to send at
+    worker: int = 0  # the sender thread (queue) it goes to: one per connection
 
 
 def _parse_body(rec: Record, content_type: str) -> Any:
@@ -430,7 +444,7 @@ class Replayer:
         self.status = Status()
         self.stop = threading.Event()
         self._tracker = _OffsetTracker()
-        self._causality = _Causality(options.causality_timeout_s)
+        self._causality = _Causality(options.causality_timeout_s, max(1, options.workers))
         self._limiter = ThroughputLimiter(options.max_throughput_mbps)
         self._lock = threading.Lock()
         self._anchor: tuple[float, float] | None = None  # (source time, monotonic time)
@@ -550,7 +564,7 @@ class Replayer:
                 + sum(len(k) + len(v) + 4 for k, v in item.headers)
                 + len(item.body)
             )
-            self._causality.wait_before(item.record.request_time, self.stop)
+            self._causality.wait_before(item.record.request_time, self.stop, item.worker)
             self._limiter.acquire(size, self.stop)
             if self.stop.is_set():
                 return
@@ -641,7 +655,7 @@ class Replayer:
             if 400 <= status < 500:
                 self.status.target_4xx += 1
         self._tracker.finish(item.partition, item.offset)
-        self._causality.done(rec.response_time)
+        self._causality.done(rec.response_time, item.worker)
 
     # ------------------------------------------------------------------ the run loop
     def run(
@@ -795,9 +809,9 @@ class Replayer:
             self._tracker.finish(entry.partition, entry.offset)
             return
         item.due = self._schedule(rec)
-        self._causality.add(rec.response_time)
-        worker = zlib.crc32(rec.connection_id.encode()) % len(self._queues)
-        self._put(self._queues[worker], item)
+        item.worker = zlib.crc32(rec.connection_id.encode()) % len(self._queues)
+        self._causality.add(rec.response_time, item.worker)
+        self._put(self._queues[item.worker], item)
 
     def _skip(self, entry: capture_log.LogEntry, reason: str) -> None:
         self._tracker.start(entry.partition, entry.offset, entry.timestamp)
