@@ -446,8 +446,8 @@ class FileLogReader:
         except FileNotFoundError:
             return None
 
-    def end_offsets(self) -> Offsets:
-        return end_offsets(self._cfg)
+    def end_offsets(self, *, cached: bool = False) -> Offsets:
+        return end_offsets(self._cfg)  # reading the segments' tails is local and quick
 
     def close(self) -> None:
         for c in self._cursors.values():

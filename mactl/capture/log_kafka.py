@@ -257,8 +257,19 @@ class KafkaLogReader:
         }
         return found or None
 
-    def end_offsets(self) -> Offsets:
-        return _watermarks(self._consumer, self._topic, self._all_partitions())
+    def end_offsets(self, *, cached: bool = False) -> Offsets:
+        if not cached:
+            return _watermarks(self._consumer, self._topic, self._all_partitions())
+        # The high watermark each fetch response brought (no request: a query would wait
+        # behind the consumer's long-polling fetch, about half a second a partition).
+        # The partitions are the ones assigned to this consumer (local; listing the topic's
+        # would ask the broker too).
+        known: Offsets = {}
+        for tp in self._consumer.assignment():
+            high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high is not None and high[1] >= 0:
+                known[str(tp.partition)] = int(high[1])
+        return known
 
     def close(self) -> None:
         self._consumer.close()

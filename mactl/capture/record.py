@@ -82,6 +82,18 @@ def encode(rec: Record) -> bytes:
     )
 
 
+def response_time_of(data: bytes) -> float | None:
+    """The source response time of an encoded record, read from its metadata only (the
+    replayer orders records by it before decoding them); None if the bytes are not a record."""
+    if len(data) < 5 or data[0] != VERSION:
+        return None
+    (size,) = _U32.unpack_from(data, 1)
+    try:
+        return float(orjson.loads(data[5 : 5 + size])["t1"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
 def decode(data: bytes) -> Record:
     """Decode one record; `RecordDecodeError` names what is wrong with the bytes."""
     if not data or data[0] != VERSION:
