@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +78,27 @@ class LeaseWatch:
         self._failing_since = None
         return snap
 
+    def looks(
+        self,
+        cancelled: threading.Event,
+        rates: RateTracker,
+        on_progress: Callable[[Snapshot, RateTracker], None],
+        cancelled_message: str,
+        every_s: float = POLL_S,
+    ) -> Iterator[Snapshot]:
+        """Every `every_s`, a successful look, counted in `rates` and reported to
+        `on_progress`, for the caller to act on (and stop at once every unit is done);
+        raises `Cancelled` with `cancelled_message` when `cancelled` is set."""
+        while True:
+            if cancelled.wait(every_s):
+                raise Cancelled(cancelled_message)
+            snap = self.look()
+            if snap is None:
+                continue
+            rates.add(snap)
+            on_progress(snap, rates)
+            yield snap
+
 
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
@@ -137,16 +158,9 @@ def run_stage(
     for slot in slots:
         _start(slot, spec_json, env)
     watch = LeaseWatch(store, spec, log)
+    stopped = f"{spec.address}: cancelled; workers stopped, a rerun resumes from the checkpoints"
     try:
-        while True:
-            if cancelled.wait(POLL_S):
-                raise Cancelled(f"{spec.address}: cancelled; workers stopped, a rerun resumes from the checkpoints")
-            looked = watch.look()
-            if looked is None:
-                continue
-            snap = looked
-            rates.add(snap)
-            on_progress(snap, rates)
+        for snap in watch.looks(cancelled, rates, on_progress, stopped):
             if snap.units_done == snap.units_total:
                 break
             for slot in slots:

@@ -715,7 +715,7 @@ class Replayer:
             while not self.stop.is_set():
                 entries = reader.poll(500, 0.2)
                 now = time.monotonic()
-                if now - last_ends >= 0.5:
+                if (shared_group or len(ends) > 1) and now - last_ends >= 0.5:  # one partition: no merge
                     ends, last_ends = self._owned_ends(reader, ends), now
                 self._order.add(entries, now)
                 for entry in self._order.take(ends if len(ends) > 1 else {}, now):

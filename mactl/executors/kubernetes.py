@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from mactl.backfill.coordinator import Cancelled, LeaseWatch, StageRun
+from mactl.backfill.coordinator import LeaseWatch, StageRun
 from mactl.backfill.prepare import lease_store, prepare
 from mactl.backfill.progress import RateTracker, Snapshot, summarise
 from mactl.backfill.source import open_snapshot_repository
@@ -398,17 +398,10 @@ def run_job(
         return StageRun(snap)
     log(control.submit(objects))
     watch = LeaseWatch(store, spec, log)
+    stopped = f"{spec.address}: cancelled; the Job is deleted, a rerun resumes from the checkpoints"
     pods_looked = 0.0
     try:
-        while True:
-            if cancelled.wait(POLL_S):
-                raise Cancelled(f"{spec.address}: cancelled; the Job is deleted, a rerun resumes from the checkpoints")
-            looked = watch.look()
-            if looked is None:
-                continue
-            snap = looked
-            rates.add(snap)
-            on_progress(snap, rates)
+        for snap in watch.looks(cancelled, rates, on_progress, stopped, POLL_S):
             if snap.units_done == snap.units_total:
                 break
             if time.monotonic() - pods_looked >= PODS_EVERY_S:

@@ -4,6 +4,7 @@ an update in place (the stage resumes; nothing is rolled back or written again).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from engine_helpers import Project, pipeline_config
 
@@ -17,12 +18,13 @@ def _config(replicas: int) -> str:
     )
 
 
-def test_plan_shows_the_job_and_a_replicas_change_is_an_update_in_place(project: Project) -> None:
-    project.write(_config(2))
+def _job_in_plan_then_scaled_in_place(project: Project, address: str, config: Callable[[int], str]) -> list[str]:
+    """Plan shows `address`'s Job with 2 replicas; after apply, 3 replicas plan and apply as an
+    update in place, nothing rolled back. Returns the addresses that second apply applied."""
+    project.write(config(2))
     shown = project.plan_document()
     assert shown.code == 0, shown.err
-    plan = json.loads(shown.out)
-    (change,) = [c for c in plan["resource_changes"] if c["address"] == BF]
+    (change,) = [c for c in json.loads(shown.out)["resource_changes"] if c["address"] == address]
     executor = change["change"]["after"]["executor"]
     assert (executor["kind"], executor["namespace"], executor["replicas"], executor["image"]) == (
         "Job",
@@ -32,14 +34,18 @@ def test_plan_shows_the_job_and_a_replicas_change_is_an_update_in_place(project:
     )
     assert project.run("apply", "-auto-approve").code == 0
     project.reset_calls()
-    project.write(_config(3))
+    project.write(config(3))
     text = project.run("plan")
-    assert f"# {BF} will be updated in place" in text.out, text.out
+    assert f"# {address} will be updated in place" in text.out, text.out
     assert "executor.replicas" in text.out and "must be replaced" not in text.out
     assert project.run("apply", "-auto-approve").code == 0
-    assert [c["address"] for c in project.calls("applied")] == [BF]
     assert not project.calls("rollback")
-    assert project.state()["stages"][BF]["inputs"]["executor"]["replicas"] == 3
+    assert project.state()["stages"][address]["inputs"]["executor"]["replicas"] == 3
+    return [c["address"] for c in project.calls("applied")]
+
+
+def test_plan_shows_the_job_and_a_replicas_change_is_an_update_in_place(project: Project) -> None:
+    assert _job_in_plan_then_scaled_in_place(project, BF, _config) == [BF]
 
 
 def test_a_backfill_without_an_executor_keeps_its_inputs_as_before(project: Project) -> None:
@@ -62,27 +68,7 @@ def _replay_config(replicas: int) -> str:
 
 
 def test_a_replay_job_is_in_the_plan_and_scaling_it_is_an_update_in_place(project: Project) -> None:
-    project.write(_replay_config(2))
-    shown = project.plan_document()
-    assert shown.code == 0, shown.err
-    (change,) = [c for c in json.loads(shown.out)["resource_changes"] if c["address"] == RP]
-    executor = change["change"]["after"]["executor"]
-    assert (executor["kind"], executor["namespace"], executor["replicas"], executor["image"]) == (
-        "Job",
-        "migrations",
-        2,
-        "registry.example/mactl:1.4",
-    )
-    assert project.run("apply", "-auto-approve").code == 0
-    project.reset_calls()
-    project.write(_replay_config(3))
-    text = project.run("plan")
-    assert f"# {RP} will be updated in place" in text.out, text.out
-    assert "executor.replicas" in text.out and "must be replaced" not in text.out
-    assert project.run("apply", "-auto-approve").code == 0
-    assert RP in [c["address"] for c in project.calls("applied")]
-    assert not project.calls("rollback")
-    assert project.state()["stages"][RP]["inputs"]["executor"]["replicas"] == 3
+    assert RP in _job_in_plan_then_scaled_in_place(project, RP, _replay_config)
 
 
 def test_plan_warns_when_replayer_pods_outnumber_the_capture_partitions(project: Project) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from bf_fixtures import SourceSnapshot, scan_docs, stage_address
-from kube_helpers import Kube
+from kube_helpers import IMAGE, Kube, assert_the_password_is_only_in_the_secret, wait_for_the_image_build
 from opensearchpy import OpenSearch
 
 from mactl.backfill.prepare import lease_store
@@ -178,21 +178,7 @@ def test_the_job_spec_carries_no_secret_values_and_scales_in_place(
     try:
         assert control.submit(build_job(address, model.executor, spec)).startswith("created Job")
         first = control.read()
-        raw = control.api.sanitize_for_serialization(first)
-        assert password not in json.dumps(raw)
-        env = {e["name"]: e for e in raw["spec"]["template"]["spec"]["containers"][0]["env"]}
-        ref = env["MACTL_SECRET__target__auth__password"]["valueFrom"]["secretKeyRef"]
-        from kubernetes import client
-
-        secret = client.CoreV1Api(control.api).read_namespaced_secret(ref["name"], "default")
-        import base64
-
-        assert base64.b64decode(secret.data[ref["key"]]).decode() == password
-        deadline = time.monotonic() + 30
-        while len(control.pods()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        for pod in control.pods():
-            assert password not in json.dumps(control.api.sanitize_for_serialization(pod))
+        ref = assert_the_password_is_only_in_the_secret(control, first, password, pods=2)
         # `replicas` 2 → 3 on the Job a killed apply left: the same Job, scaled.
         scaled = model.model_copy(update={"executor": model.executor.model_copy(update={"replicas": 3})})
         assert scaled.executor is not None and scaled.executor.type == "kubernetes"
@@ -204,29 +190,10 @@ def test_the_job_spec_carries_no_secret_values_and_scales_in_place(
     finally:
         control.delete()
     assert control.read() is None
+    from kubernetes import client
+
     with pytest.raises(Exception, match="Not Found"):
         client.CoreV1Api(control.api).read_namespaced_secret(ref["name"], "default")
-
-
-IMAGE = os.environ.get("MACTL_TEST_IMAGE", "localhost/mactl:ci")
-
-
-def _wait_for_the_image_build(timeout: float = 1200) -> None:
-    """`scripts/test` builds the image in the background; the build holds this lock."""
-    import fcntl
-
-    lock = Path("/var/cache/mactl/image/build.lock")
-    if not lock.exists():
-        return
-    deadline = time.monotonic() + timeout
-    with lock.open() as fh:
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                assert time.monotonic() < deadline, f"the image build still holds {lock} after {timeout:.0f}s"
-                time.sleep(2)
 
 
 def test_pods_run_in_the_image_built_from_the_containerfile(
@@ -238,7 +205,7 @@ def test_pods_run_in_the_image_built_from_the_containerfile(
 
     from kubernetes import client
 
-    _wait_for_the_image_build()
+    wait_for_the_image_build()
     image_id = subprocess.run(
         ["podman", "--storage-driver", "vfs", "image", "inspect", "--format", "{{.Id}}", IMAGE],
         capture_output=True,

@@ -10,8 +10,6 @@ target is compared with the source document by document.
 
 from __future__ import annotations
 
-import base64
-import json
 import sys
 import threading
 import time
@@ -20,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube_helpers import Kube
+from kube_helpers import IMAGE, Kube, assert_the_password_is_only_in_the_secret, wait_for_the_image_build
 from mactl.providers.replay import ReplayProvider, group_name
 from opensearchpy import OpenSearch, helpers
 
@@ -208,20 +206,7 @@ def test_the_replay_job_spec_carries_no_secret_values_and_scales_in_place(scene:
     run.start({}, resume=False)
     control = run.control
     first = control.read()
-    raw = control.api.sanitize_for_serialization(first)
-    assert password not in json.dumps(raw)
-    env = {e["name"]: e for e in raw["spec"]["template"]["spec"]["containers"][0]["env"]}
-    ref = env["MACTL_SECRET__target__auth__password"]["valueFrom"]["secretKeyRef"]
-    from kubernetes import client
-
-    secret = client.CoreV1Api(control.api).read_namespaced_secret(ref["name"], "default")
-    assert base64.b64decode(secret.data[ref["key"]]).decode() == password
-    deadline = time.monotonic() + 30
-    while len(control.pods()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert len(control.pods()) == 2
-    for pod in control.pods():
-        assert password not in json.dumps(control.api.sanitize_for_serialization(pod))
+    assert_the_password_is_only_in_the_secret(control, first, password, pods=2)
     # `replicas` 2 → 3 (an update in place in the plan): the same Job, scaled.
     scaled = ReplayJobRun(scene.address, spec, executor.model_copy(update={"replicas": 3}))
     scaled.start({}, resume=True)
@@ -323,9 +308,7 @@ def test_teardown_deletes_a_follow_job_its_status_index_and_its_tuples(scene: Sc
 def test_replay_pods_run_in_the_image_built_from_the_containerfile(scene: Scene) -> None:
     """The replayers run from the image (`scripts/image build`), whose `mactl[kubernetes,kafka]`
     reads the Kafka log, and replay the traffic exactly."""
-    from test_kube_backfill import IMAGE, _wait_for_the_image_build
-
-    _wait_for_the_image_build()
+    wait_for_the_image_build()
     _write(scene.proxy.url, scene.index, writers=4, ops=20)
     outputs = ReplayProvider().apply(scene.context(scene.inputs(replicas=2, image=IMAGE), []))
     assert outputs["inSync"] and scene.group_offsets() == scene.end_offsets()
