@@ -64,9 +64,11 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
         return problems
 
     def preflight(self, inputs: BackfillInputs, ctx: PreflightContext) -> list[str]:
-        from mactl.providers.preflight import cluster_problem, snapshot_problem
+        from mactl.providers.preflight import cluster_problem, kubernetes_problems, snapshot_problem
 
-        problems = [cluster_problem(inputs.target, "target", ctx)]
+        problems: list[str | None] = [cluster_problem(inputs.target, "target", ctx)]
+        if isinstance(inputs.executor, KubernetesExecutor):
+            problems += kubernetes_problems(inputs.executor, ctx)
         if not ctx.redoes("snapshot"):
             name = next(
                 (str(o["name"]) for a, o in ctx.upstream.items() if a.startswith("snapshot.") and o.get("name")), None

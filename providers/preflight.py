@@ -1,4 +1,5 @@
-"""Checks providers share in their `preflight` hook: a cluster answers, a snapshot can be read.
+"""Checks providers share in their `preflight` hook: a cluster answers, a snapshot can be read,
+a Kubernetes executor's Job can be run.
 
 Each returns one line naming what is wrong (endpoints masked), or None. They only read:
 `GET /_cluster/health` with a short timeout and no retries (a plain `GET /` answers 405
@@ -13,6 +14,7 @@ from opensearchpy.exceptions import AuthenticationException, AuthorizationExcept
 
 from mactl.errors import MactlError
 from mactl.schema.common import ClusterRef, SnapshotRepository
+from mactl.schema.executor import KubernetesExecutor
 
 
 def masked_endpoint(endpoint: str) -> str:
@@ -46,6 +48,17 @@ def _probe(ref: ClusterRef, role: str, timeout_s: float) -> str | None:
     except Exception as exc:  # noqa: BLE001 - a preflight reports, it does not crash
         return f"{where} is not reachable: {type(exc).__name__}: {_short(exc)}"
     return None
+
+
+def kubernetes_problems(executor: KubernetesExecutor, ctx: PreflightContext) -> list[str]:
+    """Why the executor's Job could not be run now (asked once per cluster and namespace per run)."""
+    from mactl.executors.kubernetes_preflight import job_problems
+
+    key = f"kubernetes\0{executor.model_dump_json(include={'kubeconfig', 'context', 'namespace', 'serviceAccount', 'secretRefs'})}"
+    if key not in ctx.probes:
+        ctx.probes[key] = "\n".join(job_problems(executor, ctx.config_dir, ctx.timeout_s)) or None
+    found = ctx.probes[key]
+    return found.split("\n") if found else []
 
 
 def snapshot_problem(repository: SnapshotRepository, snapshot: str, ctx: PreflightContext | None = None) -> str | None:

@@ -162,10 +162,13 @@ class ReplayProvider(BaseProvider[ReplayInputs]):
         return problems
 
     def preflight(self, inputs: ReplayInputs, ctx: PreflightContext) -> list[str]:
-        from mactl.providers.preflight import cluster_problem
+        from mactl.providers.preflight import cluster_problem, kubernetes_problems
 
         problem = cluster_problem(inputs.target, "target", ctx)
-        return [problem] if problem else []
+        problems = [problem] if problem else []
+        if isinstance(inputs.executor, KubernetesExecutor):
+            problems += kubernetes_problems(inputs.executor, ctx)
+        return problems
 
     def apply(self, ctx: Context) -> dict[str, Any]:
         from mactl.capture.log import position_offsets

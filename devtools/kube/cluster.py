@@ -5,8 +5,11 @@ published `k8s.io/kubernetes` Go module (cached per version), etcd is Debian's `
 and `devtools.kube.node` plays the node: it binds pending pods to itself and runs each pod's
 command as a local process. Everything listens on 127.0.0.1 only.
 
-Authentication is one static bearer token (`--token-auth-file`), authorization `AlwaysAllow`:
-a throw-away cluster for tests, never exposed. The serving certificate is signed by a CA made
+Authentication is static bearer tokens (`--token-auth-file`), authorization RBAC, as on a
+real cluster: `admin` (in `system:masters`, the `kubeconfig` everything uses) may do anything,
+and `restricted` (`kubeconfig-restricted`, bound to nothing) may do only what RBAC grants every
+authenticated user, so tests can see what mactl does without rights. A throw-away cluster for
+tests, never exposed. The serving certificate is signed by a CA made
 here, which the kubeconfig trusts, so clients verify TLS as they would against any cluster.
 """
 
@@ -67,6 +70,11 @@ class Layout:
     @property
     def kubeconfig(self) -> Path:
         return self.root / "kubeconfig"
+
+    @property
+    def restricted(self) -> Path:
+        """A kubeconfig for a user RBAC grants nothing beyond what every authenticated user has."""
+        return self.root / "kubeconfig-restricted"
 
     @property
     def logs(self) -> Path:
@@ -137,13 +145,19 @@ def _make_pki(pki: Path) -> None:
 
 
 def _write_credentials(layout: Layout) -> str:
+    """The tokens file and a kubeconfig per user; the admin's token (kept across restarts)."""
     tokens = layout.root / "tokens.csv"
-    if tokens.is_file():
-        token = tokens.read_text().split(",", 1)[0]
-    else:
-        token = secrets.token_hex(24)
-        tokens.write_text(f'{token},admin,admin,"system:masters"\n')
-        tokens.chmod(0o600)
+    lines = tokens.read_text().splitlines() if tokens.is_file() else []
+    token = lines[0].split(",", 1)[0] if lines else secrets.token_hex(24)
+    restricted = lines[1].split(",", 1)[0] if len(lines) > 1 else secrets.token_hex(24)
+    tokens.write_text(f'{token},admin,admin,"system:masters"\n{restricted},restricted,restricted\n')
+    tokens.chmod(0o600)
+    for user, secret, path in (("admin", token, layout.kubeconfig), ("restricted", restricted, layout.restricted)):
+        _write_kubeconfig(layout, user, secret, path)
+    return token
+
+
+def _write_kubeconfig(layout: Layout, user: str, token: str, path: Path) -> None:
     server = f"https://127.0.0.1:{APISERVER_PORT}"
     kubeconfig = {
         "apiVersion": "v1",
@@ -151,13 +165,12 @@ def _write_credentials(layout: Layout) -> str:
         "clusters": [
             {"name": "local", "cluster": {"server": server, "certificate-authority": str(layout.pki / "ca.crt")}}
         ],
-        "users": [{"name": "admin", "user": {"token": token}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
         "current-context": "local",
     }
-    layout.kubeconfig.write_text(json.dumps(kubeconfig, indent=2))
-    layout.kubeconfig.chmod(0o600)
-    return token
+    path.write_text(json.dumps(kubeconfig, indent=2))
+    path.chmod(0o600)
 
 
 def _start(layout: Layout, name: str, cmd: list[str]) -> None:
@@ -230,7 +243,7 @@ def up(layout: Layout, *, timeout: float = 120.0) -> None:
             f"--tls-cert-file={pki / 'serving.crt'}",
             f"--tls-private-key-file={pki / 'serving.key'}",
             f"--token-auth-file={layout.root / 'tokens.csv'}",
-            "--authorization-mode=AlwaysAllow",
+            "--authorization-mode=RBAC",
             "--service-account-issuer=https://kubernetes.default.svc",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",

@@ -175,9 +175,12 @@ def build_indexed_job(
     return JobObjects(name, executor.namespace, job, secret)
 
 
-def api_client(executor: KubernetesExecutor, config_dir: Path | None = None) -> Any:
+def api_client(executor: KubernetesExecutor, config_dir: Path | None = None, *, retries: int | None = None) -> Any:
     """A client for the executor's cluster: its `kubeconfig` (relative to the config's folder),
-    else KUBECONFIG or ~/.kube/config, else the in-cluster service account."""
+    else KUBECONFIG or ~/.kube/config, else the in-cluster service account.
+
+    `retries` overrides urllib3's connection retries (the preflight asks once, so a dead
+    API server costs one timeout, not four)."""
     try:
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
@@ -189,10 +192,13 @@ def api_client(executor: KubernetesExecutor, config_dir: Path | None = None) -> 
     if path and config_dir is not None and not Path(path).is_absolute():
         path = str(config_dir / path)
     try:
-        if path or os.environ.get("KUBECONFIG") or Path("~/.kube/config").expanduser().is_file():
-            return config.new_client_from_config(config_file=path, context=executor.context)
         configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
+        if path or os.environ.get("KUBECONFIG") or Path("~/.kube/config").expanduser().is_file():
+            config.load_kube_config(config_file=path, context=executor.context, client_configuration=configuration)
+        else:
+            config.load_incluster_config(client_configuration=configuration)
+        if retries is not None:
+            configuration.retries = retries
         return client.ApiClient(configuration)
     except (ConfigException, OSError) as exc:
         where = f"kubeconfig {path}" if path else "the default kubeconfig or in-cluster config"

@@ -18,6 +18,11 @@ class Kube:
 
         return config.new_client_from_config(config_file=str(self.kubeconfig))
 
+    @property
+    def restricted(self) -> Path:
+        """The control plane's second user, whom RBAC grants nothing (`devtools.kube.cluster`)."""
+        return self.kubeconfig.parent / "kubeconfig-restricted"
+
 
 def assert_the_password_is_only_in_the_secret(control: Any, job: Any, password: str, pods: int) -> dict[str, str]:
     """The Job (`job`, as read back) and, once the Job controller made them, its `pods` pods
