@@ -239,7 +239,18 @@ class JobControl:
 
     def submit(self, objects: JobObjects) -> str:
         """Create the Job, or adopt the one a killed apply left: scale it when only the replica
-        count differs, recreate it when its pod template does. Returns what was done."""
+        count differs, recreate it when its pod template does. Returns what was done.
+
+        A refusal by the API server (a namespace or quota gone since the preflight) is one
+        line naming the Job, not the client's dump of headers."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self._submit(objects)
+        except ApiException as exc:
+            raise api_refusal(exc, f"Job {self.namespace}/{self.name}") from None
+
+    def _submit(self, objects: JobObjects) -> str:
         existing = self.read()
         if existing is not None:
             annotations = existing.metadata.annotations or {}
@@ -365,6 +376,18 @@ class JobControl:
         except Exception:  # noqa: BLE001 - a log is an extra: not every node serves one
             return ""
         return f"\nLast lines of pod {newest.metadata.name}:\n{text}"
+
+
+def api_refusal(exc: Any, what: str) -> ProviderError:
+    """An `ApiException` as one line: the status and the API server's own message."""
+    message = str(exc.reason or "")
+    try:
+        body = orjson.loads(exc.body or b"{}")
+        if isinstance(body, dict) and body.get("message"):
+            message = str(body["message"])
+    except orjson.JSONDecodeError:
+        pass
+    return ProviderError(f"{what}: the API server refused it (HTTP {exc.status}): {' '.join(message.split())}")
 
 
 def _finished(job: Any) -> bool:

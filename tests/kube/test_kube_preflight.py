@@ -141,3 +141,22 @@ def test_apply_refuses_before_rolling_back_a_backfill_it_could_not_run_on_kubern
         project.cleanup()
         if core.list_namespace(field_selector=f"metadata.name={ns}").items:
             core.delete_namespace(ns)
+
+
+def test_a_refusal_at_run_time_is_one_line_naming_the_job(kube: Kube) -> None:
+    """What the preflight cannot foresee (a namespace deleted since, a quota) still ends as one
+    line with the API server's reason, not the client's dump of response headers."""
+    from mactl.errors import ProviderError
+    from mactl.executors.kubernetes import JobControl, build_indexed_job
+
+    ns = f"gone-{uuid.uuid4().hex[:6]}"
+    executor = _executor(kube, namespace=ns)
+    objects = build_indexed_job(
+        "backfill.x.y", executor, command=["true"], spec_env="SPEC", public_spec=b"{}", secrets={"p": "pw"}
+    )
+    control = JobControl(kube.api(), ns, objects.name)
+    with pytest.raises(ProviderError) as refused:
+        control.submit(objects)
+    assert refused.value.message == (
+        f'Job {ns}/{objects.name}: the API server refused it (HTTP 404): namespaces "{ns}" not found'
+    )
