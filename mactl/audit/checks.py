@@ -253,6 +253,7 @@ def check_sample(
     put through the same transforms (or both no longer have it). A transform's relative
     `file:` starts at `transforms_base_dir` (the config's folder).
     """
+    from mactl.audit.derived_vectors import DERIVED_SETTING, derived_vector_paths, same_source
     from mactl.backfill.doc_transforms import DocumentTransformer
     from mactl.schema.common import TransformSpec
 
@@ -291,13 +292,15 @@ def check_sample(
             "detail": f"cannot re-derive the sample: {type(exc).__name__}: {exc}",
         }
     actual = _fetch(target, [(o.index, o.id, o.routing) for _, o in expected])
+    rebuilt = {name: derived_vector_paths(target, name) for name in {o.index for _, o in expected}}
     live: list[dict[str, Any] | None] = []
     mismatches: list[dict[str, Any]] = []
     matched = 0
     missing = 0
     dead_lettered = int(fact.get("deadLettered", 0))
     for k, ((doc, out), got) in enumerate(zip(expected, actual, strict=True)):
-        if got == out.source:
+        as_float32 = rebuilt[out.index]
+        if same_source(out.source, got, as_float32):
             matched += 1
             continue
         if source is not None:  # replayed: the source may have changed the document since the snapshot
@@ -305,7 +308,9 @@ def check_sample(
                 live = _fetch(source, [(d.index, d.id, d.routing) for d, _ in expected])
             now = live[k]
             now_out = transformer.apply(doc.index, doc.id, doc.routing, now, doc.type) if now is not None else None
-            if (now_out is None and got is None) or (now_out is not None and got == now_out.source):
+            if (now_out is None and got is None) or (
+                now_out is not None and same_source(now_out.source, got, as_float32)
+            ):
                 matched += 1
                 continue
         if got is None and missing < dead_lettered:
@@ -323,6 +328,12 @@ def check_sample(
         "mismatches": mismatches,
         **({"detail": "the snapshot holds no document to sample"} if not checked else {}),
     }
+    if vectors := sorted(p for paths in rebuilt.values() for p in paths):
+        result["float32Fields"] = vectors
+        result["note"] = (
+            f"{', '.join(vectors)} compared as float32: the target rebuilds them in _source from its "
+            f"k-NN index ({DERIVED_SETTING})"
+        )
     if missing:
         result["missingDeadLettered"] = missing
         result["detail"] = (

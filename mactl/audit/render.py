@@ -101,6 +101,9 @@ def render_text(reports: Sequence[Report]) -> str:
         )
         for name, count, sample, mappings in summary_rows(r):
             out.append(f"  {name.ljust(width)}  {count:24}  {sample:24}  {mappings}")
+        for row in r["indices"]:
+            if note := (row["checks"].get("sample") or {}).get("note"):
+                out.append(f"  note: {row['index']}: sample: {note}")
         lrows = ledger_rows(r)
         if lrows:
             out.append(

@@ -37,6 +37,9 @@ REMOVED_IN_OS3 = {
     "index.store.hybrid.mmap.extensions": "removed in 3.0 (replaced by index.store.hybrid.nio.extensions)",
 }
 
+# OpenSearch 3's switch for rebuilding k-NN vectors in `_source` from the vector index.
+DERIVED_SOURCE_SETTING = "index.knn.derived_source.enabled"
+
 # OpenSearch 1.x index-level k-NN defaults → the `method` keys they stood for.
 KNN_INDEX_SETTINGS = {
     "index.knn.space_type": "space_type",
@@ -126,6 +129,33 @@ def drop_removed_in_os3(item: Item, profile: TargetProfile) -> Notes:
     return [f"dropped {', '.join(dropped)}"] if dropped else []
 
 
+def note_derived_vectors(item: Item, profile: TargetProfile) -> Notes:
+    """Name the k-NN fields whose `_source` an OpenSearch 3 target will rebuild as float32s.
+
+    OpenSearch 3 keeps `knn_vector` values out of the stored `_source` of a k-NN index and
+    rebuilds them from the vector index on read (`index.knn.derived_source.enabled`, on by
+    default): a vector written with double precision reads back at float32. mactl keeps the
+    target's default (it saves the vectors' share of the storage) and says so here, at plan;
+    validation compares those fields as float32s. A settings transform that sets the setting
+    to false keeps the original values (and silences this note)."""
+    if not _targets_os3(profile):
+        return []
+    knn_on = any(str(settings.get("index.knn", "")).lower() == "true" for settings in _settings(item))
+    kept = any(str(settings.get(DERIVED_SOURCE_SETTING, "")).lower() == "false" for settings in _settings(item))
+    if not knn_on or kept:
+        return []
+    fields = [
+        path for mapping in _mappings(item) for path, spec in _field_maps(mapping) if spec.get("type") == "knn_vector"
+    ]
+    if not fields:
+        return []
+    return [
+        f"{', '.join(fields)}: OpenSearch 3 rebuilds them in _source from its float32 k-NN index "
+        f"({DERIVED_SOURCE_SETTING}, its default), so they read back at float32 precision; set it to "
+        "false with a settings transform to keep the original values"
+    ]
+
+
 OS3_RULES: tuple[VersionTransform, ...] = (
     VersionTransform(
         "knn-index-settings-to-method", "OpenSearch 1.x index-level k-NN defaults", knn_index_settings_to_method
@@ -134,5 +164,8 @@ OS3_RULES: tuple[VersionTransform, ...] = (
     VersionTransform("os3-drop-removed-settings", "settings OpenSearch 3 refuses", drop_removed_in_os3),
     VersionTransform(
         "refuse-knn-models", "k-NN fields from trained models need the model on the target", refuse_knn_models
+    ),
+    VersionTransform(
+        "os3-knn-derived-source", "OpenSearch 3 rebuilds k-NN vectors in _source at float32", note_derived_vectors
     ),
 )

@@ -73,6 +73,13 @@ def test_es8_to_os3_carries_vectors_and_knn_parity_catches_a_moved_vector(es8: A
     assert r.documents == {"docs": 230, "vec": 300}
     assert {"dense_vector-to-knn_vector", "flattened-to-flat_object"} <= set(r.rules)
     (report,) = r.audit["reports"]
+    # `emb` holds full-precision values (as a model writes them); OpenSearch 3 reads them back at
+    # float32 (derived source), so the sample check compares the vector fields as float32s and says so
+    (vec_row,) = [row for row in report["indices"] if row["index"].endswith("-vec")]
+    sample = vec_row["checks"]["sample"]
+    assert sample["passed"] and sample["matched"] == sample["checked"] == 100, sample  # the default sampleSize
+    assert sample["float32Fields"] == ["bits", "emb", "emb_l2"]
+    assert "os3-knn-derived-source" in r.rules
     vectors = {q["field"]: q for q in report["queries"] if q.get("kind") == "vector"}
     assert set(vectors) == {"emb", "emb_l2", "bits"}
     for q in vectors.values():
