@@ -16,6 +16,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError, TransportError
 
 from mactl.metadata.items import normalise_settings
+from mactl.metadata.written_back import canonical_aliases, comparable_mappings
 
 _PATHS = {
     "legacy_template": "/_template/{name}",
@@ -105,8 +106,22 @@ def _settings_view(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: norm(v) for k, v in settings.items()}
 
 
+def _written_back(left: dict[str, Any], right: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two bodies' mappings and aliases in one form, what the target writes back by itself
+    left out (`mactl.metadata.written_back`)."""
+    left, right = dict(left), dict(right)
+    if "mappings" in left:
+        left["mappings"], right["mappings"] = comparable_mappings(left["mappings"], right.get("mappings"))
+    for side in (left, right):
+        if "aliases" in side:
+            side["aliases"] = canonical_aliases(side["aliases"])
+    return left, right
+
+
 def _comparable(kind: str, desired: dict[str, Any], actual: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Views of both sides restricted to what mactl sets, so cluster-added keys don't count."""
+    """Views of both sides restricted to what mactl sets, so cluster-added keys don't count,
+    with mappings and aliases in one form, so what the target writes back by itself (its
+    defaults, its spelling of a value) doesn't count either."""
 
     def settings_pair(d: dict[str, Any], a: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         dv = _settings_view(normalise_settings(d))
@@ -122,15 +137,16 @@ def _comparable(kind: str, desired: dict[str, Any], actual: dict[str, Any]) -> t
             right["aliases"] = {
                 k: (actual.get("aliases") or {}).get(k, "<missing>") for k in desired.get("aliases") or {}
             }
-        return left, right
+        return _written_back(left, right)
     left = dict(desired)
     right = {k: actual.get(k) for k in desired}
     dt, at = desired.get("template"), actual.get("template")
     if isinstance(dt, dict):
         at = at if isinstance(at, dict) else {}
         ds, as_ = settings_pair(dt.get("settings") or {}, at.get("settings") or {})
-        left["template"] = {**dt, "settings": ds}
-        right["template"] = {**{k: at.get(k) for k in dt}, "settings": as_}
+        left["template"], right["template"] = _written_back(
+            {**dt, "settings": ds}, {**{k: at.get(k) for k in dt}, "settings": as_}
+        )
     return left, right
 
 
