@@ -166,10 +166,17 @@ _REFUSED_SETTING = re.compile(
 
 
 def create(client: OpenSearch, kind: str, name: str, body: dict[str, Any]) -> list[str]:
-    """Create one item. Returns notes for settings the target refused and mactl dropped.
+    """Create one item. Returns notes for settings the target refused and mactl dropped."""
+    return create_as(client, kind, name, body)[1]
+
+
+def create_as(client: OpenSearch, kind: str, name: str, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Create one item. Returns the body as created and notes for the settings dropped from it.
 
     "Drop settings the target rejects" is learnt by trying: when the target answers
-    `unknown setting [x]`, mactl drops `x`, says so in the report, and tries again.
+    `unknown setting [x]`, mactl drops `x`, says so in the report, and tries again. The
+    body returned lacks them: it is what the target was asked to hold, so what a later
+    comparison (validation's mappings check) must expect.
     """
     dropped: list[str] = []
     for _attempt in range(20):
@@ -180,7 +187,7 @@ def create(client: OpenSearch, kind: str, name: str, body: dict[str, Any]) -> li
                 client.indices.put_template(name=name, body=body)
             else:
                 client.transport.perform_request("PUT", _PATHS[kind].format(name=name), body=body)
-            return [f"drop-rejected-settings: target refused {', '.join(dropped)}; dropped"] if dropped else []
+            return body, [f"drop-rejected-settings: target refused {', '.join(dropped)}; dropped"] if dropped else []
         except TransportError as exc:
             reason = error_reason(exc)
             match = _REFUSED_SETTING.search(reason)
