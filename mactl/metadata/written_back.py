@@ -71,7 +71,7 @@ ROOT_DEFAULTS: dict[Path, Any] = {("_source", "enabled"): True, ("_source",): {}
 DYNAMIC_TEMPLATE_DEFAULTS: dict[Path, Any] = {("match_mapping_type",): "*"}
 
 # Parameters the target stores as a list: one value means the same as a list of it.
-LIST_PARAMETERS = frozenset({"copy_to", "includes", "excludes"})
+LIST_PARAMETERS = frozenset({"copy_to"})
 
 # Parameters whose value the target keeps as an enum name: compared without case (k-NN
 # writes `"data_type": "byte"` back as `"BYTE"`).
@@ -215,12 +215,6 @@ def _one_form_mappings(mappings: dict[str, Any]) -> dict[str, Any]:
     templates = out.get("dynamic_templates")
     if isinstance(templates, list):
         out["dynamic_templates"] = [_one_form_dynamic_template(t) for t in templates]
-    if isinstance(out.get("_source"), dict):
-        source = dict(out["_source"])
-        for key in LIST_PARAMETERS & source.keys():
-            if not isinstance(source[key], list):
-                source[key] = [source[key]]
-        out["_source"] = source
     return out
 
 
@@ -251,7 +245,9 @@ def canonical_alias(alias: Any) -> Any:
     """An alias with `routing` spelt as the target stores it: `index_routing` and `search_routing`.
 
     `routing: r` is shorthand for both; the target answers with the two. An explicit
-    `index_routing` or `search_routing` beside it wins, as it does on the target.
+    `index_routing` or `search_routing` beside it wins, as it does on the target. Nothing
+    else is coerced: OpenSearch ignores `is_write_index: "true"` (a string) at index
+    creation, so it must not compare equal to the `true` the target would then lack.
     """
     if not isinstance(alias, dict):
         return alias
@@ -260,7 +256,7 @@ def canonical_alias(alias: Any) -> Any:
     if routing is not None:
         out.setdefault("index_routing", routing)
         out.setdefault("search_routing", routing)
-    return {k: scalar(v) if k == "is_write_index" else v for k, v in out.items()}
+    return out
 
 
 def canonical_aliases(aliases: Any) -> Any:

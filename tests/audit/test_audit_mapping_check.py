@@ -6,7 +6,8 @@ shaped would hold), is put through the metadata rules for an Elasticsearch 7.10 
 source, created on OpenSearch 2.19 and 3.5 (k-NN) exactly as the metadata stage creates it,
 and checked with `check_definition` against the recorded definition: each must pass. So must
 the version matrix's mappings and the ES 8 / OpenSearch 2 constructs, read back from the real
-Elasticsearch 8 where it can hold them. Then definitions that really differ from the target,
+Elasticsearch 8 where it can hold them, and an index of the field types whose defaults each
+target fills in (`FIELD_DEFAULTS` in `mactl/metadata/written_back.py`). Then definitions that really differ from the target,
 and changes made on the target afterwards, must fail naming the field or setting.
 """
 
@@ -212,6 +213,67 @@ def test_the_matrix_and_es8_constructs_pass_the_check_on_opensearch_3(es8: Any, 
     )
     assert {n: what for n, (what, _) in results.items()} == dict.fromkeys([*ES8_BODIES, *OS2_ITEMS], "checked"), results
     assert all(r["passed"] for _, r in results.values()), {n: r["detail"] for n, (_, r) in results.items()}
+
+
+# Field types whose defaults the targets write back (found by probing both targets); the
+# k-NN, join and version ones only where the target has them.
+FILLED_IN: dict[str, dict[str, Any]] = {
+    "done": {"type": "completion"},
+    "sayt": {"type": "search_as_you_type"},
+    "tags": {"type": "keyword", "copy_to": ["all"], "doc_values": "false"},
+    "all": {"type": "text", "norms": "false", "position_increment_gap": "100"},
+    "n": {"type": "long", "null_value": "0", "ignore_malformed": "true"},
+    "empty": {"properties": {}},
+    "off": {"type": "object", "enabled": "false"},
+    "wc": {"type": "wildcard"},
+}
+FILLED_IN_OS3: dict[str, dict[str, Any]] = {
+    "rel": {"type": "join", "relations": {"q": "a"}},
+    "ver": {"type": "version"},
+    "k_bytes": {
+        "type": "knn_vector",
+        "dimension": 4,
+        "data_type": "byte",
+        "method": {"name": "hnsw", "engine": "lucene"},
+    },
+    "k_float": {
+        "type": "knn_vector",
+        "dimension": 4,
+        "data_type": "float",
+        "method": {"name": "hnsw", "engine": "lucene"},
+    },
+    "k_field_space": {
+        "type": "knn_vector",
+        "dimension": 4,
+        "space_type": "cosinesimil",
+        "method": {"name": "hnsw", "engine": "lucene"},
+    },
+    "k_sq": {
+        "type": "knn_vector",
+        "dimension": 4,
+        "method": {"name": "hnsw", "engine": "lucene", "parameters": {"encoder": {"name": "sq"}}},
+    },
+    "k_engine": {"type": "knn_vector", "dimension": 4, "method": {"name": "hnsw"}},
+}
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("target_name", ["os2", "os3"])
+def test_defaults_each_target_fills_in_pass_the_check(
+    target_name: str, request: pytest.FixtureRequest, prefix: str
+) -> None:
+    client = OpenSearch(request.getfixturevalue(target_name).url, timeout=60)
+    props = {**FILLED_IN, **(FILLED_IN_OS3 if target_name == "os3" else {})}
+    root = {
+        "_source": {"enabled": True, "excludes": ["secret"]},
+        "dynamic_templates": [{"any": {"match": "z_*", "match_mapping_type": "*", "mapping": {"type": "keyword"}}}],
+        "properties": props,
+    }
+    settings = {"index": {"number_of_shards": 1, **({"knn": True} if target_name == "os3" else {})}}
+    body = index_body(settings, root, {"w": {"routing": "1", "is_write_index": True}})
+    tgt.create(client, "index", f"{prefix}filled", copy.deepcopy(body))
+    result = check_definition({"index": f"{prefix}filled", "definition": body}, client)
+    assert result["passed"], result["detail"]
 
 
 # One definition with what the targets fill in themselves, and changes that must show.
