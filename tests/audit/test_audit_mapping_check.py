@@ -225,6 +225,7 @@ FILLED_IN: dict[str, dict[str, Any]] = {
     "n": {"type": "long", "null_value": "0", "ignore_malformed": "true"},
     "empty": {"properties": {}},
     "off": {"type": "object", "enabled": "false"},
+    "closed": {"dynamic": False, "properties": {"y": {"type": "long"}}},  # reads back "false"
     "wc": {"type": "wildcard"},
 }
 FILLED_IN_OS3: dict[str, dict[str, Any]] = {
@@ -266,6 +267,7 @@ def test_defaults_each_target_fills_in_pass_the_check(
     props = {**FILLED_IN, **(FILLED_IN_OS3 if target_name == "os3" else {})}
     root = {
         "_source": {"enabled": True, "excludes": ["secret"]},
+        "date_detection": "false",
         "dynamic_templates": [{"any": {"match": "z_*", "match_mapping_type": "*", "mapping": {"type": "keyword"}}}],
         "properties": props,
     }
