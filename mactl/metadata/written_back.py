@@ -86,22 +86,25 @@ def scalar(value: Any) -> Any:
 
     The target parses `"true"`, `"256"` and `100` into the parameter's type and writes that
     back, so `"true"`/`true`, `"256"`/`256` and `100`/`100.0` are the same parameter value.
-    A string that is neither a boolean nor a finite number stays as it is. Both sides of a
-    comparison go through this, so `256` against `512` still differs.
+    Any other string stays as it is. Both sides of a comparison go through this, so `256`
+    against `512` still differs.
     """
     if isinstance(value, bool):
         return value
     if isinstance(value, int | float):
         return _number(float(value))
     if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in ("true", "false"):
-            return lowered == "true"
+        if value in ("true", "false"):
+            return value == "true"
         try:
             number = float(value)
         except ValueError:
             return value
-        return _number(number) if math.isfinite(number) else value
+        # only a number's own spelling: "256" and "0.5" are numbers, "01" or "1e3" stay
+        # strings (a keyword's `null_value: "01"` is not `"1"`)
+        if math.isfinite(number) and value in (str(_number(number)), repr(number)):
+            return _number(number)
+        return value
     return value
 
 

@@ -338,3 +338,28 @@ def test_real_differences_fail_naming_the_field(os3: Any, prefix: str) -> None:
     result = check_definition({"index": index, "definition": BASE}, client)
     assert not result["passed"]
     assert "['tag']['ignore_above']" in result["detail"] and "index.number_of_replicas" in result["detail"]
+
+
+def test_spellings_that_differ_in_meaning_stay_different() -> None:
+    """No cluster: what the rules must not merge (each pair would hide a real difference)."""
+    from mactl.metadata.written_back import canonical_aliases, comparable_mappings
+
+    def same(desired: dict[str, Any], actual: dict[str, Any]) -> bool:
+        left, right = comparable_mappings({"properties": {"f": desired}}, {"properties": {"f": actual}})
+        return bool(left == right)
+
+    assert same({"type": "keyword", "ignore_above": "256"}, {"type": "keyword", "ignore_above": 256})
+    assert not same({"type": "keyword", "null_value": "01"}, {"type": "keyword", "null_value": "1"})
+    assert same({"type": "wildcard"}, {"type": "wildcard", "doc_values": False})  # the 2.19 default
+    assert not same({"type": "wildcard", "doc_values": True}, {"type": "wildcard", "doc_values": False})
+    knn = {"type": "knn_vector", "dimension": 4, "method": {"name": "hnsw"}}
+    assert same(knn, {**knn, "method": {"name": "hnsw", "engine": "faiss", "space_type": "l2", "parameters": {}}})
+    explicit = {**knn, "method": {"name": "hnsw", "engine": "lucene"}}
+    assert not same(explicit, {**knn, "method": {"name": "hnsw", "engine": "faiss"}})
+    assert not same(
+        {**knn, "method": {"name": "hnsw", "space_type": "cosinesimil"}}, {**knn, "method": {"name": "hnsw"}}
+    )
+    assert not same({"type": "object", "properties": {"a": {"type": "long"}}}, {"type": "object"})
+    assert not same({"type": "keyword"}, {"type": "text"})
+    assert canonical_aliases({"a": {"routing": "1"}}) == {"a": {"index_routing": "1", "search_routing": "1"}}
+    assert canonical_aliases({"a": {"is_write_index": "true"}}) != canonical_aliases({"a": {"is_write_index": True}})
