@@ -240,7 +240,8 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
                 hint="fix them with a transform, leave them out with `indices`, or set `onItemFailure: continue`",
             )
         todo, recreate = self._resolve_conflicts(client, ev, inputs, ours, rows, intended)
-        created = self._create_all(ctx, client, todo, recreate, ours, rows)
+        as_created: dict[str, dict[str, Any]] = {}
+        created = self._create_all(ctx, client, todo, recreate, ours, rows, as_created)
         created += self._no_longer_selected_pipelines(ctx, created)
         report = report_mod.build(ev.source, ev.target, ev.origin, self._ordered(rows))
         ctx.log(report_mod.render_text(report, show_transforms=False))
@@ -249,9 +250,14 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
             "created": created,
             **_evaluated(ev),
             "report": report,
-            # The index bodies as created (after every transform): the validate stage
-            # compares the target against them, and backfill rollback may recreate from them.
-            "definitions": {i.name: i.body for i in ev.items if i.kind == "index" and i.action == "create" and i.body},
+            # The index bodies as created (after every transform, without the settings the
+            # target refused): the validate stage compares the target against them, and
+            # backfill rollback may recreate from them.
+            "definitions": {
+                i.name: as_created.get(i.name, i.body)
+                for i in ev.items
+                if i.kind == "index" and i.action == "create" and i.body
+            },
             # The templates as the target holds them right after this run: refresh compares
             # them with the target's to notice a template changed outside mactl.
             "templateBodies": _template_bodies(client, created),
@@ -305,7 +311,8 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
             )
         sub = Evaluation(ev.source, ev.target, ev.origin, wanted, [])
         todo, recreate = self._resolve_conflicts(client, sub, inputs, set(), rows)
-        new = self._create_all(ctx, client, todo, recreate, set(), rows)
+        as_created: dict[str, dict[str, Any]] = {}
+        new = self._create_all(ctx, client, todo, recreate, set(), rows, as_created)
         created = sorted([*kept, *new], key=lambda r: (KIND_ORDER[r["kind"]], r["name"]))
         prior_rows = {
             _key(r["kind"], r["name"]): r
@@ -317,7 +324,7 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
         definitions = {k: v for k, v in (prior.get("definitions") or {}).items() if k not in scope}
         definitions.update(
             {
-                i.name: i.body
+                i.name: as_created.get(i.name, i.body)
                 for i in wanted
                 if i.kind == "index" and i.body and i.name in {r["name"] for r in new if r["kind"] == "index"}
             }
@@ -563,7 +570,10 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
         recreate: set[str],
         ours: set[str],
         rows: dict[str, dict[str, Any]],
+        as_created: dict[str, dict[str, Any]],
     ) -> list[dict[str, str]]:
+        """Create `todo`; an index whose body the target made mactl change (a refused setting
+        dropped) goes into `as_created` as created."""
         created: list[dict[str, str]] = [
             {"kind": r["kind"], "name": r["name"]} for k, r in rows.items() if k in ours and r["outcome"] == "created"
         ]
@@ -582,7 +592,10 @@ class MetadataProvider(BaseProvider[MetadataInputs]):
                 if _key(item.kind, item.name) in recreate:
                     tgt.delete(client, item.kind, item.name)
                 assert item.body is not None
-                return item, tgt.create(client, item.kind, item.name, item.body)
+                body, notes = tgt.create_as(client, item.kind, item.name, item.body)
+                if item.kind == "index" and body is not item.body:
+                    as_created[item.name] = body
+                return item, notes
             except tgt.CreateFailed as exc:
                 return item, exc.reason
 

@@ -16,6 +16,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError, TransportError
 
 from mactl.metadata.items import normalise_settings
+from mactl.metadata.written_back import canonical_aliases, comparable_mappings
 
 _PATHS = {
     "legacy_template": "/_template/{name}",
@@ -105,8 +106,22 @@ def _settings_view(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: norm(v) for k, v in settings.items()}
 
 
+def _written_back(left: dict[str, Any], right: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two bodies' mappings and aliases in one form, what the target writes back by itself
+    left out (`mactl.metadata.written_back`)."""
+    left, right = dict(left), dict(right)
+    if "mappings" in left:
+        left["mappings"], right["mappings"] = comparable_mappings(left["mappings"], right.get("mappings"))
+    for side in (left, right):
+        if "aliases" in side:
+            side["aliases"] = canonical_aliases(side["aliases"])
+    return left, right
+
+
 def _comparable(kind: str, desired: dict[str, Any], actual: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Views of both sides restricted to what mactl sets, so cluster-added keys don't count."""
+    """Views of both sides restricted to what mactl sets, so cluster-added keys don't count,
+    with mappings and aliases in one form, so what the target writes back by itself (its
+    defaults, its spelling of a value) doesn't count either."""
 
     def settings_pair(d: dict[str, Any], a: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         dv = _settings_view(normalise_settings(d))
@@ -122,15 +137,16 @@ def _comparable(kind: str, desired: dict[str, Any], actual: dict[str, Any]) -> t
             right["aliases"] = {
                 k: (actual.get("aliases") or {}).get(k, "<missing>") for k in desired.get("aliases") or {}
             }
-        return left, right
+        return _written_back(left, right)
     left = dict(desired)
     right = {k: actual.get(k) for k in desired}
     dt, at = desired.get("template"), actual.get("template")
     if isinstance(dt, dict):
         at = at if isinstance(at, dict) else {}
         ds, as_ = settings_pair(dt.get("settings") or {}, at.get("settings") or {})
-        left["template"] = {**dt, "settings": ds}
-        right["template"] = {**{k: at.get(k) for k in dt}, "settings": as_}
+        left["template"], right["template"] = _written_back(
+            {**dt, "settings": ds}, {**{k: at.get(k) for k in dt}, "settings": as_}
+        )
     return left, right
 
 
@@ -150,10 +166,17 @@ _REFUSED_SETTING = re.compile(
 
 
 def create(client: OpenSearch, kind: str, name: str, body: dict[str, Any]) -> list[str]:
-    """Create one item. Returns notes for settings the target refused and mactl dropped.
+    """Create one item. Returns notes for settings the target refused and mactl dropped."""
+    return create_as(client, kind, name, body)[1]
+
+
+def create_as(client: OpenSearch, kind: str, name: str, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Create one item. Returns the body as created and notes for the settings dropped from it.
 
     "Drop settings the target rejects" is learnt by trying: when the target answers
-    `unknown setting [x]`, mactl drops `x`, says so in the report, and tries again.
+    `unknown setting [x]`, mactl drops `x`, says so in the report, and tries again. The
+    body returned lacks them: it is what the target was asked to hold, so what a later
+    comparison (validation's mappings check) must expect.
     """
     dropped: list[str] = []
     for _attempt in range(20):
@@ -164,7 +187,7 @@ def create(client: OpenSearch, kind: str, name: str, body: dict[str, Any]) -> li
                 client.indices.put_template(name=name, body=body)
             else:
                 client.transport.perform_request("PUT", _PATHS[kind].format(name=name), body=body)
-            return [f"drop-rejected-settings: target refused {', '.join(dropped)}; dropped"] if dropped else []
+            return body, [f"drop-rejected-settings: target refused {', '.join(dropped)}; dropped"] if dropped else []
         except TransportError as exc:
             reason = error_reason(exc)
             match = _REFUSED_SETTING.search(reason)

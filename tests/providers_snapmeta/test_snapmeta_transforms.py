@@ -7,6 +7,7 @@ from mactl.providers.metadata import MetadataProvider
 from opensearchpy import OpenSearch
 from snapmeta_helpers import Names, make_ctx
 
+from mactl.audit.checks import check_definition
 from mactl.errors import ProviderError
 from mactl.metadata import target as tgt
 from mactl.metadata.evaluate import evaluate
@@ -294,3 +295,33 @@ def test_target_refusal_is_a_per_item_failure(es: OpenSearch, target: OpenSearch
     failed = [r for r in out["report"]["items"] if r["outcome"] == "failed"]
     assert [r["name"] for r in failed] == [n("icu")] and "icu_tokenizer" in failed[0]["reason"]
     assert target.indices.exists(index=n("ok")) and not target.indices.exists(index=n("icu"))
+
+
+def test_a_setting_the_target_refused_is_not_in_the_recorded_definition(
+    es: OpenSearch,
+    target: OpenSearch,
+    names: Names,
+    es710,
+    os2,  # noqa: ANN001
+) -> None:
+    """The definition validation compares against is the body as created: without the setting
+    the target refused (and mactl dropped), which the target cannot hold."""
+    n = names
+    es.indices.create(index=n("plug"), body={"settings": {"number_of_shards": 1, "number_of_replicas": 0}})
+    add_plugin_setting = (
+        '{% set b = item.body %}{% do b.settings.update({"index.mapcheck_plugin.level": "high"}) %}{{ b | tojson }}'
+    )
+    base = {"indices": [{"names": [n("plug")]}], "templates": False}
+    out = MetadataProvider().apply(
+        make_ctx(
+            "metadata.es710.s.os2.m0",
+            "metadata",
+            _inputs(n, es710, os2, transforms=[{"kind": "jinja", "template": add_plugin_setting}], **base),
+        )
+    )
+    (row,) = [r for r in out["report"]["items"] if r["name"] == n("plug")]
+    assert any("target refused index.mapcheck_plugin.level" in t for t in row["transforms"]), row
+    definition = out["definitions"][n("plug")]
+    assert "index.mapcheck_plugin.level" not in definition["settings"]
+    assert definition["settings"]["index.number_of_replicas"] == "0"
+    assert check_definition({"index": n("plug"), "definition": definition}, target)["passed"]
