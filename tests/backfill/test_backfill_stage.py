@@ -157,7 +157,9 @@ def test_apply_workers_and_a_joining_mactl_worker_copy_every_live_document_each_
     claims = _claims(inputs, address, tmp_path)
     assert len(claims) == 6 and all(len(c) == 1 for c in claims.values()), claims  # each unit done exactly once
     holders = {c[0]["holder"] for c in claims.values()}
-    assert len(holders) == 3 and joined["holder"] in holders, (holders, joined)
+    # The joiner and the stage's own workers shared the units. How many each got is timing: on a
+    # loaded machine the joiner (started first) may finish several before a local worker starts.
+    assert len(holders) >= 2 and joined["holder"] in holders, (holders, joined)
     assert sorted(joined["units_done"]) == sorted(k for k, c in claims.items() if c[0]["holder"] == joined["holder"])
     # rollback empties the index (by query, or by ids when the target lacks the reindex module)
     _run(tmp_path, inputs, address, op="rollback", timeout=60)
