@@ -168,7 +168,9 @@ class Walker:
         """The second Ctrl-C: every stage still running is recorded as tainted."""
         self.result.interrupted = True
         for address, (change, _) in list(self._live.items()):
-            self.recorder.tainted(address, change.type, self.operation)
+            record = self.recorder.record(address)
+            if record is None or record.status != "rolling_back":  # a rollback stays recorded as one
+                self.recorder.tainted(address, change.type, self.operation)
             self.result.tainted.append(address)
         self._live.clear()
 
@@ -318,6 +320,7 @@ class Walker:
             self.recorder.running(stage, change.action, self.operation)
             self.hooks.stage_started(change.address, change.action)
         else:
+            self.recorder.rolling_back(change.address, change.type, self.operation)
             self.hooks.stage_started(change.address, "rollback")
         return Run(lambda: self._work(change, phase, ctx))
 

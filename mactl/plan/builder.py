@@ -368,6 +368,14 @@ class Planner:
                 before=before,
                 attributes=tuple(attrs),
             )
+        if record.status == "rolling_back":
+            # Never resumed from its checkpoint: what the stage made may be half undone.
+            return change(
+                action="replace",
+                reason="its rollback was interrupted (a killed destroy?): the rollback finishes, then it is redone",
+                before=before,
+                attributes=tuple(attrs),
+            )
         if record.status in TAINTED_STATUSES:
             why = (
                 "interrupted while running"
@@ -944,7 +952,7 @@ class Planner:
                 address=address,
                 type=record.type,
                 action="rollback",
-                reason="destroy",
+                reason="destroy: its interrupted rollback finishes" if record.status == "rolling_back" else "destroy",
                 before=record.inputs or None,
                 manual_rollback=stage is not None and stage.lifecycle.rollback == "manual",
                 prevent_rollback=stage is not None and stage.lifecycle.prevent_rollback,
