@@ -75,6 +75,7 @@ class Figures:
     destroy_reruns: int = 0
     destroy_cycles: int = 0
     plans_after_destroy_kill: int = 0
+    applies_after_destroy_kill: int = 0  # an apply to completion instead of the rerun, documents compared
     extra_deletions: list[str] = field(default_factory=list)  # what destroy took that mactl did not make
 
     @property
@@ -116,6 +117,7 @@ class Figures:
                 ("destroy reruns (after a kill)", str(self.destroy_reruns)),
                 ("destroy cycles (apply … destroy)", str(self.destroy_cycles)),
                 ("plans after a destroy kill", str(self.plans_after_destroy_kill)),
+                ("applies after a destroy kill (docs compared)", str(self.applies_after_destroy_kill)),
                 ("extra deletions (not mactl's)", str(len(self.extra_deletions))),
             ]
         rows += [("seed", str(self.seed))]
@@ -216,6 +218,8 @@ class Project:
     # A Kafka capture log (bootstrap servers) instead of a file one: destroy must then also
     # delete the topic (`deleteTopicOnRollback`) and the replay stage's consumer group.
     kafka: str | None = None
+    # `follow: true`: the replay stage leaves a detached replayer running, which destroy must stop
+    follow: bool = False
     proxy_port: int = field(default_factory=free_port)
 
     @property
@@ -344,7 +348,7 @@ source-migration-configurations:
                 maxBatchDocs: 20
                 leaseSeconds: 5
     replayer-config:
-      follow: false
+      follow: {str(self.follow).lower()}
       maxLagSeconds: 5
       lagWindowSeconds: 1
       timeoutSeconds: 120
@@ -835,6 +839,21 @@ def _after_destroy_kill(project: Project, figures: Figures, stage_type: str) -> 
         raise HarnessFailure(f"the plan does not name the interrupted rollback ({label}):\n{said[-3000:]}")
 
 
+def _apply_after_destroy_kill(project: Project, figures: Figures) -> None:
+    done = project.mactl("apply", "-auto-approve", timeout=600)
+    if done.returncode != 0:
+        raise HarnessFailure(f"the apply after a destroy kill failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    statuses = {a: s["status"] for a, s in ((project.state() or {}).get("stages") or {}).items()}
+    if set(statuses.values()) != {"complete"}:
+        raise HarnessFailure(f"not every stage is complete after the apply after a destroy kill: {statuses}")
+    problems = project.compare(figures)
+    deleted, _ = project.planted_problems(applied=True)
+    figures.extra_deletions += deleted
+    if problems or deleted:
+        raise HarnessFailure("after the apply after a destroy kill:\n  " + "\n  ".join([*problems, *deleted][:30]))
+    figures.applies_after_destroy_kill += 1
+
+
 def destroy_kill_plan(rnd: random.Random, kills: int, types: tuple[str, ...] = STAGE_TYPES) -> list[str]:
     """The stage types whose rollback to kill in, in destroy's (reverse pipeline) order."""
     return list(reversed(kill_plan(rnd, kills, types)))
@@ -885,9 +904,14 @@ def run_destroy_cycle(
         made = project._kafka_leftovers()
         if not any("topic" in m for m in made) or not any("group" in m for m in made):
             problems.append(f"the apply left no capture topic or replay consumer group to destroy: {made}")
+    if project.follow and not interrupted_apply and not any("replayer" in x for x in project.leftovers()):
+        problems.append("the apply left no follow replayer running for destroy to stop")
     deleted, _ = project.planted_problems(applied=True)
     if problems or deleted:  # after a killed apply too: the apply must not have deleted anything
         raise HarnessFailure("after the apply:\n  " + "\n  ".join([*problems, *deleted][:30]))
+    # Once a cycle, the kill is followed by an apply (redoing what the destroy undid, a
+    # half-undone stage replaced), the target compared with the source, then more kills.
+    reapply_after = rnd.randrange(kills) if kills > 1 else -1
     for i, stage_type in enumerate(destroy_kill_plan(rnd, kills, types)):
         stages = (project.state() or {}).get("stages") or {}
         of_type = sorted(a for a, s in stages.items() if s["type"] == stage_type)
@@ -902,6 +926,8 @@ def run_destroy_cycle(
         figures.destroy_kills_targeted += target is not None
         _after_destroy_kill(project, figures, stage_type)
         figures.destroy_reruns += 1
+        if i == reapply_after:
+            _apply_after_destroy_kill(project, figures)
     _destroy_and_check(project, figures)
     figures.destroy_cycles += 1
 
@@ -923,7 +949,7 @@ def run_destroy(
     HarnessFailure naming the seed."""
     rnd = random.Random(seed)
     figures = Figures(seed)
-    project = Project(base / "project", es_url, os_url, repo_root, planted=True, kafka=kafka)
+    project = Project(base / "project", es_url, os_url, repo_root, planted=True, kafka=kafka, follow=True)
     project.setup()
     try:
         while figures.destroy_kills < kills:
