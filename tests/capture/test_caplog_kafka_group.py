@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 from mactl.capture import log_kafka
 from mactl.errors import ProviderError
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.kafka]
 
 
 @pytest.fixture
