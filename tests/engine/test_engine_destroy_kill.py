@@ -69,6 +69,9 @@ def test_kill_9_mid_rollback_records_it_and_plan_and_destroy_finish_it(project: 
     assert r.code == 2, r.out + r.err
     assert "No changes" not in r.out
     assert f"# {BACKFILL} must be REPLACED" in r.out and "its rollback was interrupted" in r.out
+    said = r.out + r.err
+    assert "a destroy did not finish" in said and f"1 with an interrupted rollback ({BACKFILL})" in said
+    assert "Run `mactl destroy` again to finish it" in said
     r = project.run("status")
     assert r.code == 0 and "rolling_back" in r.out
 
@@ -98,3 +101,17 @@ def test_an_apply_after_a_killed_rollback_redoes_the_stage_and_never_resumes_its
     assert BACKFILL in {c["address"] for c in project.calls("applied")}
     record = project.state()["stages"][BACKFILL]
     assert record["status"] == "complete" and record["outputs"].get("resumed_from") is None
+    r = project.run("plan", "-refresh=false")
+    assert "No changes." in r.out and "did not finish" not in r.out + r.err  # the apply redid what it undid
+
+
+def test_a_destroy_that_finished_leaves_no_warning_and_a_stopped_one_does(project: Project) -> None:
+    project.write(pipeline_config(indices=1, replayer=False))
+    assert project.run("apply", "-auto-approve", "-refresh=false").code == 0
+    assert project.run("destroy", "-auto-approve", "-target", "validate.src.t1").code == 0
+    r = project.run("plan", "-refresh=false")
+    assert "did not finish" not in r.out + r.err  # a -target destroy that ended: nothing unfinished
+    project.control(fail_rollback={BACKFILL: "target refused the delete"})
+    assert project.run("destroy", "-auto-approve").code == 1
+    r = project.run("plan", "-refresh=false")
+    assert "a destroy did not finish (started" in r.out + r.err and "rolls back " in r.out + r.err

@@ -837,6 +837,9 @@ def _after_destroy_kill(project: Project, figures: Figures, stage_type: str) -> 
         )
     if interrupted and "its rollback was interrupted" not in said:
         raise HarnessFailure(f"the plan does not name the interrupted rollback ({label}):\n{said[-3000:]}")
+    walks = [h for h in doc.get("history") or [] if h.get("operation") == "destroy" and not h.get("address")]
+    if walks and walks[-1]["result"] == "started" and "a destroy did not finish" not in said:
+        raise HarnessFailure(f"the plan does not say the killed destroy did not finish:\n{said[-3000:]}")
 
 
 def _apply_after_destroy_kill(project: Project, figures: Figures) -> None:
