@@ -15,7 +15,8 @@ reruns, documents lost/duplicated, state unreadable count, stale locks left. Exi
 `--destroy-kills N` then kills `mactl destroy` N times (`run_destroy`, the harness CI runs
 with 6): after an apply to completion, at the start of each stage type's rollback plus a
 random moment (every third one `destroy -target ADDR`), each kill followed by `mactl state
-list`, force-unlock, a `plan` that must say what is left, and a rerun; the last destroy
+list`, force-unlock (or, every other time, the plan's `-lock-takeover-stale`), a `plan` that
+must say what is left, and a rerun (once a cycle an apply, the documents compared); the last destroy
 must leave nothing of mactl's (indices, templates, snapshots, proxy and replayer
 processes) and keep two indices planted on the target before the apply exactly as they
 were. Its table adds: kills per rollback stage type, reruns, plans, extra deletions.
@@ -116,6 +117,8 @@ def main() -> int:
                     "destroyReruns": destroy.destroy_reruns,
                     "destroyCycles": destroy.destroy_cycles,
                     "plansAfterDestroyKill": destroy.plans_after_destroy_kill,
+                    "staleLockTakeovers": destroy.stale_lock_takeovers,
+                    "appliesAfterDestroyKill": destroy.applies_after_destroy_kill,
                     "destroyStateUnreadable": destroy.state_unreadable,
                     "destroyStaleLocksLeft": destroy.stale_locks_left,
                     "destroyLeftBehind": destroy.leftovers,

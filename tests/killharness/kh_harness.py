@@ -75,6 +75,7 @@ class Figures:
     destroy_reruns: int = 0
     destroy_cycles: int = 0
     plans_after_destroy_kill: int = 0
+    stale_lock_takeovers: int = 0  # the dead destroy's lock taken over by the plan (-lock-takeover-stale)
     applies_after_destroy_kill: int = 0  # an apply to completion instead of the rerun, documents compared
     extra_deletions: list[str] = field(default_factory=list)  # what destroy took that mactl did not make
 
@@ -117,6 +118,7 @@ class Figures:
                 ("destroy reruns (after a kill)", str(self.destroy_reruns)),
                 ("destroy cycles (apply … destroy)", str(self.destroy_cycles)),
                 ("plans after a destroy kill", str(self.plans_after_destroy_kill)),
+                ("  of which took the dead destroy's lock over", str(self.stale_lock_takeovers)),
                 ("applies after a destroy kill (docs compared)", str(self.applies_after_destroy_kill)),
                 ("extra deletions (not mactl's)", str(len(self.extra_deletions))),
             ]
@@ -824,10 +826,19 @@ def _after_destroy_kill(project: Project, figures: Figures, stage_type: str) -> 
         interrupted[0] if len(interrupted) == 1 else ("between stages" if not interrupted else "+".join(interrupted))
     )
     figures.destroy_kills_by_type[label] += 1
-    project.unlock()  # none when the kill landed after the destroy released it, on its way out
+    # The dead destroy's lock (none when the kill landed after it released it, on its way
+    # out): every other time the plan takes it over as stale (its pid is gone), else
+    # force-unlock by its ID. Either way the rerun then finds no lock.
+    takeover = bool(stages) and figures.destroy_kills % 2 == 0 and project.lock_id() is not None
+    if not takeover:
+        project.unlock()
     if not stages:
         return  # everything was rolled back just before the kill landed: nothing is left to plan
-    plan = project.mactl("plan", "-detailed-exitcode", timeout=300)
+    plan = project.mactl("plan", "-detailed-exitcode", *(["-lock-takeover-stale"] if takeover else []), timeout=300)
+    figures.stale_lock_takeovers += takeover
+    if project.lock_id() is not None:
+        figures.stale_locks_left += 1
+        raise HarnessFailure(f"a lock is left after the plan after a destroy kill (takeover: {takeover})")
     figures.plans_after_destroy_kill += 1
     said = plan.stdout + plan.stderr
     if plan.returncode != 2 or "Traceback" in said or "No changes" in said:
