@@ -112,6 +112,10 @@ def test_a_destroy_that_finished_leaves_no_warning_and_a_stopped_one_does(projec
     r = project.run("plan", "-refresh=false")
     assert "did not finish" not in r.out + r.err  # a -target destroy that ended: nothing unfinished
     project.control(fail_rollback={BACKFILL: "target refused the delete"})
-    assert project.run("destroy", "-auto-approve").code == 1
+    r = project.run("destroy", "-auto-approve")
+    assert r.code == 1 and f"{BACKFILL} FAILED: target refused the delete" in r.err
+    # a destroy says how to finish it (not "run `mactl apply` again", not "kept in the state")
+    assert "To finish: fix the cause and run `mactl destroy` again" in r.out and "mactl apply` again" not in r.out
+    assert "rolled back and removed from the state" in r.out
     r = project.run("plan", "-refresh=false")
     assert "a destroy did not finish (started" in r.out + r.err and "rolls back " in r.out + r.err
