@@ -168,12 +168,15 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
         )
         if gen_salt:
             spec = dataclasses.replace(spec, gen=f"{spec.gen}-{gen_salt}")
+        target = client_for(inputs.target)
+        baseline = _documents_before(ctx, target)
         ctx.checkpoint(
             {
                 "stateIndex": spec.state_index,
                 "generation": spec.gen,
                 "deadLetter": spec.deadletter,
                 "workdir": str(ctx.workdir),
+                "documentsBefore": baseline,
             }
         )
 
@@ -200,7 +203,6 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
                 cancelled=ctx.cancelled,
                 log=ctx.log,
             )
-        target = client_for(inputs.target)
         meta = lease_store(spec).read_meta() or {}
         unmigratable: dict[str, str] = dict(meta.get("unmigratable") or {})
         check = check_counts(
@@ -209,6 +211,7 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
             deadline_s=inputs.retryTimeoutSeconds,
             unmigratable=unmigratable,
             same_names=not inputs.transforms,
+            before=baseline,
         )
         failed = sum(p.failed for p in run.snapshot.indices.values())
         errors = errors_summary(check.ledger)
@@ -232,6 +235,7 @@ class BackfillProvider(BaseProvider[BackfillInputs]):
                 i: d for i in sorted(check.target) if (d := _metadata_definition(ctx.upstream, i)) is not None
             },
             "instances": _recorded_instances(inputs, snapshot),
+            "documentsBefore": baseline,
         }
         if errors is not None:
             outputs["completeWithErrors"] = errors
@@ -438,6 +442,50 @@ def _all_generations_meta(store: Any) -> dict[str, dict[str, Any]]:
     """Each generation's meta document (snapshot name, sampling thresholds), by generation."""
     resp = store.client.search(index=store.index, body={"size": 1000, "query": {"term": {"kind": "meta"}}})
     return {str(h["_source"].get("gen")): h["_source"] for h in resp["hits"]["hits"]}
+
+
+def _documents_before(ctx: Context, target: Any) -> dict[str, int]:
+    """Per index the upstream metadata stage found already on the target (`existing`, or
+    `skipped` by `onExisting: skip`), the documents it held before this stage wrote any.
+
+    The count check then expects those plus what the ledger says was written, instead of
+    failing on the target's own documents. Counted once, before this stage's first write,
+    and recorded (checkpoint, outputs): a resumed run or a later update takes the recorded
+    counts, since the index holds this stage's documents by then. An index the metadata
+    stage created holds nothing of anyone else's and is not counted.
+    """
+    for recorded in (
+        (ctx.checkpoint_data or {}).get("documentsBefore"),
+        (ctx.prior_outputs or {}).get("documentsBefore"),
+    ):
+        if isinstance(recorded, Mapping):
+            return {str(k): int(v) for k, v in recorded.items()}
+    counts: dict[str, int] = {}
+    for index in sorted(_metadata_found_indices(ctx.upstream)):
+        try:
+            target.indices.refresh(index=index)
+            n = int(target.count(index=index)["count"])
+        except NotFoundError:
+            continue  # deleted since: it holds nothing now
+        if n:
+            counts[index] = n
+    return counts
+
+
+def _metadata_found_indices(upstream: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """The target indices an upstream metadata stage found there before it (and left alone)."""
+    names: set[str] = set()
+    for address, outputs in upstream.items():
+        if address.split(".", 1)[0] != "metadata":
+            continue
+        for row in (outputs.get("report") or {}).get("items") or []:
+            if (
+                isinstance(row, Mapping)
+                and row.get("kind") == "index"
+                and row.get("outcome") in ("existing", "skipped")
+            ):
+                names.add(str(row["name"]))
+    return names
 
 
 def _metadata_created_indices(upstream: Mapping[str, Mapping[str, Any]]) -> set[str]:

@@ -20,8 +20,20 @@ from mactl.errors import StateError
 FORMAT_VERSION = 1
 
 StageStatus = Literal[
-    "pending", "running", "complete", "complete_with_errors", "failed", "tainted", "awaiting_approval", "left_manual"
+    "pending",
+    "running",
+    "complete",
+    "complete_with_errors",
+    "failed",
+    "tainted",
+    "awaiting_approval",
+    "left_manual",
+    "rolling_back",
 ]
+# `rolling_back`: a rollback (destroy, or the first half of a replace) started and has not
+# ended. Recorded before the provider undoes anything, so a kill mid-rollback leaves a
+# record that says the stage's work may be half undone, never one that still says
+# `complete`; the next destroy finishes the rollback, the next apply redoes the stage.
 
 # A stage that finished but left some of its work undone on purpose (a backfill's dead
 # letters) says so with this key in its outputs; it is then recorded as

@@ -76,6 +76,20 @@ class StateRecorder:
             last_error=None,
         )
 
+    def rolling_back(self, address: str, stage_type: str, operation: str) -> None:
+        """The stage's rollback starts. Saved before the provider undoes anything: a kill
+        from here on leaves `rolling_back`, so neither a plan nor a rerun takes the
+        half-undone stage for a complete one. Inputs, outputs and checkpoint stay as they
+        are: the rollback's rerun needs them to find what the stage made."""
+        self.update(
+            address,
+            stage_type,
+            history=(f"{operation} rollback", "started", None),
+            status="rolling_back",
+            started_at=utcnow(),
+            finished_at=None,
+        )
+
     def checkpoint(self, address: str, stage_type: str, data: Mapping[str, Any]) -> None:
         self.update(address, stage_type, checkpoint=mask_values(dict(data), self.secrets))
 

@@ -130,6 +130,7 @@ class Walker:
                 self.hooks.walk_started()
                 try:
                     self._moves()
+                    self._destroy_note("started")
                     self._phase_rollback()
                     if not self.scheduler.stopping:
                         self._forgets()
@@ -137,9 +138,29 @@ class Walker:
                         self._phase_apply()
                 finally:
                     self.hooks.walk_finished()
+                    self._destroy_note("ended")
             except KeyboardInterrupt:
                 self._stop_at_once()
         return self.result
+
+    def _destroy_note(self, when: str) -> None:
+        """A destroy's start and end in the history, beside its stages' entries: a destroy
+        killed midway leaves a start without an end, which the next plan reports
+        (`unfinished_destroy`). Nothing for an apply, or a destroy with nothing to undo."""
+        if self.operation != "destroy" or not any(c.rolls_back for c in self.plan.changes):
+            return
+        if when == "started":
+            targets = self.plan.options.get("targets") or []
+            scope = f" of -target {', '.join(map(str, targets))}" if targets else ""
+            rolled = sum(c.rolls_back for c in self.plan.changes)
+            self.recorder.note("destroy", "started", f"rolls back {rolled} stage(s){scope}")
+            return
+        r = self.result
+        stopped = bool(r.failed or r.interrupted or r.lock_lost or r.tainted)
+        try:
+            self.recorder.note("destroy", "stopped" if stopped else "ok", f"{len(r.rolled_back)} rolled back")
+        except Exception:  # noqa: BLE001 - the end of a destroy that cannot write the state is not recorded
+            pass
 
     def _stop_gracefully(self) -> None:
         """The first Ctrl-C (in a signal handler): start nothing more, ask running stages to stop."""
@@ -168,7 +189,9 @@ class Walker:
         """The second Ctrl-C: every stage still running is recorded as tainted."""
         self.result.interrupted = True
         for address, (change, _) in list(self._live.items()):
-            self.recorder.tainted(address, change.type, self.operation)
+            record = self.recorder.record(address)
+            if record is None or record.status != "rolling_back":  # a rollback stays recorded as one
+                self.recorder.tainted(address, change.type, self.operation)
             self.result.tainted.append(address)
         self._live.clear()
 
@@ -318,6 +341,7 @@ class Walker:
             self.recorder.running(stage, change.action, self.operation)
             self.hooks.stage_started(change.address, change.action)
         else:
+            self.recorder.rolling_back(change.address, change.type, self.operation)
             self.hooks.stage_started(change.address, "rollback")
         return Run(lambda: self._work(change, phase, ctx))
 

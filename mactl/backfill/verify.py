@@ -99,9 +99,12 @@ def check_counts(
     deadline_s: float = 600.0,
     unmigratable: Mapping[str, str] | None = None,
     same_names: bool = False,
+    before: Mapping[str, int] | None = None,
 ) -> CountCheck:
     """The ledger and the target's counts. `same_names`: no transform can rename an index,
-    so every selected index is counted on the target, also one nothing was written to."""
+    so every selected index is counted on the target, also one nothing was written to.
+    `before`: documents an index held before the stage wrote to it (one that was on the
+    target first), expected on top of what the ledger says was written."""
     check = CountCheck()
     for u in snap.units:
         c = u.counters
@@ -116,6 +119,9 @@ def check_counts(
     if same_names:
         for index in check.ledger:
             expected_by_index.setdefault(index, 0)
+    for index, n in (before or {}).items():
+        if index in expected_by_index:
+            expected_by_index[index] += n
     for index, expected in sorted(expected_by_index.items()):
 
         def count(index: str = index) -> int | None:
@@ -131,8 +137,12 @@ def check_counts(
         actual = found or 0
         check.target[index] = {"expected": expected, "actual": actual}
         if actual != expected:
+            had = (before or {}).get(index)
             check.differences.append(
                 f"{index}: target holds {actual} documents, the ledger says {expected} were written"
+                if not had
+                else f"{index}: target holds {actual} documents, expected {expected} "
+                f"({had} it held before and {expected - had} the ledger says were written)"
             )
     return check
 

@@ -299,8 +299,31 @@ def end_offsets(cfg: dict[str, Any]) -> Offsets:
         consumer.close()
 
 
-def delete_group(cfg: dict[str, Any], group: str) -> None:
-    try_delete_group(cfg, group)
+def delete_group(cfg: dict[str, Any], group: str, timeout: float = 30.0) -> None:
+    """Delete the group's committed offsets, and see that they are gone.
+
+    Kafka refuses while the group has members: a replayer killed outright stays one until
+    its session times out (`_SESSION_TIMEOUT_MS`), so this tries again until the offsets
+    are gone, and fails naming why after `timeout` seconds. Before, a refusal was ignored
+    and a replay's rollback said the offsets were forgotten while the group kept them.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        why = try_delete_group(cfg, group)
+        view = GroupView(cfg, group)
+        try:
+            left = view.committed()
+        finally:
+            view.close()
+        if not left:
+            return
+        if time.monotonic() >= deadline:
+            raise ProviderError(
+                f"kafka: consumer group {group} still has committed offsets {left} after {timeout:.0f}s "
+                f"({why or 'deleted, yet still there'})",
+                hint="another consumer may still be in the group: stop it, then run the rollback again",
+            )
+        time.sleep(1.0)
 
 
 def try_delete_group(cfg: dict[str, Any], group: str) -> str | None:

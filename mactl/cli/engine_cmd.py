@@ -567,8 +567,19 @@ def _report(result: WalkResult, operation: str) -> int:
             if result.lock_lost and message == result.lock_lost:
                 message = "stopped by the lost lock; its end is not recorded in the state"
             typer.secho(f"  {address} FAILED: {message}", fg="red", err=True)
+        stopped_at_once = "its rollback is left interrupted" if operation == "destroy" else "marked tainted"
         for address in result.tainted:
-            typer.secho(f"  {address}: stopped at once, marked tainted", fg="red", err=True)
+            typer.secho(f"  {address}: stopped at once, {stopped_at_once}", fg="red", err=True)
+        if operation == "destroy":
+            # What a destroy rolled back left the state; what it did not is still there to finish.
+            out(f"\n{rolled} stage(s) rolled back and removed from the state; the others are kept in it.")
+            if result.not_started:
+                out(f"{len(result.not_started)} stage(s) were not started.")
+            out(
+                "To finish: fix the cause and run `mactl destroy` again; a stage whose rollback failed or was\n"
+                "interrupted is rolled back again from where it stopped. `mactl apply` instead redoes what was undone."
+            )
+            return 130 if result.interrupted and not result.failed and not result.lock_lost else 1
         out(f"\n{done} stage(s) finished and {rolled} rolled back; they are kept in the state.")
         if result.not_started:
             out(f"{len(result.not_started)} stage(s) were not started.")

@@ -126,6 +126,7 @@ _STYLE = {
     "awaiting_approval": "magenta",
     "pending": "dim",
     "left_manual": "yellow",
+    "rolling_back": "red",
 }
 
 

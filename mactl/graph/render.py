@@ -36,6 +36,7 @@ KNOWN_STYLES: dict[str, tuple[str, str]] = {
     "pending": ("#ffffff", "#9e9e9e"),
     "failed": ("#f8d7da", "#c62828"),
     "tainted": ("#ffe0b2", "#e65100"),
+    "rolling_back": ("#f8d7da", "#c62828"),  # a rollback cut short: as alarming as a failure
     "awaiting_approval": ("#ede7f6", "#5e35b1"),
     "left_manual": ("#fce4ec", "#ad1457"),
     "rolled_back": ("#eeeeee", "#616161"),

@@ -69,7 +69,7 @@ from mactl.plan.value_diff import ValueDiffer
 from mactl.providers import registry
 from mactl.providers.base import StageContext
 from mactl.retrying import waiting_at_most
-from mactl.state.document import COMPLETE_STATUSES, StageRecord, StateDocument
+from mactl.state.document import COMPLETE_STATUSES, HistoryEntry, StageRecord, StateDocument
 from mactl.state.masking import shared_values_masked
 from mactl.state.workdir import Workdir
 
@@ -368,6 +368,14 @@ class Planner:
                 before=before,
                 attributes=tuple(attrs),
             )
+        if record.status == "rolling_back":
+            # Never resumed from its checkpoint: what the stage made may be half undone.
+            return change(
+                action="replace",
+                reason="its rollback was interrupted (a killed destroy?): the rollback finishes, then it is redone",
+                before=before,
+                attributes=tuple(attrs),
+            )
         if record.status in TAINTED_STATUSES:
             why = (
                 "interrupted while running"
@@ -503,6 +511,21 @@ class Planner:
                     f"-keep-downstream {address}: no stage has that address{did_you_mean(address, list(self.graph.stages))}"
                 )
         selected, excluded = self._selection()
+        unfinished = unfinished_destroy(self.doc)
+        if unfinished is not None and self.records:
+            interrupted = sorted(a for a, r in self.records.items() if r.status == "rolling_back")
+            self.warnings.append(
+                f"a destroy did not finish (started {unfinished.at} by {unfinished.who}: {unfinished.detail}); "
+                f"the state still holds {len(self.records)} stage(s)"
+                + (
+                    f", {len(interrupted)} with an interrupted rollback ({', '.join(interrupted[:5])}"
+                    + (", …" if len(interrupted) > 5 else "")
+                    + ")"
+                    if interrupted
+                    else ""
+                )
+                + ". Run `mactl destroy` again to finish it (`mactl apply` instead redoes what it undid)"
+            )
 
         if o.destroy:
             changes = self._destroy(selected)
@@ -944,7 +967,7 @@ class Planner:
                 address=address,
                 type=record.type,
                 action="rollback",
-                reason="destroy",
+                reason="destroy: its interrupted rollback finishes" if record.status == "rolling_back" else "destroy",
                 before=record.inputs or None,
                 manual_rollback=stage is not None and stage.lifecycle.rollback == "manual",
                 prevent_rollback=stage is not None and stage.lifecycle.prevent_rollback,
@@ -1106,6 +1129,23 @@ def _replace(change: Change, **updates: Any) -> Change:
     from dataclasses import replace
 
     return replace(change, **updates)
+
+
+def unfinished_destroy(doc: StateDocument) -> HistoryEntry | None:
+    """The start of the last destroy when it did not finish: it never recorded its end
+    (killed) or ended stopped (a failure, Ctrl-C), and no apply has run a stage since.
+    None when the last destroy finished, or there was none."""
+    stopped = False
+    for entry in reversed(doc.history):
+        if entry.address is None and entry.operation == "destroy":
+            if entry.result == "started":
+                return entry
+            if entry.result != "stopped" or stopped:
+                return None
+            stopped = True  # its start is further back
+        elif entry.operation == "apply" and entry.result == "started":
+            return None
+    return None
 
 
 def build_plan(

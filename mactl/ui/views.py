@@ -28,6 +28,7 @@ from mactl.ui.sources import StageRow
 STATUS_ORDER = (
     "failed",
     "tainted",
+    "rolling_back",
     "running",
     "awaiting_approval",
     "complete_with_errors",
@@ -46,6 +47,7 @@ STATUS_LABELS = {
     "awaiting_approval": "awaiting approval",
     "rolled_back": "rolled back",
     "left_manual": "left to you",
+    "rolling_back": "rollback interrupted",
 }
 
 

@@ -107,6 +107,31 @@ def test_rollback_on_an_index_mactl_did_not_create_deletes_only_the_written_ids(
     assert not target.indices.exists(index=build_spec(address, inputs, workdir=tmp_path).state_index)
 
 
+def test_the_count_check_expects_the_documents_an_existing_index_held_before(
+    source_snapshot: SourceSnapshot, target: OpenSearch, tmp_path: Path
+) -> None:
+    """An index that was on the target first (the metadata stage left it alone: `onExisting:
+    skip`, or identical): the count check expects its own documents plus the ledger's,
+    counted once before the first write and recorded for a resumed run. Before, it
+    expected only the ledger's and failed every backfill into such an index."""
+    src = source_snapshot
+    target.indices.create(index=src.index, body={"settings": {"number_of_shards": 1, "number_of_replicas": 0}})
+    theirs = _someone_elses(target, src.index, [f"other-{i}" for i in range(7)])
+    inputs = _inputs(src, verifyCounts=True)
+    # what the metadata stage records when it leaves an existing index alone
+    found = {"kind": "index", "name": src.index, "outcome": "skipped", "reason": "already on the target"}
+    upstream = {"metadata.src.snap.t.m0": {"created": [], "report": {"items": [found]}}}
+    checkpoints: list[dict[str, Any]] = []
+    outputs = BackfillProvider().apply(
+        _ctx(inputs, stage_address(), tmp_path, upstream=upstream, checkpoints=checkpoints)
+    )
+    assert outputs["differences"] == []
+    live = len(src.live_ids)
+    assert outputs["targetIndices"][src.index] == {"expected": live + 7, "actual": live + 7}
+    assert checkpoints[0]["documentsBefore"] == outputs["documentsBefore"] == {src.index: 7}
+    assert {d: v for d, v in scan_docs(target, src.index).items() if d in theirs} == theirs
+
+
 def test_rollback_after_transforms_and_lost_working_state_keeps_others_documents(
     source_snapshot: SourceSnapshot, target: OpenSearch, tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ call so a test can change it between runs:
     {"calls": "/tmp/x/calls.jsonl",
      "fail": {"ADDR": "message"},           # apply raises ProviderError(message)
      "fail_rollback": {"ADDR": "message"},
+     "rollback_sleep": {"ADDR": seconds},   # rollback works this long (a kill can land in it)
      "sleep": {"ADDR": seconds},            # apply works this long, reporting progress
      "checkpoint": ["ADDR"],                # checkpoints {"done": n} every step while sleeping
      "ignore_cancel": ["ADDR"],             # keeps working after ctx.cancelled is set
@@ -113,6 +114,10 @@ class StandinProvider(BaseProvider):
             password_is_real=password not in (None, "(sensitive)"),
             password_sha256=hashlib.sha256(password.encode()).hexdigest() if password else None,
         )
+        seconds = float(c.get("rollback_sleep", {}).get(ctx.address, 0))
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not ctx.cancelled.is_set():
+            time.sleep(0.05)
         if ctx.address in c.get("fail_rollback", {}):
             raise ProviderError(c["fail_rollback"][ctx.address])
 
