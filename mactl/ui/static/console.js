@@ -17,7 +17,7 @@ function mactlText(tag, text, cls) {
 
 function mactlLabel(status) {
   return {pending: "planned", complete_with_errors: "complete with errors", awaiting_approval: "awaiting approval",
-          rolled_back: "rolled back", left_manual: "left to you"}[status] || status;
+          rolled_back: "rolled back", left_manual: "left to you", rolling_back: "rollback interrupted"}[status] || status;
 }
 
 function mactlMap(initial) {
