@@ -443,24 +443,9 @@ def undo_job(
 
 
 def forget_group(log: object, group: str, timeout: float = 30.0) -> None:
-    """Delete the group's committed offsets. Kafka refuses while members remain (a pod killed
-    outright stays a member until its session times out), so this tries until it holds."""
-    cfg = log_config(log)
-    deadline = time.monotonic() + timeout
-    while True:
-        why = log_kafka.try_delete_group(cfg, group)
-        view = log_kafka.GroupView(cfg, group)
-        try:
-            left = view.committed()
-        finally:
-            view.close()
-        if not left:
-            return
-        if time.monotonic() >= deadline:
-            raise ProviderError(
-                f"kafka: consumer group {group} still has committed offsets {left} after {timeout:.0f}s ({why})"
-            )
-        time.sleep(1.0)
+    """Delete the group's committed offsets (`log_kafka.delete_group`: Kafka refuses while
+    members remain, e.g. a pod killed outright until its session times out, so it retries)."""
+    log_kafka.delete_group(log_config(log), group, timeout=timeout)
 
 
 def drain_and_delete(address: str, entry: Mapping[str, Any], timeout: float = 120.0) -> bool:
