@@ -101,24 +101,46 @@ def _bulk(c: OpenSearch, index: str, rows: list[tuple[str, str | None, dict[str,
         raise RuntimeError(f"loading {index}: {errors[:2]}")
 
 
+# The pair's two indices as created on the source (tests create them elsewhere too).
+DOCS_BODY: dict[str, Any] = {
+    "settings": {"number_of_shards": 2, "number_of_replicas": 0},
+    "mappings": {
+        "properties": {
+            "title": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
+            "tag": {"type": "keyword"},
+            "price": {"type": "double"},
+            "at": {"type": "date"},
+            "parts": {"type": "nested"},
+        }
+    },
+}
+VEC_BODY: dict[str, Any] = {
+    "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+    "mappings": {
+        "properties": {
+            "emb": {"type": "dense_vector", "dims": VECTOR_DIMS, "index": True, "similarity": "cosine"},
+            "emb_l2": {
+                "type": "dense_vector",
+                "dims": VECTOR_DIMS,
+                "index": True,
+                "similarity": "l2_norm",
+                "index_options": {"type": "hnsw", "m": 16, "ef_construction": 100},
+            },
+            "bits": {"type": "dense_vector", "dims": 16, "element_type": "bit"},
+            "label": {"type": "keyword"},
+            "attrs": {"type": "flattened"},
+        }
+    },
+}
+
+
 def load_source(source: OpenSearch, prefix: str, *, vectors: bool, docs: int = 240) -> list[str]:
     """The pair's indices on the source; returns their names."""
     rng = random.Random(16)
     plain = f"{prefix}-docs"
     source.indices.create(
         index=plain,
-        body={
-            "settings": {"number_of_shards": 2, "number_of_replicas": 0},
-            "mappings": {
-                "properties": {
-                    "title": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
-                    "tag": {"type": "keyword"},
-                    "price": {"type": "double"},
-                    "at": {"type": "date"},
-                    "parts": {"type": "nested"},
-                }
-            },
-        },
+        body=DOCS_BODY,
     )
     rows = [(f"d{i:04d}", f"r{i % 5}" if i % 4 == 0 else None, d) for i, d in enumerate(_docs(rng, docs))]
     for start in range(0, len(rows), docs // 3):  # several segments: a refresh per batch
@@ -134,24 +156,7 @@ def load_source(source: OpenSearch, prefix: str, *, vectors: bool, docs: int = 2
         vec = f"{prefix}-vec"
         source.indices.create(
             index=vec,
-            body={
-                "settings": {"number_of_shards": 1, "number_of_replicas": 0},
-                "mappings": {
-                    "properties": {
-                        "emb": {"type": "dense_vector", "dims": VECTOR_DIMS, "index": True, "similarity": "cosine"},
-                        "emb_l2": {
-                            "type": "dense_vector",
-                            "dims": VECTOR_DIMS,
-                            "index": True,
-                            "similarity": "l2_norm",
-                            "index_options": {"type": "hnsw", "m": 16, "ef_construction": 100},
-                        },
-                        "bits": {"type": "dense_vector", "dims": 16, "element_type": "bit"},
-                        "label": {"type": "keyword"},
-                        "attrs": {"type": "flattened"},
-                    }
-                },
-            },
+            body=VEC_BODY,
         )
         vrows = [
             (

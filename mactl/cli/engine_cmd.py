@@ -572,21 +572,21 @@ def _report(result: WalkResult, operation: str) -> int:
             typer.secho(f"  {address}: stopped at once, {stopped_at_once}", fg="red", err=True)
         if operation == "destroy":
             # What a destroy rolled back left the state; what it did not is still there to finish.
-            out(f"\n{rolled} stage(s) rolled back and removed from the state; the others are kept in it.")
-            if result.not_started:
-                out(f"{len(result.not_started)} stage(s) were not started.")
-            out(
+            summary = f"{rolled} stage(s) rolled back and removed from the state; the others are kept in it."
+            advice = (
                 "To finish: fix the cause and run `mactl destroy` again; a stage whose rollback failed or was\n"
                 "interrupted is rolled back again from where it stopped. `mactl apply` instead redoes what was undone."
             )
-            return 130 if result.interrupted and not result.failed and not result.lock_lost else 1
-        out(f"\n{done} stage(s) finished and {rolled} rolled back; they are kept in the state.")
+        else:
+            summary = f"{done} stage(s) finished and {rolled} rolled back; they are kept in the state."
+            advice = (
+                "To resume: fix the cause and run `mactl apply` again. Failed or interrupted stages are tainted:\n"
+                "the next plan replaces them (or resumes them from their checkpoint), and finished stages are kept."
+            )
+        out(f"\n{summary}")
         if result.not_started:
             out(f"{len(result.not_started)} stage(s) were not started.")
-        out(
-            "To resume: fix the cause and run `mactl apply` again. Failed or interrupted stages are tainted:\n"
-            "the next plan replaces them (or resumes them from their checkpoint), and finished stages are kept."
-        )
+        out(advice)
         return 130 if result.interrupted and not result.failed and not result.lock_lost else 1
     verb = "Destroy" if operation == "destroy" else "Apply"
     if result.with_errors:

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from opensearchpy import OpenSearch
 
+from devtools.local.pairs import DOCS_BODY, VEC_BODY
 from mactl.audit.checks import check_definition
 from mactl.metadata import target as tgt
 from mactl.metadata.evaluate import _evaluate_one, target_components
@@ -133,36 +134,8 @@ def test_the_corpus_passes_the_check_on_each_target(
 # The version matrix's mappings (devtools/local/pairs.py) and the ES 8 constructs, created on
 # Elasticsearch 8 and read back as a snapshot of it would hold them.
 ES8_BODIES: dict[str, dict[str, Any]] = {
-    "docs": {
-        "settings": {"number_of_shards": 2, "number_of_replicas": 0},
-        "mappings": {
-            "properties": {
-                "title": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
-                "tag": {"type": "keyword"},
-                "price": {"type": "double"},
-                "at": {"type": "date"},
-                "parts": {"type": "nested"},
-            }
-        },
-    },
-    "vec": {
-        "settings": {"number_of_shards": 1, "number_of_replicas": 0},
-        "mappings": {
-            "properties": {
-                "emb": {"type": "dense_vector", "dims": 8, "index": True, "similarity": "cosine"},
-                "emb_l2": {
-                    "type": "dense_vector",
-                    "dims": 8,
-                    "index": True,
-                    "similarity": "l2_norm",
-                    "index_options": {"type": "hnsw", "m": 16, "ef_construction": 100},
-                },
-                "bits": {"type": "dense_vector", "dims": 16, "element_type": "bit"},
-                "label": {"type": "keyword"},
-                "attrs": {"type": "flattened"},
-            }
-        },
-    },
+    "docs": DOCS_BODY,
+    "vec": VEC_BODY,
     "tsdb": {
         "settings": {"index": {"mode": "time_series", "routing_path": ["host"], "number_of_replicas": 0}},
         "mappings": {
